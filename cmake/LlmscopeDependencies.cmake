@@ -1,0 +1,18 @@
+# Finds every third-party dependency once, as imported targets the folders link against.
+find_package(Torch REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+
+# Debian's TorchConfig puts its flags on a plain list; wrap them in one target.
+if(NOT TARGET llmscope_torch)
+  add_library(llmscope_torch INTERFACE)
+  target_link_libraries(llmscope_torch INTERFACE ${TORCH_LIBRARIES})
+  target_include_directories(llmscope_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+  if(TORCH_CXX_FLAGS)
+    separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+    target_compile_options(llmscope_torch INTERFACE ${_torch_flags})
+  endif()
+endif()

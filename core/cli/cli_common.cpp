@@ -1,0 +1,102 @@
+#include "cli_common.hpp"
+
+#include <iostream>
+#include <sstream>
+
+#include "llmscope/error.hpp"
+
+namespace llmscope::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"info", "architecture, size, dtype and hook points of a model", run_info},
+      {"tokenize", "token ids of texts, one JSON line per text", run_tokenize},
+      {"capture", "run a model and save logits, hidden states, attentions and hooked activations",
+       run_capture},
+      {"generate", "continue a prompt, greedy or sampled", run_generate},
+  };
+  return table;
+}
+
+bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
+                po::options_description& options, po::variables_map& vm,
+                const po::positional_options_description* positional) {
+  options.add_options()("help,h", "show this help");
+  try {
+    auto parser = po::command_line_parser(args).options(options);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: llmscope " << command << " " << usage << "\n\n" << options << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::ostringstream help;
+    help << e.what() << "\n\nusage: llmscope " << command << " " << usage << "\n\n" << options;
+    throw UsageError(help.str());
+  }
+  return true;
+}
+
+void add_model_options(po::options_description& options) {
+  options.add_options()
+      ("model,m", po::value<std::string>()->required(), "model folder (config.json + model.safetensors)")
+      ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N");
+}
+
+std::unique_ptr<Model> load_model_from(const po::variables_map& vm) {
+  LoadOptions options;
+  options.dtype = parse_dtype(vm["dtype"].as<std::string>());
+  options.device = parse_device(vm["device"].as<std::string>());
+  return load_model(vm["model"].as<std::string>(), options);
+}
+
+void add_text_or_ids_options(po::options_description& options) {
+  options.add_options()
+      ("text,t", po::value<std::string>(), "input text (needs the model's tokenizer)")
+      ("ids", po::value<std::string>(), "input token ids, comma-separated: 1,2,3");
+}
+
+std::vector<int64_t> parse_id_list(const std::string& text) {
+  std::vector<int64_t> ids;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto first = item.find_first_not_of(" \t");
+    auto last = item.find_last_not_of(" \t");
+    if (first == std::string::npos) throw UsageError("--ids: empty entry in '" + text + "'");
+    item = item.substr(first, last - first + 1);
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size()) throw UsageError("--ids: '" + item + "' is not an integer (expected e.g. 1,2,3)");
+    ids.push_back(value);
+  }
+  if (ids.empty()) throw UsageError("--ids: no ids given (expected e.g. 1,2,3)");
+  return ids;
+}
+
+at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenizer, bool allow_special) {
+  const bool text = vm.count("text") > 0, ids = vm.count("ids") > 0;
+  if (text == ids) throw UsageError("give exactly one of --text and --ids");
+  std::vector<int64_t> tokens;
+  if (ids) {
+    tokens = parse_id_list(vm["ids"].as<std::string>());
+  } else {
+    if (!tokenizer) {
+      throw Error("--text needs a tokenizer, and the model folder has none (vocab.json + merges.txt "
+                  "or tokenizer.json); pass --ids instead");
+    }
+    tokens = tokenizer->encode(vm["text"].as<std::string>(), EncodeOptions{allow_special});
+    if (tokens.empty()) throw Error("--text: the text encodes to no tokens");
+  }
+  return at::tensor(tokens, at::kLong).unsqueeze(0);
+}
+
+}  // namespace llmscope::cli

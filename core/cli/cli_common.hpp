@@ -1,0 +1,49 @@
+// Pieces every subcommand shares: the command table, model options (--model, --dtype,
+// --device), input options (--text, --ids), and turning parse errors into usage errors.
+#pragma once
+
+#include <boost/program_options.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmscope/model.hpp"
+#include "llmscope/tokenizer.hpp"
+
+namespace llmscope::cli {
+
+namespace po = boost::program_options;
+
+// Thrown for bad command-line usage; main() prints it with the subcommand's help, exit 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Command {
+  const char* name;
+  const char* summary;
+  std::function<int(const std::vector<std::string>& args)> run;
+};
+const std::vector<Command>& commands();
+
+int run_info(const std::vector<std::string>& args);
+int run_tokenize(const std::vector<std::string>& args);
+int run_capture(const std::vector<std::string>& args);
+int run_generate(const std::vector<std::string>& args);
+
+// Parses `args` against `options`; prints help and returns false when --help was given.
+bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
+                po::options_description& options, po::variables_map& vm,
+                const po::positional_options_description* positional = nullptr);
+
+void add_model_options(po::options_description& options);
+std::unique_ptr<Model> load_model_from(const po::variables_map& vm);
+
+// --text T | --ids 1,2,3 -> [1, pos] int64 ids (text needs the model's tokenizer).
+void add_text_or_ids_options(po::options_description& options);
+at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenizer, bool allow_special);
+std::vector<int64_t> parse_id_list(const std::string& text);
+
+}  // namespace llmscope::cli

@@ -1,0 +1,105 @@
+// Model: the architecture-neutral interface every language model in llmscope implements.
+// A forward pass takes token ids or embeddings (with an optional attention mask), runs the
+// hooks attached to its hook points, and returns logits plus whatever was asked for: hidden
+// states with Hugging Face's semantics, attention patterns, and a cache of named activations.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "llmscope/hook_points.hpp"
+#include "llmscope/hooks.hpp"
+#include "llmscope/tokenizer.hpp"
+
+namespace llmscope {
+
+struct ForwardInput {
+  at::Tensor input_ids;       // [batch, pos] int64; or
+  at::Tensor inputs_embeds;   // [batch, pos, d_model] (gradients flow back to it)
+  at::Tensor attention_mask;  // [batch, pos], 1 = token, 0 = padding (either side); optional
+};
+
+struct ForwardOptions {
+  std::vector<NamedHook> hooks;     // scoped to this pass, after the model's persistent hooks
+  std::vector<std::string> cache;   // hook point names or globs to capture (run_with_cache)
+  bool output_hidden_states = false;
+  bool output_attentions = false;
+  // Run blocks 0..stop_at_layer-1 only; logits are then not computed.
+  std::optional<int> stop_at_layer;
+  // Throw when a hook never fired (instead of only reporting it in ForwardOutput::firings).
+  bool strict_hooks = false;
+};
+
+struct ForwardOutput {
+  at::Tensor logits;                       // [batch, pos, vocab]; undefined when stopped early
+  std::vector<at::Tensor> hidden_states;   // n_layer + 1 entries: [0] embeddings, last after ln_f
+  std::vector<at::Tensor> attentions;      // per layer [batch, head, query_pos, key_pos]
+  ActivationCache cache;
+  std::vector<HookFiring> firings;         // every hook of the pass and how often it ran
+};
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::Device(at::kCPU);
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  virtual std::string architecture() const = 0;  // "gpt2"
+  virtual int64_t n_layer() const = 0;
+  virtual int64_t d_model() const = 0;
+  virtual int64_t vocab_size() const = 0;
+  virtual int64_t max_positions() const = 0;
+  virtual int64_t eos_token_id() const { return -1; }
+  virtual at::ScalarType dtype() const = 0;
+  virtual at::Device device() const = 0;
+  // Parameters under their Hugging Face names (tied weights listed once).
+  virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() const = 0;
+  int64_t num_parameters() const;
+
+  const HookPointTable& hook_points() const { return hook_points_; }
+  // A persistent hook, active on every pass until the handle removes it.
+  HookHandle hook(const std::string& name, HookFn fn) { return hooks_.add(name, std::move(fn)); }
+  void clear_hooks() { hooks_.clear(); }
+  const HookRegistry& persistent_hooks() const { return hooks_; }
+
+  virtual ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options = {}) = 0;
+  // Token embeddings for ids, as a model's embedding layer computes them ([batch, pos, d_model]).
+  virtual at::Tensor embed_tokens(const at::Tensor& input_ids) const = 0;
+
+  // The tokenizer found beside the weights, or nullptr.
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) { tokenizer_ = std::move(tokenizer); }
+  const std::filesystem::path& source() const { return source_; }
+
+ protected:
+  explicit Model(HookPointTable table, std::filesystem::path source)
+      : hook_points_(std::move(table)), hooks_(&hook_points_), source_(std::move(source)) {}
+
+ private:
+  HookPointTable hook_points_;
+  HookRegistry hooks_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::filesystem::path source_;
+};
+
+// Loads a Hugging Face checkpoint folder (config.json + model.safetensors, and tokenizer files
+// when present). Throws llmscope::Error naming the file and what was expected.
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOptions& options = {});
+
+// "float32" | "float16" | "bfloat16" (and "fp32", "fp16", "bf16"); throws otherwise.
+at::ScalarType parse_dtype(const std::string& name);
+std::string dtype_name(at::ScalarType type);
+// "cpu" | "cuda" | "cuda:N"; throws when CUDA is asked for and this libtorch has none.
+at::Device parse_device(const std::string& name);
+
+}  // namespace llmscope

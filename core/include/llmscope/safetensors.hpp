@@ -1,0 +1,66 @@
+// Safetensors checkpoints: a validating, memory-mapped reader and an atomic writer.
+// The reader maps the file once; tensors are views into the mapping where dtype, alignment and
+// device allow (so loading a model needs about 1x its size), and the mapping lives as long as
+// any tensor made from it.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace llmscope {
+
+struct SafetensorsEntry {
+  std::string name;
+  std::string dtype_name;           // as written in the header: "F32", "BF16", "I64", ...
+  at::ScalarType dtype;             // the matching ATen type
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;               // byte offsets relative to the start of the data section
+  uint64_t end = 0;
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates the whole header; throws llmscope::Error naming the file and the rule
+  // broken (header length, JSON, offsets, overlaps, byte length vs shape x dtype, dtype).
+  static SafetensorsFile open(const std::filesystem::path& path);
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::vector<SafetensorsEntry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const;
+  const SafetensorsEntry& entry(const std::string& name) const;  // throws naming the file
+
+  // The tensor as stored, on the CPU: a view into the mapping when aligned, else a copy.
+  at::Tensor tensor(const std::string& name) const;
+  // The tensor converted to `dtype` on `device` (no copy when nothing changes).
+  at::Tensor load(const std::string& name, at::ScalarType dtype,
+                  at::Device device = at::Device(at::kCPU)) const;
+
+ private:
+  struct Mapping;
+  std::filesystem::path path_;
+  std::shared_ptr<Mapping> mapping_;
+  const std::byte* data_ = nullptr;  // start of the data section inside the mapping
+  std::vector<SafetensorsEntry> entries_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors (any device, contiguous or not) to `path` atomically: a temporary file in
+// the same folder, then rename, so an interrupted write never leaves a file that looks whole.
+void save_safetensors(const std::filesystem::path& path,
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// "F32" <-> at::kFloat; throws llmscope::Error for names or types safetensors has no code for.
+at::ScalarType safetensors_dtype(const std::string& name);
+std::string safetensors_dtype_name(at::ScalarType type);
+
+}  // namespace llmscope

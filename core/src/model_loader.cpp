@@ -1,0 +1,106 @@
+// Model loading: reads a checkpoint folder, picks the architecture from config.json, and
+// attaches the tokenizer found beside the weights.
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "llmscope/error.hpp"
+#include "llmscope/gpt2.hpp"
+#include "llmscope/model.hpp"
+#include "llmscope/safetensors.hpp"
+
+namespace llmscope {
+
+int64_t Model::num_parameters() const {
+  int64_t total = 0;
+  for (const auto& [name, tensor] : named_parameters()) total += tensor.numel();
+  return total;
+}
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float32" || name == "fp32" || name == "float") return at::kFloat;
+  if (name == "float16" || name == "fp16" || name == "half") return at::kHalf;
+  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
+  throw Error("unknown dtype '" + name + "' (expected float32, bfloat16 or float16)");
+}
+
+std::string dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kDouble: return "float64";
+    default: return c10::toString(type);
+  }
+}
+
+at::Device parse_device(const std::string& name) {
+  at::Device device(at::kCPU);
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+    throw Error("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
+  }
+  if (device.is_cuda() && !at::hasCUDA()) {
+    throw Error("device '" + name + "' asked for, but this build of libtorch has no CUDA (or no GPU is visible)");
+  }
+  if (!device.is_cpu() && !device.is_cuda()) {
+    throw Error("device '" + name + "' is not supported (expected cpu or cuda)");
+  }
+  return device;
+}
+
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) {
+    throw_file_error(dir, "not a folder (expected a model folder with config.json and model.safetensors)");
+  }
+  if (options.dtype == at::kHalf && options.device.is_cpu()) {
+    throw Error("float16 needs a CUDA device: this libtorch has no CPU kernels for float16 "
+                "matmul and layer_norm (use bfloat16 or float32 on the CPU)");
+  }
+  const auto config_path = dir / "config.json";
+  std::ifstream in(config_path);
+  if (!in) throw_file_error(config_path, "cannot open (every model folder needs a config.json)");
+  nlohmann::json config;
+  try {
+    in >> config;
+  } catch (const nlohmann::json::parse_error& e) {
+    throw_file_error(config_path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
+
+  std::string model_type = config.value("model_type", "");
+  if (model_type.empty() && config.contains("architectures") && config["architectures"].is_array() &&
+      !config["architectures"].empty() && config["architectures"][0].is_string()) {
+    const auto arch = config["architectures"][0].get<std::string>();
+    if (arch.rfind("GPT2", 0) == 0) model_type = "gpt2";
+  }
+  if (model_type != "gpt2") {
+    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected gpt2)");
+  }
+
+  const auto weights_path = dir / "model.safetensors";
+  if (!fs::exists(weights_path)) {
+    if (fs::exists(dir / "model.safetensors.index.json")) {
+      throw_file_error(dir, "sharded checkpoints (model.safetensors.index.json) are not supported yet");
+    }
+    if (fs::exists(dir / "pytorch_model.bin")) {
+      throw_file_error(dir, "has only pytorch_model.bin; convert it to safetensors first, e.g. in "
+                            "Python: AutoModel.from_pretrained(dir).save_pretrained(dir, "
+                            "safe_serialization=True)");
+    }
+    throw_file_error(weights_path, "not found (expected the model's weights in safetensors format)");
+  }
+
+  auto weights = SafetensorsFile::open(weights_path);
+  std::unique_ptr<Model> model =
+      std::make_unique<Gpt2Model>(Gpt2Config::from_json(config, config_path.string()), weights, options, dir);
+  if (Tokenizer::exists_in(dir)) model->set_tokenizer(Tokenizer::load(dir));
+  spdlog::debug("loaded {} from {}: {} parameters, {} on {}", model->architecture(), dir.string(),
+                model->num_parameters(), dtype_name(model->dtype()), model->device().str());
+  return model;
+}
+
+}  // namespace llmscope

@@ -1,0 +1,172 @@
+// The llmscope executable end to end: capture round trip against the Hugging Face goldens,
+// info, tokenize, generate, and a clear message with a non-zero exit for bad input.
+#include <gmock/gmock.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include "golden.hpp"
+#include "llmscope/safetensors.hpp"
+
+namespace llmscope::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+Result llmscope(const std::vector<std::string>& args) {
+  std::string command = quote(LLMSCOPE_CLI);
+  for (const auto& a : args) command += " " + quote(a);
+  command += " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer{};
+  size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::string model_dir() { return golden_path("gpt2-tiny").string(); }
+
+TEST(Cli, CaptureRoundTripMatchesTheGoldens) {
+  auto out = scratch_dir("capture") / "out.safetensors";
+  auto expected = SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors"));
+  std::ifstream meta_in(golden_path("gpt2-tiny/meta.json"));
+  auto meta = nlohmann::json::parse(meta_in);
+  std::vector<std::string> args = {"capture", "--model", model_dir(), "--input",
+                                   golden_path("gpt2-tiny/expected.safetensors").string(),
+                                   "--logits", "--hidden-states", "--attentions", "-o", out.string()};
+  for (const auto& hook : meta["hooks"]) {
+    args.push_back("--hook");
+    args.push_back(hook.get<std::string>());
+  }
+  auto result = llmscope(args);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+
+  auto got = SafetensorsFile::open(out);
+  auto valid = expected.tensor("attention_mask").ne(0);
+  int compared = 0;
+  for (const auto& entry : expected.entries()) {
+    const auto& key = entry.name;
+    bool per_position = key == "logits" || key.rfind("hidden_states.", 0) == 0 || key.rfind("hook.", 0) == 0;
+    bool attention = key.rfind("attentions.", 0) == 0;
+    if (!per_position && !attention) continue;
+    SCOPED_TRACE(key);
+    ASSERT_TRUE(got.contains(key));
+    auto want = expected.tensor(key);
+    auto mask = attention ? valid.view({want.size(0), 1, want.size(2), 1}) : valid.unsqueeze(-1);
+    EXPECT_TENSOR_CLOSE(got.tensor(key), want, 1e-4, 1e-4, mask.expand_as(want));
+    ++compared;
+  }
+  EXPECT_EQ(compared, 1 + 4 + 3 + 22);
+  EXPECT_TRUE(got.tensor("input_ids").equal(expected.tensor("input_ids")));
+}
+
+TEST(Cli, CaptureOfIdsWithAGlobSavesEveryMatch) {
+  auto out = scratch_dir("glob") / "out.safetensors";
+  auto result = llmscope({"capture", "-m", model_dir(), "--ids", "1,2,3", "--hook", "blocks.*.mlp.hook_post",
+                          "-o", out.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto got = SafetensorsFile::open(out);
+  for (int l = 0; l < 3; ++l) {
+    auto key = "hook.transformer.h." + std::to_string(l) + ".mlp.act";
+    ASSERT_TRUE(got.contains(key)) << key;
+    EXPECT_EQ(got.entry(key).shape, (std::vector<int64_t>{1, 3, 256}));
+  }
+}
+
+TEST(Cli, InfoDescribesTheModel) {
+  auto result = llmscope({"info", "--model", model_dir(), "--json", "--hooks", "blocks.1.mlp.*"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto info = nlohmann::json::parse(result.output);
+  EXPECT_EQ(info["architecture"], "gpt2");
+  EXPECT_EQ(info["n_layer"], 3);
+  EXPECT_EQ(info["parameters"], 218176);
+  EXPECT_EQ(info["hooks"].size(), 2u);
+  EXPECT_EQ(info["hooks"][0]["name"], "transformer.h.1.mlp.c_fc");
+}
+
+TEST(Cli, GenerateGreedyMatchesTheGolden) {
+  auto result = llmscope({"generate", "--model", model_dir(), "--ids", "5,17,42", "-n", "12", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto expected = SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors")).tensor("generate.ids")[0];
+  std::vector<int64_t> want(expected.data_ptr<int64_t>(), expected.data_ptr<int64_t>() + expected.numel());
+  EXPECT_EQ(nlohmann::json::parse(result.output)["ids"].get<std::vector<int64_t>>(), want);
+}
+
+TEST(Cli, TokenizeTextAndJsonlFile) {
+  auto tokenizer = golden_path("tokenizers/gpt2").string();
+  auto result = llmscope({"tokenize", "--tokenizer", tokenizer, "--text", "Hello world"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "[15496,995]\n");
+  auto file = scratch_dir("jsonl") / "texts.jsonl";
+  std::ofstream(file) << "{\"text\": \"Hello world\"}\n\"<|endoftext|>\"\n";
+  result = llmscope({"tokenize", "--tokenizer", tokenizer, "--file", file.string(), "--special"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, "[15496,995]\n[50256]\n");
+  std::ofstream(file) << "{\"text\": \"ok\"}\n{broken\n";
+  result = llmscope({"tokenize", "--tokenizer", tokenizer, "--file", file.string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("texts.jsonl:2: not valid JSON"));
+}
+
+TEST(Cli, BadInputGivesOneClearMessageAndANonZeroExit) {
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string message;
+  };
+  const auto out = (scratch_dir("bad") / "out.safetensors").string();
+  std::vector<Case> cases = {
+      {{"capture", "-m", model_dir(), "--ids", "1,2", "--hook", "blocks.0.mlp.hook_pree", "-o", out}, 1,
+       "did you mean 'blocks.0.mlp.hook_pre'"},
+      {{"capture", "-m", model_dir(), "--ids", "1,5000", "--logits", "-o", out}, 1,
+       "token id 5000 is out of range (vocab_size is 1000)"},
+      {{"capture", "-m", model_dir(), "--ids", "1,x", "--logits", "-o", out}, 2, "'x' is not an integer"},
+      {{"capture", "-m", model_dir(), "--ids", "1", "-o", out}, 2, "nothing to capture"},
+      {{"capture", "-m", model_dir(), "--text", "hi", "--logits", "-o", out}, 1, "--text needs a tokenizer"},
+      {{"capture", "-m", "/nonexistent", "--ids", "1", "--logits", "-o", out}, 1, "/nonexistent: not a folder"},
+      {{"capture", "-m", model_dir(), "--input", model_dir() + "/config.json", "--logits", "-o", out}, 1,
+       "config.json"},
+      {{"generate", "-m", model_dir(), "--ids", "1", "--greedy", "--temperature", "0.5"}, 2, "--greedy cannot"},
+      {{"info"}, 2, "the option '--model' is required"},
+      {{"info", "-m", model_dir(), "--dtype", "int8"}, 1, "unknown dtype 'int8'"},
+      {{"frobnicate"}, 2, "unknown command 'frobnicate'"},
+  };
+  for (const auto& c : cases) {
+    auto result = llmscope(c.args);
+    EXPECT_EQ(result.exit_code, c.exit_code) << c.args[0] << " " << c.message << "\n" << result.output;
+    EXPECT_THAT(result.output, HasSubstr(c.message));
+    EXPECT_THAT(result.output, ::testing::Not(HasSubstr("Exception raised from")));  // no torch backtraces
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));  // failed runs leave no output behind
+}
+
+TEST(Cli, HelpForEveryCommand) {
+  for (const char* command : {"info", "tokenize", "capture", "generate"}) {
+    auto result = llmscope({command, "--help"});
+    EXPECT_EQ(result.exit_code, 0) << command;
+    EXPECT_THAT(result.output, HasSubstr(std::string("usage: llmscope ") + command));
+  }
+  auto result = llmscope({"--help"});
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.output, HasSubstr("capture"));
+}
+
+}  // namespace
+}  // namespace llmscope::testing

@@ -1,0 +1,155 @@
+// GPT-2 against Hugging Face transformers (tests/golden/gpt2-tiny), fp32, to 1e-4.
+#include <gmock/gmock.h>
+#include <spdlog/spdlog.h>
+
+#include "gpt2_fixture.hpp"
+#include "llmscope/error.hpp"
+#include "llmscope/generation.hpp"
+
+namespace llmscope::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST_F(Gpt2Golden, LogitsOfAMaskedBatchMatchWhereTheMaskIsSet) {
+  at::NoGradGuard no_grad;
+  auto out = model().forward({ids(), {}, mask()});
+  EXPECT_TENSOR_CLOSE(out.logits, expected("logits"), 1e-4, 1e-4, valid_positions(1).expand_as(out.logits));
+}
+
+TEST_F(Gpt2Golden, LogitsWithoutMask) {
+  at::NoGradGuard no_grad;
+  auto out = model().forward({first_row()});
+  EXPECT_TENSOR_CLOSE(out.logits, expected("nomask.logits"));
+}
+
+TEST_F(Gpt2Golden, HiddenStatesFollowHuggingFaceIndexing) {
+  at::NoGradGuard no_grad;
+  ForwardOptions options;
+  options.output_hidden_states = true;
+  auto out = model().forward({ids(), {}, mask()}, options);
+  ASSERT_EQ(out.hidden_states.size(), static_cast<size_t>(model().n_layer() + 1));
+  for (size_t i = 0; i < out.hidden_states.size(); ++i) {
+    SCOPED_TRACE("hidden_states." + std::to_string(i));
+    const auto& h = out.hidden_states[i];
+    EXPECT_TENSOR_CLOSE(h, expected("hidden_states." + std::to_string(i)), 1e-4, 1e-4,
+                        valid_positions(1).expand_as(h));
+  }
+}
+
+TEST_F(Gpt2Golden, AttentionPatternsMatchForRealQueries) {
+  at::NoGradGuard no_grad;
+  ForwardOptions options;
+  options.output_attentions = true;
+  auto out = model().forward({ids(), {}, mask()}, options);
+  ASSERT_EQ(out.attentions.size(), static_cast<size_t>(model().n_layer()));
+  for (size_t i = 0; i < out.attentions.size(); ++i) {
+    SCOPED_TRACE("attentions." + std::to_string(i));
+    const auto& a = out.attentions[i];  // [batch, head, query, key]
+    auto real_queries = mask().ne(0).view({a.size(0), 1, a.size(2), 1}).expand_as(a);
+    EXPECT_TENSOR_CLOSE(a, expected("attentions." + std::to_string(i)), 1e-4, 1e-4, real_queries);
+  }
+}
+
+TEST_F(Gpt2Golden, EveryHookedModuleOutputMatches) {
+  at::NoGradGuard no_grad;
+  ForwardOptions options;
+  for (const auto& name : meta()["hooks"]) options.cache.push_back(name.get<std::string>());
+  ASSERT_FALSE(options.cache.empty());
+  auto out = model().forward({ids(), {}, mask()}, options);
+  for (const auto& name : options.cache) {
+    SCOPED_TRACE(name);
+    const auto& got = out.cache.get(name);
+    EXPECT_TENSOR_CLOSE(got, expected("hook." + name), 1e-4, 1e-4, valid_positions(1).expand_as(got));
+  }
+}
+
+TEST_F(Gpt2Golden, GradientWithRespectToInputsEmbeds) {
+  const int layer = meta()["grad"]["layer"], dim = meta()["grad"]["dim"];
+  auto embeds = expected("grad.inputs_embeds.input").clone().requires_grad_(true);
+  EXPECT_TENSOR_CLOSE(model().embed_tokens(first_row()), embeds.detach());
+  ForwardOptions options;
+  options.output_hidden_states = true;
+  auto out = model().forward({{}, embeds}, options);
+  out.hidden_states[static_cast<size_t>(layer)].select(0, 0).select(-1, dim).mean().backward();
+  ASSERT_TRUE(embeds.grad().defined());
+  EXPECT_TENSOR_CLOSE(embeds.grad(), expected("grad.inputs_embeds"));
+}
+
+TEST_F(Gpt2Golden, ZeroingNeuronsMatchesTheAblationGolden) {
+  at::NoGradGuard no_grad;
+  const auto& ablate = meta()["ablate"];
+  auto neurons = at::tensor(ablate["neurons"].get<std::vector<int64_t>>());
+  ForwardOptions options;
+  options.hooks.push_back({ablate["module"].get<std::string>(), [&](const at::Tensor& act, const HookContext&) {
+                             return act.index_fill(-1, neurons, 0.0);
+                           }});
+  auto out = model().forward({first_row()}, options);
+  EXPECT_TENSOR_CLOSE(out.logits, expected("ablate.logits"));
+  EXPECT_FALSE(at::allclose(out.logits, expected("nomask.logits")));
+  ASSERT_EQ(out.firings.size(), 1u);
+  EXPECT_EQ(out.firings[0].calls, 1);
+}
+
+TEST_F(Gpt2Golden, MedianReplacementMatchesTheGolden) {
+  at::NoGradGuard no_grad;
+  const auto& median = meta()["median"];
+  ForwardOptions options;
+  options.hooks.push_back({median["module"].get<std::string>(), [&](const at::Tensor& act, const HookContext&) {
+                             auto out = act.clone();
+                             auto last = out.select(0, 0).select(0, -1);
+                             int64_t k = std::max<int64_t>(1, static_cast<int64_t>(0.1 * last.numel()));
+                             auto top = std::get<1>(last.topk(k));
+                             last.index_fill_(0, top, last.median().item<double>());
+                             return out;
+                           }});
+  auto out = model().forward({first_row()}, options);
+  EXPECT_TENSOR_CLOSE(out.logits, expected("median.logits"));
+}
+
+TEST_F(Gpt2Golden, GreedyGenerationGivesTheSameIds) {
+  GenerationOptions options;
+  options.max_new_tokens = 12;
+  auto got = generate(model(), {expected("generate.prompt")}, options);
+  auto want = expected("generate.ids");
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_TRUE(got.equal(want)) << got << "\nexpected\n" << want;
+}
+
+TEST_F(Gpt2Golden, InputIdsOutOfRangeAreRejected) {
+  auto bad = first_row().clone();
+  bad[0][3] = model().vocab_size();
+  try {
+    model().forward({bad});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("token id 1000 is out of range (vocab_size is 1000)"));
+  }
+  EXPECT_THROW(model().forward({at::full({1, 2}, -1, at::kLong)}), Error);
+}
+
+TEST_F(Gpt2Golden, BadInputShapesAreRejected) {
+  EXPECT_THROW(model().forward({{}, at::zeros({1, 4, 7})}), Error);
+  EXPECT_THROW(model().forward({first_row(), {}, at::ones({1, 3})}), Error);
+  EXPECT_THROW(model().forward({at::zeros({1, 4})}), Error);  // float ids
+  EXPECT_THROW(model().forward({}), Error);
+  try {
+    model().forward({at::zeros({1, model().max_positions() + 1}, at::kLong)});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("exceeds n_positions (64)"));
+  }
+}
+
+TEST_F(Gpt2Golden, ReportsArchitectureAndParameterCount) {
+  EXPECT_EQ(model().architecture(), "gpt2");
+  EXPECT_EQ(model().n_layer(), 3);
+  EXPECT_EQ(model().d_model(), 64);
+  // wte + wpe + 3 blocks + ln_f; lm_head is tied.
+  const int64_t d = 64, block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) +
+                                (4 * d * d + d);
+  EXPECT_EQ(model().num_parameters(), 1000 * d + 64 * d + 3 * block + 2 * d);
+}
+
+}  // namespace
+}  // namespace llmscope::testing

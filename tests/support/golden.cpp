@@ -1,0 +1,55 @@
+#include "golden.hpp"
+
+#include <sstream>
+
+namespace llmscope::testing {
+
+std::filesystem::path golden_dir() { return LLMSCOPE_GOLDEN_DIR; }
+
+std::filesystem::path golden_path(const std::string& relative) { return golden_dir() / relative; }
+
+std::filesystem::path scratch_dir(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string unique = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";
+  auto dir = std::filesystem::temp_directory_path() / "llmscope-tests" / unique / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected,
+                                         double rtol, double atol, const at::Tensor& mask) {
+  if (!actual.defined()) return ::testing::AssertionFailure() << "actual tensor is undefined";
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure()
+           << "shape " << actual.sizes() << " differs from expected " << expected.sizes();
+  }
+  auto a = actual.detach().to(at::kCPU, at::kDouble);
+  auto e = expected.detach().to(at::kCPU, at::kDouble);
+  auto excess = (a - e).abs() - (atol + rtol * e.abs());
+  if (mask.defined()) excess = excess.masked_fill(mask.logical_not(), -1.0);
+  auto flat = excess.reshape(-1);
+  if (flat.numel() == 0) return ::testing::AssertionSuccess();
+  int64_t worst = flat.argmax().item<int64_t>();
+  if (flat[worst].item<double>() <= 0 && !a.isnan().any().item<bool>()) {
+    return ::testing::AssertionSuccess();
+  }
+  // Unravel the flat index so the message points at [b, t, d].
+  std::ostringstream where;
+  int64_t rest = worst;
+  std::vector<int64_t> index(a.dim());
+  for (int64_t d = a.dim() - 1; d >= 0; --d) {
+    index[d] = rest % a.size(d);
+    rest /= a.size(d);
+  }
+  where << "[";
+  for (size_t i = 0; i < index.size(); ++i) where << (i ? ", " : "") << index[i];
+  where << "]";
+  return ::testing::AssertionFailure()
+         << "worst element at " << where.str() << ": actual " << a.reshape(-1)[worst].item<double>()
+         << ", expected " << e.reshape(-1)[worst].item<double>() << " (rtol " << rtol << ", atol "
+         << atol << "); " << (flat > 0).sum().item<int64_t>() << " of " << flat.numel()
+         << " elements out of tolerance";
+}
+
+}  // namespace llmscope::testing
