@@ -14,6 +14,9 @@ const std::vector<Command>& commands() {
       {"capture", "run a model and save logits, hidden states, attentions and hooked activations",
        run_capture},
       {"generate", "continue a prompt, greedy or sampled", run_generate},
+      {"run", "run a Lua script headless: llmscope run script.lua [-- args]", run_script},
+      {"repl", "an interactive Lua prompt with llmscope loaded", run_repl},
+      {"bench", "forward throughput without hooks, with native and with Lua hooks", run_bench},
   };
   return table;
 }

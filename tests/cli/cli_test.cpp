@@ -157,8 +157,54 @@ TEST(Cli, BadInputGivesOneClearMessageAndANonZeroExit) {
   EXPECT_FALSE(std::filesystem::exists(out));  // failed runs leave no output behind
 }
 
+TEST(Cli, RunPassesArgumentsAndFailsWithFileAndLine) {
+  auto dir = scratch_dir("run");
+  auto script = dir / "midway.lua";
+  std::ofstream(script) << "print('args', arg[1], select('#', ...), arg[0] ~= nil)\n"
+                           "local m = model.load()\n"
+                           "print('layers', m.n_layer)\n"
+                           "m:forward(tensor.new({{1, 2, 5000}}))\n"
+                           "print('not reached')\n";
+  auto result = llmscope({"run", script.string(), "--model", model_dir(), "--", "first", "second"});
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("args\tfirst\t2\ttrue"));
+  EXPECT_THAT(result.output, HasSubstr("layers\t3"));
+  EXPECT_THAT(result.output, HasSubstr("midway.lua:4: forward: token id 5000 is out of range"));
+  EXPECT_THAT(result.output, HasSubstr("stack traceback"));
+  EXPECT_THAT(result.output, ::testing::Not(HasSubstr("not reached")));
+
+  std::ofstream(script) << "print('ok')\n";
+  result = llmscope({"run", script.string()});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  result = llmscope({"run", (dir / "missing.lua").string()});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.output, HasSubstr("missing.lua: no such script"));
+  std::ofstream(script) << "local x = = 1\n";
+  result = llmscope({"run", script.string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("midway.lua:1:"));
+}
+
+TEST(Cli, ReplEvaluatesExpressionsAndStatements) {
+  auto dir = scratch_dir("repl");
+  auto input = dir / "input.lua";
+  std::ofstream(input) << "1 + 2\nx = m.n_layer\nfunction f(a)\n  return a * 2\nend\nf(x)\nerror('oops')\nx * 10\n";
+  std::string command = quote(LLMSCOPE_CLI) + " repl --model " + quote(model_dir()) + " < " + quote(input.string()) + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
+  EXPECT_THAT(output, HasSubstr("> 3\n"));
+  EXPECT_THAT(output, HasSubstr("6\n"));
+  EXPECT_THAT(output, HasSubstr("oops"));
+  EXPECT_THAT(output, HasSubstr("> 30\n"));  // after the error the session goes on
+}
+
 TEST(Cli, HelpForEveryCommand) {
-  for (const char* command : {"info", "tokenize", "capture", "generate"}) {
+  for (const char* command : {"info", "tokenize", "capture", "generate", "run", "repl", "bench"}) {
     auto result = llmscope({command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command;
     EXPECT_THAT(result.output, HasSubstr(std::string("usage: llmscope ") + command));

@@ -1,0 +1,233 @@
+#include "llmscope/lua/host.hpp"
+
+#include <editline/readline.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "host_context.hpp"
+#include "llmscope/error.hpp"
+
+namespace llmscope::lua {
+namespace {
+
+const char* const kHostKey = "llmscope.host";
+
+// ---- Ctrl-C: the signal handler only arms a Lua hook; the hook raises the error from Lua. ----
+volatile std::sig_atomic_t interrupted = 0;
+lua_State* interruptible = nullptr;
+
+void interrupt_hook(lua_State* L, lua_Debug*) {
+  lua_sethook(L, nullptr, 0, 0);
+  luaL_error(L, "interrupted");
+}
+
+void on_sigint(int) {
+  interrupted = 1;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills a script stuck in a long C++ call
+  if (interruptible) lua_sethook(interruptible, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+class InterruptScope {
+ public:
+  explicit InterruptScope(lua_State* L) {
+    interrupted = 0;
+    interruptible = L;
+    previous_ = std::signal(SIGINT, on_sigint);
+  }
+  ~InterruptScope() {
+    std::signal(SIGINT, previous_);
+    interruptible = nullptr;
+  }
+
+ private:
+  void (*previous_)(int);
+};
+
+int traceback(lua_State* L) {
+  const char* message = lua_tostring(L, 1);
+  if (message == nullptr) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    message = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, message, 1);
+  return 1;
+}
+
+// Runs the function below `nargs` arguments with a traceback handler; returns the status and
+// leaves the error message (with traceback) on the stack on failure.
+int protected_call(lua_State* L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return status;
+}
+
+// Scripts can `require` modules that sit beside them.
+void prepend_package_path(lua_State* L, const std::filesystem::path& dir) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  std::string path = (dir / "?.lua").string() + ";" + lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_pushstring(L, path.c_str());
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+// `llmscope` global: version, out_dir and the default model folder, for scripts to read.
+void open_info(lua_State* L, const HostOptions& options) {
+  lua_newtable(L);
+  lua_pushstring(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, options.out_dir.string().c_str());
+  lua_setfield(L, -2, "out_dir");
+  lua_pushstring(L, options.model_dir.c_str());
+  lua_setfield(L, -2, "model_dir");
+  lua_pushstring(L, "0-based: layers, neurons, heads, positions, tensor dims and indices");
+  lua_setfield(L, -2, "indexing");
+  lua_setglobal(L, "llmscope");
+}
+
+}  // namespace
+
+HostContext& host_context(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kHostKey);
+  auto* context = static_cast<HostContext*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return *context;
+}
+
+LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
+  if (!L_) throw Error("cannot create a Lua state (out of memory)");
+  luaL_openlibs(L_);
+  // The context is a full userdata so Lua frees it, after every binding object, on lua_close.
+  luaL_newmetatable(L_, "llmscope.HostContext");
+  lua_pushcfunction(L_, destroy_userdata<HostContext>);
+  lua_setfield(L_, -2, "__gc");
+  lua_pop(L_, 1);
+  push_userdata<HostContext>(L_, "llmscope.HostContext", HostContext{std::move(options), nullptr, nullptr});
+  lua_setfield(L_, LUA_REGISTRYINDEX, kHostKey);
+  open_tensor(L_);
+  open_model(L_);
+  open_optim(L_);
+  open_log(L_);
+  open_info(L_, host_context(L_).options);
+}
+
+LuaHost::~LuaHost() { lua_close(L_); }
+
+int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std::string>& args) {
+  lua_State* L = L_;
+  prepend_package_path(L, std::filesystem::absolute(script).parent_path());
+  lua_createtable(L, static_cast<int>(args.size()), 1);
+  lua_pushstring(L, script.string().c_str());
+  lua_rawseti(L, -2, 0);
+  for (size_t i = 0; i < args.size(); ++i) {
+    lua_pushstring(L, args[i].c_str());
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+  lua_setglobal(L, "arg");
+
+  InterruptScope interrupts(L);
+  if (luaL_loadfile(L, script.string().c_str()) != LUA_OK) {
+    std::cerr << lua_tostring(L, -1) << "\n";
+    lua_pop(L, 1);
+    return 1;
+  }
+  for (const auto& a : args) lua_pushstring(L, a.c_str());
+  if (protected_call(L, static_cast<int>(args.size()), 0) != LUA_OK) {
+    std::cerr << lua_tostring(L, -1) << "\n";
+    lua_pop(L, 1);
+    return interrupted ? 130 : 1;
+  }
+  return 0;
+}
+
+void LuaHost::run_string(const std::string& code, const std::string& chunk_name) {
+  InterruptScope interrupts(L_);
+  if (luaL_loadbuffer(L_, code.data(), code.size(), chunk_name.c_str()) != LUA_OK ||
+      protected_call(L_, 0, 0) != LUA_OK) {
+    std::string message = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "error";
+    lua_pop(L_, 1);
+    throw Error(message);
+  }
+}
+
+void LuaHost::set_global(const std::string& name, const at::Tensor& tensor) {
+  push_tensor(L_, tensor);
+  lua_setglobal(L_, name.c_str());
+}
+
+int LuaHost::repl() {
+  lua_State* L = L_;
+  const bool interactive = isatty(STDIN_FILENO) != 0;
+  std::cout << "llmscope " << "0.1.0" << " (Lua 5.4). Indices are 0-based. Ctrl-D quits.\n";
+  while (true) {
+    std::string chunk;
+    const char* prompt = "> ";
+    // Read lines until they form a complete chunk (Lua reports '<eof>' for unfinished ones).
+    while (true) {
+      char* raw = interactive ? readline(prompt) : nullptr;
+      std::string line;
+      if (interactive) {
+        if (!raw) {
+          std::cout << "\n";
+          return 0;
+        }
+        line = raw;
+        free(raw);
+      } else {
+        std::cout << prompt << std::flush;
+        if (!std::getline(std::cin, line)) {
+          std::cout << "\n";
+          return 0;
+        }
+      }
+      chunk += (chunk.empty() ? "" : "\n") + line;
+      // Like lua.c: first try the line as an expression, printing its values.
+      std::string as_return = "return " + chunk;
+      int status = luaL_loadbuffer(L, as_return.data(), as_return.size(), "=stdin");
+      if (status != LUA_OK) {
+        lua_pop(L, 1);
+        status = luaL_loadbuffer(L, chunk.data(), chunk.size(), "=stdin");
+      }
+      if (status == LUA_ERRSYNTAX) {
+        std::string message = lua_tostring(L, -1);
+        const std::string eof = "<eof>";
+        if (message.size() >= eof.size() && message.compare(message.size() - eof.size(), eof.size(), eof) == 0) {
+          lua_pop(L, 1);
+          prompt = ">> ";
+          continue;
+        }
+      }
+      if (interactive && !chunk.empty()) add_history(chunk.c_str());
+      if (status != LUA_OK) {
+        std::cerr << lua_tostring(L, -1) << "\n";
+        lua_pop(L, 1);
+        break;
+      }
+      int base = lua_gettop(L) - 1;
+      InterruptScope interrupts(L);
+      if (protected_call(L, 0, LUA_MULTRET) != LUA_OK) {
+        std::cerr << lua_tostring(L, -1) << "\n";
+        lua_pop(L, 1);
+        break;
+      }
+      int results = lua_gettop(L) - base;
+      if (results > 0) {
+        lua_getglobal(L, "print");
+        lua_insert(L, base + 1);
+        if (protected_call(L, results, 0) != LUA_OK) {
+          std::cerr << lua_tostring(L, -1) << "\n";
+          lua_pop(L, 1);
+        }
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace llmscope::lua

@@ -1,0 +1,168 @@
+// The `log` module (spdlog levels, logger "lua") and `progress` (a bar on stderr for long
+// loops, silent when stderr is not a terminal or with -q).
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "binding.hpp"
+#include "host_context.hpp"
+
+namespace llmscope::lua {
+namespace {
+
+std::shared_ptr<spdlog::logger> lua_logger() {
+  auto logger = spdlog::get("lua");
+  if (!logger) {
+    logger = spdlog::stderr_color_mt("lua");
+    logger->set_pattern("[%^%l%$] [lua] %v");
+  }
+  logger->set_level(spdlog::get_level());  // follows -v / -q
+  return logger;
+}
+
+// All arguments, converted like print() does, joined by spaces.
+std::string message_of(lua_State* L) {
+  std::string message;
+  for (int i = 1; i <= lua_gettop(L); ++i) {
+    if (i > 1) message += " ";
+    size_t length = 0;
+    const char* text = luaL_tolstring(L, i, &length);  // may run __tostring; none of ours raise
+    message.append(text, length);
+    lua_pop(L, 1);
+  }
+  return message;
+}
+
+template <spdlog::level::level_enum Level>
+int log_at(lua_State* L) {
+  lua_logger()->log(Level, message_of(L));
+  return 0;
+}
+
+struct Progress {
+  int64_t total = 0;
+  int64_t done = 0;
+  std::string label;
+  bool visible = false;
+  bool closed = false;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_draw{};
+
+  void draw(bool force) {
+    if (!visible || closed) return;
+    auto now = std::chrono::steady_clock::now();
+    if (!force && now - last_draw < std::chrono::milliseconds(100)) return;  // at most 10 redraws/s
+    last_draw = now;
+    double seconds = std::chrono::duration<double>(now - start).count();
+    double fraction = total > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total)) : 0.0;
+    const int width = 30;
+    int filled = static_cast<int>(fraction * width);
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(width, '-');
+    double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0.0;
+    std::fprintf(stderr, "\r%s [%s] %lld/%lld %5.1f%% %.1f it/s", label.c_str(), bar.c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total), 100 * fraction, rate);
+    std::fflush(stderr);
+  }
+  void close() {
+    if (closed) return;
+    draw(true);
+    if (visible) std::fputc('\n', stderr);
+    closed = true;
+  }
+  ~Progress() { close(); }
+};
+
+Progress& check_progress(lua_State* L, int arg) {
+  return check_userdata<Progress>(L, arg, kProgressType, "progress bar");
+}
+
+// progress.new(total, label?) -> bar
+int progress_new(lua_State* L) {
+  int64_t total = check_integer(L, 1);
+  if (total < 0) throw ArgError(1, "total must be >= 0");
+  std::string label = is_none_or_nil(L, 2) ? "" : check_string(L, 2);
+  bool visible = isatty(STDERR_FILENO) && !host_context(L).options.quiet &&
+                 spdlog::get_level() <= spdlog::level::info;
+  Progress& bar = push_userdata<Progress>(L, kProgressType);
+  bar.total = total;
+  bar.label = label;
+  bar.visible = visible;
+  bar.draw(true);
+  return 1;
+}
+
+int progress_update(lua_State* L) {
+  Progress& bar = check_progress(L, 1);
+  bar.done += is_none_or_nil(L, 2) ? 1 : check_integer(L, 2);
+  bar.draw(bar.done >= bar.total);
+  return 0;
+}
+
+int progress_close(lua_State* L) {
+  check_progress(L, 1).close();
+  return 0;
+}
+
+int progress_count(lua_State* L) {
+  lua_pushinteger(L, check_progress(L, 1).done);
+  return 1;
+}
+
+// The iterator behind progress.range: yields 0 .. n-1 and advances the bar.
+int range_next(lua_State* L) {
+  Progress& bar = check_progress(L, lua_upvalueindex(1));
+  if (bar.done >= bar.total) {
+    bar.close();
+    return 0;
+  }
+  lua_pushinteger(L, bar.done);
+  ++bar.done;
+  bar.draw(false);
+  return 1;
+}
+
+// for i in progress.range(n, label) do ... end   (i = 0 .. n-1)
+int progress_range(lua_State* L) {
+  progress_new(L);
+  lua_pushcclosure(L, entry<range_next>, 1);
+  return 1;
+}
+
+const luaL_Reg kProgressMethods[] = {
+    {"update", entry<progress_update>},
+    {"close", entry<progress_close>},
+    {"count", entry<progress_count>},
+    {nullptr, nullptr},
+};
+
+}  // namespace
+
+void open_log(lua_State* L) {
+  const luaL_Reg log_functions[] = {
+      {"debug", entry<log_at<spdlog::level::debug>>},
+      {"info", entry<log_at<spdlog::level::info>>},
+      {"warn", entry<log_at<spdlog::level::warn>>},
+      {"error", entry<log_at<spdlog::level::err>>},
+      {nullptr, nullptr},
+  };
+  luaL_newlib(L, log_functions);
+  lua_setglobal(L, "log");
+
+  new_type(L, kProgressType, kProgressMethods, destroy_userdata<Progress>);
+  lua_pushcfunction(L, entry<progress_close>);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  const luaL_Reg progress_functions[] = {
+      {"new", entry<progress_new>},
+      {"range", entry<progress_range>},
+      {nullptr, nullptr},
+  };
+  luaL_newlib(L, progress_functions);
+  lua_setglobal(L, "progress");
+}
+
+}  // namespace llmscope::lua

@@ -1,0 +1,84 @@
+-- A small assertion helper for the Lua specs: describe/it blocks, checks that report what
+-- differed, and a closing "N passed, M failed" line; the script fails if anything failed.
+local spec = { passed = 0, failed = 0, failures = {} }
+local prefix = {}
+
+function spec.describe(name, fn)
+  prefix[#prefix + 1] = name
+  fn()
+  prefix[#prefix] = nil
+end
+
+function spec.it(name, fn)
+  local full = table.concat(prefix, " ") .. (#prefix > 0 and " " or "") .. name
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then
+    spec.passed = spec.passed + 1
+    io.write("[ OK ] ", full, "\n")
+  else
+    spec.failed = spec.failed + 1
+    spec.failures[#spec.failures + 1] = full
+    io.write("[FAIL] ", full, "\n", tostring(err), "\n")
+  end
+end
+
+local function fail(message, level)
+  error(message, (level or 2) + 1)
+end
+
+function spec.eq(actual, expected, what)
+  if actual ~= expected then
+    fail(string.format("%s: expected %s, got %s", what or "value", tostring(expected), tostring(actual)))
+  end
+end
+
+function spec.near(actual, expected, tolerance, what)
+  tolerance = tolerance or 1e-6
+  if type(actual) ~= "number" or math.abs(actual - expected) > tolerance then
+    fail(string.format("%s: expected %s (+/- %g), got %s", what or "value", tostring(expected), tolerance,
+      tostring(actual)))
+  end
+end
+
+function spec.truthy(value, what)
+  if not value then fail((what or "value") .. ": expected a true value, got " .. tostring(value)) end
+end
+
+function spec.falsy(value, what)
+  if value then fail((what or "value") .. ": expected a false value, got " .. tostring(value)) end
+end
+
+-- Lists (plain Lua arrays, possibly nested) equal element by element.
+function spec.same(actual, expected, what)
+  local function walk(a, e, path)
+    if type(e) == "table" then
+      if type(a) ~= "table" then fail(string.format("%s%s: expected a table, got %s", what or "value", path, tostring(a)), 3) end
+      if #a ~= #e then fail(string.format("%s%s: expected %d entries, got %d", what or "value", path, #e, #a), 3) end
+      for i = 1, #e do walk(a[i], e[i], path .. "[" .. i .. "]") end
+    elseif a ~= e then
+      fail(string.format("%s%s: expected %s, got %s", what or "value", path, tostring(e), tostring(a)), 3)
+    end
+  end
+  walk(actual, expected, "")
+end
+
+-- `fn` raises an error whose message contains `fragment` (plain text, not a pattern).
+function spec.raises(fn, fragment)
+  local ok, err = pcall(fn)
+  if ok then fail("expected an error containing '" .. fragment .. "', but none was raised") end
+  err = tostring(err)
+  if not err:find(fragment, 1, true) then
+    fail("expected an error containing '" .. fragment .. "', got: " .. err)
+  end
+  return err
+end
+
+-- Prints the closing line and fails the script (non-zero exit) when anything failed.
+function spec.finish()
+  io.write(string.format("%d passed, %d failed\n", spec.passed, spec.failed))
+  if spec.failed > 0 then
+    error(string.format("%d spec(s) failed: %s", spec.failed, table.concat(spec.failures, "; ")), 0)
+  end
+end
+
+return spec
