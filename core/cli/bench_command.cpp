@@ -61,71 +61,80 @@ int run_bench(const std::vector<std::string>& args) {
   const auto ids = at::randint(model->vocab_size(), {batch, tokens}, at::kLong);
   at::NoGradGuard no_grad;
 
-  // Each case runs `rounds` times and keeps its fastest round, so one noisy round (another
-  // process, a frequency change) does not decide the comparison.
-  const int rounds = 3;
-  auto best_of = [&](const std::function<void()>& pass) {
-    pass();  // warm-up
-    double best = std::numeric_limits<double>::infinity();
-    for (int r = 0; r < rounds; ++r) {
-      auto start = Clock::now();
-      for (int i = 0; i < iterations; ++i) pass();
-      best = std::min(best, seconds_since(start) / iterations);
-    }
-    return best;
-  };
-  auto time_native = [&](const std::vector<NamedHook>& hooks) {
-    ForwardOptions forward;
-    forward.hooks = hooks;
-    return best_of([&] { model->forward(ForwardInput{ids, {}, {}}, forward); });
-  };
-  const double plain = time_native({});
-  int64_t observed = 0;
+  const double token_count = static_cast<double>(batch * tokens);
   std::vector<NamedHook> native;
+  int64_t observed = 0;
   for (const auto& site : sites) {
     native.push_back({site, [&observed](const at::Tensor& act, const HookContext&) {
                         observed += act.size(0);  // touch the activation, as an observer would
                         return at::Tensor();
                       }});
   }
-  const double with_native = time_native(native);
+  ForwardOptions plain_options, native_options;
+  native_options.hooks = native;
 
-  // The same observers in Lua, registered and driven from a script in the host.
+  // The same observers in Lua, on a second copy of the model driven from a script.
   lua::LuaHost host(host_options);
-  std::string setup = "bench_model = model.load()\nbench_calls = 0\n";
+  std::string setup = "hooked = model.load()\nplain = model.load()\ncalls = 0\n";
   for (const auto& site : sites) {
-    setup += "bench_model:hook('" + site + "', function(act) bench_calls = bench_calls + act:size(0) end)\n";
+    setup += "hooked:hook('" + site + "', function(act) calls = calls + act:size(0) end)\n";
   }
   host.run_string(setup, "=bench");
   host.set_global("bench_ids", ids);
-  const std::string lua_pass = "tensor.no_grad(function() bench_model:forward(bench_ids) end)";
-  const double with_lua = best_of([&] { host.run_string(lua_pass, "=bench"); });
-  const double token_count = static_cast<double>(batch * tokens);
-  auto per_hook_us = [&](double t) { return sites.empty() ? 0.0 : (t - plain) / static_cast<double>(sites.size()) * 1e6; };
+
+  struct Case {
+    std::string name;
+    std::function<void()> pass;
+    int baseline;  // index of the case it is compared with, or -1
+    double best = std::numeric_limits<double>::infinity();
+  };
+  std::vector<Case> cases = {
+      {"no hooks (C++)", [&] { model->forward(ForwardInput{ids, {}, {}}, plain_options); }, -1},
+      {std::to_string(sites.size()) + " native observer hooks",
+       [&] { model->forward(ForwardInput{ids, {}, {}}, native_options); }, 0},
+      {"no hooks (driven from Lua)", [&] { host.run_string("plain:forward(bench_ids)", "=bench"); }, -1},
+      {std::to_string(sites.size()) + " Lua observer hooks", [&] { host.run_string("hooked:forward(bench_ids)", "=bench"); }, 2},
+  };
+  // Rounds interleave the cases and each keeps its fastest round, so warm-up, a noisy
+  // neighbour or a frequency change cannot favour one case.
+  const int rounds = 5;
+  for (auto& c : cases) c.pass();  // warm-up
+  for (int r = 0; r < rounds; ++r) {
+    for (auto& c : cases) {
+      auto start = Clock::now();
+      for (int i = 0; i < iterations; ++i) c.pass();
+      c.best = std::min(c.best, seconds_since(start) / iterations);
+    }
+  }
+  auto per_hook_us = [&](const Case& c) {
+    if (c.baseline < 0 || sites.empty()) return 0.0;
+    return (c.best - cases[static_cast<size_t>(c.baseline)].best) / static_cast<double>(sites.size()) * 1e6;
+  };
   if (vm["json"].as<bool>()) {
     nlohmann::json out = {{"model", model->source().string()}, {"batch", batch}, {"tokens", tokens},
-                          {"iterations", iterations}, {"hooked_sites", sites.size()},
-                          {"no_hooks_tokens_per_s", token_count / plain},
-                          {"native_hooks_tokens_per_s", token_count / with_native},
-                          {"lua_hooks_tokens_per_s", token_count / with_lua},
-                          {"native_us_per_hook_call", per_hook_us(with_native)},
-                          {"lua_us_per_hook_call", per_hook_us(with_lua)}};
+                          {"iterations", iterations}, {"rounds", rounds}, {"hooked_sites", sites.size()},
+                          {"cases", nlohmann::json::array()}};
+    for (const auto& c : cases) {
+      out["cases"].push_back({{"name", c.name}, {"ms_per_pass", c.best * 1e3},
+                              {"tokens_per_s", token_count / c.best}, {"us_per_hooked_site", per_hook_us(c)}});
+    }
     std::cout << out.dump(1) << "\n";
     return 0;
   }
   std::cout << "forward throughput, " << model->architecture() << " (" << model->n_layer() << " layers, d_model "
-            << model->d_model() << "), batch " << batch << " x " << tokens << " tokens, " << iterations
-            << " passes, " << dtype_name(model->dtype()) << " on " << model->device().str() << "\n";
-  auto row = [&](const std::string& name, double t, bool hooked) {
-    std::cout << "  " << std::left << std::setw(28) << name << std::right << std::setw(12) << std::fixed
-              << std::setprecision(0) << token_count / t << " tokens/s  " << std::setw(9) << std::setprecision(3)
-              << t * 1e3 << " ms/pass";
-    if (hooked) std::cout << "  (+" << std::setprecision(1) << per_hook_us(t) << " us per hooked site)";
+            << model->d_model() << "), batch " << batch << " x " << tokens << " tokens, best of " << rounds
+            << " rounds of " << iterations << " passes, " << dtype_name(model->dtype()) << " on "
+            << model->device().str() << "\n";
+  for (const auto& c : cases) {
+    std::cout << "  " << std::left << std::setw(28) << c.name << std::right << std::setw(12) << std::fixed
+              << std::setprecision(0) << token_count / c.best << " tokens/s  " << std::setw(9)
+              << std::setprecision(3) << c.best * 1e3 << " ms/pass";
+    if (c.baseline >= 0) {
+      std::cout << "  (" << std::showpos << std::setprecision(1) << per_hook_us(c) << std::noshowpos
+                << " us per hooked site)";
+    }
     std::cout << "\n";
-  };
-  row("no hooks", plain, false);
-  row(std::to_string(sites.size()) + " native observer hooks", with_native, true);
-  row(std::to_string(sites.size()) + " Lua observer hooks", with_lua, true);
+  }
   return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "binding.hpp"
 
+#include <algorithm>
+
 #include <c10/util/Exception.h>
 
 #include "llmscope/error.hpp"
@@ -236,7 +238,11 @@ at::Tensor& check_tensor(lua_State* L, int arg) {
 }
 
 void push_tensor(lua_State* L, at::Tensor tensor) {
+  // Lua sees only the small userdata, not the tensor's memory; for large tensors, advance the
+  // collector in proportion so loops that make big results (logits) do not pile them up.
+  const size_t bytes = tensor.defined() && tensor.has_storage() ? tensor.storage().nbytes() : 0;
   push_userdata<TensorBox>(L, kTensorType, TensorBox{std::move(tensor), nullptr, 0, {}});
+  if (bytes >= (size_t{1} << 16)) lua_gc(L, LUA_GCSTEP, static_cast<int>(std::min<size_t>(bytes >> 10, 1 << 20)));
 }
 
 void push_activation(lua_State* L, at::Tensor tensor, std::shared_ptr<ActivationLease> lease,
