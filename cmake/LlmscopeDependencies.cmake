@@ -9,6 +9,7 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 # Debian's TorchConfig puts its flags on a plain list; wrap them in one target.
 if(NOT TARGET llmscope_torch)
   add_library(llmscope_torch INTERFACE)
+  set_target_properties(llmscope_torch PROPERTIES EXPORT_NAME torch)
   target_link_libraries(llmscope_torch INTERFACE ${TORCH_LIBRARIES})
   target_include_directories(llmscope_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
   if(TORCH_CXX_FLAGS)

@@ -17,6 +17,7 @@ const std::vector<Command>& commands() {
       {"run", "run a Lua script headless: llmscope run script.lua [-- args]", run_script},
       {"repl", "an interactive Lua prompt with llmscope loaded", run_repl},
       {"bench", "forward throughput without hooks, with native and with Lua hooks", run_bench},
+      {"plugins", "list plugins and their functions; `plugins info NAME` shows full docs", run_plugins},
   };
   return table;
 }

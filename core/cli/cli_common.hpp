@@ -35,6 +35,7 @@ int run_generate(const std::vector<std::string>& args);
 int run_script(const std::vector<std::string>& args);
 int run_repl(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
+int run_plugins(const std::vector<std::string>& args);
 
 // Parses `args` against `options`; prints help and returns false when --help was given.
 bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,

@@ -14,7 +14,8 @@ void add_host_options(po::options_description& options) {
   options.add_options()
       ("model,m", po::value<std::string>()->default_value(""), "default model folder for model.load()")
       ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N");
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
+      ("plugin-path", po::value<std::vector<std::string>>()->composing(), "extra plugin folder (repeatable)");
 }
 
 lua::HostOptions host_options(const po::variables_map& vm) {
@@ -23,6 +24,9 @@ lua::HostOptions host_options(const po::variables_map& vm) {
   options.load.dtype = parse_dtype(vm["dtype"].as<std::string>());
   options.load.device = parse_device(vm["device"].as<std::string>());
   options.quiet = spdlog::get_level() >= spdlog::level::err;
+  if (vm.count("plugin-path")) {
+    for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>()) options.plugin_path.emplace_back(p);
+  }
   return options;
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "llmscope/error.hpp"
+#include "llmscope/model.hpp"
 
 namespace llmscope::lua {
 
@@ -144,6 +145,10 @@ void push_activation(lua_State* L, at::Tensor tensor, std::shared_ptr<Activation
 // A tensor argument, or a number / nested table of numbers turned into one.
 at::Tensor to_tensor(lua_State* L, int arg);
 
+// Models in Lua (model_binding.cpp): nullptr when the value is not a model.
+std::shared_ptr<Model> test_model(lua_State* L, int arg);
+void push_model(lua_State* L, std::shared_ptr<Model> model);
+
 // The registry key under which the host keeps its state (see host.cpp).
 struct HostContext;
 HostContext& host_context(lua_State* L);
@@ -153,5 +158,6 @@ void open_tensor(lua_State* L);    // tensor
 void open_model(lua_State* L);     // model
 void open_optim(lua_State* L);     // optim
 void open_log(lua_State* L);       // log, progress
+void open_plugins(lua_State* L);   // plugins, plugin()
 
 }  // namespace llmscope::lua

@@ -108,12 +108,13 @@ LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
   lua_pushcfunction(L_, destroy_userdata<HostContext>);
   lua_setfield(L_, -2, "__gc");
   lua_pop(L_, 1);
-  push_userdata<HostContext>(L_, "llmscope.HostContext", HostContext{std::move(options), nullptr, nullptr});
+  push_userdata<HostContext>(L_, "llmscope.HostContext", HostContext{std::move(options), nullptr, nullptr, nullptr});
   lua_setfield(L_, LUA_REGISTRYINDEX, kHostKey);
   open_tensor(L_);
   open_model(L_);
   open_optim(L_);
   open_log(L_);
+  open_plugins(L_);
   open_info(L_, host_context(L_).options);
 }
 

@@ -5,6 +5,7 @@
 
 #include "binding.hpp"
 #include "llmscope/lua/host.hpp"
+#include "llmscope/plugin_host.hpp"
 
 namespace llmscope::lua {
 
@@ -15,6 +16,9 @@ struct HostContext {
   lua_State* current_thread = nullptr;
   // The lease of the pass in progress; activations handed to hooks carry it.
   std::shared_ptr<ActivationLease> current_lease;
+  // Created on first use; destroyed with the context, after every Lua object (shutdown order:
+  // Lua values -> plugin instances -> libraries).
+  std::unique_ptr<plugin::PluginHost> plugins;
 };
 
 }  // namespace llmscope::lua

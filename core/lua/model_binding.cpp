@@ -606,6 +606,15 @@ const luaL_Reg kHandleMethods[] = {
 
 }  // namespace
 
+std::shared_ptr<Model> test_model(lua_State* L, int arg) {
+  auto* box = test_userdata<ModelBox>(L, arg, kModelType);
+  return box ? box->model : nullptr;
+}
+
+void push_model(lua_State* L, std::shared_ptr<Model> model) {
+  push_userdata<ModelBox>(L, kModelType, ModelBox{std::move(model)});
+}
+
 void open_model(lua_State* L) {
   new_type(L, kModelType, kModelMethods, destroy_userdata<ModelBox>);
   lua_getfield(L, -1, "__index");  // the methods table becomes model_index's upvalue

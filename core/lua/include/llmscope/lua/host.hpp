@@ -1,4 +1,5 @@
-// LuaHost: one Lua 5.4 state with llmscope's modules (tensor, model, optim, log, progress)
+// LuaHost: one Lua 5.4 state with llmscope's modules (tensor, model, optim, log, progress,
+// plugins)
 // loaded, running scripts headless or as a REPL. Errors come back as "script.lua:12: message"
 // plus a traceback; no C++ exception ever crosses into Lua, and Ctrl-C stops a running script.
 #pragma once
@@ -19,6 +20,7 @@ struct HostOptions {
   LoadOptions load;                 // dtype and device for model.load()
   std::filesystem::path out_dir;    // where scripts should write results (llmscope.out_dir)
   bool quiet = false;               // no progress bars
+  std::vector<std::filesystem::path> plugin_path;  // searched before the default plugin folders
 };
 
 class LuaHost {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Third-party plugin development, end to end: install llmscope from the build tree, build the
+# example plugin out of tree with find_package(llmscope), and call it from Lua through the
+# installed llmscope. usage: out_of_tree.sh BUILD_DIR SOURCE_DIR WORK_DIR MODEL_DIR
+set -euo pipefail
+build=$1 source=$2 work=$3 model=$4
+rm -rf "$work"
+mkdir -p "$work"
+
+cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
+test -f "$work/prefix/lib/cmake/llmscope/llmscopeConfig.cmake"
+test -f "$work/prefix/include/llmscope/plugin.hpp"
+
+cp -r "$source/sdk/examples/hello_plugin" "$work/hello_src"  # nothing of the llmscope tree beside it
+launcher=()
+if command -v ccache > /dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+cmake -S "$work/hello_src" -B "$work/hello_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$work/prefix" "${launcher[@]}" > "$work/configure.log"
+cmake --build "$work/hello_build" > "$work/build.log"
+test -f "$work/hello_build/libllmscope_plugin_hello.so"
+
+cat > "$work/use_hello.lua" <<'LUA'
+local hello = plugin("hello")
+print("loaded from " .. hello._path)
+print(hello.greet("out-of-tree"))
+print(hello.scale(tensor.new({ 1.5 }), 2):item())
+print(string.format("mean %.6f", hello.mean_activation(model.load(), tensor.new({ { 1, 2, 3 } }), "blocks.0.mlp.hook_post")))
+LUA
+"$work/prefix/bin/llmscope" run "$work/use_hello.lua" --model "$model" --plugin-path "$work/hello_build" | tee "$work/run.log"
+grep -q "loaded from $work/hello_build/libllmscope_plugin_hello.so" "$work/run.log"
+grep -q "hello, out-of-tree!" "$work/run.log"
+grep -q "^3.0$" "$work/run.log"
+"$work/prefix/bin/llmscope" plugins --plugin-path "$work/hello_build" | grep -q "^hello 1.0.0"
+echo "out-of-tree plugin built against the installed SDK and called from Lua"
