@@ -89,9 +89,9 @@ int run_bench(const std::vector<std::string>& args) {
     double best = std::numeric_limits<double>::infinity();
   };
   std::vector<Case> cases = {
-      {"no hooks (C++)", [&] { model->forward(ForwardInput{ids, {}, {}}, plain_options); }, -1},
+      {"no hooks (C++)", [&] { model->forward(ForwardInput{ids, {}, {}, {}}, plain_options); }, -1},
       {std::to_string(sites.size()) + " native observer hooks",
-       [&] { model->forward(ForwardInput{ids, {}, {}}, native_options); }, 0},
+       [&] { model->forward(ForwardInput{ids, {}, {}, {}}, native_options); }, 0},
       {"no hooks (driven from Lua)", [&] { host.run_string("plain:forward(bench_ids)", "=bench"); }, -1},
       {std::to_string(sites.size()) + " Lua observer hooks", [&] { host.run_string("hooked:forward(bench_ids)", "=bench"); }, 2},
   };

@@ -14,10 +14,12 @@ const std::vector<Command>& commands() {
       {"capture", "run a model and save logits, hidden states, attentions and hooked activations",
        run_capture},
       {"generate", "continue a prompt, greedy or sampled", run_generate},
+      {"fill-mask", "the most likely tokens for each [MASK] (BERT)", run_fill_mask},
       {"run", "run a Lua script headless: llmscope run script.lua [-- args]", run_script},
       {"repl", "an interactive Lua prompt with llmscope loaded", run_repl},
       {"bench", "forward throughput without hooks, with native and with Lua hooks", run_bench},
       {"plugins", "list plugins and their functions; `plugins info NAME` shows full docs", run_plugins},
+      {"pull", "download a model from the Hugging Face hub into its cache: pull NAME[@REVISION]", run_pull},
   };
   return table;
 }
@@ -45,7 +47,8 @@ bool parse_args(const std::string& command, const std::string& usage, const std:
 
 void add_model_options(po::options_description& options) {
   options.add_options()
-      ("model,m", po::value<std::string>()->required(), "model folder (config.json + model.safetensors)")
+      ("model,m", po::value<std::string>()->required(),
+       "model folder, or hub name (gpt2, EleutherAI/gpt-neo-125m@main) from the Hugging Face cache")
       ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
       ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N");
 }

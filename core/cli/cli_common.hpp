@@ -32,10 +32,12 @@ int run_info(const std::vector<std::string>& args);
 int run_tokenize(const std::vector<std::string>& args);
 int run_capture(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
+int run_fill_mask(const std::vector<std::string>& args);
 int run_script(const std::vector<std::string>& args);
 int run_repl(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
 int run_plugins(const std::vector<std::string>& args);
+int run_pull(const std::vector<std::string>& args);
 
 // Parses `args` against `options`; prints help and returns false when --help was given.
 bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,

@@ -3,6 +3,7 @@
 #include <editline/readline.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <iostream>
 
@@ -108,14 +109,21 @@ LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
   lua_pushcfunction(L_, destroy_userdata<HostContext>);
   lua_setfield(L_, -2, "__gc");
   lua_pop(L_, 1);
-  push_userdata<HostContext>(L_, "llmscope.HostContext", HostContext{std::move(options), nullptr, nullptr, nullptr});
+  push_userdata<HostContext>(L_, "llmscope.HostContext").options = std::move(options);
   lua_setfield(L_, LUA_REGISTRYINDEX, kHostKey);
   open_tensor(L_);
   open_model(L_);
   open_optim(L_);
   open_log(L_);
   open_plugins(L_);
-  open_info(L_, host_context(L_).options);
+  open_stats(L_);
+  open_figure(L_);
+  open_report(L_);
+  HostContext& context = host_context(L_);
+  open_info(L_, context.options);
+  context.manifest.dtype = dtype_name(context.options.load.dtype);
+  context.manifest.device = context.options.load.device.str();
+  if (!context.options.out_dir.empty()) context.report = std::make_unique<Report>(context.options.out_dir);
 }
 
 LuaHost::~LuaHost() { lua_close(L_); }
@@ -132,19 +140,37 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
   }
   lua_setglobal(L, "arg");
 
-  InterruptScope interrupts(L);
-  if (luaL_loadfile(L, script.string().c_str()) != LUA_OK) {
-    std::cerr << lua_tostring(L, -1) << "\n";
-    lua_pop(L, 1);
-    return 1;
+  HostContext& context = host_context(L);
+  context.manifest.script = script.string();
+  if (context.report) context.report->set_title(script.filename().string());
+  const auto started = std::chrono::steady_clock::now();
+  int code = 0;
+  {
+    InterruptScope interrupts(L);
+    if (luaL_loadfile(L, script.string().c_str()) != LUA_OK) {
+      std::cerr << lua_tostring(L, -1) << "\n";
+      lua_pop(L, 1);
+      return 1;  // nothing ran: no report
+    }
+    for (const auto& a : args) lua_pushstring(L, a.c_str());
+    if (protected_call(L, static_cast<int>(args.size()), 0) != LUA_OK) {
+      std::string message = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
+      std::cerr << message << "\n";
+      lua_pop(L, 1);
+      code = interrupted ? 130 : 1;
+      context.manifest.status = interrupted ? "interrupted" : "failed: " + message.substr(0, message.find('\n'));
+    } else {
+      context.manifest.status = "ok";
+    }
   }
-  for (const auto& a : args) lua_pushstring(L, a.c_str());
-  if (protected_call(L, static_cast<int>(args.size()), 0) != LUA_OK) {
-    std::cerr << lua_tostring(L, -1) << "\n";
-    lua_pop(L, 1);
-    return interrupted ? 130 : 1;
+  context.manifest.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  try {
+    write_report(L);
+  } catch (const std::exception& e) {
+    std::cerr << "llmscope: could not write the report: " << e.what() << "\n";
+    if (code == 0) code = 1;
   }
-  return 0;
+  return code;
 }
 
 void LuaHost::run_string(const std::string& code, const std::string& chunk_name) {

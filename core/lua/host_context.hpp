@@ -6,6 +6,7 @@
 #include "binding.hpp"
 #include "llmscope/lua/host.hpp"
 #include "llmscope/plugin_host.hpp"
+#include "llmscope/report.hpp"
 
 namespace llmscope::lua {
 
@@ -19,6 +20,11 @@ struct HostContext {
   // Created on first use; destroyed with the context, after every Lua object (shutdown order:
   // Lua values -> plugin instances -> libraries).
   std::unique_ptr<plugin::PluginHost> plugins;
+  // The run's report (null without an output folder) and what its manifest says.
+  std::unique_ptr<Report> report;
+  RunManifest manifest;
+  std::vector<std::string> model_dirs;  // every folder model.load() read, in order
+  int figure_count = 0;                 // names unnamed figures figure-1, figure-2, ...
 };
 
 }  // namespace llmscope::lua

@@ -2,10 +2,13 @@
 // with hooks written in Lua, caching, generation and tokenisation.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "binding.hpp"
 #include "host_context.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/generation.hpp"
+#include "llmscope/masked_lm.hpp"
 #include "llmscope/model.hpp"
 
 namespace llmscope::lua {
@@ -173,8 +176,8 @@ ForwardInput input_from(lua_State* L, int arg, Model& model, bool pad_left) {
     }
     return input;
   }
-  check_option_keys(L, table, {"ids", "embeds", "mask", "text"});
-  for (const char* key : {"ids", "embeds", "mask"}) {
+  check_option_keys(L, table, {"ids", "embeds", "mask", "text", "token_types"});
+  for (const char* key : {"ids", "embeds", "mask", "token_types"}) {
     int type = lua_getfield(L, table, key);
     if (type != LUA_TNIL) {
       at::Tensor* t = test_tensor(L, -1);
@@ -185,6 +188,7 @@ ForwardInput input_from(lua_State* L, int arg, Model& model, bool pad_left) {
       if (std::string(key) == "ids") input.input_ids = ids_from_tensor(*t, arg);
       if (std::string(key) == "embeds") input.inputs_embeds = t->dim() == 2 ? t->unsqueeze(0) : *t;
       if (std::string(key) == "mask") input.attention_mask = t->dim() == 1 ? t->unsqueeze(0) : *t;
+      if (std::string(key) == "token_types") input.token_type_ids = t->dim() == 1 ? t->unsqueeze(0) : *t;
     }
     lua_pop(L, 1);
   }
@@ -417,6 +421,52 @@ int model_generate(lua_State* L) {
   return 2;
 }
 
+// m:fill_mask(input, {k = 5}) -> list of {position, ids, tokens, probs} per [MASK] (masked LMs)
+int model_fill_mask(lua_State* L) {
+  Model& model = check_model(L, 1);
+  ForwardInput input = input_from(L, 2, model, false);
+  if (!input.input_ids.defined()) throw ArgError(2, "fill_mask needs text or token ids");
+  check_option_keys(L, 3, {"k", "hooks"});
+  const int64_t k = opt_integer(L, 3, "k").value_or(5);
+  std::vector<NamedHook> hooks;
+  if (!is_none_or_nil(L, 3)) {
+    lua_getfield(L, 3, "hooks");
+    hooks = hooks_from_table(L, -1, 3);
+    lua_pop(L, 1);
+  }
+  const Tokenizer* tokenizer = model.tokenizer();
+  const int64_t mask_id = tokenizer ? tokenizer->special_token_id("[MASK]") : -1;
+  if (mask_id < 0) throw Error("fill_mask: this model's tokenizer has no [MASK] token");
+  std::vector<MaskPrediction> predictions;
+  {
+    PassScope scope(L);
+    predictions = predict_masks(model, input.input_ids, mask_id, k, hooks);
+  }
+  lua_createtable(L, static_cast<int>(predictions.size()), 0);
+  for (size_t i = 0; i < predictions.size(); ++i) {
+    const auto& p = predictions[i];
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, p.position);
+    lua_setfield(L, -2, "position");
+    lua_createtable(L, static_cast<int>(p.ids.size()), 0);
+    lua_createtable(L, static_cast<int>(p.ids.size()), 0);
+    lua_createtable(L, static_cast<int>(p.ids.size()), 0);
+    for (size_t j = 0; j < p.ids.size(); ++j) {
+      lua_pushinteger(L, p.ids[j]);
+      lua_rawseti(L, -4, static_cast<lua_Integer>(j + 1));
+      lua_pushstring(L, tokenizer->token_text(p.ids[j]).c_str());
+      lua_rawseti(L, -3, static_cast<lua_Integer>(j + 1));
+      lua_pushnumber(L, p.probabilities[j]);
+      lua_rawseti(L, -2, static_cast<lua_Integer>(j + 1));
+    }
+    lua_setfield(L, -4, "probs");
+    lua_setfield(L, -3, "tokens");
+    lua_setfield(L, -2, "ids");
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+  return 1;
+}
+
 // m:tokenize(text, {special = bool}) -> 1-D int64 tensor
 int model_tokenize(lua_State* L) {
   Model& model = check_model(L, 1);
@@ -524,6 +574,8 @@ void push_config(lua_State* L, const Model& model) {
   lua_setfield(L, -2, "device");
   lua_pushstring(L, model.source().string().c_str());
   lua_setfield(L, -2, "source");
+  lua_pushboolean(L, model.is_causal());
+  lua_setfield(L, -2, "is_causal");
 }
 
 const luaL_Reg kModelMethods[] = {
@@ -533,6 +585,7 @@ const luaL_Reg kModelMethods[] = {
     {"hook", entry<model_hook>},
     {"clear_hooks", entry<model_clear_hooks>},
     {"generate", entry<model_generate>},
+    {"fill_mask", entry<model_fill_mask>},
     {"tokenize", entry<model_tokenize>},
     {"decode", entry<model_decode>},
     {"tokens", entry<model_tokens>},
@@ -575,6 +628,8 @@ int model_load(lua_State* L) {
   if (auto dtype = opt_string(L, 2, "dtype")) options.dtype = parse_dtype(*dtype);
   if (auto device = opt_string(L, 2, "device")) options.device = parse_device(*device);
   std::shared_ptr<Model> model = load_model(dir, options);
+  auto& dirs = host.model_dirs;  // for the run manifest
+  if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
   push_userdata<ModelBox>(L, kModelType, ModelBox{std::move(model)});
   return 1;
 }

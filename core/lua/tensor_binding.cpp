@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "binding.hpp"
+#include "host_context.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/safetensors.hpp"
 
@@ -743,6 +744,7 @@ int t_no_grad(lua_State* L) {
 
 int t_manual_seed(lua_State* L) {
   uint64_t seed = static_cast<uint64_t>(check_integer(L, 1));
+  host_context(L).manifest.seed = std::to_string(seed);  // the run manifest records it
   {
     auto generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());

@@ -710,24 +710,56 @@ int64_t BpeTokenizer::special_token_id(const std::string& token) const {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// model.type of a tokenizer.json ("BPE", "WordPiece"...), or "" when it has none. Everything
+// below the second level is discarded while parsing, so a large vocabulary costs little here.
+std::string tokenizer_json_model_type(const fs::path& path) {
+  const std::string text = read_file(path);
+  json doc;
+  try {
+    doc = json::parse(text, [](int depth, json::parse_event_t event, json& parsed) {
+      return !(event == json::parse_event_t::key && depth >= 2 && parsed != "type");
+    });
+  } catch (const json::parse_error& e) {
+    throw_file_error(path, std::string("not valid JSON (expected a Hugging Face tokenizer.json "
+                                       "object): ") +
+                               e.what());
+  }
+  if (!doc.is_object() || !doc.contains("model") || !doc["model"].is_object() ||
+      !doc["model"].contains("type") || !doc["model"]["type"].is_string()) {
+    return "";
+  }
+  return doc["model"]["type"].get<std::string>();
+}
+
+}  // namespace
+
 bool Tokenizer::exists_in(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / "tokenizer.json", ec) ||
          (fs::is_regular_file(dir / "vocab.json", ec) &&
-          fs::is_regular_file(dir / "merges.txt", ec));
+          fs::is_regular_file(dir / "merges.txt", ec)) ||
+         fs::is_regular_file(dir / "vocab.txt", ec);
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& dir) {
   std::error_code ec;
   if (fs::is_regular_file(dir / "tokenizer.json", ec)) {
+    if (tokenizer_json_model_type(dir / "tokenizer.json") == "WordPiece") {
+      return WordPieceTokenizer::from_tokenizer_json(dir / "tokenizer.json");
+    }
     return BpeTokenizer::from_tokenizer_json(dir / "tokenizer.json");
   }
   if (fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec)) {
     return BpeTokenizer::from_files(dir / "vocab.json", dir / "merges.txt");
   }
+  if (fs::is_regular_file(dir / "vocab.txt", ec)) {
+    return WordPieceTokenizer::from_folder(dir);
+  }
   throw_file_error(dir,
-                   "no tokenizer found (expected tokenizer.json, or vocab.json and "
-                   "merges.txt)");
+                   "no tokenizer found (expected tokenizer.json, vocab.json and merges.txt, or "
+                   "vocab.txt)");
 }
 
 }  // namespace llmscope

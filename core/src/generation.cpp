@@ -31,6 +31,10 @@ at::Tensor pick_next(const at::Tensor& last_logits, const GenerationOptions& opt
 
 at::Tensor generate(Model& model, const GenerationInput& input, const GenerationOptions& options) {
   if (!input.input_ids.defined()) throw Error("generate: input_ids are required");
+  if (!model.is_causal()) {
+    throw Error("generate: " + model.architecture() + " is a masked language model, not a causal one; "
+                "predict [MASK] tokens instead (fill_mask)");
+  }
   if (options.max_new_tokens < 0) throw Error("generate: max_new_tokens must be >= 0");
   if (!options.greedy) {
     if (!(options.temperature > 0)) throw Error("generate: temperature must be > 0");
@@ -58,7 +62,7 @@ at::Tensor generate(Model& model, const GenerationInput& input, const Generation
   auto finished = at::zeros({ids.size(0)}, at::TensorOptions().dtype(at::kBool).device(ids.device()));
   at::NoGradGuard no_grad;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    auto out = model.forward(ForwardInput{ids, {}, mask}, forward_options);
+    auto out = model.forward(ForwardInput{ids, {}, mask, {}}, forward_options);
     auto next = pick_next(out.logits.select(1, -1), options, generator);  // [batch]
     if (eos >= 0) {
       next = next.masked_fill(finished, eos);

@@ -3,13 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <limits>
 #include <regex>
-#include <set>
-#include <sstream>
 
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
+#include "model_parts.hpp"
 
 namespace llmscope {
 namespace {
@@ -70,103 +68,6 @@ const std::vector<HookPointSpec> kAfterSites = {
     {"lm_head", nullptr, "[batch, pos, vocab]"},
 };
 
-std::string shape_string(at::IntArrayRef shape) {
-  std::ostringstream s;
-  s << shape;
-  return s.str();
-}
-
-// Reads the GPT-2 parameters out of a checkpoint, checking each against the config.
-class WeightReader {
- public:
-  WeightReader(const SafetensorsFile& file, const Gpt2Config& config, const LoadOptions& options)
-      : file_(file), config_(config), options_(options) {
-    // The hub's own gpt2 checkpoint has no "transformer." prefix; save_pretrained adds one.
-    if (file.contains("transformer.wte.weight")) {
-      prefix_ = "transformer.";
-    } else if (!file.contains("wte.weight")) {
-      throw_file_error(file.path(),
-                       "neither 'transformer.wte.weight' nor 'wte.weight' found: not a GPT-2 "
-                       "checkpoint (GPT2LMHeadModel or GPT2Model expected)");
-    }
-  }
-
-  bool has(const std::string& name) const { return file_.contains(stored_name(name)); }
-
-  // `name` is the Hugging Face name with the "transformer." prefix.
-  at::Tensor read(const std::string& name, std::vector<int64_t> expected) {
-    std::string stored = stored_name(name);
-    if (!file_.contains(stored)) {
-      throw_file_error(file_.path(), "missing tensor '" + stored + "' (expected shape " +
-                                         shape_string(expected) + " from " + config_summary() + ")");
-    }
-    const auto& entry = file_.entry(stored);
-    if (entry.dtype != at::kFloat && entry.dtype != at::kHalf && entry.dtype != at::kBFloat16 &&
-        entry.dtype != at::kDouble) {
-      throw_file_error(file_.path(), "tensor '" + stored + "' has dtype " + entry.dtype_name +
-                                         ", expected a floating type (F32, F16 or BF16)");
-    }
-    if (entry.shape != expected) {
-      throw_file_error(file_.path(), "tensor '" + stored + "' has shape " +
-                                         shape_string(entry.shape) + ", expected " +
-                                         shape_string(expected) + " from " + config_summary());
-    }
-    used_.insert(stored);
-    return file_.load(stored, options_.dtype, options_.device);
-  }
-
-  // Tensors nobody read: causal-mask buffers of old checkpoints are expected; weights of
-  // layers the config does not have mean the two disagree.
-  void check_unused() const {
-    static const std::regex kBuffer(R"(.*\.attn\.(bias|masked_bias)$)");
-    static const std::regex kLayer(R"((transformer\.)?h\.(\d+)\..*)");
-    std::vector<std::string> unexpected;
-    for (const auto& entry : file_.entries()) {
-      if (used_.count(entry.name) || std::regex_match(entry.name, kBuffer)) continue;
-      std::smatch m;
-      if (std::regex_match(entry.name, m, kLayer) && std::stoll(m[2]) >= config_.n_layer) {
-        throw_file_error(file_.path(), "has weights for layer " + m[2].str() + " ('" + entry.name +
-                                           "') but config.json says n_layer=" +
-                                           std::to_string(config_.n_layer));
-      }
-      unexpected.push_back(entry.name);
-    }
-    if (!unexpected.empty()) {
-      spdlog::warn("{}: ignoring {} tensor(s) GPT-2 does not use: {}", file_.path().string(),
-                   unexpected.size(), join(unexpected));
-    }
-  }
-
- private:
-  std::string stored_name(const std::string& name) const {
-    const std::string hf = "transformer.";
-    if (name.rfind(hf, 0) == 0) return prefix_ + name.substr(hf.size());
-    return name;
-  }
-  std::string config_summary() const {
-    return "config.json (n_layer=" + std::to_string(config_.n_layer) +
-           ", n_embd=" + std::to_string(config_.n_embd) +
-           ", n_inner=" + std::to_string(config_.n_inner) +
-           ", vocab_size=" + std::to_string(config_.vocab_size) +
-           ", n_positions=" + std::to_string(config_.n_positions) + ")";
-  }
-
-  const SafetensorsFile& file_;
-  const Gpt2Config& config_;
-  const LoadOptions& options_;
-  std::string prefix_;
-  std::set<std::string> used_;
-};
-
-double lowest_value(at::ScalarType type) {
-  switch (type) {
-    case at::kHalf: return -65504.0;
-    case at::kBFloat16: return -3.3895313892515355e38;
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
-  }
-}
-
 // y = x W + b with W stored [in, out], for x of any leading shape.
 at::Tensor conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   auto flat = x.reshape({-1, x.size(-1)});
@@ -181,7 +82,7 @@ HookPointTable Gpt2Model::hook_point_table(int n_layer) {
   return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
 }
 
-Gpt2Model::Gpt2Model(const Gpt2Config& config, const SafetensorsFile& weights,
+Gpt2Model::Gpt2Model(const Gpt2Config& config, const SafetensorsSet& weights,
                      const LoadOptions& options, std::filesystem::path source)
     : Model(hook_point_table(static_cast<int>(config.n_layer)), std::move(source)),
       config_(config),
@@ -190,7 +91,11 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, const SafetensorsFile& weights,
   static_assert(kNumBeforeSites == 3 && kNumAfterSites == 5, "site enums match their tables");
   if (kBlockSites.size() != kNumBlockSites) throw std::logic_error("GPT-2 block site table is out of sync");
   const int64_t d = config.n_embd, inner = config.n_inner, vocab = config.vocab_size;
-  WeightReader reader(weights, config, options);
+  detail::WeightReader reader(weights, options, "transformer.", "wte.weight", "GPT-2",
+                              "config.json (n_layer=" + std::to_string(config.n_layer) +
+                                  ", n_embd=" + std::to_string(d) + ", n_inner=" + std::to_string(inner) +
+                                  ", vocab_size=" + std::to_string(vocab) +
+                                  ", n_positions=" + std::to_string(config.n_positions) + ")");
   wte_ = reader.read("transformer.wte.weight", {vocab, d});
   wpe_ = reader.read("transformer.wpe.weight", {config.n_positions, d});
   auto layer_norm_of = [&](const std::string& name) {
@@ -219,7 +124,8 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, const SafetensorsFile& weights,
     if (reader.has("lm_head.weight")) reader.read("lm_head.weight", {vocab, d});
     lm_head_ = wte_;
   }
-  reader.check_unused();
+  // Old checkpoints carry the causal mask as buffers; they are rebuilt, not read.
+  reader.check_unused(std::regex(R"(.*\.attn\.(bias|masked_bias)$)"), "h", config.n_layer);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Gpt2Model::named_parameters() const {
@@ -256,13 +162,7 @@ at::Tensor Gpt2Model::layer_norm(const LayerNorm& ln, const at::Tensor& x) const
 }
 
 at::Tensor Gpt2Model::activation(const at::Tensor& x) const {
-  const auto& name = config_.activation_function;
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") {
-    return at::gelu(x, "tanh");
-  }
-  if (name == "gelu") return at::gelu(x);
-  if (name == "relu") return at::relu(x);
-  return at::silu(x);  // "silu" / "swish"; the config check admits nothing else
+  return detail::activation(config_.activation_function, x);
 }
 
 at::Tensor Gpt2Model::attention(int layer, const Block& block, const at::Tensor& x,
@@ -286,7 +186,7 @@ at::Tensor Gpt2Model::attention(int layer, const Block& block, const at::Tensor&
   if (config_.scale_attn_by_inverse_layer_idx) scores = scores / static_cast<double>(layer + 1);
   // Masked scores get the dtype's lowest value, as Hugging Face does: a fully masked row (a
   // left-padding query) becomes a uniform average instead of NaN.
-  scores = scores.masked_fill(allowed.logical_not(), lowest_value(scores.scalar_type()));
+  scores = scores.masked_fill(allowed.logical_not(), detail::lowest_value(scores.scalar_type()));
   scores = site(kScores, scores);
   auto pattern = site(kPattern, at::softmax(scores, -1));
   if (want_attentions) out.attentions.push_back(pattern);
@@ -321,82 +221,17 @@ at::Tensor Gpt2Model::block_forward(int layer, const Block& block, at::Tensor x,
 }
 
 ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions& options) {
-  const bool has_ids = input.input_ids.defined(), has_embeds = input.inputs_embeds.defined();
-  if (has_ids == has_embeds) {
-    throw Error("forward: pass exactly one of input_ids and inputs_embeds");
-  }
-  at::Tensor ids, embeds;
-  if (has_ids) {
-    ids = input.input_ids.dim() == 1 ? input.input_ids.unsqueeze(0) : input.input_ids;
-    if (ids.dim() != 2 || at::isFloatingType(ids.scalar_type()) || ids.scalar_type() == at::kBool) {
-      throw Error("forward: input_ids must be an integer tensor [batch, pos], got " +
-                  shape_string(input.input_ids.sizes()) + " " +
-                  std::string(c10::toString(input.input_ids.scalar_type())));
-    }
-    ids = ids.to(device_, at::kLong);
-    if (ids.numel() > 0) {
-      int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-      if (lo < 0 || hi >= config_.vocab_size) {
-        throw Error("forward: token id " + std::to_string(lo < 0 ? lo : hi) +
-                    " is out of range (vocab_size is " + std::to_string(config_.vocab_size) + ")");
-      }
-    }
-  } else {
-    embeds = input.inputs_embeds.dim() == 2 ? input.inputs_embeds.unsqueeze(0) : input.inputs_embeds;
-    if (embeds.dim() != 3 || embeds.size(2) != config_.n_embd) {
-      throw Error("forward: inputs_embeds must be [batch, pos, " + std::to_string(config_.n_embd) +
-                  "], got " + shape_string(input.inputs_embeds.sizes()));
-    }
-    embeds = embeds.to(device_, dtype_);
-  }
-  const auto& lead = has_ids ? ids : embeds;
-  const int64_t batch = lead.size(0), pos = lead.size(1);
-  if (pos == 0 || batch == 0) throw Error("forward: the input is empty");
-  if (pos > config_.n_positions) {
-    throw Error("forward: sequence of " + std::to_string(pos) + " tokens exceeds n_positions (" +
-                std::to_string(config_.n_positions) + ")");
-  }
-
-  // Positions count real tokens only, so a left-padded row sees the same positions as the
-  // prompt alone; keys that are padding are masked for every query.
-  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(device_);
-  at::Tensor position_ids, allowed;
-  at::Tensor causal = at::ones({pos, pos}, at::TensorOptions().dtype(at::kBool).device(device_)).tril();
-  if (input.attention_mask.defined()) {
-    const auto& mask = input.attention_mask;
-    if (mask.dim() != 2 || mask.size(0) != batch || mask.size(1) != pos) {
-      throw Error("forward: attention_mask must be [" + std::to_string(batch) + ", " +
-                  std::to_string(pos) + "] like the input, got " + shape_string(mask.sizes()));
-    }
-    auto keep = mask.to(device_).ne(0);
-    position_ids = (keep.to(at::kLong).cumsum(-1) - 1).clamp_min(0);
-    allowed = causal.view({1, 1, pos, pos}).logical_and(keep.view({batch, 1, 1, pos}));
-  } else {
-    position_ids = at::arange(pos, long_opts).unsqueeze(0).expand({batch, pos});
-    allowed = causal.view({1, 1, pos, pos});
-  }
-
-  int n_run = static_cast<int>(config_.n_layer);
-  if (options.stop_at_layer) {
-    int stop = *options.stop_at_layer;
-    if (stop < 0) stop += n_run;
-    if (stop < 0 || stop > n_run) {
-      throw Error("forward: stop_at_layer " + std::to_string(*options.stop_at_layer) +
-                  " is out of range for " + std::to_string(n_run) + " layers");
-    }
-    n_run = stop;
-  }
-  const bool stopped_early = options.stop_at_layer.has_value();
-
+  auto in = detail::prepare_input(input, {config_.vocab_size, config_.n_embd, config_.n_positions}, device_, dtype_);
+  const at::Tensor allowed = detail::causal_mask(in);
+  const int n_layer = static_cast<int>(config_.n_layer);
+  const int n_run = detail::layers_to_run(options, n_layer);
   const HookPointTable& sites = hook_points();
-  const bool any_hooks = persistent_hooks().size() > 0 || !options.hooks.empty() || !options.cache.empty();
-  std::optional<HookRun> hook_run;
-  if (any_hooks) hook_run.emplace(sites, &persistent_hooks(), options.hooks, options.cache);
+  std::optional<HookRun> hook_run = detail::begin_pass(*this, options);
   HookRun* run = hook_run ? &*hook_run : nullptr;
 
   ForwardOutput out;
-  auto tokens = has_ids ? at_site(run, sites.before_id(kWte), at::embedding(wte_, ids)) : embeds;
-  auto positions = at_site(run, sites.before_id(kWpe), at::embedding(wpe_, position_ids));
+  auto tokens = in.has_ids ? at_site(run, sites.before_id(kWte), at::embedding(wte_, in.ids)) : in.embeds;
+  auto positions = at_site(run, sites.before_id(kWpe), at::embedding(wpe_, in.position_ids));
   auto x = at_site(run, sites.before_id(kDrop), tokens + positions);  // [batch, pos, d_model]
 
   for (int layer = 0; layer < n_run; ++layer) {
@@ -404,31 +239,16 @@ ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions
     x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, run, out,
                       options.output_attentions);
   }
-  if (stopped_early) {
+  if (options.stop_at_layer) {
     if (options.output_hidden_states) out.hidden_states.push_back(x);
   } else {
-    auto final_hidden = at_site(run, sites.after_id(kLnF),
-                                layer_norm(ln_f_, at_site(run, sites.after_id(kLnFIn), x)));
+    auto final_hidden = at_site(run, sites.after_id(kLnF), layer_norm(ln_f_, at_site(run, sites.after_id(kLnFIn), x)));
     final_hidden = at_site(run, sites.after_id(kTransformer), std::move(final_hidden));
     if (options.output_hidden_states) out.hidden_states.push_back(final_hidden);
     auto head_in = at_site(run, sites.after_id(kLmHeadIn), final_hidden);
     out.logits = at_site(run, sites.after_id(kLmHead), at::matmul(head_in, lm_head_.t()));
   }
-
-  if (run) {
-    out.cache = run->take_cache();
-    out.firings = run->firings();
-    if (options.strict_hooks) {
-      std::vector<std::string> silent;
-      for (const auto& f : out.firings) {
-        if (f.calls == 0) silent.push_back("'" + f.name + "'");
-      }
-      if (!silent.empty()) {
-        throw Error("forward: hook(s) " + join(silent) + " never fired" +
-                    (stopped_early ? " (the pass stopped at layer " + std::to_string(n_run) + ")" : ""));
-      }
-    }
-  }
+  detail::finish_pass(run, out, options, n_run, n_layer);
   return out;
 }
 

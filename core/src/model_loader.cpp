@@ -7,6 +7,9 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/gpt2.hpp"
+#include "llmscope/bert.hpp"
+#include "llmscope/gpt_neo.hpp"
+#include "llmscope/hub.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
 
@@ -51,8 +54,12 @@ at::Device parse_device(const std::string& name) {
   return device;
 }
 
-std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOptions& options) {
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name, const LoadOptions& options) {
   namespace fs = std::filesystem;
+  // A folder wins; otherwise a hub name ("gpt2", "org/name@rev") resolves through the HF cache.
+  const fs::path dir = fs::is_directory(dir_or_name) || !hub::is_model_ref(dir_or_name.string())
+                           ? dir_or_name
+                           : hub::resolve_model(hub::parse_model_ref(dir_or_name.string()));
   if (!fs::is_directory(dir)) {
     throw_file_error(dir, "not a folder (expected a model folder with config.json and model.safetensors)");
   }
@@ -76,16 +83,16 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOp
       !config["architectures"].empty() && config["architectures"][0].is_string()) {
     const auto arch = config["architectures"][0].get<std::string>();
     if (arch.rfind("GPT2", 0) == 0) model_type = "gpt2";
+    if (arch.rfind("GPTNeo", 0) == 0) model_type = "gpt_neo";
+    if (arch.rfind("Bert", 0) == 0) model_type = "bert";
   }
-  if (model_type != "gpt2") {
-    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected gpt2)");
+  if (model_type != "gpt2" && model_type != "gpt_neo" && model_type != "bert") {
+    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected gpt2, gpt_neo or bert)");
   }
 
   const auto weights_path = dir / "model.safetensors";
-  if (!fs::exists(weights_path)) {
-    if (fs::exists(dir / "model.safetensors.index.json")) {
-      throw_file_error(dir, "sharded checkpoints (model.safetensors.index.json) are not supported yet");
-    }
+  const auto index_path = dir / "model.safetensors.index.json";
+  if (!fs::exists(weights_path) && !fs::exists(index_path)) {
     if (fs::exists(dir / "pytorch_model.bin")) {
       throw_file_error(dir, "has only pytorch_model.bin; convert it to safetensors first, e.g. in "
                             "Python: AutoModel.from_pretrained(dir).save_pretrained(dir, "
@@ -94,9 +101,17 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOp
     throw_file_error(weights_path, "not found (expected the model's weights in safetensors format)");
   }
 
-  auto weights = SafetensorsFile::open(weights_path);
-  std::unique_ptr<Model> model =
-      std::make_unique<Gpt2Model>(Gpt2Config::from_json(config, config_path.string()), weights, options, dir);
+  // One file, or a sharded checkpoint whose index maps each tensor to its shard.
+  const auto weights = fs::exists(weights_path) ? SafetensorsSet(SafetensorsFile::open(weights_path))
+                                                : SafetensorsSet::open_index(index_path);
+  std::unique_ptr<Model> model;
+  if (model_type == "gpt2") {
+    model = std::make_unique<Gpt2Model>(Gpt2Config::from_json(config, config_path.string()), weights, options, dir);
+  } else if (model_type == "gpt_neo") {
+    model = std::make_unique<GptNeoModel>(GptNeoConfig::from_json(config, config_path.string()), weights, options, dir);
+  } else {
+    model = std::make_unique<BertModel>(BertConfig::from_json(config, config_path.string()), weights, options, dir);
+  }
   if (Tokenizer::exists_in(dir)) model->set_tokenizer(Tokenizer::load(dir));
   spdlog::debug("loaded {} from {}: {} parameters, {} on {}", model->architecture(), dir.string(),
                 model->num_parameters(), dtype_name(model->dtype()), model->device().str());

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <optional>
 #include <set>
@@ -348,6 +349,91 @@ at::Tensor SafetensorsFile::load(const std::string& name, at::ScalarType dtype,
                                  at::Device device) const {
   // Tensor::to returns the tensor itself when device and dtype already match.
   return tensor(name).to(device, dtype);
+}
+
+// ---- sharded checkpoints ------------------------------------------------------------------
+
+SafetensorsSet::SafetensorsSet(SafetensorsFile file) : path_(file.path()) { add(std::move(file)); }
+
+void SafetensorsSet::add(SafetensorsFile file) {
+  const size_t position = files_.size();
+  for (const auto& e : file.entries()) {
+    auto [it, inserted] = index_.emplace(e.name, position);
+    if (!inserted) {
+      throw_file_error(file.path(), "tensor '" + e.name + "' is also in " +
+                                        files_[it->second].path().filename().string() +
+                                        " (each tensor must be in exactly one shard)");
+    }
+    entries_.push_back(e);
+  }
+  files_.push_back(std::move(file));
+}
+
+SafetensorsSet SafetensorsSet::open_index(const fs::path& index_path) {
+  std::ifstream in(index_path);
+  if (!in) throw_file_error(index_path, "cannot open (expected a sharded checkpoint's index)");
+  nlohmann::json index;
+  try {
+    in >> index;
+  } catch (const nlohmann::json::parse_error& e) {
+    throw_file_error(index_path, std::string("not valid JSON: ") + e.what());
+  }
+  const char* expected = "expected {\"weight_map\": {tensor name: shard file name, ...}}";
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw_file_error(index_path, expected);
+  }
+  const auto& weight_map = index["weight_map"];
+  if (weight_map.empty()) throw_file_error(index_path, "weight_map is empty (no tensors)");
+
+  std::map<std::string, std::vector<std::string>> shards;  // shard file -> tensors placed in it
+  for (const auto& [tensor, shard] : weight_map.items()) {
+    if (!shard.is_string()) throw_file_error(index_path, "weight_map['" + tensor + "'] is not a string; " + expected);
+    const auto name = shard.get<std::string>();
+    const fs::path relative(name);
+    bool inside = !name.empty() && relative.is_relative();
+    for (const auto& part : relative) inside = inside && part != "..";
+    if (!inside) {
+      throw_file_error(index_path, "weight_map places '" + tensor + "' in '" + name +
+                                       "', which is not a file name inside the checkpoint's folder");
+    }
+    shards[name].push_back(tensor);
+  }
+
+  SafetensorsSet set;
+  set.path_ = index_path;
+  const fs::path folder = index_path.parent_path();
+  for (const auto& [name, tensors] : shards) {
+    const fs::path shard_path = folder / name;
+    if (!fs::exists(shard_path)) {
+      throw_file_error(shard_path, "not found (a shard listed in " + index_path.filename().string() + ")");
+    }
+    set.add(SafetensorsFile::open(shard_path));
+    const auto& added = set.files_.back();
+    for (const auto& tensor : tensors) {
+      if (!added.contains(tensor)) {
+        throw_file_error(shard_path, "has no tensor '" + tensor + "' (" + index_path.filename().string() +
+                                         " places it in this shard)");
+      }
+    }
+  }
+  return set;
+}
+
+const SafetensorsEntry& SafetensorsSet::entry(const std::string& name) const {
+  return file_of(name).entry(name);
+}
+
+const SafetensorsFile& SafetensorsSet::file_of(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it != index_.end()) return files_[it->second];
+  if (files_.size() == 1) files_.front().entry(name);  // throws with the file's own message
+  std::vector<std::string> names;
+  names.reserve(entries_.size());
+  for (const auto& e : entries_) names.push_back(e.name);
+  std::string message = "no tensor named '" + name + "'";
+  auto close = closest_names(name, names, 3);
+  if (!close.empty()) message += " (closest: " + join(close) + ")";
+  throw_file_error(path_, message);
 }
 
 // ---- writing ------------------------------------------------------------------------------

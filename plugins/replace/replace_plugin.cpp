@@ -90,7 +90,7 @@ LLMSCOPE_PLUGIN("replace", "0.1.0", "Replace a layer's top units by the median, 
                                    return replaced(act, pos, mode, fraction, units, chosen);
                                  }});
         at::NoGradGuard no_grad;
-        auto out = model->forward(llmscope::ForwardInput{ids.dim() == 1 ? ids.unsqueeze(0) : ids, {}, {}}, forward);
+        auto out = model->forward(llmscope::ForwardInput{ids.dim() == 1 ? ids.unsqueeze(0) : ids, {}, {}, {}}, forward);
         Table result;
         result["logits"] = out.logits;
         result["replaced"] = chosen;

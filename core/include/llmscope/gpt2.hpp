@@ -17,7 +17,7 @@ namespace llmscope {
 
 class Gpt2Model final : public Model {
  public:
-  Gpt2Model(const Gpt2Config& config, const SafetensorsFile& weights, const LoadOptions& options,
+  Gpt2Model(const Gpt2Config& config, const SafetensorsSet& weights, const LoadOptions& options,
             std::filesystem::path source = {});
 
   // The full hook point table for a GPT-2 of `n_layer` blocks.

@@ -22,6 +22,7 @@ struct ForwardInput {
   at::Tensor input_ids;       // [batch, pos] int64; or
   at::Tensor inputs_embeds;   // [batch, pos, d_model] (gradients flow back to it)
   at::Tensor attention_mask;  // [batch, pos], 1 = token, 0 = padding (either side); optional
+  at::Tensor token_type_ids;  // [batch, pos] segment ids (BERT sentence pairs); optional, 0 if absent
 };
 
 struct ForwardOptions {
@@ -60,6 +61,8 @@ class Model {
   virtual int64_t vocab_size() const = 0;
   virtual int64_t max_positions() const = 0;
   virtual int64_t eos_token_id() const { return -1; }
+  // Causal language models continue text; masked language models (BERT) fill in [MASK]s.
+  virtual bool is_causal() const { return true; }
   virtual at::ScalarType dtype() const = 0;
   virtual at::Device device() const = 0;
   // Parameters under their Hugging Face names (tied weights listed once).
@@ -92,9 +95,11 @@ class Model {
   std::filesystem::path source_;
 };
 
-// Loads a Hugging Face checkpoint folder (config.json + model.safetensors, and tokenizer files
-// when present). Throws llmscope::Error naming the file and what was expected.
-std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOptions& options = {});
+// Loads a Hugging Face checkpoint folder (config.json + model.safetensors, or a sharded
+// model.safetensors.index.json, and tokenizer files when present), or a hub name ("gpt2",
+// "EleutherAI/gpt-neo-125m@main") from the Hugging Face cache (see llmscope/hub.hpp).
+// Throws llmscope::Error naming the file and what was expected.
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name, const LoadOptions& options = {});
 
 // "float32" | "float16" | "bfloat16" (and "fp32", "fp16", "bf16"); throws otherwise.
 at::ScalarType parse_dtype(const std::string& name);

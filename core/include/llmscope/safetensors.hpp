@@ -53,6 +53,44 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// One checkpoint stored as one or several safetensors files: a single model.safetensors, or a
+// sharded checkpoint whose model.safetensors.index.json maps every tensor to its shard. Models
+// read weights through this, so they never care how the checkpoint was split.
+class SafetensorsSet {
+ public:
+  // A set of one file (implicit: anything taking a set takes a single file too).
+  SafetensorsSet(SafetensorsFile file);  // NOLINT(google-explicit-constructor)
+  // Reads the index ({"weight_map": {tensor: shard file}}) and maps each shard once. Throws
+  // llmscope::Error naming the index or shard: bad JSON, a shard outside the index's folder or
+  // missing, a tensor the index places in a shard that lacks it, a tensor in two shards.
+  static SafetensorsSet open_index(const std::filesystem::path& index_path);
+
+  // The single file, or the index of a sharded checkpoint: what errors about the set name.
+  const std::filesystem::path& path() const { return path_; }
+  const std::vector<SafetensorsFile>& files() const { return files_; }
+  // Every tensor of every file, in file order.
+  const std::vector<SafetensorsEntry>& entries() const { return entries_; }
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  const SafetensorsEntry& entry(const std::string& name) const;  // throws naming the set
+  // The file holding `name` (throws like entry()).
+  const SafetensorsFile& file_of(const std::string& name) const;
+
+  at::Tensor tensor(const std::string& name) const { return file_of(name).tensor(name); }
+  at::Tensor load(const std::string& name, at::ScalarType dtype,
+                  at::Device device = at::Device(at::kCPU)) const {
+    return file_of(name).load(name, dtype, device);
+  }
+
+ private:
+  SafetensorsSet() = default;
+  void add(SafetensorsFile file);
+
+  std::filesystem::path path_;
+  std::vector<SafetensorsFile> files_;
+  std::vector<SafetensorsEntry> entries_;
+  std::map<std::string, size_t> index_;  // tensor name -> position in files_
+};
+
 // Writes tensors (any device, contiguous or not) to `path` atomically: a temporary file in
 // the same folder, then rename, so an interrupted write never leaves a file that looks whole.
 void save_safetensors(const std::filesystem::path& path,

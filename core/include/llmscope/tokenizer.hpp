@@ -1,11 +1,14 @@
-// Tokenizers: the abstract interface models use, and GPT-2's byte-level BPE.
+// Tokenizers: the abstract interface models use, GPT-2's byte-level BPE and BERT's WordPiece.
 // BPE matches Hugging Face `tokenizers` exactly: GPT-2's pre-tokenisation regex through PCRE2
 // (UTF + UCP), byte-to-unicode mapping, merges by rank, and lossy UTF-8 decoding.
+// WordPiece matches `tokenizers`' BertWordPieceTokenizer: BertNormalizer, BertPreTokenizer,
+// greedy longest-match-first WordPiece, and the [CLS] a [SEP] b [SEP] template.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -14,9 +17,14 @@
 namespace llmscope {
 
 struct EncodeOptions {
-  // When true, special tokens such as "<|endoftext|>" written in the text become their ids;
+  // BPE: when true, special tokens such as "<|endoftext|>" written in the text become their ids;
   // when false (the default, as in Hugging Face) they are encoded as ordinary text.
+  // WordPiece ignores it: "[MASK]", "[SEP]"... written in the text are always kept whole, as
+  // Hugging Face's BERT tokenizers do.
   bool allow_special = false;
+  // Frame the ids as the model was trained to see them: [CLS] ... [SEP] for WordPiece. GPT-2's
+  // BPE has no framing tokens (as in Hugging Face), so it ignores this.
+  bool add_special_tokens = true;
 };
 
 class Tokenizer {
@@ -26,12 +34,16 @@ class Tokenizer {
   // Invalid UTF-8 byte sequences become U+FFFD, as Hugging Face decodes.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
   virtual int64_t vocab_size() const = 0;
-  // The token's surface text (decoded bytes); throws llmscope::Error for an id out of range.
+  // The token's text: BPE's decoded bytes (" world"), WordPiece's vocabulary entry ("##ing");
+  // throws llmscope::Error for an id out of range.
   virtual std::string token_text(int64_t id) const = 0;
-  virtual std::string kind() const = 0;  // "bpe"
+  virtual std::string kind() const = 0;  // "bpe", "wordpiece"
+  // The id of a special token such as "<|endoftext|>" or "[MASK]", or -1 when it has none.
+  virtual int64_t special_token_id(const std::string& token) const = 0;
 
-  // Loads whatever tokenizer files `dir` holds (tokenizer.json, else vocab.json + merges.txt);
-  // throws llmscope::Error naming the folder when it has none.
+  // Loads whatever tokenizer files `dir` holds: tokenizer.json (BPE or WordPiece, by its
+  // model.type), else vocab.json + merges.txt (BPE), else vocab.txt (WordPiece, see
+  // WordPieceTokenizer::from_folder); throws llmscope::Error naming the folder when it has none.
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& dir);
   static bool exists_in(const std::filesystem::path& dir);
 };
@@ -50,12 +62,74 @@ class BpeTokenizer final : public Tokenizer {
   std::string kind() const override { return "bpe"; }
 
   // The id of a special token such as "<|endoftext|>", or -1.
-  int64_t special_token_id(const std::string& token) const;
+  int64_t special_token_id(const std::string& token) const override;
 
   struct Impl;
 
  private:
   explicit BpeTokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct EncodePairOptions {
+  // [CLS] a [SEP] b [SEP] when true; a b when false (token_type_ids are 0 for a, 1 for b either
+  // way, as in Hugging Face).
+  bool add_special_tokens = true;
+};
+
+// A sentence pair as BERT takes it. token_type_ids[i] is 0 for [CLS], a and the first [SEP],
+// 1 for b and the last [SEP]; both vectors have the same length.
+struct PairEncoding {
+  std::vector<int64_t> input_ids;
+  std::vector<int64_t> token_type_ids;
+};
+
+// BertNormalizer's settings. The defaults are uncased BERT's (BertWordPieceTokenizer with
+// lowercase=True).
+struct WordPieceOptions {
+  bool lowercase = true;
+  std::optional<bool> strip_accents;  // unset: follows `lowercase`, as in Hugging Face
+  bool clean_text = true;             // drop control characters, map whitespace to ' '
+  bool handle_chinese_chars = true;   // each CJK ideograph becomes a word of its own
+};
+
+class WordPieceTokenizer final : public Tokenizer {
+ public:
+  // vocab.txt: one token per line, the id is the line number (0-based). [UNK], [CLS] and [SEP]
+  // must be in it; [PAD], [UNK], [CLS], [SEP] and [MASK] are the special tokens.
+  static std::unique_ptr<WordPieceTokenizer> from_vocab_txt(const std::filesystem::path& vocab_txt,
+                                                            const WordPieceOptions& options = {});
+  // A Hugging Face tokenizer.json whose model.type is "WordPiece" (BertNormalizer or none,
+  // BertPreTokenizer, BertProcessing or a BERT-shaped TemplateProcessing, or none).
+  static std::unique_ptr<WordPieceTokenizer> from_tokenizer_json(const std::filesystem::path& path);
+  // `dir`/vocab.txt, with do_lower_case, strip_accents and tokenize_chinese_chars taken from
+  // `dir`/tokenizer_config.json when it has them (as transformers' BertTokenizer does).
+  static std::unique_ptr<WordPieceTokenizer> from_folder(const std::filesystem::path& dir);
+  ~WordPieceTokenizer() override;
+
+  // Text → ids, with [CLS] ... [SEP] unless options.add_special_tokens is false.
+  std::vector<int64_t> encode(std::string_view text,
+                              const EncodeOptions& options = {}) const override;
+  PairEncoding encode_pair(std::string_view a, std::string_view b,
+                           const EncodePairOptions& options = {}) const;
+  // The tokens joined the way Hugging Face decodes BERT ids: [CLS], [SEP] and [PAD] are skipped
+  // ([UNK] and [MASK] are kept, unlike HF's skip_special_tokens=True, so masked positions stay
+  // visible); a "##" continuation joins the token before it, any other token is preceded by a
+  // space; then transformers' clean_up_tokenization: " ." " ?" " !" " ," lose their space,
+  // " ' " becomes "'", and " n't" " 'm" " 's" " 've" " 're" join the word before them.
+  std::string decode(const std::vector<int64_t>& ids) const override;
+  int64_t vocab_size() const override;
+  // The vocabulary entry itself ("##ing" for a continuation).
+  std::string token_text(int64_t id) const override;
+  std::string kind() const override { return "wordpiece"; }
+
+  // The id of a special token such as "[MASK]", or -1.
+  int64_t special_token_id(const std::string& token) const override;
+
+  struct Impl;
+
+ private:
+  explicit WordPieceTokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

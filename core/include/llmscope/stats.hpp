@@ -1,0 +1,139 @@
+// Batch statistics over activations: t-tests, multiple-comparison corrections, per-neuron
+// logistic regression, correlation, histograms, PCA and cosine similarity — each computed for
+// every neuron in one call on a [samples, neurons] tensor, on the tensor's own device.
+//
+// Conventions (shared with streaming.hpp and the Lua `stats` module):
+// - Samples run along dim 0; every other dim is a "neuron" dim, so a [samples, n] input gives
+//   [n] results and a [samples, 3, n] input gives [3, n]. Indices are 0-based.
+// - Results are float64 (bool for decisions, int64 for counts), on the input's device. Inputs of
+//   any real dtype are accepted and converted to float64 before anything is summed.
+// - Bad input throws llmscope::Error with the function's name first:
+//   "ttest_ind: a and b must have the same number of neurons (64 vs 32)".
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace llmscope::stats {
+
+// ---- t-tests (two-sided, as scipy.stats) ----
+
+// t statistic, degrees of freedom and two-sided p-value, each shaped like one sample.
+//
+// Zero-variance columns follow scipy: a nonzero mean difference over a zero standard error gives
+// t = +-inf and p = 0; a zero difference gives t = nan and p = nan. Welch's df is 0/0 when both
+// groups have zero variance; scipy then uses df = 1 and so do we. Too few samples for a variance
+// (one sample in ttest_1samp, two in all of ttest_ind) give nan, not an error.
+struct TTest {
+  at::Tensor t;   // float64
+  at::Tensor df;  // float64
+  at::Tensor p;   // float64, two-sided
+};
+
+// Is the mean of `x` [samples, ...] equal to `mu`? (scipy.stats.ttest_1samp)
+TTest ttest_1samp(const at::Tensor& x, double mu = 0.0);
+// Paired samples a, b [samples, ...]: the one-sample test of a - b against 0 (scipy ttest_rel).
+TTest ttest_rel(const at::Tensor& a, const at::Tensor& b);
+// Independent samples a [n1, ...], b [n2, ...]: Student's test with pooled variance
+// (equal_var = true) or Welch's test (scipy ttest_ind).
+TTest ttest_ind(const at::Tensor& a, const at::Tensor& b, bool equal_var = true);
+
+// The same tests from summary statistics (count, mean and unbiased variance per neuron), which
+// is how the batch tests above and the streaming accumulators both finish, so they agree.
+TTest ttest_1samp_from_moments(double n, const at::Tensor& mean, const at::Tensor& var, double mu);
+TTest ttest_ind_from_moments(double n1, const at::Tensor& mean1, const at::Tensor& var1, double n2,
+                             const at::Tensor& mean2, const at::Tensor& var2, bool equal_var);
+
+// Two-sided p-value of Student's t: 2 * P(T_df > |t|), computed on the CPU in double with
+// Boost.Math and returned on t's device. nan in t or df (or df <= 0) gives nan; |t| = inf gives 0.
+at::Tensor student_t_two_sided_p(const at::Tensor& t, const at::Tensor& df);
+
+// ---- multiple comparisons ----
+
+// p-values of any shape are corrected together (m = the number of non-nan entries). nan
+// p-values count as untested: not rejected, adjusted p = nan. Values outside [0, 1] are errors.
+struct Correction {
+  at::Tensor rejected;    // bool, shaped like p
+  at::Tensor p_adjusted;  // float64, shaped like p, capped at 1
+};
+
+// Bonferroni: p_adjusted = min(1, p * m), rejected where p <= alpha / m.
+Correction bonferroni(const at::Tensor& p, double alpha = 0.05);
+// Benjamini-Hochberg, exactly as statsmodels' fdrcorrection(p, alpha, method='indep'): the
+// step-up rejections, and adjusted p = the running minimum from the top of p_(i) * m / i.
+Correction fdr_bh(const at::Tensor& p, double alpha = 0.05);
+
+// ---- logistic regression per neuron ----
+
+struct LogitOptions {
+  int64_t max_iter = 100;  // Newton steps at most
+  double tol = 1e-8;       // converged when no coefficient moves by more than this (statsmodels)
+};
+
+// For each neuron j, y ~ 1 + x[:, j] by maximum likelihood (statsmodels Logit(y, [1, x_j])),
+// fitted for all neurons at once by batched Newton (IRLS) steps in float64.
+//
+// Separation (the classes split by a threshold on x_j, with at most one shared value between
+// them; also y of one class only) means the maximum-likelihood estimate does not exist: such
+// neurons are flagged `separated`, not fitted, and their coef/se/p are nan; their accuracy is
+// that of the separating threshold (1 for complete separation). Columns with no variance have no
+// slope: nan coefficients, converged = false.
+struct LogitResult {
+  at::Tensor coef;        // [2, ...] float64: row 0 intercept, row 1 slope
+  at::Tensor se;          // [2, ...] Wald standard errors, sqrt(diag((X' W X)^-1))
+  at::Tensor p;           // [2, ...] two-sided Wald p-values, normal distribution
+  at::Tensor accuracy;    // [...] in-sample accuracy of predicting y = 1 when p > 0.5
+  at::Tensor converged;   // [...] bool
+  at::Tensor separated;   // [...] bool: perfect or quasi-complete separation
+  at::Tensor iterations;  // [...] int64: Newton steps taken
+};
+
+// x [samples, ...], y [samples] of 0/1 values (any dtype).
+LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& options = {});
+
+// ---- correlation, histograms, PCA, cosine similarity ----
+
+// Pearson r between `v` [samples] and every neuron of `acts` [samples, ...]; nan where either
+// side has no variance.
+at::Tensor pearson(const at::Tensor& acts, const at::Tensor& v);
+
+// Bin counts for `edges` [bins + 1] (strictly increasing), as np.histogram(x, bins=edges): bins
+// are [e_i, e_i+1) except the last, which includes its right edge; values outside the edges and
+// nan are not counted. x [samples] gives [bins]; x [samples, ...] gives [bins, ...], one histogram
+// per neuron. int64.
+at::Tensor histogram_counts(const at::Tensor& x, const at::Tensor& edges);
+// counts / (total counted * bin width), per histogram (np.histogram's density=True); nan for a
+// histogram that counted nothing. float64, shaped like the counts.
+at::Tensor histogram_density(const at::Tensor& counts, const at::Tensor& edges);
+
+struct Pca {
+  at::Tensor components;                // [k, features]: rows are unit principal axes
+  at::Tensor singular_values;           // [k], descending
+  at::Tensor explained_variance;        // [k]: singular_values^2 / (samples - 1)
+  at::Tensor explained_variance_ratio;  // [k]: share of the total over all components
+  at::Tensor mean;                      // [features]: what was subtracted (zeros if uncentred)
+};
+
+// PCA of x [samples, features] by a thin SVD in float64. k = 0 keeps all min(samples, features)
+// components. Signs are made deterministic: each component's largest-magnitude entry is
+// positive. Without centring, it is the SVD of x itself and the ratios are shares of the
+// total sum of squares.
+Pca pca(const at::Tensor& x, int64_t k = 0, bool center = true);
+
+// Cosine similarity between the rows of x [rows, d] and the rows of y [rows2, d] (y = x when
+// undefined): [rows, rows2], in x's floating dtype. Norms are clamped at 1e-8 as in
+// torch.nn.functional.cosine_similarity, so a zero row gives 0, not nan.
+at::Tensor cosine_matrix(const at::Tensor& x, const at::Tensor& y = at::Tensor());
+
+// ---- helpers shared with streaming.hpp ----
+
+// x as float64 [samples, neurons] (a 1-D x is one neuron), after checking that it has a
+// samples dim; `what` names the function and argument for error messages ("ttest_ind: a").
+at::Tensor as_samples_by_neurons(const at::Tensor& x, const char* what);
+// "64" for one neuron dim, "[3, 64]" otherwise: how messages show a neuron shape.
+std::string neuron_shape_text(at::IntArrayRef neuron_shape);
+
+}  // namespace llmscope::stats

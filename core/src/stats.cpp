@@ -1,0 +1,551 @@
+// Batch statistics for every neuron at once. Everything is vectorised in ATen in float64 on the
+// input's device; only the Student-t tail probabilities leave it, computed on the CPU with
+// Boost.Math (ATen has no incomplete beta function).
+#include "llmscope/stats.hpp"
+
+#include <ATen/Parallel.h>
+
+#include <boost/math/distributions/students_t.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "llmscope/error.hpp"
+
+namespace llmscope::stats {
+namespace {
+
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+
+// Boost reports problems through its return value here, never by throwing: a domain error
+// gives nan and an underflowing tail gives 0, as scipy's special functions do.
+using QuietPolicy = boost::math::policies::policy<
+    boost::math::policies::domain_error<boost::math::policies::ignore_error>,
+    boost::math::policies::pole_error<boost::math::policies::ignore_error>,
+    boost::math::policies::overflow_error<boost::math::policies::ignore_error>,
+    boost::math::policies::underflow_error<boost::math::policies::ignore_error>,
+    boost::math::policies::evaluation_error<boost::math::policies::ignore_error>>;
+
+std::string shape_text(at::IntArrayRef sizes) {
+  std::string text = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) text += (i > 0 ? ", " : "") + std::to_string(sizes[i]);
+  return text + "]";
+}
+
+void check_real(const at::Tensor& x, const std::string& what) {
+  if (!x.defined()) throw Error(what + " is an undefined tensor");
+  if (at::isComplexType(x.scalar_type())) throw Error(what + " must be real, got a complex tensor");
+}
+
+at::Tensor to_double(const at::Tensor& x) { return x.detach().to(at::kDouble); }
+
+// Count, mean and unbiased variance along dim 0 of x [samples, n] (two passes, as numpy).
+struct Moments {
+  double n;
+  at::Tensor mean, var;
+};
+
+Moments moments(const at::Tensor& x) {
+  const double n = static_cast<double>(x.size(0));
+  at::Tensor mean = x.mean(0);
+  // n = 1 gives 0 / 0 = nan, as scipy's ddof=1 variance does.
+  at::Tensor var = (x - mean).square_().sum(0).div_(n - 1.0);
+  return {n, mean, var};
+}
+
+at::Tensor full_like_double(const at::Tensor& like, double value) {
+  return at::full(like.sizes(), value, like.options().dtype(at::kDouble));
+}
+
+void same_neurons(const at::Tensor& a, const at::Tensor& b, const char* function) {
+  if (a.sizes().slice(1) != b.sizes().slice(1)) {
+    throw Error(std::string(function) + ": a and b must have the same number of neurons (" +
+                neuron_shape_text(a.sizes().slice(1)) + " vs " +
+                neuron_shape_text(b.sizes().slice(1)) + ")");
+  }
+}
+
+void same_device(const at::Tensor& a, const at::Tensor& b, const char* function) {
+  if (a.device() != b.device()) {
+    throw Error(std::string(function) + ": a and b are on different devices (" + a.device().str() +
+                " and " + b.device().str() + ")");
+  }
+}
+
+TTest reshaped(const TTest& r, at::IntArrayRef neuron_shape) {
+  return {r.t.reshape(neuron_shape), r.df.reshape(neuron_shape), r.p.reshape(neuron_shape)};
+}
+
+// Values of a 0/1 target; throws naming the first offending value.
+at::Tensor check_binary_target(const at::Tensor& y, int64_t samples) {
+  check_real(y, "logit: y");
+  if (y.dim() != 1 || y.size(0) != samples) {
+    throw Error("logit: y must be a [samples] vector with one value per row of x (x has " +
+                std::to_string(samples) + " samples, y has shape " + shape_text(y.sizes()) + ")");
+  }
+  at::Tensor yd = to_double(y);
+  at::Tensor bad = (yd != 0) & (yd != 1);
+  if (bad.any().item<bool>()) {
+    double value = yd.masked_select(bad)[0].item<double>();
+    throw Error("logit: y must hold only 0 and 1, found " + std::to_string(value));
+  }
+  return yd;
+}
+
+}  // namespace
+
+std::string neuron_shape_text(at::IntArrayRef neuron_shape) {
+  if (neuron_shape.empty()) return "1";
+  if (neuron_shape.size() == 1) return std::to_string(neuron_shape[0]);
+  return shape_text(neuron_shape);
+}
+
+at::Tensor as_samples_by_neurons(const at::Tensor& x, const char* what) {
+  check_real(x, what);
+  if (x.dim() == 0) {
+    throw Error(std::string(what) + " must have a samples dim (dim 0), got a 0-d tensor");
+  }
+  if (x.size(0) == 0) throw Error(std::string(what) + " has no samples (dim 0 is empty)");
+  int64_t neurons = 1;
+  for (int64_t size : x.sizes().slice(1)) neurons *= size;
+  if (neurons == 0)
+    throw Error(std::string(what) + " has no neurons (shape " + shape_text(x.sizes()) + ")");
+  return to_double(x).reshape({x.size(0), neurons});  // [samples, neurons]
+}
+
+// ---- t-tests ----
+
+at::Tensor student_t_two_sided_p(const at::Tensor& t, const at::Tensor& df) {
+  std::vector<at::Tensor> both = at::broadcast_tensors({t, df});
+  at::Tensor tc = both[0].detach().to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor dc = both[1].detach().to(at::kCPU, at::kDouble).contiguous();
+  at::Tensor p = at::empty(tc.sizes(), tc.options());
+  const double* tv = tc.data_ptr<double>();
+  const double* dv = dc.data_ptr<double>();
+  double* pv = p.data_ptr<double>();
+  // Each incomplete-beta evaluation costs about 5 us; spread them over the threads.
+  at::parallel_for(0, tc.numel(), 256, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const double abs_t = std::abs(tv[i]);
+      const double d = dv[i];
+      if (std::isnan(abs_t) || std::isnan(d) || d <= 0) {
+        pv[i] = kNan;
+      } else if (std::isinf(abs_t)) {
+        pv[i] = 0.0;
+      } else if (std::isinf(d)) {
+        pv[i] = std::erfc(abs_t / std::sqrt(2.0));
+      } else {
+        boost::math::students_t_distribution<double, QuietPolicy> dist(d);
+        pv[i] = std::min(1.0, 2.0 * boost::math::cdf(boost::math::complement(dist, abs_t)));
+      }
+    }
+  });
+  return p.to(t.device());
+}
+
+TTest ttest_1samp_from_moments(double n, const at::Tensor& mean, const at::Tensor& var, double mu) {
+  at::Tensor t = (mean - mu) / (var / n).sqrt();
+  at::Tensor df = full_like_double(mean, n - 1.0);
+  return {t, df, student_t_two_sided_p(t, df)};
+}
+
+TTest ttest_ind_from_moments(double n1, const at::Tensor& mean1, const at::Tensor& var1, double n2,
+                             const at::Tensor& mean2, const at::Tensor& var2, bool equal_var) {
+  at::Tensor df, denominator;
+  if (equal_var) {
+    const double dof = n1 + n2 - 2.0;
+    df = full_like_double(mean1, dof);
+    at::Tensor pooled = ((n1 - 1.0) * var1 + (n2 - 1.0) * var2) / dof;
+    denominator = (pooled * (1.0 / n1 + 1.0 / n2)).sqrt();
+  } else {
+    at::Tensor vn1 = var1 / n1;
+    at::Tensor vn2 = var2 / n2;
+    df = (vn1 + vn2).square() / (vn1.square() / (n1 - 1.0) + vn2.square() / (n2 - 1.0));
+    // Both variances zero: 0 / 0. scipy's _unequal_var_ttest_denom uses 1 then.
+    df = at::where(df.isnan(), at::ones_like(df), df);
+    denominator = (vn1 + vn2).sqrt();
+  }
+  at::Tensor t = (mean1 - mean2) / denominator;
+  return {t, df, student_t_two_sided_p(t, df)};
+}
+
+TTest ttest_1samp(const at::Tensor& x, double mu) {
+  at::Tensor xs = as_samples_by_neurons(x, "ttest_1samp: x");
+  Moments m = moments(xs);
+  return reshaped(ttest_1samp_from_moments(m.n, m.mean, m.var, mu), x.sizes().slice(1));
+}
+
+TTest ttest_rel(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor as = as_samples_by_neurons(a, "ttest_rel: a");
+  at::Tensor bs = as_samples_by_neurons(b, "ttest_rel: b");
+  same_neurons(a, b, "ttest_rel");
+  same_device(a, b, "ttest_rel");
+  if (a.size(0) != b.size(0)) {
+    throw Error("ttest_rel: a and b must have the same number of samples (paired rows), got " +
+                std::to_string(a.size(0)) + " and " + std::to_string(b.size(0)));
+  }
+  Moments m = moments(as - bs);
+  return reshaped(ttest_1samp_from_moments(m.n, m.mean, m.var, 0.0), a.sizes().slice(1));
+}
+
+TTest ttest_ind(const at::Tensor& a, const at::Tensor& b, bool equal_var) {
+  at::Tensor as = as_samples_by_neurons(a, "ttest_ind: a");
+  at::Tensor bs = as_samples_by_neurons(b, "ttest_ind: b");
+  same_neurons(a, b, "ttest_ind");
+  same_device(a, b, "ttest_ind");
+  Moments ma = moments(as);
+  Moments mb = moments(bs);
+  return reshaped(ttest_ind_from_moments(ma.n, ma.mean, ma.var, mb.n, mb.mean, mb.var, equal_var),
+                  a.sizes().slice(1));
+}
+
+// ---- multiple comparisons ----
+
+namespace {
+
+struct ValidP {
+  at::Tensor flat;    // [numel] float64
+  at::Tensor index;   // [m] int64: positions of the non-nan entries
+  at::Tensor values;  // [m]
+  int64_t m;
+};
+
+ValidP valid_p(const at::Tensor& p, double alpha, const char* function) {
+  check_real(p, std::string(function) + ": p");
+  if (!(alpha > 0 && alpha < 1)) {
+    throw Error(std::string(function) + ": alpha must be in (0, 1), got " + std::to_string(alpha));
+  }
+  at::Tensor flat = to_double(p).reshape(-1);
+  at::Tensor valid = flat.isnan().logical_not();
+  at::Tensor out_of_range = valid & ((flat < 0) | (flat > 1));
+  if (out_of_range.any().item<bool>()) {
+    double value = flat.masked_select(out_of_range)[0].item<double>();
+    throw Error(std::string(function) + ": p-values must be in [0, 1], found " +
+                std::to_string(value));
+  }
+  at::Tensor index = valid.nonzero().reshape(-1);
+  return {flat, index, flat.index_select(0, index), index.numel()};
+}
+
+Correction scatter(const ValidP& v, const at::Tensor& rejected, const at::Tensor& adjusted,
+                   at::IntArrayRef shape) {
+  at::Tensor out_rejected = at::zeros(v.flat.sizes(), v.flat.options().dtype(at::kBool));
+  at::Tensor out_adjusted = at::full(v.flat.sizes(), kNan, v.flat.options());
+  if (v.m > 0) {
+    out_rejected.index_put_({v.index}, rejected);
+    out_adjusted.index_put_({v.index}, adjusted);
+  }
+  return {out_rejected.reshape(shape), out_adjusted.reshape(shape)};
+}
+
+}  // namespace
+
+Correction bonferroni(const at::Tensor& p, double alpha) {
+  ValidP v = valid_p(p, alpha, "bonferroni");
+  const double m = static_cast<double>(v.m);
+  return scatter(v, v.values <= alpha / m, (v.values * m).clamp_max(1.0), p.sizes());
+}
+
+Correction fdr_bh(const at::Tensor& p, double alpha) {
+  ValidP v = valid_p(p, alpha, "fdr");
+  if (v.m == 0) return scatter(v, at::Tensor(), at::Tensor(), p.sizes());
+  auto [sorted, order] = v.values.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const double m = static_cast<double>(v.m);
+  // statsmodels: ecdffactor = arange(1, m + 1) / m, in this order of operations.
+  at::Tensor ecdf = at::arange(1, v.m + 1, sorted.options()) / m;
+  // Step-up: every p up to the largest one under its line is rejected.
+  at::Tensor below = (sorted <= ecdf * alpha).to(at::kLong);
+  at::Tensor rejected_sorted = std::get<0>(at::cummax(below.flip(0), 0)).flip(0) > 0;
+  at::Tensor adjusted_sorted =
+      std::get<0>(at::cummin((sorted / ecdf).flip(0), 0)).flip(0).clamp_max(1.0);
+  // Back to the order of the input.
+  at::Tensor rejected = at::empty_like(rejected_sorted).index_put_({order}, rejected_sorted);
+  at::Tensor adjusted = at::empty_like(adjusted_sorted).index_put_({order}, adjusted_sorted);
+  return scatter(v, rejected, adjusted, p.sizes());
+}
+
+// ---- logistic regression ----
+
+namespace {
+
+// The fit of one block of neurons: x [c, s] holds neurons in rows, samples along dim 1, and
+// y_row [1, s] the targets. All outputs are [c] (coef, se and p [2, c]).
+struct LogitBlock {
+  at::Tensor coef, se, p, accuracy, converged, separated, iterations;
+};
+
+LogitBlock logit_block(const at::Tensor& x, const at::Tensor& y, bool one_class,
+                       const LogitOptions& options) {
+  const int64_t c = x.size(0);
+  const double samples = static_cast<double>(x.size(1));
+  const double inf = std::numeric_limits<double>::infinity();
+  auto opts = x.options();
+
+  // Separation: with one predictor, the classes are split by a threshold t on x when
+  // max(x | y=0) <= min(x | y=1) (or the other way round); equality is quasi-complete
+  // separation, where only points at t itself are mixed. Either way the likelihood keeps
+  // rising as the slope grows, so there is no estimate to report.
+  at::Tensor is1 = y > 0.5, is0 = y < 0.5;  // [1, s]
+  at::Tensor max0 = at::where(is0, x, -inf).amax(1), min0 = at::where(is0, x, inf).amin(1);
+  at::Tensor max1 = at::where(is1, x, -inf).amax(1), min1 = at::where(is1, x, inf).amin(1);
+  at::Tensor constant = x.amax(1) == x.amin(1);  // no slope to fit
+  at::Tensor up = max0 <= min1;                  // y = 1 at and above t
+  at::Tensor down = max1 <= min0;                // y = 1 at and below t
+  at::Tensor separated =
+      one_class ? at::ones({c}, opts.dtype(at::kBool)) : (up | down) & constant.logical_not();
+  // The separating threshold's accuracy: perfect, except that at a shared value t the best it
+  // can do is call the majority class there.
+  at::Tensor threshold = at::where(up, max0, max1).unsqueeze(1);
+  at::Tensor at_threshold = x == threshold;
+  at::Tensor ties0 = (at_threshold & is0).sum(1).to(at::kDouble);
+  at::Tensor ties1 = (at_threshold & is1).sum(1).to(at::kDouble);
+  at::Tensor quasi = at::where(up, max0 == min1, max1 == min0);
+  if (one_class) quasi.zero_();  // one class: nothing to tie
+  at::Tensor separated_accuracy =
+      at::where(quasi, 1.0 - at::minimum(ties0, ties1) / samples, at::ones({c}, opts));
+  at::Tensor unfitted = separated | constant;
+
+  // Newton (IRLS) steps on the 2x2 system of each neuron. Only fitted neurons step; one stops
+  // when no coefficient moves by more than tol (statsmodels' rule), or at a non-finite step
+  // (a singular Hessian: unconverged). The block stops when every neuron has.
+  at::Tensor b0 = at::zeros({c, 1}, opts), b1 = at::zeros({c, 1}, opts);
+  at::Tensor active = unfitted.logical_not();
+  at::Tensor converged = at::zeros({c}, opts.dtype(at::kBool));
+  at::Tensor iterations = at::zeros({c}, opts.dtype(at::kLong));
+  at::Tensor prob, h00, h01, h11, det;
+  auto evaluate = [&] {
+    prob = at::addcmul(b0, x, b1).sigmoid_();  // [c, s]
+    at::Tensor w = (1.0 - prob).mul_(prob);
+    at::Tensor wx = w * x;
+    h00 = w.sum(1, /*keepdim=*/true);
+    h01 = wx.sum(1, true);
+    h11 = wx.mul_(x).sum(1, true);
+    det = h00 * h11 - h01 * h01;
+  };
+  for (int64_t it = 0; it < options.max_iter; ++it) {
+    if (!active.any().item<bool>()) break;
+    evaluate();
+    at::Tensor r = y - prob;  // [c, s]
+    at::Tensor g0 = r.sum(1, true);
+    at::Tensor g1 = r.mul_(x).sum(1, true);
+    at::Tensor on = active.unsqueeze(1);
+    at::Tensor d0 = at::where(on, (h11 * g0 - h01 * g1) / det, 0.0);
+    at::Tensor d1 = at::where(on, (h00 * g1 - h01 * g0) / det, 0.0);
+    at::Tensor step = at::maximum(d0.abs(), d1.abs()).squeeze(1);
+    at::Tensor finite = step.isfinite();
+    b0 = at::where(finite.unsqueeze(1), b0 + d0, b0);
+    b1 = at::where(finite.unsqueeze(1), b1 + d1, b1);
+    iterations += active.to(at::kLong);
+    at::Tensor done = active & finite & (step <= options.tol);
+    converged |= done;
+    active = active & finite & done.logical_not();
+  }
+  evaluate();  // at the final coefficients: the Hessian for the standard errors
+
+  LogitBlock out;
+  out.coef = at::cat({b0, b1}, 1).t().masked_fill(unfitted, kNan);  // [2, c]
+  out.se = at::cat({h11 / det, h00 / det}, 1).sqrt_().t().masked_fill(unfitted, kNan);
+  out.p = at::erfc((out.coef / out.se).abs() / std::sqrt(2.0));  // Wald, normal; nan stays nan
+  at::Tensor accuracy = ((prob > 0.5) == (y > 0.5)).to(at::kDouble).mean(1);  // [c]
+  out.accuracy = at::where(separated, separated_accuracy, accuracy)
+                     .masked_fill(constant & separated.logical_not(), kNan);
+  out.converged = converged & unfitted.logical_not();
+  out.separated = separated;
+  out.iterations = iterations;
+  return out;
+}
+
+}  // namespace
+
+LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& options) {
+  if (options.max_iter < 1) {
+    throw Error("logit: max_iter must be at least 1, got " + std::to_string(options.max_iter));
+  }
+  if (!(options.tol > 0)) throw Error("logit: tol must be > 0, got " + std::to_string(options.tol));
+  at::Tensor X = as_samples_by_neurons(x, "logit: x");  // [s, n]
+  const int64_t samples = X.size(0);
+  const int64_t n = X.size(1);
+  at::Tensor y_row = check_binary_target(y, samples).to(X.device()).reshape({1, samples});
+  const int64_t ones = (y_row > 0.5).sum().item<int64_t>();
+  const bool one_class = ones == 0 || ones == samples;  // no estimate for any neuron
+
+  // Blocks of neurons: on the CPU, 256 neurons at a time keep every [256, s] temporary in cache
+  // and spread the blocks over the threads; on an accelerator, one block of all.
+  at::Tensor Xt = X.t().contiguous();  // [n, s]
+  auto opts = X.options();
+  LogitResult r;
+  r.coef = at::empty({2, n}, opts);
+  r.se = at::empty({2, n}, opts);
+  r.p = at::empty({2, n}, opts);
+  r.accuracy = at::empty({n}, opts);
+  r.converged = at::empty({n}, opts.dtype(at::kBool));
+  r.separated = at::empty({n}, opts.dtype(at::kBool));
+  r.iterations = at::empty({n}, opts.dtype(at::kLong));
+  const bool cpu = X.device().is_cpu();
+  const int64_t block = cpu ? 256 : n;
+  auto fit_blocks = [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t begin = b * block, end = std::min(n, begin + block);
+      LogitBlock fit = logit_block(Xt.slice(0, begin, end), y_row, one_class, options);
+      r.coef.slice(1, begin, end).copy_(fit.coef);
+      r.se.slice(1, begin, end).copy_(fit.se);
+      r.p.slice(1, begin, end).copy_(fit.p);
+      r.accuracy.slice(0, begin, end).copy_(fit.accuracy);
+      r.converged.slice(0, begin, end).copy_(fit.converged);
+      r.separated.slice(0, begin, end).copy_(fit.separated);
+      r.iterations.slice(0, begin, end).copy_(fit.iterations);
+    }
+  };
+  const int64_t blocks = (n + block - 1) / block;
+  if (cpu) {
+    at::parallel_for(0, blocks, 1, fit_blocks);
+  } else {
+    fit_blocks(0, blocks);
+  }
+
+  at::IntArrayRef neuron_shape = x.sizes().slice(1);
+  std::vector<int64_t> two_shape{2};
+  two_shape.insert(two_shape.end(), neuron_shape.begin(), neuron_shape.end());
+  r.coef = r.coef.reshape(two_shape);
+  r.se = r.se.reshape(two_shape);
+  r.p = r.p.reshape(two_shape);
+  r.accuracy = r.accuracy.reshape(neuron_shape);
+  r.converged = r.converged.reshape(neuron_shape);
+  r.separated = r.separated.reshape(neuron_shape);
+  r.iterations = r.iterations.reshape(neuron_shape);
+  return r;
+}
+
+// ---- correlation ----
+
+at::Tensor pearson(const at::Tensor& acts, const at::Tensor& v) {
+  at::Tensor A = as_samples_by_neurons(acts, "pearson: acts");  // [s, n]
+  check_real(v, "pearson: v");
+  if (v.dim() != 1 || v.size(0) != A.size(0)) {
+    throw Error("pearson: v must be a [samples] vector with one value per row of acts (acts has " +
+                std::to_string(A.size(0)) + " samples, v has shape " + shape_text(v.sizes()) + ")");
+  }
+  same_device(acts, v, "pearson");
+  at::Tensor V = to_double(v);
+  at::Tensor ac = A - A.mean(0);
+  at::Tensor vc = V - V.mean();
+  at::Tensor r = ac.t().mv(vc) / (ac.square().sum(0) * vc.square().sum()).sqrt();
+  return r.clamp(-1.0, 1.0).reshape(acts.sizes().slice(1));  // clamp keeps nan, as scipy
+}
+
+// ---- histograms ----
+
+namespace {
+
+at::Tensor checked_edges(const at::Tensor& edges, const at::Device& device, const char* function) {
+  check_real(edges, std::string(function) + ": edges");
+  if (edges.dim() != 1 || edges.size(0) < 2) {
+    throw Error(std::string(function) +
+                ": edges must be a 1-D tensor of at least 2 values, got shape " +
+                shape_text(edges.sizes()));
+  }
+  at::Tensor e = to_double(edges).to(device);
+  if (!e.isfinite().all().item<bool>())
+    throw Error(std::string(function) + ": edges must be finite");
+  if (!(e.slice(0, 1) > e.slice(0, 0, -1)).all().item<bool>()) {
+    throw Error(std::string(function) + ": edges must be strictly increasing");
+  }
+  return e;
+}
+
+}  // namespace
+
+at::Tensor histogram_counts(const at::Tensor& x, const at::Tensor& edges) {
+  check_real(x, "histogram: x");
+  if (x.dim() == 0) throw Error("histogram: x must have a samples dim (dim 0), got a 0-d tensor");
+  at::Tensor e = checked_edges(edges, x.device(), "histogram");
+  const int64_t bins = e.size(0) - 1;
+  std::vector<int64_t> shape{bins};
+  shape.insert(shape.end(), x.sizes().begin() + 1, x.sizes().end());
+  int64_t neurons = 1;
+  for (int64_t size : x.sizes().slice(1)) neurons *= size;
+  if (x.numel() == 0) return at::zeros(shape, x.options().dtype(at::kLong));
+
+  at::Tensor X = to_double(x).reshape({x.size(0), neurons});  // [s, n]
+  // Bin i holds [e_i, e_i+1); the last also holds its right edge. nan fails both comparisons.
+  at::Tensor bin = at::searchsorted(e, X, /*out_int32=*/false, /*right=*/true) - 1;
+  at::Tensor last = e[bins];
+  bin = bin.masked_fill(X == last, bins - 1);
+  at::Tensor inside = (X >= e[0]) & (X <= last);
+  at::Tensor column = at::arange(neurons, bin.options()).unsqueeze(0);
+  at::Tensor flat = (bin * neurons + column).masked_select(inside);
+  return at::bincount(flat, {}, bins * neurons).reshape(shape);  // [bins, ...]
+}
+
+at::Tensor histogram_density(const at::Tensor& counts, const at::Tensor& edges) {
+  at::Tensor e = checked_edges(edges, counts.device(), "histogram");
+  const int64_t bins = e.size(0) - 1;
+  if (counts.dim() == 0 || counts.size(0) != bins) {
+    throw Error("histogram: counts have shape " + shape_text(counts.sizes()) +
+                " but the edges make " + std::to_string(bins) + " bins");
+  }
+  std::vector<int64_t> width_shape(counts.dim(), 1);
+  width_shape[0] = bins;
+  at::Tensor widths = (e.slice(0, 1) - e.slice(0, 0, -1)).reshape(width_shape);
+  at::Tensor c = counts.to(at::kDouble);
+  return c / widths / c.sum(0, /*keepdim=*/true);  // np.histogram: n / db / n.sum()
+}
+
+// ---- PCA and cosine similarity ----
+
+Pca pca(const at::Tensor& x, int64_t k, bool center) {
+  check_real(x, "pca: x");
+  if (x.dim() != 2)
+    throw Error("pca: x must be [samples, features], got shape " + shape_text(x.sizes()));
+  if (x.size(0) == 0 || x.size(1) == 0)
+    throw Error("pca: x is empty (shape " + shape_text(x.sizes()) + ")");
+  const int64_t most = std::min(x.size(0), x.size(1));
+  if (k < 0 || k > most) {
+    throw Error("pca: k must be between 1 and min(samples, features) = " + std::to_string(most) +
+                " (or 0 for all), got " + std::to_string(k));
+  }
+  if (k == 0) k = most;
+  at::Tensor X = to_double(x);
+  at::Tensor mean = center ? X.mean(0) : at::zeros({X.size(1)}, X.options());
+  auto [U, S, Vh] = at::linalg_svd(X - mean, /*full_matrices=*/false);
+  at::Tensor components = Vh.slice(0, 0, k);  // [k, features]
+  at::Tensor biggest = components.gather(1, components.abs().argmax(1, /*keepdim=*/true));
+  at::Tensor signs = at::where(biggest < 0, -1.0, 1.0);
+  at::Tensor squares = S.square();
+  const double dof = static_cast<double>(x.size(0) - 1);
+  Pca result;
+  result.components = components * signs;
+  result.singular_values = S.slice(0, 0, k);
+  result.explained_variance = squares.slice(0, 0, k) / dof;
+  result.explained_variance_ratio = squares.slice(0, 0, k) / squares.sum();
+  result.mean = mean;
+  return result;
+}
+
+at::Tensor cosine_matrix(const at::Tensor& x, const at::Tensor& y) {
+  check_real(x, "cosine_matrix: x");
+  if (x.dim() != 2)
+    throw Error("cosine_matrix: x must be [rows, d], got shape " + shape_text(x.sizes()));
+  at::Tensor other = y.defined() ? y : x;
+  if (y.defined()) {
+    check_real(y, "cosine_matrix: y");
+    if (y.dim() != 2 || y.size(1) != x.size(1)) {
+      throw Error("cosine_matrix: y must be [rows, " + std::to_string(x.size(1)) +
+                  "] like x, got shape " + shape_text(y.sizes()));
+    }
+    same_device(x, y, "cosine_matrix");
+  }
+  at::ScalarType type = at::promote_types(x.scalar_type(), other.scalar_type());
+  if (!at::isFloatingType(type)) type = at::kFloat;
+  auto unit_rows = [type](const at::Tensor& t) {
+    at::Tensor f = t.detach().to(type);
+    return f / f.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-8);
+  };
+  at::Tensor xn = unit_rows(x);
+  return xn.mm((y.defined() ? unit_rows(other) : xn).t());  // [rows, rows2]
+}
+
+}  // namespace llmscope::stats

@@ -1,0 +1,55 @@
+-- The report module: each call adds to the run's report, argument errors read like Lua's, and
+-- the finished report.html holds everything plus the manifest.
+local spec = require("spec")
+
+local function read(path)
+  local f = assert(io.open(path, "r"))
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+spec.describe("report", function()
+  local dir = report.dir()
+  spec.it("knows its folder", function()
+    spec.eq(type(dir), "string")
+    spec.eq(dir, llmscope.out_dir)
+  end)
+  spec.it("adds text, tables, tensors and HTML", function()
+    report.title("Report spec")
+    report.text("# Section\nSome `code` and <angle brackets>.")
+    report.table("rows form", { columns = { "a", "b" }, rows = { { 1, "x" }, { 2.5, true } } })
+    report.table("data form", { columns = { "layer", "r" }, data = { layer = { 0, 1, 2 }, r = tensor.new({ 0.1, 0.2, 0.3 }) } })
+    report.tensor("t", tensor.ones({ 2, 2 }), { caption = "ones" })
+    report.html("<p id='raw'>raw html</p>")
+    report.set({ seed = 11, note = "spec" })
+    report.save()
+    local html = read(dir .. "/report.html")
+    spec.truthy(html:find("<h2>Section</h2>", 1, true), "heading")
+    spec.truthy(html:find("&lt;angle brackets&gt;", 1, true), "escaped")
+    spec.truthy(html:find("<p id='raw'>raw html</p>", 1, true), "raw html")
+    spec.truthy(html:find("<th>seed</th><td>11</td>", 1, true), "seed")
+    spec.truthy(html:find("<th>note</th><td>spec</td>", 1, true), "extra")
+    spec.eq(read(dir .. "/data/rows-form.csv"), "a,b\n1,x\n2.5,true\n")
+    spec.eq(read(dir .. "/data/data-form.csv"), "layer,r\n0,0.1\n1,0.2\n2,0.3\n")
+    local saved = tensor.load(dir .. "/data/t.safetensors")
+    spec.truthy(saved.t:equal(tensor.ones({ 2, 2 })))
+  end)
+  spec.it("adds figures as PNG and SVG", function()
+    local path = report.figure(figure.line({ series = { { y = tensor.new({ 1, 3, 2 }), label = "y" } }, title = "t" }),
+      { name = "My Line", caption = "a line" })
+    spec.truthy(path:find("figures/my-line.png", 1, true), path)
+    spec.truthy(io.open(dir .. "/figures/my-line.svg") ~= nil, "svg")
+  end)
+  spec.it("rejects bad arguments", function()
+    spec.raises(function() report.text(5) end, "bad argument #1 to 'text' (string expected, got number)")
+    spec.raises(function() report.figure("x") end, "bad argument #1 to 'figure' (figure expected, got string)")
+    spec.raises(function() report.table("x", { cols = { "a" } }) end, "unknown option 'cols'")
+    spec.raises(function() report.table("x", { columns = { "a", "b" }, data = { a = { 1, 2 }, b = { 1 } } }) end,
+      "data columns differ in length")
+    spec.raises(function() report.table("x", { columns = { "a", "b" }, rows = { { 1 } } }) end,
+      "row 0 has 1 values for 2 columns")
+  end)
+end)
+
+spec.finish()
