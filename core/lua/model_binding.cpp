@@ -426,7 +426,7 @@ int model_fill_mask(lua_State* L) {
   Model& model = check_model(L, 1);
   ForwardInput input = input_from(L, 2, model, false);
   if (!input.input_ids.defined()) throw ArgError(2, "fill_mask needs text or token ids");
-  check_option_keys(L, 3, {"k", "hooks"});
+  check_option_keys(L, 3, {"k", "hooks", "mask_id"});
   const int64_t k = opt_integer(L, 3, "k").value_or(5);
   std::vector<NamedHook> hooks;
   if (!is_none_or_nil(L, 3)) {
@@ -435,8 +435,9 @@ int model_fill_mask(lua_State* L) {
     lua_pop(L, 1);
   }
   const Tokenizer* tokenizer = model.tokenizer();
-  const int64_t mask_id = tokenizer ? tokenizer->special_token_id("[MASK]") : -1;
-  if (mask_id < 0) throw Error("fill_mask: this model's tokenizer has no [MASK] token");
+  const int64_t mask_id =
+      opt_integer(L, 3, "mask_id").value_or(tokenizer ? tokenizer->special_token_id("[MASK]") : -1);
+  if (mask_id < 0) throw Error("fill_mask: no [MASK] token id (the model has no tokenizer with one; pass mask_id)");
   std::vector<MaskPrediction> predictions;
   {
     PassScope scope(L);
@@ -454,7 +455,7 @@ int model_fill_mask(lua_State* L) {
     for (size_t j = 0; j < p.ids.size(); ++j) {
       lua_pushinteger(L, p.ids[j]);
       lua_rawseti(L, -4, static_cast<lua_Integer>(j + 1));
-      lua_pushstring(L, tokenizer->token_text(p.ids[j]).c_str());
+      lua_pushstring(L, tokenizer ? tokenizer->token_text(p.ids[j]).c_str() : std::to_string(p.ids[j]).c_str());
       lua_rawseti(L, -3, static_cast<lua_Integer>(j + 1));
       lua_pushnumber(L, p.probabilities[j]);
       lua_rawseti(L, -2, static_cast<lua_Integer>(j + 1));

@@ -73,26 +73,17 @@ const std::vector<HookPointSpec> kAfterSites = {
     {"cls.predictions", "unembed.hook_logits", "[batch, pos, vocab]"},
 };
 
-int64_t positive_int(const nlohmann::json& json, const char* key, const std::string& source) {
-  auto it = json.find(key);
-  if (it == json.end() || it->is_null()) throw Error(source + ": missing required key '" + key + "' (a positive integer)");
-  if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
-    throw Error(source + ": key '" + key + "' must be a positive integer, got " + it->dump());
-  }
-  return it->get<int64_t>();
-}
-
 }  // namespace
 
 BertConfig BertConfig::from_json(const nlohmann::json& json, const std::string& source) {
   BertConfig c;
-  c.vocab_size = positive_int(json, "vocab_size", source);
-  c.hidden_size = positive_int(json, "hidden_size", source);
-  c.num_hidden_layers = positive_int(json, "num_hidden_layers", source);
-  c.num_attention_heads = positive_int(json, "num_attention_heads", source);
-  c.intermediate_size = positive_int(json, "intermediate_size", source);
-  c.max_position_embeddings = positive_int(json, "max_position_embeddings", source);
-  if (json.contains("type_vocab_size")) c.type_vocab_size = positive_int(json, "type_vocab_size", source);
+  c.vocab_size = detail::required_positive_int(json, "vocab_size", source);
+  c.hidden_size = detail::required_positive_int(json, "hidden_size", source);
+  c.num_hidden_layers = detail::required_positive_int(json, "num_hidden_layers", source);
+  c.num_attention_heads = detail::required_positive_int(json, "num_attention_heads", source);
+  c.intermediate_size = detail::required_positive_int(json, "intermediate_size", source);
+  c.max_position_embeddings = detail::required_positive_int(json, "max_position_embeddings", source);
+  if (json.contains("type_vocab_size")) c.type_vocab_size = detail::required_positive_int(json, "type_vocab_size", source);
   c.layer_norm_eps = json.value("layer_norm_eps", 1e-12);
   c.hidden_act = json.value("hidden_act", std::string("gelu"));
   check_activation_name(c.hidden_act, source);

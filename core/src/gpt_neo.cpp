@@ -70,28 +70,19 @@ const std::vector<HookPointSpec> kAfterSites = {
     {"lm_head", nullptr, "[batch, pos, vocab]"},
 };
 
-int64_t positive_int(const nlohmann::json& json, const char* key, const std::string& source) {
-  auto it = json.find(key);
-  if (it == json.end() || it->is_null()) throw Error(source + ": missing required key '" + key + "' (a positive integer)");
-  if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
-    throw Error(source + ": key '" + key + "' must be a positive integer, got " + it->dump());
-  }
-  return it->get<int64_t>();
-}
-
 }  // namespace
 
 GptNeoConfig GptNeoConfig::from_json(const nlohmann::json& json, const std::string& source) {
   GptNeoConfig c;
-  c.vocab_size = positive_int(json, "vocab_size", source);
-  c.max_position_embeddings = positive_int(json, "max_position_embeddings", source);
-  c.hidden_size = positive_int(json, "hidden_size", source);
-  c.num_layers = positive_int(json, "num_layers", source);
-  c.num_heads = positive_int(json, "num_heads", source);
+  c.vocab_size = detail::required_positive_int(json, "vocab_size", source);
+  c.max_position_embeddings = detail::required_positive_int(json, "max_position_embeddings", source);
+  c.hidden_size = detail::required_positive_int(json, "hidden_size", source);
+  c.num_layers = detail::required_positive_int(json, "num_layers", source);
+  c.num_heads = detail::required_positive_int(json, "num_heads", source);
   c.intermediate_size = json.contains("intermediate_size") && !json["intermediate_size"].is_null()
-                            ? positive_int(json, "intermediate_size", source)
+                            ? detail::required_positive_int(json, "intermediate_size", source)
                             : 4 * c.hidden_size;
-  if (json.contains("window_size")) c.window_size = positive_int(json, "window_size", source);
+  if (json.contains("window_size")) c.window_size = detail::required_positive_int(json, "window_size", source);
   c.layer_norm_epsilon = json.value("layer_norm_epsilon", 1e-5);
   c.activation_function = json.value("activation_function", std::string("gelu_new"));
   check_activation_name(c.activation_function, source);

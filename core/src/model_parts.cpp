@@ -1,5 +1,6 @@
 #include "model_parts.hpp"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <limits>
@@ -14,6 +15,15 @@ std::string shape_string(at::IntArrayRef shape) {
   std::ostringstream s;
   s << shape;
   return s.str();
+}
+
+int64_t required_positive_int(const nlohmann::json& json, const char* key, const std::string& source) {
+  auto it = json.find(key);
+  if (it == json.end() || it->is_null()) throw Error(source + ": missing required key '" + key + "' (a positive integer)");
+  if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
+    throw Error(source + ": key '" + key + "' must be a positive integer, got " + it->dump());
+  }
+  return it->get<int64_t>();
 }
 
 double lowest_value(at::ScalarType type) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <optional>
 #include <regex>
@@ -17,6 +18,9 @@
 namespace llmscope::detail {
 
 std::string shape_string(at::IntArrayRef shape);
+
+// json[key] as a positive integer; throws llmscope::Error naming `source` and the key.
+int64_t required_positive_int(const nlohmann::json& json, const char* key, const std::string& source);
 
 // The most negative finite value of `type`: what masked attention scores become, so a fully
 // masked row (a left-padding query) softmaxes to a uniform average instead of NaN.

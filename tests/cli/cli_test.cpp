@@ -2,11 +2,8 @@
 // info, tokenize, generate, and a clear message with a non-zero exit for bad input.
 #include <gmock/gmock.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
 #include "golden.hpp"
 #include "llmscope/safetensors.hpp"
@@ -16,29 +13,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-Result llmscope(const std::vector<std::string>& args) {
-  std::string command = quote(LLMSCOPE_CLI);
-  for (const auto& a : args) command += " " + quote(a);
-  command += " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string output;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+CommandResult llmscope(const std::vector<std::string>& args) {
+  std::string command = shell_quote(LLMSCOPE_CLI);
+  for (const auto& a : args) command += " " + shell_quote(a);
+  return run_command(command);
 }
 
 std::string model_dir() { return golden_path("gpt2-tiny").string(); }
@@ -189,22 +167,39 @@ TEST(Cli, ReplEvaluatesExpressionsAndStatements) {
   auto dir = scratch_dir("repl");
   auto input = dir / "input.lua";
   std::ofstream(input) << "1 + 2\nx = m.n_layer\nfunction f(a)\n  return a * 2\nend\nf(x)\nerror('oops')\nx * 10\n";
-  std::string command = quote(LLMSCOPE_CLI) + " repl --model " + quote(model_dir()) + " < " + quote(input.string()) + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
+  auto [exit_code, output] = run_command(shell_quote(LLMSCOPE_CLI) + " repl --model " + shell_quote(model_dir()) +
+                                         " < " + shell_quote(input.string()));
+  EXPECT_EQ(exit_code, 0) << output;
   EXPECT_THAT(output, HasSubstr("> 3\n"));
   EXPECT_THAT(output, HasSubstr("6\n"));
   EXPECT_THAT(output, HasSubstr("oops"));
   EXPECT_THAT(output, HasSubstr("> 30\n"));  // after the error the session goes on
 }
 
+TEST(Cli, FillMaskOnBertAndItsErrors) {
+  const auto bert = golden_path("bert-tiny").string();
+  auto result = llmscope({"fill-mask", "--model", bert, "--ids", "2,50,103,60,3", "--mask-id", "103", "-k", "3", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto predictions = nlohmann::json::parse(result.output);
+  ASSERT_EQ(predictions.size(), 1u);
+  EXPECT_EQ(predictions[0]["position"], 2);
+  EXPECT_EQ(predictions[0]["predictions"].size(), 3u);
+  EXPECT_GE(predictions[0]["predictions"][0]["probability"].get<double>(),
+            predictions[0]["predictions"][1]["probability"].get<double>());
+  result = llmscope({"fill-mask", "--model", model_dir(), "--ids", "1,2", "--mask-id", "2"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("gpt2 is a causal language model"));
+  result = llmscope({"generate", "--model", bert, "--ids", "2,50"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("bert is a masked language model"));
+  auto out = scratch_dir("bert") / "out.safetensors";
+  result = llmscope({"capture", "--model", bert, "--ids", "2,50,3", "--hook", "blocks.1.mlp.hook_pre", "--logits", "-o", out.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(SafetensorsFile::open(out).entry("hook.blocks.1.mlp.hook_pre").shape, (std::vector<int64_t>{1, 3, 128}));
+}
+
 TEST(Cli, HelpForEveryCommand) {
-  for (const char* command : {"info", "tokenize", "capture", "generate", "run", "repl", "bench"}) {
+  for (const char* command : {"info", "tokenize", "capture", "generate", "fill-mask", "run", "repl", "bench", "plugins", "pull"}) {
     auto result = llmscope({command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command;
     EXPECT_THAT(result.output, HasSubstr(std::string("usage: llmscope ") + command));

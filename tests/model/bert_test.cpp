@@ -18,20 +18,7 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(BertHookPoints, MatchTheSnapshot) {
-  std::ostringstream actual;
-  const auto table = BertModel::hook_point_table(2);
-  for (const auto& point : table.points()) {
-    actual << point.name;
-    for (const auto& alias : point.aliases) actual << " = " << alias;
-    actual << "  " << point.shape << "\n";
-  }
-  const auto snapshot = golden_path("hook_points_bert_2_layers.txt");
-  if (std::getenv("LLMSCOPE_UPDATE_SNAPSHOTS")) std::ofstream(snapshot) << actual.str();
-  std::ifstream in(snapshot);
-  ASSERT_TRUE(in) << "missing snapshot " << snapshot;
-  std::stringstream expected;
-  expected << in.rdbuf();
-  EXPECT_EQ(actual.str(), expected.str());
+  EXPECT_TRUE(matches_hook_snapshot(BertModel::hook_point_table(2), "hook_points_bert_2_layers.txt"));
 }
 
 class Bert : public ::testing::Test {

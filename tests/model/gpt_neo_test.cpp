@@ -16,25 +16,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string describe(const HookPointTable& table) {
-  std::ostringstream out;
-  for (const auto& point : table.points()) {
-    out << point.name;
-    for (const auto& alias : point.aliases) out << " = " << alias;
-    out << "  " << point.shape << "\n";
-  }
-  return out.str();
-}
-
 TEST(GptNeoHookPoints, MatchTheSnapshot) {
-  const auto snapshot = golden_path("hook_points_gpt_neo_2_layers.txt");
-  const auto actual = describe(GptNeoModel::hook_point_table(2));
-  if (std::getenv("LLMSCOPE_UPDATE_SNAPSHOTS")) std::ofstream(snapshot) << actual;
-  std::ifstream in(snapshot);
-  ASSERT_TRUE(in) << "missing snapshot " << snapshot;
-  std::stringstream expected;
-  expected << in.rdbuf();
-  EXPECT_EQ(actual, expected.str());
+  EXPECT_TRUE(matches_hook_snapshot(GptNeoModel::hook_point_table(2), "hook_points_gpt_neo_2_layers.txt"));
 }
 
 nlohmann::json golden_config() {

@@ -3,10 +3,7 @@
 // from them exists.
 #include <gmock/gmock.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
-#include <sys/wait.h>
 
 #include "golden.hpp"
 #include "llmscope/plugin_host.hpp"
@@ -166,14 +163,9 @@ TEST(PluginHost, NativeHooksKeepTheirPluginLoaded) {
 }
 
 TEST(PluginHost, CliListsPluginsAndRefusals) {
-  std::string command = std::string("'") + LLMSCOPE_CLI + "' plugins --plugin-path '" + kDir.string() + "' 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
-  EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
+  auto [exit_code, output] = testing::run_command(testing::shell_quote(LLMSCOPE_CLI) + " plugins --plugin-path " +
+                                                  testing::shell_quote(kDir.string()));
+  EXPECT_EQ(exit_code, 0) << output;
   EXPECT_THAT(output, HasSubstr("testing 2.1.0  ABI 1.0"));
   EXPECT_THAT(output, HasSubstr("    add(a, b) -> number"));
   EXPECT_THAT(output, HasSubstr("hello 1.0.0"));

@@ -1,5 +1,11 @@
 #include "golden.hpp"
 
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -16,6 +22,40 @@ std::filesystem::path scratch_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table, const std::string& snapshot) {
+  std::ostringstream actual;
+  for (const auto& point : table.points()) {
+    actual << point.name;
+    for (const auto& alias : point.aliases) actual << " = " << alias;
+    actual << "  " << point.shape << "\n";
+  }
+  const auto path = golden_path(snapshot);
+  if (std::getenv("LLMSCOPE_UPDATE_SNAPSHOTS")) std::ofstream(path) << actual.str();
+  std::ifstream in(path);
+  if (!in) return ::testing::AssertionFailure() << "missing snapshot " << path;
+  std::stringstream expected;
+  expected << in.rdbuf();
+  if (actual.str() == expected.str()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "hook points differ from " << path << "\nactual:\n" << actual.str();
+}
+
+CommandResult run_command(const std::string& command_line) {
+  FILE* pipe = popen((command_line + " 2>&1").c_str(), "r");
+  if (!pipe) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer{};
+  size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::string shell_quote(const std::string& argument) {
+  std::string out = "'";
+  for (char c : argument) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected,

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <string>
 
+#include "llmscope/hook_points.hpp"
+
 namespace llmscope::testing {
 
 std::filesystem::path golden_dir();  // tests/golden
@@ -15,6 +17,19 @@ std::filesystem::path golden_path(const std::string& relative);
 
 // A scratch folder unique to the running test, removed and recreated on each call.
 std::filesystem::path scratch_dir(const std::string& name);
+
+// One line per hook point ("name = alias  [shape]"), compared with tests/golden/<snapshot>;
+// LLMSCOPE_UPDATE_SNAPSHOTS=1 rewrites the file (a rename of a hook point is then a visible diff).
+::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table, const std::string& snapshot);
+
+// Runs a shell command line, returning its exit code and stdout + stderr together.
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
+CommandResult run_command(const std::string& command_line);
+// Quotes one argument for /bin/sh.
+std::string shell_quote(const std::string& argument);
 
 // |actual - expected| <= atol + rtol * |expected| everywhere (where `mask` is true if given).
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected,
