@@ -170,6 +170,33 @@ TEST(Gpt2Checkpoint, LoadsInBfloat16AndAgreesRoughly) {
   EXPECT_TENSOR_CLOSE(logits.to(at::kFloat), reference, 5e-2, 1e-1);
 }
 
+TEST(Gpt2Checkpoint, HalfPrecisionWeightsLoadIntoAnyComputeDtype) {
+  auto dir = scratch_dir("f16_weights");
+  auto file = SafetensorsFile::open(golden_path("gpt2-tiny/model.safetensors"));
+  std::vector<std::pair<std::string, at::Tensor>> f16, bf16;
+  for (const auto& e : file.entries()) {
+    f16.emplace_back(e.name, file.tensor(e.name).to(at::kHalf));
+    bf16.emplace_back(e.name, file.tensor(e.name).to(at::kBFloat16));
+  }
+  std::filesystem::create_directories(dir / "f16");
+  std::filesystem::create_directories(dir / "bf16");
+  save_safetensors(dir / "f16" / "model.safetensors", f16);
+  save_safetensors(dir / "bf16" / "model.safetensors", bf16);
+  write_config(dir / "f16", golden_config());
+  write_config(dir / "bf16", golden_config());
+  at::NoGradGuard no_grad;
+  auto ids = at::arange(12, at::kLong).unsqueeze(0) * 13;
+  auto reference = load_model(golden_path("gpt2-tiny"))->forward({ids}).logits;
+  for (const char* stored : {"f16", "bf16"}) {
+    SCOPED_TRACE(stored);
+    auto as_float = load_model(dir / stored, {at::kFloat, at::kCPU});
+    EXPECT_EQ(as_float->named_parameters()[0].second.scalar_type(), at::kFloat);
+    EXPECT_TENSOR_CLOSE(as_float->forward({ids}).logits, reference, 5e-2, 5e-2);
+    auto as_bf16 = load_model(dir / stored, {at::kBFloat16, at::kCPU});
+    EXPECT_EQ(as_bf16->forward({ids}).logits.scalar_type(), at::kBFloat16);
+  }
+}
+
 TEST(Gpt2Checkpoint, Float16OnTheCpuIsAClearError) {
   try {
     load_model(golden_path("gpt2-tiny"), {at::kHalf, at::kCPU});
