@@ -2,6 +2,8 @@
 // pre-tokenisation, merges by rank with a per-word cache, and lossy UTF-8 decoding.
 #include "llmscope/tokenizer.hpp"
 
+#include "file_reading.hpp"
+
 #include <pcre2.h>
 
 #include <nlohmann/json.hpp>
@@ -267,34 +269,8 @@ const Pretokenizer& gpt2_pretokenizer() {
 // ---------------------------------------------------------------------------------------------
 // File reading
 
-std::string read_file(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw_file_error(path, "file not found");
-  }
-  if (fs::is_directory(path, ec)) {
-    throw_file_error(path, "expected a file, found a folder");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw_file_error(path, "cannot open file for reading");
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    throw_file_error(path, "error while reading file");
-  }
-  return ss.str();
-}
-
-json parse_json(const fs::path& path, const std::string& what) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw_file_error(path, "not valid JSON (expected " + what + "): " + e.what());
-  }
-}
+using detail::parse_json;
+using detail::read_file;
 
 struct PairHash {
   size_t operator()(const std::pair<std::string, std::string>& p) const {

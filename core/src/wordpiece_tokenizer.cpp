@@ -25,6 +25,8 @@
 #include "llmscope/error.hpp"
 #include "llmscope/tokenizer.hpp"
 
+#include "file_reading.hpp"
+
 namespace llmscope {
 
 namespace {
@@ -356,34 +358,8 @@ void clean_up_tokenization(std::string& s) {
 // ---------------------------------------------------------------------------------------------
 // File reading
 
-std::string read_file(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw_file_error(path, "file not found");
-  }
-  if (fs::is_directory(path, ec)) {
-    throw_file_error(path, "expected a file, found a folder");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw_file_error(path, "cannot open file for reading");
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    throw_file_error(path, "error while reading file");
-  }
-  return ss.str();
-}
-
-json parse_json(const fs::path& path, const std::string& what) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw_file_error(path, "not valid JSON (expected " + what + "): " + e.what());
-  }
-}
+using detail::parse_json;
+using detail::read_file;
 
 }  // namespace
 
