@@ -26,6 +26,7 @@
 #include "llmscope/tokenizer.hpp"
 
 #include "file_reading.hpp"
+#include "utf8.hpp"
 
 namespace llmscope {
 
@@ -81,32 +82,12 @@ bool next_code_point(std::string_view text, size_t* i, uint32_t* cp) {
 }
 
 void check_utf8(std::string_view text) {
-  size_t i = 0;
-  uint32_t cp = 0;
-  while (i < text.size()) {
-    if (!next_code_point(text, &i, &cp)) {
-      throw Error("text is not valid UTF-8 at byte " + std::to_string(i));
-    }
+  if (size_t bad = detail::find_invalid_utf8(text); bad != std::string_view::npos) {
+    throw Error("text is not valid UTF-8 at byte " + std::to_string(bad));
   }
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using detail::append_utf8;
 
 // ---------------------------------------------------------------------------------------------
 // Unicode properties

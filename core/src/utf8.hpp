@@ -1,0 +1,20 @@
+// UTF-8 helpers shared by the tokenizers (internal): validation, lossy decoding with U+FFFD as
+// Hugging Face and Python decode, and encoding a code point.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace llmscope::detail {
+
+// Length of the valid UTF-8 sequence at s[i], or 0 with *bad_len = the maximal invalid subpart.
+size_t utf8_sequence(const unsigned char* s, size_t n, size_t i, size_t* bad_len);
+// Byte offset of the first invalid UTF-8 sequence, or npos.
+size_t find_invalid_utf8(std::string_view text);
+// Invalid sequences become U+FFFD, one per maximal subpart.
+std::string utf8_lossy(std::string_view bytes);
+void append_utf8(std::string& out, uint32_t cp);
+
+}  // namespace llmscope::detail
