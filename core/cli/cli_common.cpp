@@ -1,5 +1,10 @@
 #include "cli_common.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <iomanip>
 #include <iostream>
 #include <sstream>
 
@@ -11,6 +16,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "architecture, size, dtype and hook points of a model", run_info},
       {"tokenize", "token ids of texts, one JSON line per text", run_tokenize},
+      {"train-tokenizer", "learn a GPT-2-style byte-level BPE tokenizer from text files", run_train_tokenizer},
       {"capture", "run a model and save logits, hidden states, attentions and hooked activations",
        run_capture},
       {"generate", "continue a prompt, greedy or sampled", run_generate},
@@ -20,6 +26,8 @@ const std::vector<Command>& commands() {
       {"bench", "forward throughput without hooks, with native and with Lua hooks", run_bench},
       {"plugins", "list plugins and their functions; `plugins info NAME` shows full docs", run_plugins},
       {"pull", "download a model from the Hugging Face hub into its cache: pull NAME[@REVISION]", run_pull},
+      {"lesson", "the course's lessons: `lesson list`, `lesson run NAME` (headless, writes a report)", run_lesson},
+      {"train", "train a GPT-2-architecture model from a corpus and a recipe", run_train},
   };
   return table;
 }
@@ -45,10 +53,63 @@ bool parse_args(const std::string& command, const std::string& usage, const std:
   return true;
 }
 
-void add_model_options(po::options_description& options) {
+std::filesystem::path shipped_path(const std::string& relative) {
+  const std::filesystem::path in_source = std::filesystem::path(LLMSCOPE_SOURCE_DIR) / relative;
+  if (std::filesystem::exists(in_source)) return in_source;
+  std::error_code error;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? in_source : exe.parent_path().parent_path() / "share" / "llmscope" / relative;
+}
+
+std::string default_model_dir() {
+  if (const char* chosen = std::getenv("LLMSCOPE_MODEL"); chosen && *chosen) return chosen;
+  const auto builtin = shipped_path("models/brown-gpt2");
+  return std::filesystem::exists(builtin / "config.json") ? builtin.string() : std::string();
+}
+
+void add_host_options(po::options_description& options) {
+  const std::string model = default_model_dir();
   options.add_options()
-      ("model,m", po::value<std::string>()->required(),
-       "model folder, or hub name (gpt2, EleutherAI/gpt-neo-125m@main) from the Hugging Face cache")
+      ("model,m", po::value<std::string>()->default_value(model),
+       "model folder or hub name for model.load() (default: the built-in model)")
+      ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
+      ("plugin-path", po::value<std::vector<std::string>>()->composing(), "extra plugin folder (repeatable)");
+}
+
+lua::HostOptions host_options(const po::variables_map& vm) {
+  lua::HostOptions options;
+  options.model_dir = vm["model"].as<std::string>();
+  options.load.dtype = parse_dtype(vm["dtype"].as<std::string>());
+  options.load.device = parse_device(vm["device"].as<std::string>());
+  options.quiet = spdlog::get_level() >= spdlog::level::err;
+  if (vm.count("plugin-path")) {
+    for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>()) options.plugin_path.emplace_back(p);
+  }
+  return options;
+}
+
+std::filesystem::path timestamped_out_dir(const std::filesystem::path& name) {
+  std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  std::ostringstream stamp;
+  stamp << std::put_time(&local, "%Y%m%d-%H%M%S");
+  return std::filesystem::path("out") / name / stamp.str();
+}
+
+void add_model_options(po::options_description& options) {
+  const std::string builtin = default_model_dir();
+  auto* model = po::value<std::string>();
+  if (builtin.empty()) {
+    model->required();
+  } else {
+    model->default_value(builtin);
+  }
+  options.add_options()
+      ("model,m", model,
+       "model folder, or hub name (gpt2, EleutherAI/gpt-neo-125m@main) from the Hugging Face cache "
+       "(default: the built-in model)")
       ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
       ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N");
 }

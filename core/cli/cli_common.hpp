@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "llmscope/lua/host.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/tokenizer.hpp"
 
@@ -30,6 +31,7 @@ const std::vector<Command>& commands();
 
 int run_info(const std::vector<std::string>& args);
 int run_tokenize(const std::vector<std::string>& args);
+int run_train_tokenizer(const std::vector<std::string>& args);
 int run_capture(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_fill_mask(const std::vector<std::string>& args);
@@ -38,11 +40,25 @@ int run_repl(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
 int run_plugins(const std::vector<std::string>& args);
 int run_pull(const std::vector<std::string>& args);
+int run_lesson(const std::vector<std::string>& args);
+int run_train(const std::vector<std::string>& args);
 
 // Parses `args` against `options`; prints help and returns false when --help was given.
 bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
                 po::options_description& options, po::variables_map& vm,
                 const po::positional_options_description* positional = nullptr);
+
+// A file or folder shipped with llmscope (`lessons`, `models/brown-gpt2`): from the source tree
+// this binary was built from, else installed under <prefix>/share/llmscope/.
+std::filesystem::path shipped_path(const std::string& relative);
+// The built-in model (trained by llmscope on the Brown corpus), unless $LLMSCOPE_MODEL names another.
+std::string default_model_dir();
+
+// --model, --dtype, --device and --plugin-path for commands that run Lua (run, repl, lesson).
+void add_host_options(po::options_description& options);
+lua::HostOptions host_options(const po::variables_map& vm);
+// out/<name>/<YYYYmmdd-HHMMSS>/
+std::filesystem::path timestamped_out_dir(const std::filesystem::path& name);
 
 void add_model_options(po::options_description& options);
 std::unique_ptr<Model> load_model_from(const po::variables_map& vm);

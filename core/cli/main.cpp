@@ -15,7 +15,8 @@ namespace {
 void print_usage(std::ostream& out) {
   out << "usage: llmscope [-v|-q] <command> [options]\n\ncommands:\n";
   for (const auto& command : llmscope::cli::commands()) {
-    out << "  " << command.name << std::string(12 - std::string(command.name).size(), ' ')
+    const std::string name = command.name;  // longer than the column ("train-tokenizer"): one space
+    out << "  " << name << std::string(name.size() < 12 ? 12 - name.size() : 1, ' ')
         << command.summary << "\n";
   }
   out << "\n`llmscope <command> --help` shows a command's options.\n"

@@ -1,46 +1,10 @@
 // llmscope run / llmscope repl: Lua scripts, headless or interactive.
 #include <algorithm>
-#include <ctime>
-#include <iomanip>
-#include <sstream>
 
 #include "cli_common.hpp"
 #include "llmscope/lua/host.hpp"
 
 namespace llmscope::cli {
-namespace {
-
-void add_host_options(po::options_description& options) {
-  options.add_options()
-      ("model,m", po::value<std::string>()->default_value(""), "default model folder for model.load()")
-      ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
-      ("plugin-path", po::value<std::vector<std::string>>()->composing(), "extra plugin folder (repeatable)");
-}
-
-lua::HostOptions host_options(const po::variables_map& vm) {
-  lua::HostOptions options;
-  options.model_dir = vm["model"].as<std::string>();
-  options.load.dtype = parse_dtype(vm["dtype"].as<std::string>());
-  options.load.device = parse_device(vm["device"].as<std::string>());
-  options.quiet = spdlog::get_level() >= spdlog::level::err;
-  if (vm.count("plugin-path")) {
-    for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>()) options.plugin_path.emplace_back(p);
-  }
-  return options;
-}
-
-// out/<script name>/<YYYYmmdd-HHMMSS>/
-std::string default_out_dir(const std::filesystem::path& script) {
-  std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  std::ostringstream stamp;
-  stamp << std::put_time(&local, "%Y%m%d-%H%M%S");
-  return (std::filesystem::path("out") / script.stem() / stamp.str()).string();
-}
-
-}  // namespace
 
 int run_script(const std::vector<std::string>& all_args) {
   // Everything after "--" belongs to the script.
@@ -64,7 +28,7 @@ int run_script(const std::vector<std::string>& all_args) {
   const std::filesystem::path script = vm["script"].as<std::string>();
   if (!std::filesystem::is_regular_file(script)) throw UsageError(script.string() + ": no such script");
   auto host_opts = host_options(vm);
-  host_opts.out_dir = vm.count("out") ? vm["out"].as<std::string>() : default_out_dir(script);
+  host_opts.out_dir = vm.count("out") ? std::filesystem::path(vm["out"].as<std::string>()) : timestamped_out_dir(script.stem());
   lua::LuaHost host(std::move(host_opts));
   return host.run_file(script, script_args);
 }

@@ -162,6 +162,7 @@ void open_plugins(lua_State* L);   // plugins, plugin()
 void open_stats(lua_State* L);     // stats
 void open_figure(lua_State* L);    // figure
 void open_report(lua_State* L);    // report
+void open_corpus(lua_State* L);    // corpus
 // Writes report.html with the run manifest (model hashes computed now); no-op without a report.
 void write_report(lua_State* L);
 

@@ -119,6 +119,7 @@ LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
   open_stats(L_);
   open_figure(L_);
   open_report(L_);
+  open_corpus(L_);
   HostContext& context = host_context(L_);
   open_info(L_, context.options);
   context.manifest.dtype = dtype_name(context.options.load.dtype);

@@ -181,6 +181,18 @@ struct PairHash {
 
 // ---------------------------------------------------------------------------------------------
 
+void gpt2_pretokenize(std::string_view text, const std::function<void(std::string_view)>& fn) {
+  const size_t bad = find_invalid_utf8(text);
+  if (bad != std::string_view::npos) {
+    throw Error("text is not valid UTF-8 at byte " + std::to_string(bad));
+  }
+  gpt2_pretokenizer().split(text, fn);
+}
+
+const std::array<std::string, 256>& gpt2_byte_to_unicode() { return byte_map().byte_to_char; }
+
+// ---------------------------------------------------------------------------------------------
+
 struct BpeTokenizer::Impl {
   struct Merge {
     int32_t rank;

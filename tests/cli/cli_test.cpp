@@ -103,6 +103,29 @@ TEST(Cli, TokenizeTextAndJsonlFile) {
   EXPECT_THAT(result.output, HasSubstr("texts.jsonl:2: not valid JSON"));
 }
 
+TEST(Cli, TrainTokenizerWritesFilesTokenizeReads) {
+  const auto dir = scratch_dir("train_tokenizer");
+  const auto text = dir / "corpus.txt";
+  std::ofstream(text) << "the cat sat on the mat, the cat ate the rat.\n" << "the end\n";
+  const auto out = (dir / "tok").string();
+  auto result = llmscope({"train-tokenizer", "--text", text.string(), "--vocab-size", "1000", "-o", out});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("vocab size 263 (6 merges"));  // stops early: pairs seen once
+  EXPECT_THAT(result.output, HasSubstr("stopped early"));
+  result = llmscope({"tokenize", "--tokenizer", out, "--text", " the cat<|endoftext|>", "--special"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto ids = nlohmann::json::parse(result.output).get<std::vector<int64_t>>();
+  EXPECT_EQ(ids.size(), 3u);  // " the", " cat", <|endoftext|>
+  EXPECT_EQ(ids.back(), 262);
+
+  result = llmscope({"train-tokenizer", "--text", text.string(), "--vocab-size", "256", "-o", out});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.output, HasSubstr("expected at least 257"));
+  result = llmscope({"train-tokenizer", "--vocab-size", "300", "-o", out});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.output, HasSubstr("'--text' is required"));
+}
+
 TEST(Cli, BadInputGivesOneClearMessageAndANonZeroExit) {
   struct Case {
     std::vector<std::string> args;
@@ -122,7 +145,7 @@ TEST(Cli, BadInputGivesOneClearMessageAndANonZeroExit) {
       {{"capture", "-m", model_dir(), "--input", model_dir() + "/config.json", "--logits", "-o", out}, 1,
        "config.json"},
       {{"generate", "-m", model_dir(), "--ids", "1", "--greedy", "--temperature", "0.5"}, 2, "--greedy cannot"},
-      {{"info"}, 2, "the option '--model' is required"},
+      {{"info", "--model"}, 2, "the required argument for option '--model' is missing"},
       {{"info", "-m", model_dir(), "--dtype", "int8"}, 1, "unknown dtype 'int8'"},
       {{"frobnicate"}, 2, "unknown command 'frobnicate'"},
   };
@@ -199,7 +222,7 @@ TEST(Cli, FillMaskOnBertAndItsErrors) {
 }
 
 TEST(Cli, HelpForEveryCommand) {
-  for (const char* command : {"info", "tokenize", "capture", "generate", "fill-mask", "run", "repl", "bench", "plugins", "pull"}) {
+  for (const char* command : {"info", "tokenize", "train-tokenizer", "capture", "generate", "fill-mask", "run", "repl", "bench", "plugins", "pull"}) {
     auto result = llmscope({command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command;
     EXPECT_THAT(result.output, HasSubstr(std::string("usage: llmscope ") + command));

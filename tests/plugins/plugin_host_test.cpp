@@ -106,10 +106,10 @@ TEST(PluginHost, RefusesEachBrokenPluginWithItsReason) {
 TEST(PluginHost, MissingPluginListsWhatIsAvailable) {
   PluginHost host({kDir});
   try {
-    host.load("negation");
+    host.load("no_such_analysis");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("plugin 'negation' not found"));
+    EXPECT_THAT(e.what(), HasSubstr("plugin 'no_such_analysis' not found"));
     EXPECT_THAT(e.what(), HasSubstr("testing"));
     EXPECT_THAT(e.what(), HasSubstr("--plugin-path"));
   }

@@ -5,8 +5,10 @@
 // greedy longest-match-first WordPiece, and the [CLS] a [SEP] b [SEP] template.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +72,15 @@ class BpeTokenizer final : public Tokenizer {
   explicit BpeTokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// GPT-2's pre-tokenisation, exactly as BpeTokenizer::encode splits text before merging (the
+// BPE trainer shares it so a trained vocabulary matches what encoding will see): calls fn with
+// each piece of `text` in order; the pieces concatenate to `text`. Throws llmscope::Error when
+// `text` is not valid UTF-8.
+void gpt2_pretokenize(std::string_view text, const std::function<void(std::string_view)>& fn);
+// GPT-2's bytes_to_unicode: for each byte, the UTF-8 of the printable character that stands for
+// it in vocab.json and merges.txt.
+const std::array<std::string, 256>& gpt2_byte_to_unicode();
 
 struct EncodePairOptions {
   // [CLS] a [SEP] b [SEP] when true; a b when false (token_type_ids are 0 for a, 1 for b either

@@ -1,0 +1,1118 @@
+// tlesion: MLP neurons selected by a t-test between two conditions, then lesioned (course
+// lessons 17-02 and 17-03). select() gathers each row's activation at its target position inside
+// native hooks and feeds the core's streaming accumulators (paired: A - B differences; independent:
+// two groups), then tests every neuron and applies Benjamini-Hochberg per layer. lesion() zeroes
+// chosen units at chosen positions of chosen rows and reads target logits; laminar() does both for
+// every layer. Activations never leave the model's device; only [rows, units] slices are kept.
+#include <llmscope/plugin.hpp>
+#include <llmscope/stats.hpp>
+#include <llmscope/streaming.hpp>
+#include <llmscope/tokenizer.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+using llmscope::plugin::ArgumentError;
+using llmscope::plugin::List;
+using llmscope::plugin::ModelPtr;
+using llmscope::plugin::option;
+using llmscope::plugin::Table;
+using llmscope::plugin::Value;
+
+// ---- small Value helpers ----
+
+const Value* find_key(const Table& t, const std::string& key) {
+  auto it = t.find(key);
+  return it == t.end() || it->second.is_nil() ? nullptr : &it->second;
+}
+
+// A Lua list arrives as List; an empty Lua table arrives as an empty Table.
+std::optional<List> as_list(const Value& v) {
+  if (auto* l = std::get_if<List>(&v.data)) return *l;
+  if (auto* t = std::get_if<Table>(&v.data); t && t->empty()) return List{};
+  return std::nullopt;
+}
+
+std::optional<int64_t> as_int(const Value& v) {
+  if (auto* n = std::get_if<int64_t>(&v.data)) return *n;
+  if (auto* d = std::get_if<double>(&v.data)) {
+    if (static_cast<double>(static_cast<int64_t>(*d)) == *d) return static_cast<int64_t>(*d);
+  }
+  return std::nullopt;
+}
+
+bool is_integer_tensor(const at::Tensor& t) {
+  return !at::isFloatingType(t.scalar_type()) && !at::isComplexType(t.scalar_type()) &&
+         t.scalar_type() != at::kBool;
+}
+
+// An integer, a list of integers or a 1-D integer tensor, as a vector.
+std::vector<int64_t> int_list(const Value& v, int arg, const std::string& what) {
+  if (auto n = as_int(v)) return {*n};
+  if (auto* t = std::get_if<at::Tensor>(&v.data)) {
+    if (!is_integer_tensor(*t) || t->dim() > 1) {
+      throw ArgumentError(arg, what + ": expected integers, got a " + std::to_string(t->dim()) +
+                                   "-d tensor of " + std::string(c10::toString(t->scalar_type())));
+    }
+    auto c = t->reshape({-1}).to(at::kCPU, at::kLong).contiguous();
+    return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  }
+  if (auto l = as_list(v)) {
+    std::vector<int64_t> out;
+    for (const auto& item : *l) {
+      auto n = as_int(item);
+      if (!n) throw ArgumentError(arg, what + ": expected integers, got a " + item.type_name());
+      out.push_back(*n);
+    }
+    return out;
+  }
+  throw ArgumentError(
+      arg, what + ": expected an integer, a list of integers or an integer tensor, got a " +
+               v.type_name());
+}
+
+// ---- rows of token ids ----
+
+// A batch of right-padded rows: positions are token indices within each row.
+struct Rows {
+  at::Tensor ids;                // [n, pos] int64 on the CPU
+  std::vector<int64_t> lengths;  // real tokens per row
+  int64_t size() const { return ids.size(0); }
+};
+
+int64_t pad_id(const llmscope::Model& model) {
+  const int64_t eos = model.eos_token_id();
+  return eos >= 0 && eos < model.vocab_size() ? eos : 0;
+}
+
+const llmscope::Tokenizer& tokenizer_of(const llmscope::Model& model, int arg,
+                                        const std::string& what) {
+  if (!model.tokenizer()) {
+    throw ArgumentError(arg, what + ": this model has no tokenizer (" + model.source().string() +
+                                 "); pass token ids instead");
+  }
+  return *model.tokenizer();
+}
+
+// Token ids [n, pos] (or [pos]), {ids = t, mask = t} with a right-padded mask, or a list of
+// texts tokenised by the model's tokenizer (with [CLS]/[SEP] for BERT) and right-padded.
+Rows rows_from(const llmscope::Model& model, const Value& v, int arg, const std::string& what) {
+  Rows rows;
+  at::Tensor mask;
+  if (auto* t = std::get_if<at::Tensor>(&v.data)) {
+    rows.ids = *t;
+  } else if (auto list = as_list(v)) {
+    std::vector<std::vector<int64_t>> encoded;
+    for (const auto& item : *list) {
+      auto* text = std::get_if<std::string>(&item.data);
+      if (!text)
+        throw ArgumentError(
+            arg, what + ": a list of inputs must hold texts only, got a " + item.type_name());
+      encoded.push_back(tokenizer_of(model, arg, what).encode(*text));
+    }
+    if (encoded.empty()) throw ArgumentError(arg, what + ": no rows");
+    int64_t longest = 0;
+    for (const auto& e : encoded)
+      longest = std::max<int64_t>(longest, static_cast<int64_t>(e.size()));
+    rows.ids = at::full({static_cast<int64_t>(encoded.size()), longest}, pad_id(model), at::kLong);
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      const auto n = static_cast<int64_t>(encoded[i].size());
+      if (n == 0)
+        throw ArgumentError(arg, what + ": text " + std::to_string(i + 1) + " has no tokens");
+      rows.ids[static_cast<int64_t>(i)].narrow(0, 0, n).copy_(at::tensor(encoded[i], at::kLong));
+      rows.lengths.push_back(n);
+    }
+    return rows;
+  } else if (auto* table = std::get_if<Table>(&v.data)) {
+    llmscope::plugin::check_options(*table, {"ids", "mask"}, arg);
+    const Value* ids = find_key(*table, "ids");
+    if (!ids || !std::holds_alternative<at::Tensor>(ids->data)) {
+      throw ArgumentError(arg, what + ": field 'ids' must be a tensor of token ids");
+    }
+    rows.ids = std::get<at::Tensor>(ids->data);
+    if (const Value* m = find_key(*table, "mask")) {
+      if (!std::holds_alternative<at::Tensor>(m->data))
+        throw ArgumentError(arg, what + ": field 'mask' must be a tensor");
+      mask = std::get<at::Tensor>(m->data);
+    }
+  } else {
+    throw ArgumentError(
+        arg,
+        what + ": token ids, {ids =, mask =} or a list of texts expected, got " + v.type_name());
+  }
+  if (!is_integer_tensor(rows.ids))
+    throw ArgumentError(arg, what + ": token ids must be an integer tensor");
+  if (rows.ids.dim() == 1) rows.ids = rows.ids.unsqueeze(0);
+  if (rows.ids.dim() != 2 || rows.ids.size(0) == 0 || rows.ids.size(1) == 0) {
+    throw ArgumentError(
+        arg, what + ": token ids must be [rows, pos] with at least one row and one token");
+  }
+  rows.ids = rows.ids.to(at::kCPU, at::kLong).contiguous();
+  const int64_t n = rows.ids.size(0), pos = rows.ids.size(1);
+  if (mask.defined()) {
+    if (mask.dim() == 1) mask = mask.unsqueeze(0);
+    if (mask.sizes() != rows.ids.sizes())
+      throw ArgumentError(arg, what + ": 'mask' must have the shape of 'ids'");
+    at::Tensor keep = mask.to(at::kCPU).ne(0);
+    at::Tensor lengths = keep.sum(1);
+    at::Tensor expected = at::arange(pos, at::kLong).unsqueeze(0) < lengths.unsqueeze(1);
+    at::Tensor wrong = (keep != expected).any(1);
+    if (wrong.any().item<bool>()) {
+      const int64_t row = wrong.nonzero()[0][0].item<int64_t>();
+      throw ArgumentError(arg, what + ": row " + std::to_string(row) +
+                                   " of the mask is not right-padded (tokens first, then padding)");
+    }
+    for (int64_t i = 0; i < n; ++i) rows.lengths.push_back(lengths[i].item<int64_t>());
+  } else {
+    rows.lengths.assign(static_cast<size_t>(n), pos);
+  }
+  const int64_t lo = rows.ids.min().item<int64_t>(), hi = rows.ids.max().item<int64_t>();
+  if (lo < 0 || hi >= model.vocab_size()) {
+    throw ArgumentError(arg, what + ": token id " + std::to_string(lo < 0 ? lo : hi) +
+                                 " is outside the vocabulary (0 to " +
+                                 std::to_string(model.vocab_size() - 1) + ")");
+  }
+  for (size_t i = 0; i < rows.lengths.size(); ++i) {
+    if (rows.lengths[i] == 0)
+      throw ArgumentError(arg, what + ": row " + std::to_string(i) + " has no tokens");
+  }
+  return rows;
+}
+
+// ---- tokens and positions ----
+
+// A token id, or a text that is exactly one token ("[MASK]", " her" for GPT-2, "her" for BERT).
+int64_t token_of(const llmscope::Model& model, const Value& v, int arg, const std::string& what) {
+  if (auto n = as_int(v)) {
+    if (*n < 0 || *n >= model.vocab_size()) {
+      throw ArgumentError(arg, what + ": token id " + std::to_string(*n) +
+                                   " is outside the vocabulary (0 to " +
+                                   std::to_string(model.vocab_size() - 1) + ")");
+    }
+    return *n;
+  }
+  if (auto* text = std::get_if<std::string>(&v.data)) {
+    const auto& tok = tokenizer_of(model, arg, what);
+    if (int64_t special = tok.special_token_id(*text); special >= 0) return special;
+    llmscope::EncodeOptions encode;
+    encode.add_special_tokens = false;
+    auto ids = tok.encode(*text, encode);
+    if (ids.size() != 1) {
+      throw ArgumentError(
+          arg, what + ": '" + *text + "' is " + std::to_string(ids.size()) +
+                   " tokens for this tokenizer; a target must be one token" +
+                   (tok.kind() == "bpe" ? " (GPT-2 words mid-sentence start with a space: ' her')"
+                                        : ""));
+    }
+    return ids[0];
+  }
+  throw ArgumentError(arg,
+                      what + ": a token id or a one-token text expected, got a " + v.type_name());
+}
+
+std::vector<int64_t> tokens_of(const llmscope::Model& model, const Value& v, int arg,
+                               const std::string& what) {
+  if (auto list = as_list(v)) {
+    std::vector<int64_t> out;
+    for (const auto& item : *list) out.push_back(token_of(model, item, arg, what));
+    if (out.empty()) throw ArgumentError(arg, what + ": no tokens given");
+    return out;
+  }
+  if (std::holds_alternative<at::Tensor>(v.data)) {
+    std::vector<int64_t> out;
+    for (int64_t id : int_list(v, arg, what)) out.push_back(token_of(model, Value(id), arg, what));
+    if (out.empty()) throw ArgumentError(arg, what + ": no tokens given");
+    return out;
+  }
+  return {token_of(model, v, arg, what)};
+}
+
+std::string token_label(const llmscope::Model& model, int64_t id) {
+  std::string label = "id " + std::to_string(id);
+  if (model.tokenizer()) {
+    try {
+      label = "'" + model.tokenizer()->token_text(id) + "' (" + label + ")";
+    } catch (const std::exception&) {
+    }
+  }
+  return label;
+}
+
+// 0-based position `p` of row `row`; negative counts from the row's last token.
+int64_t resolve_position(int64_t p, const Rows& rows, int64_t row, int arg,
+                         const std::string& what) {
+  const int64_t length = rows.lengths[static_cast<size_t>(row)];
+  const int64_t resolved = p < 0 ? p + length : p;
+  if (resolved < 0 || resolved >= length) {
+    throw ArgumentError(
+        arg, what + ": position " + std::to_string(p) + " of row " + std::to_string(row) +
+                 " is outside its " + std::to_string(length) +
+                 " tokens (positions are 0-based; negative ones count from the end)");
+  }
+  return resolved;
+}
+
+// One position per row: a single integer for every row, or one per row.
+std::vector<int64_t> positions_from(const Value& v, const Rows& rows, int arg,
+                                    const std::string& what) {
+  auto list = int_list(v, arg, what);
+  if (list.size() == 1) list.assign(static_cast<size_t>(rows.size()), list[0]);
+  if (static_cast<int64_t>(list.size()) != rows.size()) {
+    throw ArgumentError(arg, what + ": " + std::to_string(list.size()) + " positions for " +
+                                 std::to_string(rows.size()) + " rows");
+  }
+  for (int64_t r = 0; r < rows.size(); ++r) {
+    list[static_cast<size_t>(r)] =
+        resolve_position(list[static_cast<size_t>(r)], rows, r, arg, what);
+  }
+  return list;
+}
+
+// The first position of each row holding any of `targets`.
+std::vector<int64_t> find_positions(const llmscope::Model& model, const Rows& rows,
+                                    const std::vector<int64_t>& targets, int arg,
+                                    const std::string& what) {
+  std::vector<int64_t> out;
+  auto ids = rows.ids.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < rows.size(); ++r) {
+    int64_t found = -1;
+    for (int64_t p = 0; p < rows.lengths[static_cast<size_t>(r)] && found < 0; ++p) {
+      if (std::find(targets.begin(), targets.end(), ids[r][p]) != targets.end()) found = p;
+    }
+    if (found < 0) {
+      std::string names;
+      for (int64_t t : targets) names += (names.empty() ? "" : " or ") + token_label(model, t);
+      throw ArgumentError(arg, what + ": row " + std::to_string(r) + " has no token " + names);
+    }
+    out.push_back(found);
+  }
+  return out;
+}
+
+// ---- layers and sites ----
+
+std::vector<int64_t> layers_from(const Table& opts, const llmscope::Model& model, int arg) {
+  std::vector<int64_t> layers;
+  if (const Value* v = find_key(opts, "layers")) {
+    layers = int_list(*v, arg, "option 'layers'");
+    if (layers.empty()) throw ArgumentError(arg, "option 'layers' is empty");
+  } else {
+    for (int64_t l = 0; l < model.n_layer(); ++l) layers.push_back(l);
+  }
+  std::set<int64_t> seen;
+  for (auto& l : layers) {
+    const int64_t given = l;
+    if (l < 0) l += model.n_layer();
+    if (l < 0 || l >= model.n_layer()) {
+      throw ArgumentError(arg, "option 'layers': " + std::to_string(given) +
+                                   " is not a layer of this " + std::to_string(model.n_layer()) +
+                                   "-layer model (layers are 0-based)");
+    }
+    if (!seen.insert(l).second)
+      throw ArgumentError(arg, "option 'layers': layer " + std::to_string(l) + " is given twice");
+  }
+  return layers;
+}
+
+struct Site {
+  std::string name;
+  int layer = -1;  // the block the site belongs to, -1 outside the blocks
+};
+
+// `pattern` with every "{L}" replaced by the layer, checked against the model's hook points.
+std::vector<Site> sites_for(const llmscope::Model& model, const std::string& pattern,
+                            const std::vector<int64_t>& layers, int arg,
+                            const std::string& option_name) {
+  if (pattern.find("{L}") == std::string::npos && layers.size() > 1) {
+    throw ArgumentError(
+        arg, "option '" + option_name + "': '" + pattern +
+                 "' has no {L} for the layer, so it cannot name a site in each of several layers");
+  }
+  std::vector<Site> sites;
+  for (int64_t layer : layers) {
+    std::string name = pattern;
+    for (size_t at = name.find("{L}"); at != std::string::npos; at = name.find("{L}", at)) {
+      name.replace(at, 3, std::to_string(layer));
+    }
+    int id = 0;
+    try {
+      id = model.hook_points().resolve(name);
+    } catch (const llmscope::Error& e) {
+      throw ArgumentError(arg, "option '" + option_name + "': " + e.what());
+    }
+    sites.push_back({name, model.hook_points().at(id).layer});
+  }
+  return sites;
+}
+
+// Stops the pass after the last block that holds a site (sites outside the blocks need them all).
+std::optional<int> stop_after(const std::vector<Site>& sites) {
+  int last = -1;
+  for (const auto& s : sites) {
+    if (s.layer < 0) return std::nullopt;
+    last = std::max(last, s.layer);
+  }
+  return last + 1;
+}
+
+// ---- selection ----
+
+const std::vector<std::string> kSelectOptions = {
+    "positions_a", "positions_b", "target", "target_a", "target_b",  "test",
+    "equal_var",   "alpha",       "layers", "site",     "batch_size"};
+
+struct Selection {
+  std::vector<int64_t> layers;
+  std::string site, test;
+  bool equal_var = true;
+  double alpha = 0.05;
+  int64_t n_a = 0, n_b = 0;
+  std::vector<int64_t> positions_a, positions_b;
+  at::Tensor t, df, p, p_adjusted, a_gt_b, b_gt_a;  // [layers, units]
+};
+
+// Target positions for one condition: positions_x, else the first token of target_x (or target).
+std::vector<int64_t> condition_positions(const llmscope::Model& model, const Rows& rows,
+                                         const Table& opts, int arg, const std::string& suffix) {
+  if (const Value* v = find_key(opts, "positions_" + suffix)) {
+    return positions_from(*v, rows, arg, "option 'positions_" + suffix + "'");
+  }
+  const std::string name = find_key(opts, "target_" + suffix) ? "target_" + suffix : "target";
+  const Value* target = find_key(opts, name);
+  if (!target) {
+    throw ArgumentError(arg, "condition " + std::string(suffix == "a" ? "A" : "B") +
+                                 " needs option 'positions_" + suffix + "', 'target_" + suffix +
+                                 "' or 'target' to say where its target token is");
+  }
+  auto ids = tokens_of(model, *target, arg, "option '" + name + "'");
+  return find_positions(model, rows, ids, arg,
+                        "option '" + name + "' (condition " + (suffix == "a" ? "A" : "B") + ")");
+}
+
+// Rows of A and B (by index) padded to a common width, and where to read each one.
+struct Chunk {
+  at::Tensor ids, mask;        // [k, width]
+  at::Tensor rows, positions;  // [k] int64: gather indices
+  at::Tensor labels;           // [k] int64: 0 = A, 1 = B
+};
+
+// Every chunk has the same width (the longest row of A and B): float32 rounding in the pass
+// follows the shapes of its matmuls, and a fixed width keeps the statistics independent of
+// batch_size (the spec checks one pass against many to 1e-9).
+Chunk make_chunk(const std::vector<std::pair<const Rows*, int64_t>>& members,
+                 const std::vector<int64_t>& positions, const std::vector<int64_t>& labels,
+                 int64_t pad, int64_t width) {
+  const auto k = static_cast<int64_t>(members.size());
+  Chunk c;
+  c.ids = at::full({k, width}, pad, at::kLong);
+  c.mask = at::zeros({k, width}, at::kLong);
+  for (int64_t i = 0; i < k; ++i) {
+    const auto& [rows, r] = members[static_cast<size_t>(i)];
+    const int64_t n = rows->lengths[static_cast<size_t>(r)];
+    c.ids[i].narrow(0, 0, n).copy_(rows->ids[r].narrow(0, 0, n));
+    c.mask[i].narrow(0, 0, n).fill_(1);
+  }
+  c.rows = at::arange(k, at::kLong);
+  c.positions = at::tensor(positions, at::kLong);
+  c.labels = at::tensor(labels, at::kLong);
+  return c;
+}
+
+Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, const Table& opts,
+                        int arg_b, int arg) {
+  Selection sel;
+  sel.test = option<std::string>(opts, "test", "paired", arg);
+  if (sel.test != "paired" && sel.test != "independent") {
+    throw ArgumentError(arg,
+                        "option 'test' must be 'paired' or 'independent', got '" + sel.test + "'");
+  }
+  const bool paired = sel.test == "paired";
+  sel.equal_var = option<bool>(opts, "equal_var", true, arg);
+  sel.alpha = option<double>(opts, "alpha", 0.05, arg);
+  if (!(sel.alpha > 0 && sel.alpha < 1))
+    throw ArgumentError(arg, "option 'alpha' must be in (0, 1)");
+  const int64_t batch_size = option<int64_t>(opts, "batch_size", 64, arg);
+  if (batch_size < 1) throw ArgumentError(arg, "option 'batch_size' must be at least 1");
+  if (paired && a.size() != b.size()) {
+    throw ArgumentError(arg_b, "the paired test needs one B row per A row (got " +
+                                   std::to_string(a.size()) + " A rows and " +
+                                   std::to_string(b.size()) +
+                                   " B rows; use test = 'independent' for unpaired sets)");
+  }
+  sel.layers = layers_from(opts, model, arg);
+  sel.site = option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", arg);
+  const auto sites = sites_for(model, sel.site, sel.layers, arg, "site");
+  sel.positions_a = condition_positions(model, a, opts, arg, "a");
+  sel.positions_b = condition_positions(model, b, opts, arg, "b");
+  sel.n_a = a.size();
+  sel.n_b = b.size();
+
+  // The pass plan: paired chunks hold k A rows then their k B partners; independent chunks are
+  // slices of A's rows followed by B's, labelled by condition.
+  std::vector<Chunk> chunks;
+  const int64_t pad = pad_id(model);
+  int64_t width = 0;
+  for (const Rows* rows : {&a, &b})
+    width = std::max(width, *std::max_element(rows->lengths.begin(), rows->lengths.end()));
+  if (paired) {
+    const int64_t per = std::max<int64_t>(1, batch_size / 2);
+    for (int64_t start = 0; start < a.size(); start += per) {
+      const int64_t k = std::min(per, a.size() - start);
+      std::vector<std::pair<const Rows*, int64_t>> members;
+      std::vector<int64_t> pos, labels;
+      for (int64_t i = 0; i < k; ++i) {
+        members.emplace_back(&a, start + i);
+        pos.push_back(sel.positions_a[static_cast<size_t>(start + i)]);
+        labels.push_back(0);
+      }
+      for (int64_t i = 0; i < k; ++i) {
+        members.emplace_back(&b, start + i);
+        pos.push_back(sel.positions_b[static_cast<size_t>(start + i)]);
+        labels.push_back(1);
+      }
+      chunks.push_back(make_chunk(members, pos, labels, pad, width));
+    }
+  } else {
+    std::vector<std::pair<const Rows*, int64_t>> all;
+    std::vector<int64_t> all_pos, all_labels;
+    for (int64_t i = 0; i < a.size(); ++i) {
+      all.emplace_back(&a, i);
+      all_pos.push_back(sel.positions_a[static_cast<size_t>(i)]);
+      all_labels.push_back(0);
+    }
+    for (int64_t i = 0; i < b.size(); ++i) {
+      all.emplace_back(&b, i);
+      all_pos.push_back(sel.positions_b[static_cast<size_t>(i)]);
+      all_labels.push_back(1);
+    }
+    for (int64_t start = 0; start < static_cast<int64_t>(all.size()); start += batch_size) {
+      const int64_t end = std::min<int64_t>(static_cast<int64_t>(all.size()), start + batch_size);
+      auto slice = [&](const auto& v) {
+        return std::decay_t<decltype(v)>(v.begin() + start, v.begin() + end);
+      };
+      chunks.push_back(make_chunk(slice(all), slice(all_pos), slice(all_labels), pad, width));
+    }
+  }
+
+  // One accumulator per layer; its state lives on the model's device.
+  std::vector<llmscope::stats::RunningStats> acc(sites.size(),
+                                                 llmscope::stats::RunningStats(paired ? 1 : 2));
+  const at::Device device = model.device();
+  at::NoGradGuard no_grad;
+  for (const Chunk& chunk : chunks) {
+    const at::Tensor rows_d = chunk.rows.to(device), pos_d = chunk.positions.to(device);
+    const at::Tensor labels_d = chunk.labels.to(device);
+    const int64_t half = chunk.rows.size(0) / 2;
+    llmscope::ForwardOptions forward;
+    forward.strict_hooks = true;
+    forward.stop_at_layer = stop_after(sites);
+    for (size_t j = 0; j < sites.size(); ++j) {
+      forward.hooks.push_back(
+          {sites[j].name, [&, j](const at::Tensor& act, const llmscope::HookContext&) {
+             if (act.dim() < 3) {
+               throw llmscope::Error(
+                   "site '" + sites[j].name +
+                   "' is not [batch, pos, units] (tlesion gathers one position per row)");
+             }
+             // [k, units] float64 (as the stats module): each row's activation at its target
+             // position.
+             at::Tensor gathered =
+                 act.index({rows_d, pos_d}).reshape({rows_d.size(0), -1}).to(at::kDouble);
+             if (paired) {
+               acc[j].add(gathered.narrow(0, 0, half) - gathered.narrow(0, half, half), 0);
+             } else {
+               acc[j].add(gathered, labels_d);
+             }
+             return at::Tensor();
+           }});
+    }
+    model.forward(llmscope::ForwardInput{chunk.ids, {}, chunk.mask, {}}, forward);
+  }
+
+  std::vector<at::Tensor> t, df, p, p_adj, a_gt_b, b_gt_a;
+  for (size_t j = 0; j < sites.size(); ++j) {
+    llmscope::stats::TTest r =
+        paired ? acc[j].ttest_1samp(0, 0.0) : acc[j].ttest_ind(0, 1, sel.equal_var);
+    llmscope::stats::Correction c = llmscope::stats::fdr_bh(r.p, sel.alpha);
+    if (j > 0 && r.t.numel() != t[0].numel()) {
+      throw llmscope::Error("sites '" + sites[0].name + "' and '" + sites[j].name +
+                            "' have different numbers of units (" + std::to_string(t[0].numel()) +
+                            " vs " + std::to_string(r.t.numel()) + ")");
+    }
+    t.push_back(r.t);
+    df.push_back(r.df);
+    p.push_back(r.p);
+    p_adj.push_back(c.p_adjusted);
+    a_gt_b.push_back(c.rejected.logical_and(r.t > 0));
+    b_gt_a.push_back(c.rejected.logical_and(r.t < 0));
+  }
+  sel.t = at::stack(t);
+  sel.df = at::stack(df);
+  sel.p = at::stack(p);
+  sel.p_adjusted = at::stack(p_adj);
+  sel.a_gt_b = at::stack(a_gt_b);
+  sel.b_gt_a = at::stack(b_gt_a);
+  return sel;
+}
+
+void put_selection(Table& out, const Selection& sel) {
+  const double units = static_cast<double>(sel.t.size(1));
+  out["layers"] = sel.layers;
+  out["site"] = sel.site;
+  out["test"] = sel.test;
+  out["equal_var"] = sel.equal_var;
+  out["alpha"] = sel.alpha;
+  out["n_a"] = sel.n_a;
+  out["n_b"] = sel.n_b;
+  out["units"] = sel.t.size(1);
+  out["positions_a"] = at::tensor(sel.positions_a, at::kLong);
+  out["positions_b"] = at::tensor(sel.positions_b, at::kLong);
+  out["t"] = sel.t;
+  out["df"] = sel.df;
+  out["p"] = sel.p;
+  out["p_adjusted"] = sel.p_adjusted;
+  out["a_gt_b"] = sel.a_gt_b;
+  out["b_gt_a"] = sel.b_gt_a;
+  const at::Tensor count_a = sel.a_gt_b.sum(1), count_b = sel.b_gt_a.sum(1);
+  out["count_a_gt_b"] = count_a;
+  out["count_b_gt_a"] = count_b;
+  out["percent_a_gt_b"] = count_a.to(at::kDouble) * (100.0 / units);
+  out["percent_b_gt_a"] = count_b.to(at::kDouble) * (100.0 / units);
+}
+
+// ---- lesions ----
+
+struct Lesion {
+  std::optional<int64_t> row;    // nullopt: every row
+  int64_t position = 0;          // as given (negative from each row's end)
+  std::optional<int64_t> layer;  // nullopt in laminar(): every layer in turn
+  at::Tensor units;  // bool [units] mask or int64 [k] indices; undefined when `set` is used
+  std::string set;   // "a" (A > B) or "b" (B > A) from a selection
+  std::optional<int64_t> target;  // the token whose logit this lesion is meant to move
+};
+
+std::vector<Lesion> lesions_from(const llmscope::Model& model, const Table& opts, const Rows& rows,
+                                 bool with_layer, int arg) {
+  std::vector<Lesion> out;
+  const Value* v = find_key(opts, "lesions");
+  if (!v) return out;
+  auto list = as_list(*v);
+  if (!list)
+    throw ArgumentError(
+        arg, "option 'lesions' must be a list of {row =, position =, layer =, neurons =} tables");
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string what = "option 'lesions' entry " + std::to_string(i + 1);
+    auto* entry = std::get_if<Table>(&(*list)[i].data);
+    if (!entry)
+      throw ArgumentError(arg, what + ": a table {row =, position =, layer =, neurons =} expected");
+    try {
+      llmscope::plugin::check_options(*entry, {"row", "position", "layer", "neurons", "target"},
+                                      arg);
+    } catch (const ArgumentError& e) {
+      throw ArgumentError(arg, what + ": " + e.what());
+    }
+    Lesion lesion;
+    if (const Value* row = find_key(*entry, "row")) {
+      auto r = as_int(*row);
+      if (!r || *r < 0 || *r >= rows.size()) {
+        throw ArgumentError(arg, what + ": 'row' must be a row of the input (0 to " +
+                                     std::to_string(rows.size() - 1) + ")");
+      }
+      lesion.row = *r;
+    }
+    const Value* position = find_key(*entry, "position");
+    auto p = position ? as_int(*position) : std::nullopt;
+    if (!p) throw ArgumentError(arg, what + ": 'position' (an integer, 0-based) is required");
+    lesion.position = *p;
+    for (int64_t r = 0; r < rows.size(); ++r) {
+      if (!lesion.row || *lesion.row == r) resolve_position(*p, rows, r, arg, what);
+    }
+    if (const Value* layer = find_key(*entry, "layer")) {
+      if (!with_layer)
+        throw ArgumentError(arg, what + ": laminar() lesions every layer in turn; drop 'layer'");
+      auto l = as_int(*layer);
+      if (!l || *l < -model.n_layer() || *l >= model.n_layer()) {
+        throw ArgumentError(arg, what + ": 'layer' must be a layer of this " +
+                                     std::to_string(model.n_layer()) + "-layer model (0-based)");
+      }
+      lesion.layer = *l < 0 ? *l + model.n_layer() : *l;
+    } else if (with_layer) {
+      throw ArgumentError(arg, what + ": 'layer' is required");
+    }
+    const Value* neurons = find_key(*entry, "neurons");
+    if (!neurons)
+      throw ArgumentError(arg,
+                          what + ": 'neurons' is required (a bool mask, unit indices, or 'a'/'b')");
+    if (auto* s = std::get_if<std::string>(&neurons->data)) {
+      if (*s != "a" && *s != "b") {
+        throw ArgumentError(
+            arg, what +
+                     ": 'neurons' as text must be 'a' (A > B units) or 'b' (B > A units), got '" +
+                     *s + "'");
+      }
+      lesion.set = *s;
+    } else if (auto* t = std::get_if<at::Tensor>(&neurons->data);
+               t && t->scalar_type() == at::kBool) {
+      if (t->dim() != 1) throw ArgumentError(arg, what + ": a 'neurons' mask must be 1-D [units]");
+      lesion.units = *t;
+    } else {
+      auto idx = int_list(*neurons, arg, what + ": 'neurons'");
+      lesion.units = at::tensor(idx, at::kLong);
+      if (!idx.empty() && lesion.units.min().item<int64_t>() < 0) {
+        throw ArgumentError(arg, what + ": 'neurons' indices are 0-based and not negative");
+      }
+    }
+    if (const Value* target = find_key(*entry, "target"))
+      lesion.target = token_of(model, *target, arg, what + ": 'target'");
+    out.push_back(std::move(lesion));
+  }
+  return out;
+}
+
+struct Readout {
+  at::Tensor positions;          // [rows, P] int64, resolved
+  std::vector<int64_t> targets;  // [T]
+};
+
+Readout readout_from(const llmscope::Model& model, const Rows& rows, const Table& opts, int arg) {
+  Readout out;
+  const Value* targets = find_key(opts, "targets");
+  if (!targets)
+    throw ArgumentError(
+        arg, "option 'targets' is required: the token ids or one-token texts whose logits to read");
+  out.targets = tokens_of(model, *targets, arg, "option 'targets'");
+  std::vector<std::vector<int64_t>> per_row;
+  const Value* v = find_key(opts, "readout");
+  const std::optional<List> given = v ? as_list(*v) : std::nullopt;
+  const bool nested = given && !given->empty() && !as_int(given->front());
+  if (nested) {
+    const List& list = *given;  // one list (or tensor) of positions per row
+    if (static_cast<int64_t>(list.size()) != rows.size()) {
+      throw ArgumentError(arg, "option 'readout': " + std::to_string(list.size()) +
+                                   " lists of positions for " + std::to_string(rows.size()) +
+                                   " rows");
+    }
+    for (const auto& item : list) per_row.push_back(int_list(item, arg, "option 'readout'"));
+  } else if (v && std::holds_alternative<at::Tensor>(v->data) &&
+             std::get<at::Tensor>(v->data).dim() == 2) {
+    const auto& t = std::get<at::Tensor>(v->data);
+    if (t.size(0) != rows.size())
+      throw ArgumentError(arg,
+                          "option 'readout': the tensor needs one row of positions per input row");
+    for (int64_t r = 0; r < t.size(0); ++r)
+      per_row.push_back(int_list(Value(t[r]), arg, "option 'readout'"));
+  } else if (v) {
+    per_row.assign(static_cast<size_t>(rows.size()), int_list(*v, arg, "option 'readout'"));
+  } else if (model.is_causal()) {
+    per_row.assign(static_cast<size_t>(rows.size()),
+                   {-1});  // next-token logits after each row's last token
+  } else {
+    int64_t mask_id = -1;
+    if (const Value* m = find_key(opts, "mask_id")) {
+      mask_id = token_of(model, *m, arg, "option 'mask_id'");
+    } else if (model.tokenizer()) {
+      mask_id = model.tokenizer()->special_token_id("[MASK]");
+    }
+    if (mask_id < 0)
+      throw ArgumentError(
+          arg,
+          "option 'readout' is needed: this masked model has no [MASK] token (or give 'mask_id')");
+    auto ids = rows.ids.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < rows.size(); ++r) {
+      std::vector<int64_t> masks;
+      for (int64_t p = 0; p < rows.lengths[static_cast<size_t>(r)]; ++p) {
+        if (ids[r][p] == mask_id) masks.push_back(p);
+      }
+      if (masks.empty())
+        throw ArgumentError(arg, "row " + std::to_string(r) + " has no " +
+                                     token_label(model, mask_id) + "; give option 'readout'");
+      per_row.push_back(masks);
+    }
+  }
+  const size_t count = per_row.front().size();
+  if (count == 0) throw ArgumentError(arg, "option 'readout' holds no positions");
+  out.positions = at::empty({rows.size(), static_cast<int64_t>(count)}, at::kLong);
+  for (int64_t r = 0; r < rows.size(); ++r) {
+    const auto& list = per_row[static_cast<size_t>(r)];
+    if (list.size() != count) {
+      throw ArgumentError(
+          arg, "option 'readout': every row needs the same number of positions (row " +
+                   std::to_string(r) + " has " + std::to_string(list.size()) + ", row 0 has " +
+                   std::to_string(count) + ")");
+    }
+    for (size_t k = 0; k < count; ++k) {
+      out.positions[r][static_cast<int64_t>(k)] =
+          resolve_position(list[k], rows, r, arg, "option 'readout'");
+    }
+  }
+  return out;
+}
+
+// Logits [rows, P, T] (float64) at the readout positions for the targets.
+at::Tensor read_logits(const at::Tensor& logits, const Readout& readout) {
+  const at::Device device = logits.device();
+  const at::Tensor pos = readout.positions.to(device);  // [rows, P]
+  const at::Tensor rows = at::arange(pos.size(0), pos.options()).unsqueeze(1).expand_as(pos);
+  const at::Tensor targets = at::tensor(readout.targets, at::kLong).to(device);
+  return logits.index({rows, pos})
+      .index_select(-1, targets)
+      .to(at::kCPU, at::kDouble);  // [rows, P, T]
+}
+
+// The units a lesion zeroes at `layer`: a bool mask [units] on `device`.
+at::Tensor lesion_mask(const Lesion& lesion, int64_t layer, int64_t units, const Table* selection,
+                       const at::Device& device, const std::string& site) {
+  at::Tensor mask;
+  if (!lesion.set.empty()) {
+    if (!selection)
+      throw llmscope::Error("lesion neurons '" + lesion.set +
+                            "' need option 'selection' (a select() result)");
+    auto layers =
+        llmscope::plugin::FromValue<std::vector<int64_t>>::get(selection->at("layers"), 0);
+    auto it = std::find(layers.begin(), layers.end(), layer);
+    if (it == layers.end())
+      throw llmscope::Error("the selection has no layer " + std::to_string(layer));
+    const auto& sets =
+        std::get<at::Tensor>(selection->at(lesion.set == "a" ? "a_gt_b" : "b_gt_a").data);
+    mask = sets[it - layers.begin()];
+  } else if (lesion.units.scalar_type() == at::kBool) {
+    mask = lesion.units;
+  } else {
+    mask = at::zeros({units}, at::kBool);
+    if (lesion.units.numel() > 0) {
+      const int64_t hi = lesion.units.max().item<int64_t>();
+      if (hi >= units) {
+        throw llmscope::Error("lesion unit " + std::to_string(hi) + " is out of range for the " +
+                              std::to_string(units) + " units of '" + site + "' (0-based)");
+      }
+      mask.index_fill_(0, lesion.units, true);
+    }
+  }
+  if (mask.numel() != units) {
+    throw llmscope::Error("a lesion mask of " + std::to_string(mask.numel()) +
+                          " units does not fit the " + std::to_string(units) + " units of '" +
+                          site + "'");
+  }
+  return mask.to(device, at::kBool);
+}
+
+// [rows, pos] int64: 1 for each row's tokens, 0 for its right padding.
+at::Tensor attention_mask(const Rows& rows) {
+  return (at::arange(rows.ids.size(1), at::kLong).unsqueeze(0) <
+          at::tensor(rows.lengths, at::kLong).unsqueeze(1))
+      .to(at::kLong);
+}
+
+struct LesionRun {
+  at::Tensor lesioned;  // [rows, P, T] float64
+  at::Tensor zeroed;    // [rows] int64: units set to 0 per row (over layers and positions)
+};
+
+// One pass in which every lesion zeroes its units at its layer's site (`layer_sites`: each
+// hooked layer and its site name); the readout logits come back as [rows, P, T] float64.
+LesionRun run_lesioned(llmscope::Model& model, const Rows& rows, const Readout& readout,
+                       const std::vector<Lesion>& lesions,
+                       const std::vector<std::pair<int64_t, std::string>>& layer_sites,
+                       const Table* selection) {
+  at::Tensor zeroed = at::zeros({rows.size()}, at::kLong);
+  std::vector<int64_t> resolved(lesions.size() * static_cast<size_t>(rows.size()), 0);
+  for (size_t i = 0; i < lesions.size(); ++i) {
+    for (int64_t r = 0; r < rows.size(); ++r) {
+      const int64_t length = rows.lengths[static_cast<size_t>(r)];
+      resolved[i * static_cast<size_t>(rows.size()) + static_cast<size_t>(r)] =
+          lesions[i].position < 0 ? lesions[i].position + length : lesions[i].position;
+    }
+  }
+  llmscope::ForwardOptions forward;
+  forward.strict_hooks = true;
+  for (const auto& [layer, site] : layer_sites) {
+    forward.hooks.push_back(
+        {site,
+         [&, layer = layer, site = site](const at::Tensor& act, const llmscope::HookContext&) {
+           if (act.dim() != 3)
+             throw llmscope::Error("site '" + site + "' is not [batch, pos, units]");
+           at::Tensor mask =
+               at::zeros(act.sizes(), act.options().dtype(at::kBool));  // [batch, pos, units]
+           for (size_t i = 0; i < lesions.size(); ++i) {
+             const Lesion& lesion = lesions[i];
+             if (lesion.layer && *lesion.layer != layer) continue;
+             const at::Tensor units =
+                 lesion_mask(lesion, layer, act.size(2), selection, act.device(), site);
+             const int64_t count = units.sum().item<int64_t>();
+             for (int64_t r = 0; r < rows.size(); ++r) {
+               if (lesion.row && *lesion.row != r) continue;
+               const int64_t p =
+                   resolved[i * static_cast<size_t>(rows.size()) + static_cast<size_t>(r)];
+               mask[r][p].logical_or_(units);
+               zeroed[r] += count;
+             }
+           }
+           return act.masked_fill(mask, 0);
+         }});
+  }
+  at::NoGradGuard no_grad;
+  auto out = model.forward(llmscope::ForwardInput{rows.ids, {}, attention_mask(rows), {}}, forward);
+  return {read_logits(out.logits, readout), zeroed};
+}
+
+at::Tensor run_clean(llmscope::Model& model, const Rows& rows, const Readout& readout) {
+  at::NoGradGuard no_grad;
+  auto out = model.forward(llmscope::ForwardInput{rows.ids, {}, attention_mask(rows), {}});
+  return read_logits(out.logits, readout);
+}
+
+// Layers with lesions, each with its site name.
+std::vector<std::pair<int64_t, std::string>> lesion_sites(const llmscope::Model& model,
+                                                          const std::vector<Lesion>& lesions,
+                                                          const std::string& pattern, int arg,
+                                                          const std::string& option_name) {
+  std::set<int64_t> layers;
+  for (const auto& l : lesions) layers.insert(*l.layer);
+  std::vector<int64_t> list(layers.begin(), layers.end());
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (list.empty()) {
+    sites_for(model, pattern, {0}, arg, option_name);  // still check the name
+    return out;
+  }
+  auto sites = sites_for(model, pattern, list, arg, option_name);
+  for (size_t i = 0; i < list.size(); ++i) out.emplace_back(list[i], sites[i].name);
+  return out;
+}
+
+// Δ at each lesion's own row, readout slot (the one at its position) and target: [entries].
+std::optional<std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>>> signed_slots(
+    const std::vector<Lesion>& lesions, const Rows& rows, const Readout& readout, int arg) {
+  if (lesions.empty()) return std::nullopt;
+  std::vector<std::pair<int64_t, std::pair<int64_t, int64_t>>> slots;
+  for (size_t i = 0; i < lesions.size(); ++i) {
+    const Lesion& l = lesions[i];
+    if (!l.target) return std::nullopt;
+    if (!l.row)
+      throw ArgumentError(
+          arg, "option 'lesions' entry " + std::to_string(i + 1) + ": a 'target' needs a 'row'");
+    const int64_t length = rows.lengths[static_cast<size_t>(*l.row)];
+    const int64_t p = l.position < 0 ? l.position + length : l.position;
+    auto pos = readout.positions[*l.row];
+    int64_t slot = -1;
+    for (int64_t k = 0; k < pos.size(0); ++k) {
+      if (pos[k].item<int64_t>() == p) slot = k;
+    }
+    if (slot < 0) {
+      throw ArgumentError(arg, "option 'lesions' entry " + std::to_string(i + 1) + ": position " +
+                                   std::to_string(p) + " is not a readout position of row " +
+                                   std::to_string(*l.row) + ", so its 'target' has no logit");
+    }
+    auto it = std::find(readout.targets.begin(), readout.targets.end(), *l.target);
+    if (it == readout.targets.end()) {
+      throw ArgumentError(arg, "option 'lesions' entry " + std::to_string(i + 1) +
+                                   ": its 'target' is not in option 'targets'");
+    }
+    slots.push_back({*l.row, {slot, it - readout.targets.begin()}});
+  }
+  return slots;
+}
+
+at::Tensor lesioned_rows(const std::vector<Lesion>& lesions, int64_t n) {
+  at::Tensor rows = at::zeros({n}, at::kBool);
+  for (const auto& l : lesions) {
+    if (l.row) {
+      rows[*l.row] = true;
+    } else {
+      rows.fill_(true);
+    }
+  }
+  return rows;
+}
+
+const char* kSelectDoc =
+    "select(model, a, b, opts) -> selection: per-neuron t-tests between conditions A and B at "
+    "target positions\n"
+    "a, b: token ids [rows, pos], {ids =, mask =} (right-padded) or lists of texts (tokenised, "
+    "right-padded).\n"
+    "Where to read each row (0-based; negative from the row's end): positions_a / positions_b (one "
+    "integer,\n"
+    "or one per row), else the first token of target_a / target_b (or target, for both): a token "
+    "id, a\n"
+    "one-token text (' her' for GPT-2, 'her' for BERT, '[MASK]') or a list of them.\n"
+    "opts: test ('paired' (default: row i of A with row i of B, ttest_rel) | 'independent' "
+    "(ttest_ind)),\n"
+    "equal_var (independent: Student when true (default), Welch when false), alpha (FDR, default "
+    "0.05),\n"
+    "layers (list, default all), site (default 'blocks.{L}.mlp.hook_pre'; {L} becomes the layer),\n"
+    "batch_size (rows per forward pass, default 64).\n"
+    "Statistics stream inside native hooks on the model's device; Benjamini-Hochberg per layer.\n"
+    "Returns {layers (list), site, test, alpha, n_a, n_b, units, positions_a [n_a], positions_b "
+    "[n_b],\n"
+    "t, df, p, p_adjusted [layers, units] float64, a_gt_b, b_gt_a [layers, units] bool "
+    "(significant with\n"
+    "t > 0 / t < 0), count_a_gt_b, count_b_gt_a [layers] int64, percent_a_gt_b, percent_b_gt_a "
+    "[layers]}.\n"
+    "Row i of the tensors is layers[i + 1] (Lua list); with all layers, row L is layer L.";
+
+const char* kLesionDoc =
+    "lesion(model, inputs, opts) -> {clean, lesioned, delta, ...}: zero units at chosen positions "
+    "and read target logits\n"
+    "inputs: token ids, {ids =, mask =} or a list of texts (right-padded), one pass each for clean "
+    "and lesioned.\n"
+    "opts: targets (required: token ids / one-token texts whose logits are read), readout "
+    "(positions whose\n"
+    "logits are read: one integer or list shared by all rows, or one list per row; default: causal "
+    "models\n"
+    "-1, the next-token logits after each row's last token; masked models each row's [MASK] "
+    "positions,\n"
+    "mask_id to name the mask token), lesions (list of {row = r (0-based; omit for every row), "
+    "position = p,\n"
+    "layer = L, neurons = bool mask [units] | unit indices | 'a' | 'b', target = token}), "
+    "selection (a\n"
+    "select() result, for neurons 'a' = its a_gt_b and 'b' = its b_gt_a at that layer), site "
+    "(default\n"
+    "'blocks.{L}.mlp.hook_post': zeroed after the nonlinearity).\n"
+    "Returns clean, lesioned, delta = clean - lesioned [rows, P, T] float64, readout [rows, P], "
+    "targets [T],\n"
+    "zeroed [rows] (units set to 0 per row), max_abs_delta, and signed [entries] (delta at each "
+    "lesion's\n"
+    "row, position and target) when every lesion names a target. Lesioning nothing gives delta = 0 "
+    "exactly.";
+
+const char* kLaminarDoc =
+    "laminar(model, a, b, inputs, opts) -> profile: select() over all layers, then lesion() at "
+    "each layer\n"
+    "opts: the options of select() (site is where neurons are tested), the options of lesion() "
+    "(lesions\n"
+    "without 'layer', neurons usually 'a' or 'b'; lesion_site instead of site), layers (default "
+    "all).\n"
+    "Returns the selection's fields plus clean [rows, P, T], lesioned and delta [layers, rows, P, "
+    "T],\n"
+    "mean_abs_delta [layers] (mean |delta| over the lesioned rows), signed [layers, entries] (when "
+    "every\n"
+    "lesion names a target), zeroed [layers, rows], readout, targets.";
+
+}  // namespace
+
+LLMSCOPE_PLUGIN(
+    "tlesion", "0.1.0",
+    "t-test selected MLP neurons, their lesions and laminar profile (course 17-02/17-03)") {
+  module.def("select", kSelectDoc,
+             [](const ModelPtr& model, const Value& a, const Value& b, const Table& opts) {
+               llmscope::plugin::check_options(opts, kSelectOptions, 4);
+               const Rows rows_a = rows_from(*model, a, 2, "condition A");
+               const Rows rows_b = rows_from(*model, b, 3, "condition B");
+               Table out;
+               put_selection(out, run_selection(*model, rows_a, rows_b, opts, 3, 4));
+               return out;
+             });
+
+  module.def("find",
+             "find(model, inputs, target) -> positions [rows]: each row's first position holding "
+             "target (id, one-token text or list)",
+             [](const ModelPtr& model, const Value& inputs, const Value& target) {
+               const Rows rows = rows_from(*model, inputs, 2, "inputs");
+               if (target.is_nil())
+                 throw ArgumentError(
+                     3, "target expected: a token id, a one-token text or a list of them");
+               auto ids = tokens_of(*model, target, 3, "target");
+               return at::tensor(find_positions(*model, rows, ids, 3, "target"), at::kLong);
+             });
+
+  module.def("lesion", kLesionDoc,
+             [](const ModelPtr& model, const Value& inputs, const Table& opts) {
+               llmscope::plugin::check_options(
+                   opts, {"targets", "readout", "mask_id", "lesions", "selection", "site"}, 3);
+               const Rows rows = rows_from(*model, inputs, 2, "inputs");
+               const Readout readout = readout_from(*model, rows, opts, 3);
+               const auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/true, 3);
+               const Table* selection = nullptr;
+               if (const Value* s = find_key(opts, "selection")) {
+                 selection = std::get_if<Table>(&s->data);
+                 if (!selection || !selection->count("layers") || !selection->count("a_gt_b") ||
+                     !selection->count("b_gt_a")) {
+                   throw ArgumentError(3, "option 'selection' must be a select() result");
+                 }
+               }
+               for (const auto& l : lesions) {
+                 if (!l.set.empty() && !selection)
+                   throw ArgumentError(3, "lesion neurons '" + l.set + "' need option 'selection'");
+               }
+               const auto sites = lesion_sites(
+                   *model, lesions,
+                   option<std::string>(opts, "site", "blocks.{L}.mlp.hook_post", 3), 3, "site");
+               const auto slots = signed_slots(lesions, rows, readout, 3);
+               const at::Tensor clean = run_clean(*model, rows, readout);
+               LesionRun run = run_lesioned(*model, rows, readout, lesions, sites, selection);
+               const at::Tensor delta = clean - run.lesioned;
+               Table out;
+               out["clean"] = clean;
+               out["lesioned"] = run.lesioned;
+               out["delta"] = delta;
+               out["readout"] = readout.positions;
+               out["targets"] = at::tensor(readout.targets, at::kLong);
+               out["zeroed"] = run.zeroed;
+               out["max_abs_delta"] = delta.abs().max().item<double>();
+               if (slots) {
+                 std::vector<double> signed_delta;
+                 for (const auto& [row, sk] : *slots)
+                   signed_delta.push_back(delta[row][sk.first][sk.second].item<double>());
+                 out["signed"] = at::tensor(signed_delta, at::kDouble);
+               }
+               return out;
+             });
+
+  module.def("laminar", kLaminarDoc,
+             [](const ModelPtr& model, const Value& a, const Value& b, const Value& inputs,
+                const Table& opts) {
+               std::vector<std::string> known = kSelectOptions;
+               for (const char* k : {"targets", "readout", "mask_id", "lesions", "lesion_site"})
+                 known.emplace_back(k);
+               llmscope::plugin::check_options(opts, known, 5);
+               const Rows rows_a = rows_from(*model, a, 2, "condition A");
+               const Rows rows_b = rows_from(*model, b, 3, "condition B");
+               const Rows rows = rows_from(*model, inputs, 4, "inputs");
+               const Readout readout = readout_from(*model, rows, opts, 5);
+               auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/false, 5);
+               const auto slots = signed_slots(lesions, rows, readout, 5);
+               const std::string lesion_pattern =
+                   option<std::string>(opts, "lesion_site", "blocks.{L}.mlp.hook_post", 5);
+
+               const Selection sel = run_selection(*model, rows_a, rows_b, opts, 3, 5);
+               Table out;
+               put_selection(out, sel);
+               const auto sites = sites_for(*model, lesion_pattern, sel.layers, 5, "lesion_site");
+               const at::Tensor clean = run_clean(*model, rows, readout);
+               const at::Tensor lesioned_mask = lesioned_rows(lesions, rows.size());
+
+               std::vector<at::Tensor> lesioned, deltas, zeroed, mean_abs, signed_rows;
+               for (size_t j = 0; j < sel.layers.size(); ++j) {
+                 std::vector<Lesion> at_layer = lesions;
+                 for (auto& l : at_layer) l.layer = sel.layers[j];
+                 LesionRun run = run_lesioned(*model, rows, readout, at_layer,
+                                              {{sel.layers[j], sites[j].name}}, &out);
+                 const at::Tensor delta = clean - run.lesioned;
+                 lesioned.push_back(run.lesioned);
+                 deltas.push_back(delta);
+                 zeroed.push_back(run.zeroed);
+                 mean_abs.push_back(lesions.empty() ? at::zeros({}, at::kDouble)
+                                                    : delta.index({lesioned_mask}).abs().mean());
+                 if (slots) {
+                   std::vector<double> s;
+                   for (const auto& [row, sk] : *slots)
+                     s.push_back(delta[row][sk.first][sk.second].item<double>());
+                   signed_rows.push_back(at::tensor(s, at::kDouble));
+                 }
+               }
+               out["clean"] = clean;
+               out["lesioned"] = at::stack(lesioned);
+               out["delta"] = at::stack(deltas);
+               out["zeroed"] = at::stack(zeroed);
+               out["mean_abs_delta"] = at::stack(mean_abs);
+               if (slots) out["signed"] = at::stack(signed_rows);
+               out["readout"] = readout.positions;
+               out["targets"] = at::tensor(readout.targets, at::kLong);
+               return out;
+             });
+}
