@@ -6,54 +6,13 @@
 --   llmscope run bench/actmax_bench.lua -- --random 12x768          # a random GPT-2 small shape
 --   llmscope run bench/actmax_bench.lua --model DIR [-- --random ""]  # a given model (and/or random)
 --
--- Options: --repeats N (1), --steps N (500), --random LxD (12x768; "" for none: writes a random
--- GPT-2 with GPT-2's vocabulary to a temporary folder), --builtin DIR (models/brown-gpt2, timed
+-- Options: --repeats N (1), --steps N (500), --random LxD[xV] (12x768; "" for none: writes a random
+-- GPT-2 with GPT-2's vocabulary, or V, to a temporary folder), --builtin DIR (models/brown-gpt2, timed
 -- when it exists), --repeat_steps N (300), --starts N (10), --loop true|false (also time one
 -- optimize call per start; true), --samples N (3; 0 skips sampling).
-local opts = { repeats = 1, steps = 500, random = "12x768", builtin = "models/brown-gpt2", repeat_steps = 300,
-  starts = 10, samples = 3, loop = "true" }
-local i = 1
-while i <= #arg do
-  local key = arg[i]:match("^%-%-([%w_]+)$")
-  if not key or opts[key] == nil then error("actmax_bench: unknown argument '" .. arg[i] .. "'", 0) end
-  opts[key] = type(opts[key]) == "number" and assert(tonumber(arg[i + 1]), "--" .. key .. " takes a number") or arg[i + 1]
-  i = i + 2
-end
-
--- A random GPT-2 of depth x width (GPT-2's vocabulary and context): the cost of a pass does not
--- depend on the weights, so this times GPT-2 small without its checkpoint.
-local function random_gpt2(shape)
-  local n_layer, d = shape:match("^(%d+)x(%d+)$")
-  n_layer, d = assert(tonumber(n_layer), "--random LxD, e.g. 12x768"), tonumber(d)
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p '" .. dir .. "'")
-  local vocab, positions, seed = 50257, 1024, 0
-  local function randn(s, std)
-    seed = seed + 1
-    return tensor.randn(s, { seed = seed }) * std
-  end
-  local w = {
-    ["transformer.wte.weight"] = randn({ vocab, d }, 0.14), ["transformer.wpe.weight"] = randn({ positions, d }, 0.01),
-    ["transformer.ln_f.weight"] = tensor.ones({ d }), ["transformer.ln_f.bias"] = tensor.zeros({ d }),
-  }
-  for l = 0, n_layer - 1 do
-    local p = "transformer.h." .. l .. "."
-    w[p .. "ln_1.weight"], w[p .. "ln_1.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "ln_2.weight"], w[p .. "ln_2.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "attn.c_attn.weight"], w[p .. "attn.c_attn.bias"] = randn({ d, 3 * d }, 0.02), tensor.zeros({ 3 * d })
-    w[p .. "attn.c_proj.weight"], w[p .. "attn.c_proj.bias"] = randn({ d, d }, 0.02), tensor.zeros({ d })
-    w[p .. "mlp.c_fc.weight"], w[p .. "mlp.c_fc.bias"] = randn({ d, 4 * d }, 0.02), tensor.zeros({ 4 * d })
-    w[p .. "mlp.c_proj.weight"], w[p .. "mlp.c_proj.bias"] = randn({ 4 * d, d }, 0.02), tensor.zeros({ d })
-  end
-  tensor.save(dir .. "/model.safetensors", w, { format = "pt" })
-  local f = assert(io.open(dir .. "/config.json", "w"))
-  f:write(('{"model_type": "gpt2", "n_layer": %d, "n_embd": %d, "n_head": %d, "n_positions": %d, ' ..
-    '"vocab_size": %d, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}'):format(
-    n_layer, d, math.max(1, d // 64), positions, vocab))
-  f:close()
-  return dir
-end
+local bench = require("lib.bench")
+local opts = bench.options({ repeats = 1, steps = 500, random = "12x768", builtin = "models/brown-gpt2",
+  repeat_steps = 300, starts = 10, samples = 3, loop = "true" })
 
 local function exists(path)
   local f = io.open(path, "r")
@@ -64,7 +23,11 @@ end
 local models, cleanup = {}, nil
 pcall(function() models[#models + 1] = { label = "--model", m = model.load() } end)  -- none without --model
 if opts.random ~= "" then
-  cleanup = random_gpt2(opts.random)
+  -- A random GPT-2 of depth x width (GPT-2's vocabulary and context): the cost of a pass does not
+  -- depend on the weights, so this times GPT-2 small without its checkpoint.
+  local shape = bench.shape(opts.random)
+  shape.embed_std = 0.14
+  cleanup = bench.random_gpt2(nil, shape)
   models[#models + 1] = { label = "random " .. opts.random, m = model.load(cleanup) }
 end
 if opts.builtin ~= "" and exists(opts.builtin .. "/config.json") then
@@ -144,4 +107,4 @@ if opts.samples > 0 then
       opts.samples * 32 * seq / s, 1000 * s / opts.samples))
   end
 end
-if cleanup then os.execute("rm -rf '" .. cleanup .. "'") end
+if cleanup then bench.remove_dir(cleanup) end

@@ -4,27 +4,14 @@
 -- wall time.
 --
 --   llmscope run bench/context_bench.lua --model DIR [-- REPEATS]
+local bench = require("lib.bench")
 local repeats = tonumber(arg[1] or "3")
 local m = model.load()
 local context = plugin("context")
 local layer = m.n_layer * 2 // 3
 local site = "blocks." .. layer .. ".mlp.hook_pre"
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("a"))
-  p:close()
-  return t
-end
-local function best(fn)
-  local b = math.huge
-  for _ = 1, repeats do
-    local t0 = now()
-    fn()
-    b = math.min(b, now() - t0)
-  end
-  return b
-end
+local function best(fn) return (bench.best_of(repeats, fn)) end   -- wall seconds
 
 local words = {}
 for line in io.lines(arg[0]:gsub("[^/]+$", "") .. "../lessons/data/nouns.txt") do

@@ -7,53 +7,15 @@
 --
 -- Options: --repeats N (3), --rates N (9: 0.1 .. 0.9), --tokens N (prompt length without a
 -- tokenizer, 6), --batch LIST (batch sizes besides the default), --subspace true|false (true),
--- --random LxD (write a random GPT-2, vocabulary 50257, to a temporary folder and use it).
-local opts = { repeats = 3, rates = 9, tokens = 6, batch = "", subspace = "true", random = "" }
-local i = 1
-while i <= #arg do
-  local key = arg[i]:match("^%-%-([%w_]+)$")
-  if not key or opts[key] == nil then error("replace_bench: unknown argument '" .. arg[i] .. "'", 0) end
-  opts[key] = type(opts[key]) == "number" and assert(tonumber(arg[i + 1]), "--" .. key .. " takes a number") or arg[i + 1]
-  i = i + 2
-end
+-- --random LxD[xV] (write a random GPT-2, vocabulary V or 50257, to a temporary folder and use it).
+local bench = require("lib.bench")
+local opts = bench.options({ repeats = 3, rates = 9, tokens = 6, batch = "", subspace = "true", random = "" })
 
--- A random GPT-2 of depth x width (GPT-2's vocabulary and context), for timing at realistic sizes.
-local function random_gpt2(shape)
-  local n_layer, d = shape:match("^(%d+)x(%d+)$")
-  n_layer, d = assert(tonumber(n_layer), "--random LxD, e.g. 12x768"), tonumber(d)
-  local dir = os.tmpname()
-  os.remove(dir)
-  os.execute("mkdir -p '" .. dir .. "'")
-  local vocab, positions, seed = 50257, 1024, 0
-  local function randn(s, std)
-    seed = seed + 1
-    return tensor.randn(s, { seed = seed }) * std
-  end
-  local w = {
-    ["transformer.wte.weight"] = randn({ vocab, d }, 0.02), ["transformer.wpe.weight"] = randn({ positions, d }, 0.01),
-    ["transformer.ln_f.weight"] = tensor.ones({ d }), ["transformer.ln_f.bias"] = tensor.zeros({ d }),
-  }
-  for l = 0, n_layer - 1 do
-    local p = "transformer.h." .. l .. "."
-    w[p .. "ln_1.weight"], w[p .. "ln_1.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "ln_2.weight"], w[p .. "ln_2.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "attn.c_attn.weight"], w[p .. "attn.c_attn.bias"] = randn({ d, 3 * d }, 0.02), tensor.zeros({ 3 * d })
-    w[p .. "attn.c_proj.weight"], w[p .. "attn.c_proj.bias"] = randn({ d, d }, 0.02), tensor.zeros({ d })
-    w[p .. "mlp.c_fc.weight"], w[p .. "mlp.c_fc.bias"] = randn({ d, 4 * d }, 0.02), tensor.zeros({ 4 * d })
-    w[p .. "mlp.c_proj.weight"], w[p .. "mlp.c_proj.bias"] = randn({ 4 * d, d }, 0.02), tensor.zeros({ d })
-  end
-  tensor.save(dir .. "/model.safetensors", w, { format = "pt" })
-  local f = assert(io.open(dir .. "/config.json", "w"))
-  f:write(('{"model_type": "gpt2", "n_layer": %d, "n_embd": %d, "n_head": %d, "n_positions": %d, ' ..
-    '"vocab_size": %d, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}'):format(
-    n_layer, d, math.max(1, d // 64), positions, vocab))
-  f:close()
-  return dir
-end
-
+-- With --random, a random GPT-2 of depth x width (GPT-2's vocabulary and context), for timing at
+-- realistic sizes.
 local m, cleanup
 if opts.random ~= "" then
-  cleanup = random_gpt2(opts.random)
+  cleanup = bench.random_gpt2(nil, bench.shape(opts.random))
   m = model.load(cleanup)
 else
   m = model.load()
@@ -114,4 +76,4 @@ if opts.subspace == "true" then
       sbest[1] / sbest[c], diff))
   end
 end
-if cleanup then os.execute("rm -rf '" .. cleanup .. "'") end
+if cleanup then bench.remove_dir(cleanup) end

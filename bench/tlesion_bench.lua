@@ -13,76 +13,17 @@
 -- The sentences are lessons/data/him_her_pairs.txt (54 pairs), tokenised by --model's tokenizer and
 -- repeated --copies times. --random LxD builds a randomly initialised GPT-2 with L layers and
 -- d_model D (the --model's vocabulary) in the output folder and benchmarks that on the same ids.
-local opts = { copies = 1, repeats = 3, batch_size = 64, random = "" }
-do
-  local i = 1
-  while i <= #arg do
-    local key = arg[i]:match("^%-%-([%w%-_]+)$")
-    if not key or arg[i + 1] == nil then error("expected --option value, got '" .. tostring(arg[i]) .. "'", 0) end
-    key = key:gsub("%-", "_")
-    if opts[key] == nil then error("unknown option --" .. key, 0) end
-    opts[key] = type(opts[key]) == "number" and math.tointeger(tonumber(arg[i + 1])) or arg[i + 1]
-    i = i + 2
-  end
-end
-
--- Wall-clock seconds (os.clock counts CPU time of every thread).
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
--- `date` takes tens of milliseconds to start on a busy machine; its cost, measured on empty
--- calls, is taken off every timing.
-local overhead = math.huge
-for _ = 1, 5 do
-  local t0 = now()
-  overhead = math.min(overhead, now() - t0)
-end
-local function timed(fn)
-  local t0 = now()
-  local a = fn()
-  return now() - t0 - overhead, a
-end
-
-local function random_gpt2(shape, vocab)
-  local n_layer, d = shape:match("^(%d+)x(%d+)$")
-  if not n_layer then error("--random: expected LAYERSxD_MODEL such as 12x768, got '" .. shape .. "'", 0) end
-  n_layer, d = tonumber(n_layer), tonumber(d)
-  local dir = report.dir() .. "/random-gpt2-" .. shape
-  os.execute("mkdir -p '" .. dir .. "'")
-  local positions, seed = 128, 0
-  local function randn(s, std)
-    seed = seed + 1
-    return tensor.randn(s, { seed = seed }) * std
-  end
-  local w = {
-    ["transformer.wte.weight"] = randn({ vocab, d }, 0.02),
-    ["transformer.wpe.weight"] = randn({ positions, d }, 0.01),
-    ["transformer.ln_f.weight"] = tensor.ones({ d }), ["transformer.ln_f.bias"] = tensor.zeros({ d }),
-  }
-  for l = 0, n_layer - 1 do
-    local p = "transformer.h." .. l .. "."
-    w[p .. "ln_1.weight"], w[p .. "ln_1.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "ln_2.weight"], w[p .. "ln_2.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "attn.c_attn.weight"], w[p .. "attn.c_attn.bias"] = randn({ d, 3 * d }, 0.02), tensor.zeros({ 3 * d })
-    w[p .. "attn.c_proj.weight"], w[p .. "attn.c_proj.bias"] = randn({ d, d }, 0.02), tensor.zeros({ d })
-    w[p .. "mlp.c_fc.weight"], w[p .. "mlp.c_fc.bias"] = randn({ d, 4 * d }, 0.02), tensor.zeros({ 4 * d })
-    w[p .. "mlp.c_proj.weight"], w[p .. "mlp.c_proj.bias"] = randn({ 4 * d, d }, 0.02), tensor.zeros({ d })
-  end
-  tensor.save(dir .. "/model.safetensors", w, { format = "pt" })
-  local f = assert(io.open(dir .. "/config.json", "w"))
-  f:write(([[{"model_type": "gpt2", "n_layer": %d, "n_embd": %d, "n_head": %d, "n_positions": %d,
- "vocab_size": %d, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}]])
-    :format(n_layer, d, math.max(1, d // 64), positions, vocab))
-  f:close()
-  return model.load(dir)
-end
+local bench = require("lib.bench")
+local opts = bench.options({ copies = 1, repeats = 3, batch_size = 64, random = "" })
 
 local tl = plugin("tlesion")
 local tok_model = model.load()
-local m = opts.random ~= "" and random_gpt2(opts.random, tok_model.vocab_size) or tok_model
+local m = tok_model
+if opts.random ~= "" then
+  local shape = bench.shape(opts.random)
+  shape.vocab, shape.positions = tok_model.vocab_size, 128
+  m = model.load(bench.random_gpt2(report.dir() .. "/random-gpt2-" .. opts.random, shape))
+end
 
 -- The rows: him sentences (A) and her sentences (B), right-padded ids with a mask, and the
 -- pronoun's position in each row.
@@ -198,11 +139,11 @@ plugin_select() -- warm-up (plugin load, allocator)
 local best = { plugin = math.huge, host = math.huge, hooks = math.huge, head = math.huge }
 local sel, t_host, t_hooks
 for _ = 1, opts.repeats do
-  local t
-  t, sel = timed(plugin_select); best.plugin = math.min(best.plugin, t)
-  t, t_host = timed(host_copy); best.host = math.min(best.host, t)
-  t, t_hooks = timed(lua_hooks); best.hooks = math.min(best.hooks, t)
-  t = timed(function() return host_copy(true) end); best.head = math.min(best.head, t)
+  local t, _
+  t, _, sel = bench.timed(plugin_select); best.plugin = math.min(best.plugin, t)
+  t, _, t_host = bench.timed(host_copy); best.host = math.min(best.host, t)
+  t, _, t_hooks = bench.timed(lua_hooks); best.hooks = math.min(best.hooks, t)
+  t = bench.timed(function() return host_copy(true) end); best.head = math.min(best.head, t)
 end
 local function max_rel(x, y)
   local keep = x:isnan():eq(false)
@@ -227,5 +168,5 @@ print(("%s, device %s, %d + %d sentences, %d tokens, %d layers x %d units"):form
   tokens, m.n_layer, units))
 for _, row in ipairs(rows) do print(("%-80s %8.3f s %10.0f tok/s"):format(row[1], row[2], row[3])) end
 print(("host copies kept %.1f MiB of activations; plugin keeps [layers, units] accumulators only; max rel t diff %.2g; " ..
-  "clock overhead %.3f s subtracted"):format(kept_bytes / 2 ^ 20, diff, overhead))
+  "clock overhead %.3f s subtracted"):format(kept_bytes / 2 ^ 20, diff, bench.clock_overhead()))
 if diff > 1e-4 then error("the methods' t statistics differ by " .. diff, 0) end

@@ -12,63 +12,12 @@
 -- V (default GPT-2's 50257), 1024 positions and no tokenizer, in the output folder, and benchmarks
 -- that instead of --model.
 -- Without a tokenizer the ids are random and the "lengths" made up; only the timing matters.
-local opts = { tokens = 8192, repeats = 3, batch_rows = 16, seq_len = 512, random = "" }
-do
-  local i = 1
-  while i <= #arg do
-    local key = arg[i]:match("^%-%-([%w%-_]+)$")
-    if not key or arg[i + 1] == nil then error("expected --option value, got '" .. tostring(arg[i]) .. "'", 0) end
-    key = key:gsub("%-", "_")
-    if opts[key] == nil then error("unknown option --" .. key, 0) end
-    opts[key] = type(opts[key]) == "number" and math.tointeger(tonumber(arg[i + 1])) or arg[i + 1]
-    i = i + 2
-  end
-end
-
--- Wall-clock seconds (os.clock counts CPU time of every thread).
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
+local bench = require("lib.bench")
+local opts = bench.options({ tokens = 8192, repeats = 3, batch_rows = 16, seq_len = 512, random = "" })
 
 -- A random GPT-2 of the given depth and width, written once into the output folder.
-local function random_gpt2(shape)
-  local n_layer, d, v = shape:match("^(%d+)x(%d+)x?(%d*)$")
-  if not n_layer then error("--random: expected LAYERSxD_MODEL[xVOCAB] such as 12x768, got '" .. shape .. "'", 0) end
-  n_layer, d = tonumber(n_layer), tonumber(d)
-  local dir = report.dir() .. "/random-gpt2-" .. shape
-  os.execute("mkdir -p '" .. dir .. "'")
-  local vocab, positions, seed = tonumber(v) or 50257, 1024, 0
-  local function randn(s, std)
-    seed = seed + 1
-    return tensor.randn(s, { seed = seed }) * std
-  end
-  local w = {
-    ["transformer.wte.weight"] = randn({ vocab, d }, 0.02),
-    ["transformer.wpe.weight"] = randn({ positions, d }, 0.01),
-    ["transformer.ln_f.weight"] = tensor.ones({ d }), ["transformer.ln_f.bias"] = tensor.zeros({ d }),
-  }
-  for l = 0, n_layer - 1 do
-    local p = "transformer.h." .. l .. "."
-    w[p .. "ln_1.weight"], w[p .. "ln_1.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "ln_2.weight"], w[p .. "ln_2.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "attn.c_attn.weight"], w[p .. "attn.c_attn.bias"] = randn({ d, 3 * d }, 0.02), tensor.zeros({ 3 * d })
-    w[p .. "attn.c_proj.weight"], w[p .. "attn.c_proj.bias"] = randn({ d, d }, 0.02), tensor.zeros({ d })
-    w[p .. "mlp.c_fc.weight"], w[p .. "mlp.c_fc.bias"] = randn({ d, 4 * d }, 0.02), tensor.zeros({ 4 * d })
-    w[p .. "mlp.c_proj.weight"], w[p .. "mlp.c_proj.bias"] = randn({ 4 * d, d }, 0.02), tensor.zeros({ d })
-  end
-  tensor.save(dir .. "/model.safetensors", w, { format = "pt" })
-  local f = assert(io.open(dir .. "/config.json", "w"))
-  f:write(([[{"model_type": "gpt2", "n_layer": %d, "n_embd": %d, "n_head": %d, "n_positions": %d,
- "vocab_size": %d, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}]])
-    :format(n_layer, d, math.max(1, d // 64), positions, vocab))
-  f:close()
-  return model.load(dir)
-end
-
-local m = opts.random ~= "" and random_gpt2(opts.random) or model.load()
+local m = opts.random ~= "" and model.load(bench.random_gpt2(report.dir() .. "/random-gpt2-" .. opts.random,
+  bench.shape(opts.random))) or model.load()
 local tl = plugin("token_length")
 local seq_len = math.min(opts.seq_len, m.max_positions)
 
@@ -140,12 +89,6 @@ local function forward_only()
   for _, batch in ipairs(batches) do m:forward(batch) end
 end
 
-local function timed(fn)
-  local t0, c0 = now(), os.clock()
-  local out = fn()
-  return now() - t0, out, os.clock() - c0
-end
-
 streaming()   -- warm-up (allocator, plugin load)
 local methods = {
   { key = "forward", name = "forward passes only (no hooks, full model)", fn = forward_only },
@@ -158,7 +101,7 @@ local best, cpu = {}, {}
 local r_stream, r_naive
 for _ = 1, opts.repeats do
   for _, method in ipairs(methods) do
-    local wall, out, c = timed(method.fn)
+    local wall, c, out = bench.timed(method.fn)
     best[method.key] = math.min(best[method.key] or math.huge, wall)
     cpu[method.key] = math.min(cpu[method.key] or math.huge, c)
     if method.key == "streaming" then r_stream = out.r elseif method.key == "naive" then r_naive = out end

@@ -2,6 +2,7 @@
 -- Find MLP neurons that prefer "him" or "her" with a paired t-test (+ FDR) at the pronoun, then zero
 -- them after the nonlinearity where a test sentence's pronoun is predicted, and watch the target logits.
 local lesson = require("lib.lesson")
+local setup = require("lib.tlesion_setup")
 
 local L = lesson.start {
   id = "17-02",
@@ -28,10 +29,9 @@ local L = lesson.start {
 local m = L.model
 local tl = plugin("tlesion")
 local fmt = lesson.fmt
-local causal = m.is_causal
--- A pronoun as one token mid-sentence: GPT-2's BPE keeps the leading space, WordPiece does not.
-local function word(w) return causal and (" " .. w) or w end
-local HER, HIM = word("her"), word("him")
+-- The pronouns, the test rows and their slots (see lib/tlesion_setup.lua).
+local S = setup.new(m, tl, L.opts.sentence)
+local causal, HER, HIM = S.causal, S.her, S.him
 local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(9, 12)
 local pre, post = ("blocks.%d.mlp.hook_pre"):format(layer), ("blocks.%d.mlp.hook_post"):format(layer)
 
@@ -91,28 +91,13 @@ report.table("Selected neurons", { columns = { "set", "neurons", "% of units" },
 } })
 
 -- Part 2: the test sentence and its baseline logits -----------------------------------------------
-local function fill(her_text, him_text)
-  return (L.opts.sentence:gsub("{her}", her_text):gsub("{him}", him_text))
-end
-if not (L.opts.sentence:find("{her}", 1, true) and L.opts.sentence:find("{him}", 1, true)) then
-  error("option --sentence must hold {her} and {him} where the pronouns go", 0)
-end
-local full = fill("her", "him")
-local texts, slot_her, slot_him
-if causal then
-  -- One sentence three times; a slot is the token before the pronoun (its next-token logits).
-  texts = { full, full, full }
-  slot_her = tl.find(m, { full }, HER)[0]:item() - 1
-  slot_him = tl.find(m, { full }, HIM)[0]:item() - 1
-else
-  texts = { full, fill("[MASK]", "him"), fill("her", "[MASK]") }
-  slot_her = tl.find(m, { texts[2] }, "[MASK]")[0]:item()
-  slot_him = tl.find(m, { texts[3] }, "[MASK]")[0]:item()
-end
+-- Causal: one sentence three times, a slot is the token before the pronoun (its next-token
+-- logits); masked: the sentence, then HER masked, then HIM masked.
+local texts, slot_her, slot_him = S.texts, S.slot_her, S.slot_him
 local row_names = causal and { "sentence (nothing lesioned)", "sentence, her neurons at HER slot",
   "sentence, him neurons at HIM slot" } or { "clean text (nothing lesioned)", "HER masked, her neurons lesioned",
   "HIM masked, him neurons lesioned" }
-local slot_names = { "HER slot", "HIM slot" }
+local slot_names = setup.slot_names
 
 local out = tl.lesion(m, texts, {
   targets = { HER, HIM }, readout = { slot_her, slot_him }, site = "blocks.{L}.mlp.hook_post",
@@ -130,23 +115,9 @@ report.text(("## 2. Baseline: target logits at the pronoun slots\n\nTest texts (
       for i, text in ipairs(texts) do lines[i] = ("- row %d: `%s`"):format(i - 1, text) end
       return lines
     end)(), "\n"), slot_her, slot_him, causal and "; the pronouns follow them" or ""))
-local shown = causal and { 0 } or { 0, 1, 2 }
-local categories, base_her, base_him = {}, {}, {}
-for _, r in ipairs(shown) do
-  for k = 0, 1 do
-    categories[#categories + 1] = (causal and "" or ("row " .. r .. " ")) .. slot_names[k + 1]
-    base_her[#base_her + 1] = out.clean[r][k][0]:item()
-    base_him[#base_him + 1] = out.clean[r][k][1]:item()
-  end
-end
-report.figure(figure.bar {
-  categories = categories,
-  series = { { values = base_her, label = "logit of " .. ("%q"):format(HER) },
-             { values = base_him, label = "logit of " .. ("%q"):format(HIM) } },
-  title = "Baseline logits of the two pronouns at each slot", xlabel = "text and slot", ylabel = "logit",
-}, { name = "baseline_logits", caption = "A model that tracks who is who gives \"her\" the higher logit at the " ..
+setup.report_baseline(S, out.clean, "A model that tracks who is who gives \"her\" the higher logit at the " ..
   "HER slot and \"him\" at the HIM slot." .. (causal and " (The three rows are the same sentence here, so " ..
-  "one is shown.)" or "") })
+  "one is shown.)" or ""))
 
 -- Part 3: the lesions ------------------------------------------------------------------------------
 local categories3, d_her, d_him = {}, {}, {}

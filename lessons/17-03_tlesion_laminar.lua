@@ -2,6 +2,7 @@
 -- Lesson 17-02 at every layer: him/her neurons selected by a t-test in each layer (one pass over the
 -- sentences), then each layer's sets lesioned in turn, giving a laminar profile of their effect.
 local lesson = require("lib.lesson")
+local setup = require("lib.tlesion_setup")
 
 local L = lesson.start {
   id = "17-03",
@@ -25,28 +26,12 @@ local L = lesson.start {
 local m = L.model
 local tl = plugin("tlesion")
 local fmt = lesson.fmt
-local causal = m.is_causal
-local function word(w) return causal and (" " .. w) or w end
-local HER, HIM = word("her"), word("him")
 
 local him_rows, her_rows = L:data_pairs(L.opts.pairs)
-if not (L.opts.sentence:find("{her}", 1, true) and L.opts.sentence:find("{him}", 1, true)) then
-  error("option --sentence must hold {her} and {him} where the pronouns go", 0)
-end
-local function fill(her_text, him_text)
-  return (L.opts.sentence:gsub("{her}", her_text):gsub("{him}", him_text))
-end
-local full = fill("her", "him")
-local texts, slot_her, slot_him
-if causal then
-  texts = { full, full, full }
-  slot_her = tl.find(m, { full }, HER)[0]:item() - 1
-  slot_him = tl.find(m, { full }, HIM)[0]:item() - 1
-else
-  texts = { full, fill("[MASK]", "him"), fill("her", "[MASK]") }
-  slot_her = tl.find(m, { texts[2] }, "[MASK]")[0]:item()
-  slot_him = tl.find(m, { texts[3] }, "[MASK]")[0]:item()
-end
+-- The pronouns, the test rows and their slots, as lesson 17-02 (see lib/tlesion_setup.lua).
+local S = setup.new(m, tl, L.opts.sentence)
+local causal, HER, HIM, full = S.causal, S.her, S.him, S.full
+local texts, slot_her, slot_him = S.texts, S.slot_her, S.slot_him
 
 local lam = tl.laminar(m, him_rows, her_rows, texts, {
   target_a = HIM, target_b = HER, test = L.opts.test, alpha = L.opts.alpha,
@@ -71,23 +56,10 @@ report.figure(figure.line {
   "differs between the him and her sentences (FDR-corrected), in each direction." })
 
 -- Ex. 3: the baseline ---------------------------------------------------------------------------
-local slot_names = { "HER slot", "HIM slot" }
-local categories, base_her, base_him = {}, {}, {}
-for _, r in ipairs(causal and { 0 } or { 0, 1, 2 }) do
-  for k = 0, 1 do
-    categories[#categories + 1] = (causal and "" or ("row " .. r .. " ")) .. slot_names[k + 1]
-    base_her[#base_her + 1] = lam.clean[r][k][0]:item()
-    base_him[#base_him + 1] = lam.clean[r][k][1]:item()
-  end
-end
 report.text(("## 2. Baseline\n\nRows: %s. HER slot at position %d, HIM slot at position %d.")
   :format(causal and ("the sentence %q three times (the slots are the tokens before the pronouns)"):format(full)
     or ("%q, and the same with [MASK] for her, then for him"):format(full), slot_her, slot_him))
-report.figure(figure.bar {
-  categories = categories,
-  series = { { values = base_her, label = ("logit of %q"):format(HER) }, { values = base_him, label = ("logit of %q"):format(HIM) } },
-  title = "Baseline logits of the two pronouns at each slot", xlabel = "text and slot", ylabel = "logit",
-}, { name = "baseline_logits", caption = "The clean logits every lesion is compared with." })
+setup.report_baseline(S, lam.clean, "The clean logits every lesion is compared with.")
 
 -- Ex. 4: lesions layer by layer ------------------------------------------------------------------
 local her_delta, him_delta = lam.signed:select(1, 0), lam.signed:select(1, 1)

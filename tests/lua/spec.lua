@@ -73,6 +73,14 @@ function spec.raises(fn, fragment)
   return err
 end
 
+-- A golden fixture model (tests/golden/<name>): the model, its expected tensors, and the first row
+-- of their input_ids as [1, pos].
+function spec.golden(golden_dir, name)
+  local m = model.load(golden_dir .. "/" .. name)
+  local expected = tensor.load(golden_dir .. "/" .. name .. "/expected.safetensors")
+  return m, expected, expected.input_ids:narrow(0, 0, 1)
+end
+
 -- Prints the closing line and fails the script (non-zero exit) when anything failed.
 function spec.finish()
   io.write(string.format("%d passed, %d failed\n", spec.passed, spec.failed))

@@ -151,8 +151,8 @@ end)
 -- The fixtures have no tokenizer: ids only. in_context runs on every architecture, and the
 -- identities the hook lessons (12-05, 12-06) check hold on each.
 for _, name in ipairs({ "gpt2-tiny", "gpt-neo-tiny", "bert-tiny" }) do
-  local fm = model.load(golden_dir .. "/" .. name)
-  local ids = tensor.load(golden_dir .. "/" .. name .. "/expected.safetensors").input_ids[0]
+  local fm, _, row = spec.golden(golden_dir, name)
+  local ids = row[0]
 
   spec.describe(name, function()
     spec.it("in_context runs and agrees with run_with_cache", function()

@@ -7,20 +7,14 @@ local spec = require("spec")
 local golden_dir, random_gpt2 = arg[1], arg[2]
 local replace = plugin("replace")
 
-local function golden(name)
-  local m = model.load(golden_dir .. "/" .. name)
-  local expected = tensor.load(golden_dir .. "/" .. name .. "/expected.safetensors")
-  return m, expected, expected.input_ids:narrow(0, 0, 1)
-end
-
 local function max_diff(a, b) return (a - b):abs():max():item() end
 
-local m, expected, row = golden("gpt2-tiny")
+local m, expected, row = spec.golden(golden_dir, "gpt2-tiny")
 
 spec.describe("replace.sweep", function()
   spec.it("equals the golden median replacement (top 10% at the last token) on every fixture", function()
     for _, name in ipairs({ "gpt2-tiny", "gpt-neo-tiny", "bert-tiny" }) do
-      local gm, ge, grow = golden(name)
+      local gm, ge, grow = spec.golden(golden_dir, name)
       local clean = ge.logits[0][-1]:log_softmax(-1)
       local replaced = ge["median.logits"][0][-1]:log_softmax(-1)
       local _, top = (clean - replaced):abs():topk(3)

@@ -8,15 +8,9 @@ local spec = require("spec")
 local golden_dir, random_gpt2 = arg[1], arg[2]
 local subspace = plugin("subspace")
 
-local function golden(name)
-  local m = model.load(golden_dir .. "/" .. name)
-  local expected = tensor.load(golden_dir .. "/" .. name .. "/expected.safetensors")
-  return m, expected, expected.input_ids:narrow(0, 0, 1)
-end
-
 local function max_diff(a, b) return (a:double() - b:double()):abs():max():item() end
 
-local m, expected, row = golden("gpt2-tiny")   -- 3 layers, 256 MLP units, 16 tokens
+local m, expected, row = spec.golden(golden_dir, "gpt2-tiny")   -- 3 layers, 256 MLP units, 16 tokens
 
 -- The course's removal written out in Lua: svd, zero the top k, reconstruct, add the row mean.
 local function lua_removal(a, k)
@@ -122,11 +116,11 @@ spec.describe("subspace.remove", function()
   end)
 
   spec.it("runs on GPT-Neo and BERT (a masked model scores each token in place)", function()
-    local neo, _, neo_row = golden("gpt-neo-tiny")
+    local neo, _, neo_row = spec.golden(golden_dir, "gpt-neo-tiny")
     local r = subspace.remove(neo, neo_row, {})
     spec.same(r.delta:shape(), { neo_row:size(1) - 1 })
     spec.truthy(r.drift[neo.n_layer]:item() > 0)
-    local bert, _, bert_row = golden("bert-tiny")
+    local bert, _, bert_row = spec.golden(golden_dir, "bert-tiny")
     local b = subspace.remove(bert, bert_row, { layer = 0 })
     spec.same(b.delta:shape(), { bert_row:size(1) })
     spec.same(b.targets:tolist(), bert_row[0]:tolist())
