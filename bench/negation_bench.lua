@@ -10,72 +10,12 @@
 -- --random LxD[xV] builds a randomly initialised GPT-2 with L layers, d_model D and a vocabulary of
 -- V (default 50257) in the output folder and benchmarks that instead of --model; its windows are
 -- random ids with random labels (only the timing matters then).
-local opts = { windows = 500, batch_size = 32, max_iter = 3000, per_unit = 64, site = "mlp", random = "", repeats = 1 }
-do
-  local i = 1
-  while i <= #arg do
-    local key = arg[i]:match("^%-%-([%w%-_]+)$")
-    if not key or arg[i + 1] == nil then error("expected --option value, got '" .. tostring(arg[i]) .. "'", 0) end
-    key = key:gsub("%-", "_")
-    if opts[key] == nil then error("unknown option --" .. key, 0) end
-    opts[key] = type(opts[key]) == "number" and math.tointeger(tonumber(arg[i + 1])) or arg[i + 1]
-    i = i + 2
-  end
-end
+local bench = require("lib.bench")
+local opts = bench.options({ windows = 500, batch_size = 32, max_iter = 3000, per_unit = 64, site = "mlp", random = "",
+  repeats = 1 })
 
--- Wall-clock seconds (os.clock counts CPU time of every thread).
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
--- Wall seconds, results, and the process's CPU seconds (os.clock: every thread), which is the
--- fairer number on a shared machine where other jobs take the cores.
-local cpu = {}
-local function timed(fn, key)
-  local t0, c0 = now(), os.clock()
-  local a, b = fn()
-  local wall, used = now() - t0, os.clock() - c0
-  if key then cpu[key] = math.min(cpu[key] or math.huge, used) end
-  return wall, a, b
-end
-
-local function random_gpt2(shape)
-  local n_layer, d, v = shape:match("^(%d+)x(%d+)x?(%d*)$")
-  if not n_layer then error("--random: expected LAYERSxD_MODEL[xVOCAB] such as 12x768, got '" .. shape .. "'", 0) end
-  n_layer, d = tonumber(n_layer), tonumber(d)
-  local dir = report.dir() .. "/random-gpt2-" .. shape
-  os.execute("mkdir -p '" .. dir .. "'")
-  local vocab, positions, seed = tonumber(v) or 50257, 1024, 0
-  local function randn(s, std)
-    seed = seed + 1
-    return tensor.randn(s, { seed = seed }) * std
-  end
-  local w = {
-    ["transformer.wte.weight"] = randn({ vocab, d }, 0.02),
-    ["transformer.wpe.weight"] = randn({ positions, d }, 0.01),
-    ["transformer.ln_f.weight"] = tensor.ones({ d }), ["transformer.ln_f.bias"] = tensor.zeros({ d }),
-  }
-  for l = 0, n_layer - 1 do
-    local p = "transformer.h." .. l .. "."
-    w[p .. "ln_1.weight"], w[p .. "ln_1.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "ln_2.weight"], w[p .. "ln_2.bias"] = tensor.ones({ d }), tensor.zeros({ d })
-    w[p .. "attn.c_attn.weight"], w[p .. "attn.c_attn.bias"] = randn({ d, 3 * d }, 0.02), tensor.zeros({ 3 * d })
-    w[p .. "attn.c_proj.weight"], w[p .. "attn.c_proj.bias"] = randn({ d, d }, 0.02), tensor.zeros({ d })
-    w[p .. "mlp.c_fc.weight"], w[p .. "mlp.c_fc.bias"] = randn({ d, 4 * d }, 0.02), tensor.zeros({ 4 * d })
-    w[p .. "mlp.c_proj.weight"], w[p .. "mlp.c_proj.bias"] = randn({ 4 * d, d }, 0.02), tensor.zeros({ d })
-  end
-  tensor.save(dir .. "/model.safetensors", w, { format = "pt" })
-  local f = assert(io.open(dir .. "/config.json", "w"))
-  f:write(([[{"model_type": "gpt2", "n_layer": %d, "n_embd": %d, "n_head": %d, "n_positions": %d,
- "vocab_size": %d, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}]])
-    :format(n_layer, d, math.max(1, d // 64), positions, vocab))
-  f:close()
-  return model.load(dir)
-end
-
-local m = opts.random ~= "" and random_gpt2(opts.random) or model.load()
+local m = opts.random ~= "" and model.load(bench.random_gpt2(report.dir() .. "/random-gpt2-" .. opts.random,
+  bench.shape(opts.random))) or model.load()
 local neg = plugin("negation")
 
 -- Windows: labelled from the Brown corpus when the model has a tokenizer, else random.
@@ -132,24 +72,22 @@ local function course_forward(stop)
 end
 
 plugin_scan() -- warm-up (plugin load, allocator)
-local best = { scan = math.huge, course_forward = math.huge, course_stop = math.huge }
+-- Best wall seconds of each case and the CPU seconds of that round (the steadier number here).
+local best, cpu = {}, {}
 local r, x
-for _ = 1, opts.repeats do
-  local t
-  t, r = timed(plugin_scan, "scan"); best.scan = math.min(best.scan, t)
-  t, x = timed(course_forward, "course_forward"); best.course_forward = math.min(best.course_forward, t)
-  t = timed(function() return course_forward(true) end, "course_stop"); best.course_stop = math.min(best.course_stop, t)
-end
+best.scan, cpu.scan, r = bench.best_of(opts.repeats, plugin_scan)
+best.course_forward, cpu.course_forward, x = bench.best_of(opts.repeats, course_forward)
+best.course_stop, cpu.course_stop = bench.best_of(opts.repeats, function() course_forward(true) end)
 
 -- Fits on the copied activations: batched per layer (stats.logit) and one unit at a time.
 local units = x[0]:size(1)
-local t_batched = timed(function()
+local t_batched, c_batched = bench.timed(function()
   for l = 0, m.n_layer - 1 do stats.logit(x[l], y, { max_iter = opts.max_iter }) end
-end, "batched")
+end)
 local sample = math.min(opts.per_unit, units)
-local t_one = timed(function()
+local t_one, c_one = bench.timed(function()
   for j = 0, sample - 1 do stats.logit(x[0]:narrow(1, j, 1), y, { max_iter = opts.max_iter }) end
-end, "one")
+end)
 local per_unit_ms = 1000 * t_one / sample
 local fits = m.n_layer * units
 
@@ -170,7 +108,7 @@ report.title("negation benchmark")
 report.text(("`%s`, site %s, %d + %d windows of 101 tokens from %s; %d layers x %d units = %d fits; " ..
   "best of %d; max relative beta difference scan vs copied activations (layer 0): %.2g.")
   :format(tostring(m), opts.site, w_neg:size(0), w_aff:size(0), source, m.n_layer, units, fits, opts.repeats, diff))
-local per_unit_cpu_ms = 1000 * cpu.one / sample
+local per_unit_cpu_ms = 1000 * c_one / sample
 local rows = {
   { "plugin scan, total (native gather at the target + batched fits)", best.scan, cpu.scan, tokens_scan / r.timing.forward_s },
   { "  of which forward passes with native gather", r.timing.forward_s, "", tokens_scan / r.timing.forward_s },
@@ -179,7 +117,7 @@ local rows = {
     tokens_course / best.course_forward },
   { "  the same, passes stopped after the last block (no logits)", best.course_stop, cpu.course_stop,
     tokens_course / best.course_stop },
-  { "course: batched fits on the copies (stats.logit per layer)", t_batched, cpu.batched, "" },
+  { "course: batched fits on the copies (stats.logit per layer)", t_batched, c_batched, "" },
   { ("course: one fit per unit (%.3f ms/unit x %d units, extrapolated)"):format(per_unit_ms, fits),
     per_unit_ms * fits / 1000, per_unit_cpu_ms * fits / 1000, "" },
 }

@@ -25,18 +25,8 @@ local m = L.model
 local neg = plugin("negation")
 local opts = L.opts
 
-local ids, source = L:tokens {
-  max_tokens = opts.max_tokens > 0 and opts.max_tokens or nil,
-  max_chars = opts.max_tokens > 0 and 10 * opts.max_tokens or nil,   -- no need to tokenize the rest
-}
-local labels = neg.label(m, ids)
-local keep = opts.max_windows > 0 and opts.max_windows or nil
-local w_neg = neg.windows(ids, labels.negations, { max = keep })
-local w_aff = neg.windows(ids, labels.affirmations, { max = keep })
-if w_neg:size(0) < 2 or w_aff:size(0) < 2 then
-  error(("lesson 12-23: %s has %d negation and %d affirmation windows; at least 2 of each are needed")
-    :format(source, w_neg:size(0), w_aff:size(0)), 0)
-end
+local data = require("lib.negation_setup").windows(L, neg)
+local source, w_neg, w_aff = data.source, data.negations, data.affirmations
 
 local r = neg.scan(m, w_neg, w_aff, {
   site = "qkv", max_iter = opts.max_iter, batch_size = opts.batch_size,

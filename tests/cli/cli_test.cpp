@@ -7,17 +7,12 @@
 
 #include "golden.hpp"
 #include "llmscope/safetensors.hpp"
+#include "llmscope_command.hpp"
 
 namespace llmscope::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-CommandResult llmscope(const std::vector<std::string>& args) {
-  std::string command = shell_quote(LLMSCOPE_CLI);
-  for (const auto& a : args) command += " " + shell_quote(a);
-  return run_command(command);
-}
 
 std::string model_dir() { return golden_path("gpt2-tiny").string(); }
 

@@ -9,17 +9,12 @@
 #include "golden.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/sha256.hpp"
+#include "llmscope_command.hpp"
 
 namespace llmscope::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-CommandResult llmscope(const std::vector<std::string>& args) {
-  std::string command = shell_quote(LLMSCOPE_CLI);
-  for (const auto& a : args) command += " " + shell_quote(a);
-  return run_command(command);
-}
 
 // Paragraphs of simple, repetitive English: enough structure for a tiny model to learn.
 std::filesystem::path write_text(const std::filesystem::path& dir) {
