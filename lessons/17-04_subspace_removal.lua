@@ -170,9 +170,14 @@ for i = layer + 1, n_layer - 2 do   -- block outputs only; the last entry is aft
   steps = steps + 1
   if s.drift[i + 1]:item() > s.drift[i]:item() then ups = ups + 1 end
 end
-L:finding("hidden-state distance after the hooked layer", "0 before the hooked layer, grows with depth",
-  ("0 up to index %d; %s at index %d, %s at index %d; rising in %d of %d steps between blocks")
-    :format(layer, fmt(s.drift[layer + 1]:item()), layer + 1, fmt(s.drift[n_layer - 1]:item()), n_layer - 1, ups, steps))
+local drift_text = ("0 up to index %d; %s at index %d"):format(layer, fmt(s.drift[layer + 1]:item()), layer + 1)
+if steps > 0 then
+  drift_text = drift_text .. (", %s at index %d; rising in %d of %d steps between blocks")
+    :format(fmt(s.drift[n_layer - 1]:item()), n_layer - 1, ups, steps)
+else
+  drift_text = drift_text .. " (no later block before ln_f to compare; `--layer` lower to see growth)"
+end
+L:finding("hidden-state distance after the hooked layer", "0 before the hooked layer, grows with depth", drift_text)
 L:finding(("single-layer removal at layer %d"):format(layer), "lowers the correct token's log-prob",
   ("mean Δ = %s, t = %s, p = %s"):format(fmt(s.mean_delta), fmt(s.t), fmt(s.p)))
 if sw then
