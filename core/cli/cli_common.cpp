@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <iomanip>
@@ -87,6 +88,12 @@ lua::HostOptions host_options(const po::variables_map& vm) {
     for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>()) options.plugin_path.emplace_back(p);
   }
   return options;
+}
+
+std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(const std::vector<std::string>& all) {
+  const auto split = std::find(all.begin(), all.end(), "--");
+  std::vector<std::string> script(split == all.end() ? split : split + 1, all.end());
+  return {std::vector<std::string>(all.begin(), split), std::move(script)};
 }
 
 std::filesystem::path timestamped_out_dir(const std::filesystem::path& name) {

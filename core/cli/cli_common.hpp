@@ -57,6 +57,8 @@ std::string default_model_dir();
 // --model, --dtype, --device and --plugin-path for commands that run Lua (run, repl, lesson).
 void add_host_options(po::options_description& options);
 lua::HostOptions host_options(const po::variables_map& vm);
+// The command's own arguments, and everything after "--", which belongs to the Lua script.
+std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(const std::vector<std::string>& all);
 // out/<name>/<YYYYmmdd-HHMMSS>/
 std::filesystem::path timestamped_out_dir(const std::filesystem::path& name);
 

@@ -62,10 +62,7 @@ int list_lessons(const std::vector<LessonFile>& lessons) {
 }  // namespace
 
 int run_lesson(const std::vector<std::string>& all_args) {
-  std::vector<std::string> args, script_args;
-  auto split = std::find(all_args.begin(), all_args.end(), "--");
-  args.assign(all_args.begin(), split);
-  if (split != all_args.end()) script_args.assign(split + 1, all_args.end());
+  auto [args, script_args] = split_script_args(all_args);
 
   po::options_description options("lesson options");
   add_host_options(options);

@@ -7,11 +7,7 @@
 namespace llmscope::cli {
 
 int run_script(const std::vector<std::string>& all_args) {
-  // Everything after "--" belongs to the script.
-  std::vector<std::string> args, script_args;
-  auto split = std::find(all_args.begin(), all_args.end(), "--");
-  args.assign(all_args.begin(), split);
-  if (split != all_args.end()) script_args.assign(split + 1, all_args.end());
+  auto [args, script_args] = split_script_args(all_args);
 
   po::options_description options("run options");
   add_host_options(options);

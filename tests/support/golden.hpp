@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "llmscope/error.hpp"
 #include "llmscope/hook_points.hpp"
 
 namespace llmscope::testing {
@@ -35,6 +36,19 @@ std::string shell_quote(const std::string& argument);
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected,
                                          double rtol = 1e-4, double atol = 1e-4,
                                          const at::Tensor& mask = at::Tensor());
+
+// fn() throws llmscope::Error whose message is exactly `message` (error texts are API: users
+// read them, so tests pin them whole).
+template <typename Fn>
+::testing::AssertionResult throws_message(Fn&& fn, const std::string& message) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (e.what() == message) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "message was: " << e.what() << "\nexpected:    " << message;
+  }
+  return ::testing::AssertionFailure() << "nothing was thrown; expected: " << message;
+}
 
 }  // namespace llmscope::testing
 

@@ -21,20 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::llmscope::testing::golden_path;
 using ::llmscope::testing::scratch_dir;
+using ::llmscope::testing::throws_message;
 
 fs::path mini_dir() { return golden_path("corpus/brown-mini"); }
-
-template <typename Fn>
-::testing::AssertionResult throws_message(Fn&& fn, const std::string& message) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (e.what() == message) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "message was: " << e.what() << "\nexpected:    " << message;
-  }
-  return ::testing::AssertionFailure() << "nothing was thrown; expected: " << message;
-}
 
 template <typename Fn>
 ::testing::AssertionResult throws_containing(Fn&& fn, const std::string& fragment) {

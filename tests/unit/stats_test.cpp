@@ -19,25 +19,13 @@ namespace {
 
 using ::llmscope::testing::golden_path;
 using ::llmscope::testing::tensors_close;
+using ::llmscope::testing::throws_message;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kPi = 3.14159265358979323846;
 
 at::Tensor bools(std::initializer_list<int> values) {
   return at::tensor(std::vector<int64_t>(values.begin(), values.end())).to(at::kBool);
-}
-
-
-template <typename Fn>
-::testing::AssertionResult throws_message(Fn&& fn, const std::string& message) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (e.what() == message) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "message was: " << e.what() << "\nexpected:    " << message;
-  }
-  return ::testing::AssertionFailure() << "nothing was thrown; expected: " << message;
 }
 
 class StatsGoldenTest : public ::testing::Test {

@@ -16,18 +16,7 @@ namespace llmscope::stats {
 namespace {
 
 using ::llmscope::testing::tensors_close;
-
-template <typename Fn>
-::testing::AssertionResult throws_message(Fn&& fn, const std::string& message) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    if (e.what() == message) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "message was: " << e.what() << "\nexpected:    " << message;
-  }
-  return ::testing::AssertionFailure() << "nothing was thrown; expected: " << message;
-}
+using ::llmscope::testing::throws_message;
 
 // Rows of x in chunks of the given sizes (which must add up to x.size(0)).
 std::vector<at::Tensor> chunks(const at::Tensor& x, const std::vector<int64_t>& sizes) {
