@@ -25,6 +25,7 @@ local L = lesson.start {
 }
 local m = L.model
 local o = L.opts
+L:sizes { steps = { 500, "ascent steps" } }
 local hidden = L:layer(o.layer, 12)
 local dim, note = L:unit(o.dim, m.d_model)
 if note then report.text(note) end

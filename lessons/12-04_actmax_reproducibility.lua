@@ -25,6 +25,7 @@ local L = lesson.start {
 }
 local m = L.model
 local o = L.opts
+L:sizes { steps = { 300, "ascent steps" }, repeats = { 10, "starts" } }
 local hidden = L:layer(o.layer, 12)
 local dim, note = L:unit(o.dim, m.d_model)
 if note then report.text(note) end
@@ -77,13 +78,20 @@ if #repeated_rows > 0 then
   report.table("Tokens decoded more than once", { columns = { "token id", "token", "count" }, rows = repeated_rows })
 end
 
+-- The caption reads its claim off the run: how far apart the starts end, and how many distinct
+-- token sequences and unique tokens they decode to.
+local finals = r.final_activation
+local start_caption = ("The %d starts end at activations from %s to %s and decode to %d distinct token sequences; " ..
+  "%d of the %d decoded tokens are unique (the course: 48 of 50). %s"):format(o.repeats, lesson.fmt(finals:min():item()),
+  lesson.fmt(finals:max():item()), n_sequences, r.unique, r.total,
+  r.unique < r.total / 2 and "More than half of the decoded tokens recur in other starts: the starts partly " ..
+    "converge on the same tokens." or "Most tokens differ between starts: each start finds its own optimum.")
 local series = {}
 for i = 0, o.repeats - 1 do series[#series + 1] = { y = r.activation:select(1, i), label = "start " .. i } end
 report.figure(figure.line {
   series = series, title = ("Target activation of every start (hidden_states[%d] dim %d)"):format(hidden, dim),
   xlabel = "step", ylabel = "mean activation", legend = o.repeats <= 10 and "outside" or "none",
-}, { name = "activation_per_start", caption = "Every start climbs, to different heights and through different " ..
-  "embeddings: the ascent finds a different optimum each time." })
+}, { name = "activation_per_start", caption = start_caption })
 
 -- Findings.
 L:finding("Unique decoded tokens", "48 of 50", ("%d of %d"):format(r.unique, r.total))
@@ -101,4 +109,10 @@ end)(), ("%d"):format(r.unique))
 L:check("every start raised the target activation", r.final_activation:gt(r.initial_activation):all(),
   ("lowest gain %s"):format(lesson.fmt((r.final_activation - r.initial_activation):min():item())))
 L:check("decoded ids are vocabulary ids", r.ids:ge(0):all() and r.ids:lt(m.vocab_size):all())
+report.tensor("decoded_ids", r.ids, { caption = "[repeats, seq_len] decoded token ids" })
+local saved_ids = tensor.load(report.dir() .. "/data/decoded_ids.safetensors")["decoded_ids"]:flatten():tolist()
+local seen, unique = {}, 0
+for _, id in ipairs(saved_ids) do if not seen[id] then seen[id], unique = true, unique + 1 end end
+L:check("the caption's unique-token count matches the saved ids", start_caption:find(("; %d of the %d decoded"):format(
+  unique, #saved_ids), 1, true) ~= nil, unique .. " unique")
 L:finish()

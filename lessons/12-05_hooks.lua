@@ -10,9 +10,10 @@ local L = lesson.start {
   options = {
     -- Course layers (of 12) mapped onto this model; -1 = the course's choice.
     layer_a = -1, layer_b = -1, layer_acc = -1, layer_manual = -1,
-    first = "The river runs past the old mill.",
-    second = "The river runs under a stone bridge",
-    third = "My cat refuses to eat anything green, not even peas or a single leaf of lettuce.",
+    -- The course's sentences (part5_neurons_PytorchHook).
+    first = "This is an example sentence.",
+    second = "This is a different sentence",
+    third = "I wish coffee tasted like toothpaste",
     timing_passes = 20,
   },
   summary = "Persistent hooks (`m:hook(name, fn)`) store the query activations of two layers in a table " ..
@@ -193,11 +194,11 @@ report.table("Stored activations after removing the layer " .. layer_b .. " hook
 for _, h in ipairs(handles[1]) do h:remove() end
 
 -- 5. An accumulating hook ---------------------------------------------------------------------
-local sentences = {
-  "Rain fell all night.",
-  "Rain fell all night.",
-  "She folded the letter twice and slipped it back into the drawer.",
-  "Seven ships left the harbour at dawn.",
+local sentences = {   -- the course's four sentences, the first one twice
+  "I like chocolate.",
+  "I like chocolate.",
+  "You know the shape my breath will take before I let it out.",
+  "Four score and seven years ago.",
 }
 local collected = {}
 do

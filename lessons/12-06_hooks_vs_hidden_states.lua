@@ -9,7 +9,7 @@ local L = lesson.start {
   course = "part5_neurons_hookVsHiddenStates (video 190), GPT-2 small, block 10",
   options = {
     layer = -1,          -- -1: the course's block 10 of 12 at the same relative depth
-    sentence = "Old maps are fun to read because they show roads that nobody travels any more.",
+    sentence = "Plants make fantastic pets because they don't leave a mess after you feed them.",  -- the course's
     thresh = 30,         -- elements where any of the four matrices exceeds |thresh| are left out
   },
   summary = "Forward hooks on the attention output projection and the MLP output projection of one block " ..

@@ -16,6 +16,7 @@ local L = lesson.start {
     "the median length and compare the MLP activations of the groups.",
 }
 local m = L.model
+L:sizes { tokens = { 8192, "tokens of the text" } }
 local tl = plugin("token_length")
 
 local ids, source = L:tokens { max_tokens = L.opts.tokens, max_chars = 16 * L.opts.tokens }

@@ -22,6 +22,7 @@ local L = lesson.start {
     "activations. Groups: tokens shorter than, equal to and longer than the median length.",
 }
 local m = L.model
+L:sizes { tokens = { 8192, "tokens of the text" } }
 local tl = plugin("token_length")
 local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(4, 12)
 local site = "blocks." .. layer .. ".mlp.hook_pre"

@@ -106,6 +106,7 @@ end
 
 local function describe(m_) return ("%s (%d layers, d_model %d)"):format(m_.architecture, m_.n_layer, m_.d_model) end
 local m = L.model
+L:sizes { tokens = { 8192, "tokens of the text" } }
 local m2 = L.opts.model2 ~= "" and model.load(L.opts.model2) or nil
 local label1, label2 = describe(m), m2 and describe(m2)
 if label1 == label2 then label1, label2 = label1 .. " [--model]", label2 .. " [--model2]" end
@@ -123,6 +124,11 @@ local abs_rest = mean_of(sum1, math.min(early[2] + 1, n1), n1, "abs")
 
 -- The second model, side by side -----------------------------------------------------------------
 local comparison = "not run (pass `--model2 DIR`)"
+if not m2 then
+  report.text("## The second model\n\nThe course repeats the analysis on GPT-Neo 1.3B and compares the two models " ..
+    "layer by layer at the same relative depth. No second model was given to this run, so that comparison is not " ..
+    "shown: pass `-- --model2 DIR` with any GPT-2 or GPT-Neo folder (or hub name in the cache) to add it.")
+end
 if m2 then
   local res2, sum2 = analyse(m2, label2, "model2")
   local n2 = #sum2

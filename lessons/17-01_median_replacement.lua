@@ -26,6 +26,7 @@ local L = lesson.start {
     "plugin's `sweep` runs them batched (the prompt repeated over the batch, row i carrying intervention i).",
 }
 local m = L.model
+L:sizes { rates = { 9, "rates" }, small_rates = { 9, "small rates" } }
 if not m.is_causal then
   error("lesson 17-01 needs a causal language model (GPT-2, GPT-Neo); " .. m.architecture .. " does not predict the next token", 0)
 end
@@ -57,11 +58,20 @@ report.text(("## 1. The clean run\n\nPrompt %q (%d tokens), target %s = token %d
   "the course's layer 9 of 36). The model predicts %s next; the target's log-probability is %s.")
   :format(L.opts.prompt, ids:numel(), token(target_id), target_id, target_note, demo, site, units,
     token(main.clean_prediction), fmt(clean_lp[target_id]:item())))
+-- The caption describes the histogram from its own numbers: centre, spread and which tail is longer.
+local flat = acts:double():flatten()
+local mean, sd = flat:mean():item(), flat:std():item()
+local skew = ((flat - mean) ^ 3):mean():item() / sd ^ 3
+local sorted = flat:sort()
+local q10, q90 = sorted[math.floor(0.1 * (flat:numel() - 1))]:item(), sorted[math.floor(0.9 * (flat:numel() - 1))]:item()
+local tail = skew > 0.5 and "a longer positive tail" or (skew < -0.5 and "a longer negative tail" or "no marked tail")
+local histogram_caption = ("Every token's pre-GELU values at the demo layer (the course bins them over -7..7): " ..
+  "median %s, 80%% of the values between %s and %s, skewness %.2f, so %s."):format(fmt(flat:median():item()),
+  fmt(q10), fmt(q90), skew, tail)
 report.figure(figure.histogram {
   series = { { values = acts, label = "all tokens" } }, bins = 100,
   title = ("Layer %d MLP pre-activations of the prompt"):format(demo), xlabel = "activation", ylabel = "count",
-}, { name = "layer_histogram", caption = "Every token's pre-GELU values at the demo layer (the course bins " ..
-  "them over -7..7). Most sit near zero; a long positive tail holds the few strongly active units." })
+}, { name = "layer_histogram", caption = histogram_caption })
 
 -- The demo replacement: the top 10% of the last token's values set to their median.
 local demo_run = replace.run(m, ids, { layer = demo, fraction = 0.1, mode = "median" })
@@ -73,8 +83,9 @@ report.figure(figure.histogram {
   bins = 40, title = ("Last token, layer %d: the top 10%% (%d units) replaced by the median %.3g")
     :format(demo, demo_run.replaced:size(1), median),
   xlabel = "activation", ylabel = "count",
-}, { name = "demo_replacement", caption = "Before and after the replacement: the right tail moves onto the " ..
-  "median, so the histogram after has one tall bar and no tail." })
+}, { name = "demo_replacement", caption = ("Before and after the replacement: the %d largest values move onto the " ..
+  "median %s, so the largest value falls from %s to %s."):format(demo_run.replaced:size(1), fmt(median),
+  fmt(before:max():item()), fmt(after:max():item())) })
 
 -- Tens of thousands of points make a slow plot: above --vocab-points ids, each point is the
 -- highest log-probability of a run of consecutive ids (the upper envelope).
@@ -127,11 +138,16 @@ for i, layer in ipairs(main.layers) do
     lines[#lines + 1] = { x = rates_x, y = main.delta[i - 1], label = "layer " .. layer }
   end
 end
+-- How much the rate matters, layer by layer: the smallest rate's delta against the largest rate's.
+local first_d, last_d = main.delta:select(1, 0), main.delta:select(1, #main.rates - 1)
+local similar = (first_d - last_d):abs():le(last_d:abs() * 0.25 + 0.05):sum():item()
+local rate_caption = ("A flat line means the rate hardly matters. In %d of %d layers the %s rate's Δ is within 25%% " ..
+  "(or 0.05 nats) of the %s rate's."):format(similar, n_layer, rate_text({ main.rates[1] }),
+  rate_text({ main.rates[#main.rates] }))
 report.figure(figure.line {
   series = lines, markers = true, legend = "outside",
   title = "Δ against the replaced fraction, per layer", xlabel = "replaced units (%)", ylabel = "Δ log-prob",
-}, { name = "delta_by_rate", caption = "Flat lines mean the rate hardly matters: replacing 10% already does " ..
-  "what replacing 90% does." })
+}, { name = "delta_by_rate", caption = rate_caption })
 local columns, data = { "layer" }, { layer = main.layers }
 for j, r in ipairs(main.rates) do
   local col = fmt(100 * r, 3) .. "%"
@@ -230,4 +246,10 @@ if L.opts.check_loop then
   local diff = (loop.delta[0] - main.delta[demo]):abs():max():item()
   L:check("batched sweep = one pass per intervention (layer " .. demo .. ")", diff < 1e-4, "max |difference| " .. fmt(diff))
 end
+-- The rate caption's count against the saved [layers, rates] deltas.
+local saved = tensor.load(report.dir() .. "/data/delta_median.safetensors")["delta_median"]
+local d_first, d_last = saved:select(1, 0), saved:select(1, saved:size(1) - 1)
+local recount = (d_first - d_last):abs():le(d_last:abs() * 0.25 + 0.05):sum():item()
+L:check("the rate caption's count matches the saved deltas", rate_caption:find(("In %d of"):format(recount), 1, true) ~= nil,
+  recount .. " layers")
 L:finish()

@@ -14,7 +14,8 @@ local L = lesson.start {
     pairs = "him_her_pairs.txt", -- lessons/data: "him" sentence <tab> the same frame with "her"
     test = "paired",             -- or "independent" (Student's t, pooled variance)
     alpha = 0.05,                -- FDR (Benjamini-Hochberg)
-    sentence = "Daniel helped Maria carry {her} boxes, and she thanked {him} for the kind gesture.",
+    sentence = "Robert helped Lucy with {her} project, and she thanked {him} for his hard work.",  -- the course's
+    max_units = -1,              -- units lesioned per set and layer, the largest |t|; -1: 5% of the units, 0: all
   },
   summary = "Part 1 selects neurons: each pair's activations at the pronoun (`blocks.L.mlp.hook_pre`, before " ..
     "the nonlinearity; the course hooks `intermediate.dense`) go into a paired t-test per neuron (him − her), " ..
@@ -24,8 +25,11 @@ local L = lesson.start {
     "the nonlinearity (`blocks.L.mlp.hook_post`) and reports Δ = clean − lesioned; row 0 is lesioned nowhere. " ..
     "On a masked model (BERT) the slots are [MASK]s, as in the course. On a causal model (GPT-2, GPT-Neo) a " ..
     "slot is the token *before* the pronoun, whose next-token logits predict it: reading there is the same as " ..
-    "running the prompt that ends right before the pronoun (\"... carry\" → \" her\"), which is checked below.",
+    "running the prompt that ends right before the pronoun (\"... with\" → \" her\"), which is checked below.",
 }
+report.text("Substitution: the course's 54 him/her sentence pairs are written out in its notebook, which this " ..
+  "project cannot reach; this run reads `lessons/data/" .. L.opts.pairs .. "`" .. (L.opts.pairs == "him_her_pairs.txt" and
+  ", 54 pairs of our own in the same form (a \"him\" sentence and the same frame with \"her\")" or "") .. ".")
 local m = L.model
 local tl = plugin("tlesion")
 local fmt = lesson.fmt
@@ -37,10 +41,13 @@ local pre, post = ("blocks.%d.mlp.hook_pre"):format(layer), ("blocks.%d.mlp.hook
 
 -- Part 1: selection ------------------------------------------------------------------------------
 local him_rows, her_rows = L:data_pairs(L.opts.pairs)
+local cap = setup.unit_cap(m, L.opts.max_units)
 local sel = tl.select(m, him_rows, her_rows, {
-  target_a = HIM, target_b = HER, layers = { layer }, test = L.opts.test, alpha = L.opts.alpha,
+  target_a = HIM, target_b = HER, layers = { layer }, test = L.opts.test, alpha = L.opts.alpha, max_units = cap,
 })
 local units = sel.units
+-- Significant after FDR, and the lesion sets: at most `cap` of them each, the largest |t|.
+local sig_him, sig_her = sel.significant_a_gt_b[0]:item(), sel.significant_b_gt_a[0]:item()
 local n_him, n_her = sel.count_a_gt_b[0]:item(), sel.count_b_gt_a[0]:item()
 
 -- The same activations captured from Lua, for the histograms and to check the plugin's statistics.
@@ -59,10 +66,22 @@ local all_pre, all_post = tensor.cat({ him_pre, her_pre }), tensor.cat({ him_pos
 local ref = L.opts.test == "independent" and stats.ttest_ind(him_pre, her_pre) or stats.ttest_rel(him_pre, her_pre)
 local t = sel.t[0]
 local t_diff = (t - ref.t):abs():max():item()
+-- The two passes batch the sentences differently, so their float32 activations differ by rounding
+-- (BLAS kernels depend on the batch shape); t inherits that relative error, nothing more.
+local t_rel = ((t - ref.t):abs() / ref.t:abs():clamp(1)):max():item()
 
 report.text(("## 1. Selecting him and her neurons at layer %d\n\n%d sentence pairs from `%s`; the pronoun is " ..
   "token %q (him) / %q (her). `%s`, %d units, %s test, FDR at %s.")
   :format(layer, sel.n_a, L.opts.pairs, HIM, HER, pre, units, L.opts.test, fmt(L.opts.alpha)))
+local function moments(x)
+  local z = x:double():flatten()
+  local c = z - z:mean()
+  local sd = (c * c):mean():sqrt()
+  return ((c / sd) ^ 3):mean():item(), ((c / sd) ^ 4):mean():item() - 3
+end
+local skew, kurt = moments(all_pre)
+local near_pre = all_pre:abs():lt(0.1):double():mean():item()
+local near_post = all_post:abs():lt(0.1):double():mean():item()
 local span = math.max(all_pre:abs():max():item(), 1e-3)
 local edges = tensor.linspace(-span, span, 101)
 report.figure(figure.histogram {
@@ -71,10 +90,10 @@ report.figure(figure.histogram {
   edges = edges, logy = true,
   title = ("Layer %d MLP activations at the pronoun, %d sentences"):format(layer, 2 * sel.n_a),
   xlabel = "activation", ylabel = "count (log scale)",
-}, { name = "pre_post_histogram", caption = "Before the nonlinearity the values spread on both sides of 0, " ..
-  "roughly like a normal distribution, which is what a t-test assumes. After GELU the negative side collapses " ..
-  "into a narrow band just below 0: the activations become sparse. (The course bins -10..10; this model's " ..
-  "range sets the bins here.)" })
+}, { name = "pre_post_histogram", caption = ("Before the nonlinearity: skewness %s and excess kurtosis %s (a normal " ..
+  "distribution, which a t-test assumes, has 0 and 0). %s%% of the values lie within 0.1 of 0 before GELU and %s%% " ..
+  "after it. (The course bins -10..10; this model's range sets the bins here.)"):format(fmt(skew), fmt(kurt),
+  fmt(100 * near_pre), fmt(100 * near_post)) })
 
 local class = sel.a_gt_b[0]:long() - sel.b_gt_a[0]:long()   -- +1 him neuron, -1 her neuron, 0 neither
 report.figure(figure.scatter {
@@ -85,10 +104,17 @@ report.figure(figure.scatter {
   xlabel = "neuron (0-based)", ylabel = "t",
 }, { name = "t_per_neuron", caption = "Every neuron's t statistic; red points are significant him neurons, " ..
   "blue ones her neurons, after Benjamini-Hochberg over the layer's units." })
-report.table("Selected neurons", { columns = { "set", "neurons", "% of units" }, rows = {
-  { "him > her (t > 0, significant)", n_him, sel.percent_a_gt_b[0]:item() },
-  { "her > him (t < 0, significant)", n_her, sel.percent_b_gt_a[0]:item() },
+report.table("Selected neurons", { columns = { "set", "significant (FDR)", "% of units", "lesioned" }, rows = {
+  { "him > her (t > 0)", sig_him, 100 * sig_him / units, n_him },
+  { "her > him (t < 0)", sig_her, 100 * sig_her / units, n_her },
 } })
+report.text(("%d of the %d units pass FDR (%.0f%%). The course's lesion removes a few selective neurons, not most of " ..
+  "a layer, so the lesion sets are capped at %s per set, the units with the largest |t|: %d him and %d her " ..
+  "neurons are lesioned. `-- --max-units 0` lesions every significant unit.")
+  :format(sig_him + sig_her, units, 100 * (sig_him + sig_her) / units,
+    cap > 0 and ("%d units (%s)"):format(cap, L.opts.max_units < 0 and "5% of the layer" or "--max-units") or "no limit",
+    n_him, n_her))
+if causal then report.text(setup.causal_positions_note) end
 
 -- Part 2: the test sentence and its baseline logits -----------------------------------------------
 -- Causal: one sentence three times, a slot is the token before the pronoun (its next-token
@@ -159,15 +185,6 @@ end)() })
 report.tensor("delta", out.delta, { caption = "[rows 3, slots (HER, HIM), targets (her, him)] clean - lesioned" })
 
 -- Findings and checks ----------------------------------------------------------------------------
-local function moments(x)
-  local z = x:double():flatten()
-  local c = z - z:mean()
-  local sd = (c * c):mean():sqrt()
-  return ((c / sd) ^ 3):mean():item(), ((c / sd) ^ 4):mean():item() - 3
-end
-local skew, kurt = moments(all_pre)
-local near_pre = all_pre:abs():lt(0.1):double():mean():item()
-local near_post = all_post:abs():lt(0.1):double():mean():item()
 local her_effect, him_effect = out.signed[0]:item(), out.signed[1]:item()
 local clean_row = out.delta[0]:abs():max():item()
 local scale = out.clean:abs():mean():item()
@@ -177,7 +194,7 @@ L:finding("pre-nonlinearity activations", "roughly Gaussian (suits a t-test)",
 L:finding("the nonlinearity makes activations sparse", "yes (GELU)",
   ("|x| < 0.1: %s%% before, %s%% after"):format(fmt(100 * near_pre), fmt(100 * near_post)))
 L:finding(("him / her neurons at layer %d (FDR)"):format(layer), "counts shown in the plot title",
-  ("%d him > her, %d her > him of %d"):format(n_him, n_her, units))
+  ("%d him > her, %d her > him of %d (lesioned: %d and %d)"):format(sig_him, sig_her, units, n_him, n_her))
 L:finding("lesioning her neurons at the HER slot lowers the \"her\" logit", "yes (Δ > 0)",
   ("Δ = %s (%s)"):format(fmt(her_effect), her_effect > 0 and "lowered" or her_effect < 0 and "raised" or "unchanged"))
 L:finding("lesioning him neurons at the HIM slot lowers the \"him\" logit", "yes (Δ > 0)",
@@ -190,7 +207,16 @@ L:check("the clean run (nothing lesioned) gives Δ = 0 exactly", clean_row == 0,
 local none = tl.lesion(m, texts, { targets = { HER, HIM }, readout = { slot_her, slot_him } })
 L:check("lesioning nothing at all gives Δ = 0 exactly", none.max_abs_delta == 0, "max |Δ| = " .. fmt(none.max_abs_delta))
 L:check("the plugin's in-hook t equals stats." .. (L.opts.test == "independent" and "ttest_ind" or "ttest_rel") ..
-  " on activations captured with run_with_cache", t:allclose(ref.t, 1e-6, 1e-6), "max |difference| " .. fmt(t_diff))
+  " on activations captured with run_with_cache (to float32 rounding)", t_rel < 1e-5,
+  ("max |difference| %s, relative %s"):format(fmt(t_diff), fmt(t_rel)))
+L:check("the lesion sets are the significant units with the largest |t|, at most the cap", (function()
+  for _, set in ipairs({ { sel.a_gt_b[0], sig_him }, { sel.b_gt_a[0], sig_her } }) do
+    local n = set[1]:sum():item()
+    if n ~= (cap > 0 and math.min(cap, set[2]) or set[2]) then return false end
+  end
+  local p_adj = sel.p_adjusted[0]
+  return p_adj:masked_select(sel.a_gt_b[0]):le(L.opts.alpha):all() and p_adj:masked_select(sel.b_gt_a[0]):le(L.opts.alpha):all()
+end)(), ("%d + %d lesioned"):format(n_him, n_her))
 L:check("zeroed units: the selected sets, once each", out.zeroed[1]:item() == n_her and out.zeroed[2]:item() == n_him,
   ("row 1: %d, row 2: %d"):format(out.zeroed[1]:item(), out.zeroed[2]:item()))
 if causal then

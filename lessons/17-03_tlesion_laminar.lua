@@ -13,7 +13,8 @@ local L = lesson.start {
     pairs = "him_her_pairs.txt", -- lessons/data: "him" sentence <tab> the same frame with "her"
     test = "paired",             -- or "independent"
     alpha = 0.05,                -- FDR (Benjamini-Hochberg), per layer
-    sentence = "Daniel helped Maria carry {her} boxes, and she thanked {him} for the kind gesture.",
+    sentence = "Robert helped Lucy with {her} project, and she thanked {him} for his hard work.",  -- the course's
+    max_units = -1,              -- units lesioned per set and layer, the largest |t|; -1: 5% of the units, 0: all
   },
   summary = "Ex. 1: one pass over the 108 sentences with a native hook on every layer's `blocks.L.mlp.hook_pre` " ..
     "that gathers the pronoun's activations and runs the paired t-test + FDR per neuron (the `tlesion` plugin's " ..
@@ -23,6 +24,9 @@ local L = lesson.start {
     "mean |Δ| over the lesioned rows and the signed Δ of the matching pronoun at its slot. Slots are [MASK]s " ..
     "on a masked model and the token before the pronoun on a causal one (see lesson 17-02).",
 }
+report.text("Substitution: the course's 54 him/her sentence pairs are written out in its notebook, which this " ..
+  "project cannot reach; this run reads `lessons/data/" .. L.opts.pairs .. "`" .. (L.opts.pairs == "him_her_pairs.txt" and
+  ", 54 pairs of our own in the same form (a \"him\" sentence and the same frame with \"her\")" or "") .. ".")
 local m = L.model
 local tl = plugin("tlesion")
 local fmt = lesson.fmt
@@ -33,8 +37,9 @@ local S = setup.new(m, tl, L.opts.sentence)
 local causal, HER, HIM, full = S.causal, S.her, S.him, S.full
 local texts, slot_her, slot_him = S.texts, S.slot_her, S.slot_him
 
+local cap = setup.unit_cap(m, L.opts.max_units)
 local lam = tl.laminar(m, him_rows, her_rows, texts, {
-  target_a = HIM, target_b = HER, test = L.opts.test, alpha = L.opts.alpha,
+  target_a = HIM, target_b = HER, test = L.opts.test, alpha = L.opts.alpha, max_units = cap,
   targets = { HER, HIM }, readout = { slot_her, slot_him },
   lesions = {
     { row = 1, position = slot_her, neurons = "b", target = HER },   -- her > him neurons at the HER slot
@@ -54,6 +59,14 @@ report.figure(figure.line {
   title = "Significant neurons per layer", xlabel = "layer", ylabel = "% of the layer's MLP units",
 }, { name = "percent_selected", caption = "The share of each layer's MLP units whose activation at the pronoun " ..
   "differs between the him and her sentences (FDR-corrected), in each direction." })
+
+report.text(("The lesion sets are capped at %s per set and layer, the significant units with the largest |t| " ..
+  "(`-- --max-units 0` lesions all of them): per layer %d to %d him and %d to %d her neurons are lesioned, of %d " ..
+  "to %d and %d to %d significant."):format(cap > 0 and tostring(cap) .. " units" or "no limit",
+  lam.count_a_gt_b:min():item(), lam.count_a_gt_b:max():item(), lam.count_b_gt_a:min():item(),
+  lam.count_b_gt_a:max():item(), lam.significant_a_gt_b:min():item(), lam.significant_a_gt_b:max():item(),
+  lam.significant_b_gt_a:min():item(), lam.significant_b_gt_a:max():item()))
+if causal then report.text(setup.causal_positions_note) end
 
 -- Ex. 3: the baseline ---------------------------------------------------------------------------
 report.text(("## 2. Baseline\n\nRows: %s. HER slot at position %d, HIM slot at position %d.")

@@ -3,12 +3,12 @@
 -- the damage: covariance structure, hidden-state drift, token similarity, next-token log-probs.
 local lesson = require("lib.lesson")
 
--- The project's own encyclopedia-style lead paragraph about a historical person (the course uses
--- the Wikipedia lead of Maurice Ravel, about 60 words); --text FILE replaces it.
-local PARAGRAPH = "Johannes Kepler (27 December 1571 – 15 November 1630) was a German astronomer and " ..
-  "mathematician. He is best remembered for the three laws of planetary motion that bear his name, which he " ..
-  "drew from the careful observations of his former employer Tycho Brahe. His work later gave Isaac Newton " ..
-  "the foundation for the theory of universal gravitation."
+-- The course's text, verbatim from its notebook: the Wikipedia lead of Maurice Ravel (CC BY-SA);
+-- --text FILE replaces it.
+local PARAGRAPH = "Joseph Maurice Ravel (7 March 1875 – 28 December 1937) was a French composer, pianist and " ..
+  "conductor. He is often associated with Impressionism along with his elder contemporary Claude Debussy, although " ..
+  "both composers rejected the term. In the 1920s and 1930s Ravel was internationally regarded as France's " ..
+  "greatest living composer."
 
 local L = lesson.start {
   id = "17-04",
@@ -31,7 +31,7 @@ local fmt = lesson.fmt
 local n_layer = m.n_layer
 local k = L.opts.k
 
-local text, source = PARAGRAPH, "the lesson's paragraph about Johannes Kepler"
+local text, source = PARAGRAPH, "the course's paragraph, the Wikipedia lead of Maurice Ravel"
 if L.opts.text then
   local f = assert(io.open(L.opts.text, "r"))
   text, source = f:read("a"), "the file " .. L.opts.text
@@ -64,19 +64,22 @@ report.figure(figure.scatter {
   x = shown and flat_a:index(0, shown) or flat_a, y = shown and flat_p:index(0, shown) or flat_p, size = 1, alpha = 0.4,
   title = ("Layer %d: original vs top-%d-removed activations (r = %.3f)"):format(demo, k, r_ap),
   xlabel = "A (original)", ylabel = "proj (removed, mean restored)",
-}, { name = "demo_scatter", caption = "Each point is one token × unit. Values stay near the diagonal: " ..
-  "individual activations change little." })
+}, { name = "demo_scatter", caption = ("Each point is one token × unit. r = %.3f between the original and the removed " ..
+  "values; the median |change| is %s against a median |activation| of %s."):format(r_ap,
+  fmt((flat_p - flat_a):abs():median():item()), fmt(flat_a:abs():median():item())) })
 report.figure(figure.histogram {
   series = { { values = a, label = "original" }, { values = proj, label = "removed" } }, bins = 60,
   title = "Activation values before and after the removal", xlabel = "activation", ylabel = "count",
-}, { name = "demo_values", caption = "The two distributions nearly coincide." })
+}, { name = "demo_values", caption = ("Means %s and %s, standard deviations %s and %s (original, removed).")
+  :format(fmt(a:mean():item()), fmt(proj:mean():item()), fmt(a:std():item()), fmt(proj:std():item())) })
 local comps = tensor.arange(d.spectrum_clean:numel())
 report.figure(figure.line {
   series = { { x = comps, y = d.spectrum_clean, label = "original" }, { x = comps, y = d.spectrum_removed, label = "removed" } },
   markers = true, title = "Eigenspectra of the token x token covariance (torch.cov(A))",
   xlabel = "component", ylabel = "% variance",
-}, { name = "demo_spectra", caption = "torch.cov treats tokens as variables, so these are token × token " ..
-  "covariances. Removing the top direction flattens the spectrum: tokens stop sharing one dominant pattern." })
+}, { name = "demo_spectra", caption = ("torch.cov treats tokens as variables, so these are token × token " ..
+  "covariances. The first component holds %s%% of the variance before the removal and %s%% after it.")
+  :format(fmt(d.spectrum_clean[0]:item()), fmt(d.spectrum_removed[0]:item())) })
 local lo = math.min(d.cov_clean:min():item(), d.cov_removed:min():item())
 local hi = math.max(d.cov_clean:max():item(), d.cov_removed:max():item())
 for _, which in ipairs({ { "clean", d.cov_clean, "original" }, { "removed", d.cov_removed, "removed" } }) do
@@ -89,7 +92,8 @@ end
 report.figure(figure.histogram {
   series = { { values = d.cov_clean, label = "original" }, { values = d.cov_removed, label = "removed" } }, bins = 50,
   title = "Covariance values", xlabel = "covariance", ylabel = "count",
-}, { name = "demo_cov_hist", caption = "The covariances shift towards zero: the structure shared by all tokens is gone." })
+}, { name = "demo_cov_hist", caption = ("Mean |covariance| %s before and %s after the removal.")
+  :format(fmt(d.cov_clean:abs():mean():item()), fmt(d.cov_removed:abs():mean():item())) })
 
 -- 2. One intervention at the middle layer ----------------------------------------------------------
 local s = subspace.remove(m, ids, { layer = layer, k = k })
@@ -98,13 +102,23 @@ report.text(("## 2. Removing the top %d direction(s) at layer %d\n\n%.1f%% of th
   "similarity changes at hidden state %d (the output of block %d), and how the log-probability of each " ..
   "%s changes.")
   :format(k, layer, s.variance, s.cosine_layer, s.cosine_layer - 1, scored_what))
+-- What the drift does after the hooked layer, read from the drift itself.
+local function drift_shape(drift)
+  local first, last = drift[layer + 1]:item(), drift[drift:numel() - 1]:item()
+  if layer + 1 >= drift:numel() - 1 then return "has no later hidden state to change in", first, last end
+  if last > first * 1.05 then return "grows after it", first, last end
+  if last < first * 0.95 then return "falls after it", first, last end
+  return "stays about level after it", first, last
+end
+local shape, drift_first, drift_last = drift_shape(s.drift)
+local drift_caption = ("hidden_states[i] is the input of block i (the last entry after the final LayerNorm). The " ..
+  "distance is 0 up to index %d, is %s at index %d and %s (%s at the last index)."):format(layer, fmt(drift_first),
+  layer + 1, shape, fmt(drift_last))
 report.figure(figure.line {
   series = { { x = tensor.arange(n_layer + 1), y = s.drift, label = "||clean - removed||" } }, markers = true,
   title = ("Hidden-state distance, removal at layer %d"):format(layer), xlabel = "hidden state index",
   ylabel = "Frobenius distance",
-}, { name = "drift", caption = ("hidden_states[i] is the input of block i (the last entry after the final " ..
-  "LayerNorm). The distance is exactly 0 up to index %d and grows after it: the change compounds (\"drift\").")
-  :format(layer) })
+}, { name = "drift", caption = drift_caption })
 local clo = math.min(s.cosine_clean:min():item(), s.cosine_removed:min():item())
 for _, which in ipairs({ { "clean", s.cosine_clean }, { "removed", s.cosine_removed } }) do
   report.figure(figure.heatmap {
@@ -133,6 +147,7 @@ report.html(figure.token_heatmap(tokens, heat_values, { title = "Δ log-prob of 
 report.text(("One-sample t-test of the %d per-token Δ against 0: t = %s, p = %s, mean Δ = %s.")
   :format(s.delta:numel(), fmt(s.t), fmt(s.p), fmt(s.mean_delta)))
 report.tensor("single_layer_delta", s.delta, { caption = "per-token clean - removed log-prob" })
+report.tensor("drift", s.drift, { caption = "[n_layer + 1] ||clean - removed|| per hidden state" })
 
 -- 3. Every layer ------------------------------------------------------------------------------------
 local sw
@@ -213,4 +228,8 @@ if sw then
   local diff = (sw.delta[i] - s.delta):abs():max():item()
   L:check("the sweep's layer-" .. layer .. " row equals the single-layer run", diff < 1e-4, "max |difference| " .. fmt(diff))
 end
+-- The drift caption's trend against the saved hidden-state distances.
+local saved_drift = tensor.load(report.dir() .. "/data/drift.safetensors")["drift"]
+L:check("the drift caption says what the saved distances do", drift_caption:find(drift_shape(saved_drift), 1, true) ~= nil,
+  drift_shape(saved_drift))
 L:finish()

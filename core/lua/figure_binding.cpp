@@ -235,17 +235,22 @@ int f_line(lua_State* L) {
   lo.x = field_tensor(L, 1, 1, "x", "option 'x'", false);
   lo.markers = opt_boolean(L, 1, "markers").value_or(false);
   std::vector<fig::LineSeries> series;
-  each_entry(L, 1, "series", "a list of {y = tensor, x = tensor?, label = string?}",
+  each_entry(L, 1, "series",
+             "a list of {y = tensor, x = tensor?, label = string?, marker = string?, color = "
+             "string?, dashed = bool?}",
              [&](const std::string& where) {
                fig::LineSeries s;
                if (entry_is_values(L, 1, where)) {
                  s.y = top_tensor(L, 1, where);
                } else {
-                 check_entry_keys(L, 1, where, {"y", "x", "label"});
+                 check_entry_keys(L, 1, where, {"y", "x", "label", "marker", "color", "dashed"});
                  const int entry = lua_gettop(L);
                  s.y = field_tensor(L, entry, 1, "y", where + ".y", true);
                  s.x = field_tensor(L, entry, 1, "x", where + ".x", false);
                  s.label = field_label(L, entry, 1, where);
+                 s.marker = opt_string(L, entry, "marker").value_or("");
+                 s.color = opt_string(L, entry, "color").value_or("");
+                 s.dashed = opt_boolean(L, entry, "dashed").value_or(false);
                }
                series.push_back(std::move(s));
              });

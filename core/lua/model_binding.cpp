@@ -10,6 +10,7 @@
 #include "llmscope/generation.hpp"
 #include "llmscope/masked_lm.hpp"
 #include "llmscope/model.hpp"
+#include "llmscope/token_search.hpp"
 
 namespace llmscope::lua {
 namespace {
@@ -511,6 +512,35 @@ int model_tokens(lua_State* L) {
   return 1;
 }
 
+// m:find_tokens(input, target, {mask = t}) -> positions, rows: the last token of every
+// occurrence of target (a text, tokenised as given, or ids) in input (any model input: a text,
+// a list of texts, ids, {ids=, mask=}); both int64 [occurrences], 0-based, in reading order.
+int model_find_tokens(lua_State* L) {
+  Model& model = check_model(L, 1);
+  ForwardInput input = input_from(L, 2, model, /*pad_left=*/false);
+  if (!input.input_ids.defined()) throw ArgError(2, "find_tokens needs token ids, not embeddings");
+  std::vector<int64_t> target;
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    at::Tensor ids = encode(L, model, lua_tostring(L, 3), false);
+    target.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  } else if (test_tensor(L, 3) != nullptr || lua_type(L, 3) == LUA_TTABLE) {
+    target = ids_argument(L, 3);
+  } else {
+    type_error(L, 3, "text or token ids");
+  }
+  if (target.empty()) throw ArgError(3, "the target has no tokens");
+  check_option_keys(L, 4, {"mask"});
+  at::Tensor mask = input.attention_mask;
+  if (!is_none_or_nil(L, 4) && lua_getfield(L, 4, "mask") != LUA_TNIL) {
+    mask = to_tensor(L, -1);
+    if (mask.dim() == 1 && input.input_ids.dim() == 2) mask = mask.unsqueeze(0);
+  }
+  TokenMatches found = find_token_sequence(input.input_ids, target, mask);
+  push_tensor(L, at::tensor(found.positions, at::kLong));
+  push_tensor(L, at::tensor(found.rows, at::kLong));
+  return 2;
+}
+
 // m:hook_points(pattern?) -> list of canonical names (a pattern matches names and aliases)
 int model_hook_points(lua_State* L) {
   Model& model = check_model(L, 1);
@@ -590,6 +620,7 @@ const luaL_Reg kModelMethods[] = {
     {"tokenize", entry<model_tokenize>},
     {"decode", entry<model_decode>},
     {"tokens", entry<model_tokens>},
+    {"find_tokens", entry<model_find_tokens>},
     {"hook_points", entry<model_hook_points>},
     {"embed", entry<model_embed>},
     {"parameter", entry<model_parameter>},

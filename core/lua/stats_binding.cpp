@@ -131,7 +131,7 @@ int s_logit(lua_State* L) {
   if (options.max_iter < 1) throw ArgError(3, "option 'max_iter' must be at least 1");
   if (!(options.tol > 0)) throw ArgError(3, "option 'tol' must be > 0");
   stats::LogitResult r = stats::logit(x, y, options);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 11);
   set_tensor(L, "coef", r.coef);
   set_tensor(L, "se", r.se);
   set_tensor(L, "p", r.p);
@@ -139,6 +139,11 @@ int s_logit(lua_State* L) {
   set_tensor(L, "converged", r.converged);
   set_tensor(L, "separated", r.separated);
   set_tensor(L, "iterations", r.iterations);
+  set_tensor(L, "llf", r.llf);
+  lua_pushnumber(L, r.llnull);
+  lua_setfield(L, -2, "llnull");
+  set_tensor(L, "prsquared", r.prsquared);
+  set_tensor(L, "llr_p", r.llr_p);
   return 1;
 }
 

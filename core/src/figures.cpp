@@ -13,12 +13,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <utility>
@@ -35,10 +37,25 @@ namespace fs = std::filesystem;
 // ---- What a figure draws ----
 
 struct LineData {
-  std::vector<std::string> labels;
+  std::vector<std::string> labels, point_markers, colors;
   std::vector<std::vector<double>> xs, ys;
+  std::vector<bool> dashed;
   bool markers = false;
 };
+
+namespace {
+
+// gnuplot's point type for a marker name (pngcairo/svg numbering), or nullopt.
+std::optional<int> point_type(const std::string& marker) {
+  static const std::pair<const char*, int> kTypes[] = {
+      {"plus", 1}, {"cross", 2}, {"square", 5}, {"circle", 7}, {"triangle", 9}, {"diamond", 13}};
+  for (const auto& [name, type] : kTypes) {
+    if (marker == name) return type;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 // How values map to colours. Points get their colours computed here, one per point as
 // gnuplot's "rgb variable" takes them (0xAARRGGBB, AA = transparency, 0 opaque), so alpha works
@@ -495,7 +512,7 @@ class ScriptWriter {
     if (!plot_.options.xlim) s_ << "set autoscale xfix\n";  // the x range ends where the data does
     if (!plot_.options.ylim)
       s_ << "set offsets 0, 0, graph 0.04, graph 0.04\n";  // lines off the frame
-    const std::string with = d.markers ? "linespoints pt 7 ps 0.6" : "lines";
+    const std::string line_with = d.markers ? "linespoints pt 7 ps 0.6" : "lines";
     s_ << "plot ";
     for (size_t i = 0; i < d.ys.size(); ++i) {
       std::vector<double> v;
@@ -504,9 +521,14 @@ class ScriptWriter {
         v.push_back(d.xs[i][k]);
         v.push_back(d.ys[i][k]);
       }
+      std::string with = line_with + " lw 2" + (d.dashed[i] ? " dt 2" : "");
+      if (!d.point_markers[i].empty()) {
+        with = "points pt " + std::to_string(*point_type(d.point_markers[i])) + " ps 1 lw 1.5";
+      }
+      const std::string color = d.colors[i].empty() ? kCycle[i % kCycleSize] : d.colors[i];
       s_ << (i ? ", \\\n     " : "") << data(std::move(v), "line")
-         << " binary format='%2float64' using 1:2 with " << with << " lw 2 lc rgb '"
-         << kCycle[i % kCycleSize] << "' " << title_of(d.labels[i]);
+         << " binary format='%2float64' using 1:2 with " << with << " lc rgb '" << color << "' "
+         << title_of(d.labels[i]);
     }
     s_ << "\n";
   }
@@ -958,7 +980,21 @@ Figure line(const std::vector<LineSeries>& series, const LineOptions& line_optio
       throw Error(what + ": x has " + std::to_string(x.size()) + " values but y has " +
                   std::to_string(y.size()));
     }
+    if (!series[i].marker.empty() && !point_type(series[i].marker)) {
+      throw Error(what + ": unknown marker '" + series[i].marker +
+                  "' (expected circle, square, triangle, diamond, cross or plus)");
+    }
+    const std::string& color = series[i].color;
+    const bool hex = color.size() == 7 && color[0] == '#' &&
+                     std::all_of(color.begin() + 1, color.end(), [](char c) {
+                       return std::isxdigit(static_cast<unsigned char>(c));
+                     });
+    if (!color.empty() && !hex)
+      throw Error(what + ": color must be '#rrggbb', got '" + color + "'");
     d.labels.push_back(series[i].label);
+    d.point_markers.push_back(series[i].marker);
+    d.colors.push_back(color);
+    d.dashed.push_back(series[i].dashed);
     d.xs.push_back(std::move(x));
     d.ys.push_back(std::move(y));
   }

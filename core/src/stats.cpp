@@ -274,7 +274,7 @@ namespace {
 // The fit of one block of neurons: x [c, s] holds neurons in rows, samples along dim 1, and
 // y_row [1, s] the targets. All outputs are [c] (coef, se and p [2, c]).
 struct LogitBlock {
-  at::Tensor coef, se, p, accuracy, converged, separated, iterations;
+  at::Tensor coef, se, p, accuracy, converged, separated, iterations, llf;
 };
 
 LogitBlock logit_block(const at::Tensor& x, const at::Tensor& y, bool one_class,
@@ -353,6 +353,11 @@ LogitBlock logit_block(const at::Tensor& x, const at::Tensor& y, bool one_class,
   out.accuracy = at::where(separated, separated_accuracy, accuracy)
                      .masked_fill(constant & separated.logical_not(), kNan);
   out.converged = converged & unfitted.logical_not();
+  // log L = sum y*eta - log(1 + e^eta); log(1 + e^eta) = max(eta, 0) + log1p(e^-|eta|) is exact
+  // and never overflows.
+  at::Tensor eta = at::addcmul(b0, x, b1);  // [c, s]
+  at::Tensor log1pexp = eta.clamp_min(0.0) + at::log1p(at::exp(-eta.abs()));
+  out.llf = (y * eta - log1pexp).sum(1).masked_fill(unfitted, kNan);
   out.separated = separated;
   out.iterations = iterations;
   return out;
@@ -384,6 +389,7 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
   r.converged = at::empty({n}, opts.dtype(at::kBool));
   r.separated = at::empty({n}, opts.dtype(at::kBool));
   r.iterations = at::empty({n}, opts.dtype(at::kLong));
+  r.llf = at::empty({n}, opts);
   const bool cpu = X.device().is_cpu();
   const int64_t block = cpu ? 256 : n;
   auto fit_blocks = [&](int64_t first, int64_t last) {
@@ -397,6 +403,7 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
       r.converged.slice(0, begin, end).copy_(fit.converged);
       r.separated.slice(0, begin, end).copy_(fit.separated);
       r.iterations.slice(0, begin, end).copy_(fit.iterations);
+      r.llf.slice(0, begin, end).copy_(fit.llf);
     }
   };
   const int64_t blocks = (n + block - 1) / block;
@@ -416,6 +423,15 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
   r.converged = r.converged.reshape(neuron_shape);
   r.separated = r.separated.reshape(neuron_shape);
   r.iterations = r.iterations.reshape(neuron_shape);
+  // The intercept-only model predicts the share of ones everywhere; 0 * log 0 counts as 0.
+  const double share = static_cast<double>(ones) / static_cast<double>(samples);
+  auto xlogy = [](double a, double b) { return a == 0.0 ? 0.0 : a * std::log(b); };
+  r.llnull = xlogy(static_cast<double>(ones), share) +
+             xlogy(static_cast<double>(samples - ones), 1.0 - share);
+  r.llf = r.llf.reshape(neuron_shape);
+  r.prsquared = 1.0 - r.llf / r.llnull;
+  // chi2(1).sf(x) = erfc(sqrt(x / 2)); llr = 2 (llf - llnull) >= 0 up to rounding.
+  r.llr_p = at::erfc(((r.llf - r.llnull) * 2.0).clamp_min(0.0).div(2.0).sqrt());
   return r;
 }
 

@@ -103,6 +103,33 @@ function lesson.start(spec)
   return self
 end
 
+-- States, near the top of the report, how this run is smaller than the course's (`what`: a Lua
+-- array of phrases; nothing is written when it is empty). `course` says what the course does.
+function Lesson:reduced(what, course)
+  if #what == 0 then return end
+  report.text(("Reduced run: %s%s. Drop the options to run at the course's size.")
+    :format(table.concat(what, "; "), course ~= "" and ("; " .. course) or ""))
+  report.set({ reduced = table.concat(what, "; ") })
+end
+
+-- States every size option set below the course's: `course` maps an option name to
+-- { course value, what it counts }, e.g. { steps = { 500, "ascent steps" } }. A list option counts
+-- its entries.
+function Lesson:sizes(course)
+  local what, names = {}, {}
+  for name in pairs(course) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local value, spec = self.opts[name], course[name]
+    local n = type(value) == "table" and #value or value
+    if type(n) == "number" and n < spec[1] then
+      what[#what + 1] = ("%s %s instead of the course's %s (--%s)"):format(tostring(n), spec[2], tostring(spec[1]),
+        (name:gsub("_", "-")))
+    end
+  end
+  self:reduced(what, "")
+end
+
 -- A path inside lessons/data/.
 function Lesson:data_path(name)
   return self.dir .. "/data/" .. name
@@ -211,6 +238,24 @@ function Lesson:data_pairs(name)
     first[#first + 1], second[#second + 1] = a, b
   end
   return first, second
+end
+
+-- A token heatmap as HTML, `per_line` tokens to a line (the course's 20): `tokens` a Lua array of
+-- token strings, `values` [n] already scaled to [0, 1] (red) or [-1, 0] (blue); `title` optional.
+function lesson.token_lines(tokens, values, per_line, title)
+  local html = { title and ("<h4>" .. title .. "</h4>") or nil }
+  for start = 0, #tokens - 1, per_line do
+    local count = math.min(per_line, #tokens - start)
+    html[#html + 1] = figure.token_heatmap(table.move(tokens, start + 1, start + count, 1, {}),
+      values:narrow(0, start, count), { vmax = 1 })
+  end
+  return table.concat(html, "\n")
+end
+
+-- Min-max scaling of a 1-D tensor to [0, 1] (all zeros when it is constant).
+function lesson.minmax(values)
+  local lo, hi = values:min():item(), values:max():item()
+  return (values - lo) / math.max(hi - lo, 1e-12)
 end
 
 -- The text of one token id, or "#id" when the model has no tokenizer (the test fixtures).

@@ -18,6 +18,13 @@ function setup.windows(L, neg)
     error(("lesson %s: %s has %d negation and %d affirmation windows; at least 2 of each are needed")
       :format(L.id, source, w_neg:size(0), w_aff:size(0)), 0)
   end
+  local reductions = {}
+  if opts.max_tokens > 0 then reductions[#reductions + 1] = ("only the first %d tokens of the text"):format(opts.max_tokens) end
+  if keep and (labels.negations:numel() > keep or labels.affirmations:numel() > keep) then
+    reductions[#reductions + 1] = ("at most %d windows per class (of %d negations and %d affirmations)")
+      :format(keep, labels.negations:numel(), labels.affirmations:numel())
+  end
+  L:reduced(reductions, "the course uses every window of the whole text")
   return { ids = ids, source = source, labels = labels, negations = w_neg, affirmations = w_aff }
 end
 

@@ -40,6 +40,27 @@ function setup.new(m, tl, sentence)
   return s
 end
 
+-- The MLP width of `m` (the units of blocks.0.mlp.hook_pre), from a one-token pass.
+function setup.mlp_units(m)
+  local _, cache = m:run_with_cache(tensor.new({ { 0 } }), { names = "blocks.0.mlp.hook_pre", stop_at_layer = 1 })
+  return cache["blocks.0.mlp.hook_pre"]:size(-1)
+end
+
+-- The lesson option max_units as a count: -1 = 5% of the layer's units (at least 1), 0 = no cap.
+function setup.unit_cap(m, max_units)
+  if max_units >= 0 then return max_units end
+  return math.max(1, math.floor(0.05 * setup.mlp_units(m) + 0.5))
+end
+
+-- Why a causal model selects at the pronoun but lesions one token earlier (the report's words).
+setup.causal_positions_note = "Selection and lesion positions differ on a causal model. The neurons are " ..
+  "selected at the pronoun itself, where the him and her sentences differ; they are lesioned at the token " ..
+  "*before* the pronoun, because only that position's output predicts the pronoun (a causal model's activation " ..
+  "at the pronoun cannot change its own prediction). Selecting at the token before would not work: the paired " ..
+  "sentences are identical up to the pronoun, so every unit has the same activation there in both and no t-test " ..
+  "is possible. The lesion therefore tests whether units that carry the pronoun's identity once it is read also " ..
+  "drive its prediction one token earlier. On a masked model (BERT) both happen at the [MASK], as in the course."
+
 -- The bar chart of the clean logits of both pronouns at each slot, from `clean` [rows 3, slots
 -- (HER, HIM), targets (her, him)]; on a causal model the three rows are one sentence, so only row
 -- 0 is shown. `caption` is the figure's caption.

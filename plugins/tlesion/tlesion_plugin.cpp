@@ -364,18 +364,28 @@ std::optional<int> stop_after(const std::vector<Site>& sites) {
 // ---- selection ----
 
 const std::vector<std::string> kSelectOptions = {
-    "positions_a", "positions_b", "target", "target_a", "target_b",  "test",
-    "equal_var",   "alpha",       "layers", "site",     "batch_size"};
+    "positions_a", "positions_b", "target", "target_a", "target_b",   "test",
+    "equal_var",   "alpha",       "layers", "site",     "batch_size", "max_units"};
 
 struct Selection {
   std::vector<int64_t> layers;
   std::string site, test;
   bool equal_var = true;
   double alpha = 0.05;
+  int64_t max_units = 0;  // 0: every significant unit; else at most this many per set, by |t|
   int64_t n_a = 0, n_b = 0;
   std::vector<int64_t> positions_a, positions_b;
   at::Tensor t, df, p, p_adjusted, a_gt_b, b_gt_a;  // [layers, units]
+  at::Tensor significant_a_gt_b, significant_b_gt_a;  // [layers] int64, before max_units
 };
+
+// The `max_units` units of `set` (bool [units]) with the largest |t|; all of them when fewer.
+at::Tensor strongest(const at::Tensor& set, const at::Tensor& t, int64_t max_units) {
+  if (max_units <= 0 || set.sum().item<int64_t>() <= max_units) return set;
+  const at::Tensor score = at::where(set, t.abs(), at::full_like(t, -1.0));
+  const at::Tensor top = std::get<1>(score.topk(max_units));
+  return at::zeros_like(set).index_fill_(0, top, true);
+}
 
 // Target positions for one condition: positions_x, else the first token of target_x (or target).
 std::vector<int64_t> condition_positions(const llmscope::Model& model, const Rows& rows,
@@ -437,6 +447,8 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
   sel.alpha = option<double>(opts, "alpha", 0.05, arg);
   if (!(sel.alpha > 0 && sel.alpha < 1))
     throw ArgumentError(arg, "option 'alpha' must be in (0, 1)");
+  sel.max_units = option<int64_t>(opts, "max_units", 0, arg);
+  if (sel.max_units < 0) throw ArgumentError(arg, "option 'max_units' must be 0 (no cap) or more");
   const int64_t batch_size = option<int64_t>(opts, "batch_size", 64, arg);
   if (batch_size < 1) throw ArgumentError(arg, "option 'batch_size' must be at least 1");
   if (paired && a.size() != b.size()) {
@@ -552,6 +564,12 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
     a_gt_b.push_back(c.rejected.logical_and(r.t > 0));
     b_gt_a.push_back(c.rejected.logical_and(r.t < 0));
   }
+  sel.significant_a_gt_b = at::stack(a_gt_b).sum(1);
+  sel.significant_b_gt_a = at::stack(b_gt_a).sum(1);
+  for (size_t j = 0; j < sites.size(); ++j) {
+    a_gt_b[j] = strongest(a_gt_b[j], t[j], sel.max_units);
+    b_gt_a[j] = strongest(b_gt_a[j], t[j], sel.max_units);
+  }
   sel.t = at::stack(t);
   sel.df = at::stack(df);
   sel.p = at::stack(p);
@@ -582,8 +600,12 @@ void put_selection(Table& out, const Selection& sel) {
   const at::Tensor count_a = sel.a_gt_b.sum(1), count_b = sel.b_gt_a.sum(1);
   out["count_a_gt_b"] = count_a;
   out["count_b_gt_a"] = count_b;
-  out["percent_a_gt_b"] = count_a.to(at::kDouble) * (100.0 / units);
-  out["percent_b_gt_a"] = count_b.to(at::kDouble) * (100.0 / units);
+  // Percentages describe the test (every significant unit), counts the capped sets.
+  out["percent_a_gt_b"] = sel.significant_a_gt_b.to(at::kDouble) * (100.0 / units);
+  out["percent_b_gt_a"] = sel.significant_b_gt_a.to(at::kDouble) * (100.0 / units);
+  out["max_units"] = sel.max_units;
+  out["significant_a_gt_b"] = sel.significant_a_gt_b;
+  out["significant_b_gt_a"] = sel.significant_b_gt_a;
 }
 
 // ---- lesions ----
@@ -945,14 +967,19 @@ const char* kSelectDoc =
     "equal_var (independent: Student when true (default), Welch when false), alpha (FDR, default "
     "0.05),\n"
     "layers (list, default all), site (default 'blocks.{L}.mlp.hook_pre'; {L} becomes the layer),\n"
-    "batch_size (rows per forward pass, default 64).\n"
+    "batch_size (rows per forward pass, default 64), max_units (at most this many units per set "
+    "and layer,\n"
+    "the significant ones with the largest |t|; default 0: all).\n"
     "Statistics stream inside native hooks on the model's device; Benjamini-Hochberg per layer.\n"
     "Returns {layers (list), site, test, alpha, n_a, n_b, units, positions_a [n_a], positions_b "
     "[n_b],\n"
     "t, df, p, p_adjusted [layers, units] float64, a_gt_b, b_gt_a [layers, units] bool "
     "(significant with\n"
-    "t > 0 / t < 0), count_a_gt_b, count_b_gt_a [layers] int64, percent_a_gt_b, percent_b_gt_a "
-    "[layers]}.\n"
+    "t > 0 / t < 0; capped by max_units), count_a_gt_b, count_b_gt_a [layers] int64 (their "
+    "sizes),\n"
+    "significant_a_gt_b, significant_b_gt_a [layers] int64 and percent_a_gt_b, percent_b_gt_a "
+    "[layers]\n"
+    "(every significant unit, before the cap), max_units}.\n"
     "Row i of the tensors is layers[i + 1] (Lua list); with all layers, row L is layer L.";
 
 const char* kLesionDoc =

@@ -75,6 +75,20 @@ spec.describe("figure.line", function()
     })
     check_png(f:save(out("line-log.png")), 500, 300)
   end)
+  spec.it("draws classes of points with their own markers and colours, and dashed lines", function()
+    local f = figure.line({
+      series = {
+        { x = { 1, 2, 3 }, y = { 1, 4, 9 }, label = "significant", marker = "circle", color = "#d62728" },
+        { x = { 1.5, 2.5 }, y = { 2, 5 }, label = "not significant", marker = "cross" },
+        { x = { 1, 3 }, y = { 3, 3 }, label = "threshold", color = "#808080", dashed = true },
+      },
+      title = "Classes",
+    })
+    check_png(f:save(out("line-classes.png")), 900, 600)
+    local svg = read(f:save(out("line-classes.svg")))
+    spec.truthy(svg:find("not significant", 1, true), "legend entry of the cross series")
+    spec.truthy(svg:find("#d62728", 1, true) or svg:find("rgb(214,  39,  40)", 1, true), "the series colour")
+  end)
   spec.it("checks its options", function()
     spec.raises(function() figure.line() end, "bad argument #1 to 'line' (table of options expected, got no value)")
     spec.raises(function() figure.line({ series = { x }, titel = "t" }) end,
@@ -85,7 +99,11 @@ spec.describe("figure.line", function()
     spec.raises(function() figure.line({ series = { { 1, "b" } } }) end, "(series[1]: ")
     spec.raises(function() figure.line({ series = { { label = "a" } } }) end, "(series[1].y is required")
     spec.raises(function() figure.line({ series = { { y = x, lable = "a" } } }) end,
-      "(series[1]: unknown key 'lable' (expected y, x, label))")
+      "(series[1]: unknown key 'lable' (expected y, x, label, marker, color, dashed))")
+    spec.raises(function() figure.line({ series = { { y = x, marker = "star" } } }) end,
+      "figure.line: series 0: unknown marker 'star' (expected circle, square, triangle, diamond, cross or plus)")
+    spec.raises(function() figure.line({ series = { { y = x, color = "red" } } }) end,
+      "figure.line: series 0: color must be '#rrggbb', got 'red'")
     spec.raises(function() figure.line({ series = { { y = "no" } } }) end,
       "(series[1].y must be a tensor or a table of numbers, got string)")
     spec.raises(function() figure.line({ series = { { y = x, label = {} } } }) end, "series[1].label must be a string")

@@ -156,8 +156,52 @@ spec.describe("tokenizer", function()
     spec.eq(#texts, 2)
     spec.truthy(texts[1]:sub(1, 7) == "The cat", texts[1])
   end)
+  spec.it("finds the last token of every occurrence of a word", function()
+    local text = "a toothpaste ad: toothpaste, toothpaste"
+    local ids = r:tokenize(text)
+    local target = r:tokenize(" toothpaste"):tolist()
+    spec.truthy(#target >= 2, "a multi-token word")
+    -- Brute force: every end position where the target's ids sit.
+    local list, expected = ids:tolist(), {}
+    for e = #target, #list do
+      local hit = true
+      for k = 1, #target do if list[e - #target + k] ~= target[k] then hit = false end end
+      if hit then expected[#expected + 1] = e - 1 end
+    end
+    local positions, rows = r:find_tokens(ids, " toothpaste")
+    spec.same(positions:tolist(), expected)
+    spec.eq(#expected, 3)
+    spec.same(rows:tolist(), { 0, 0, 0 })
+    spec.same(r:find_tokens(text, target):tolist(), expected, "a text and an id list")
+    spec.eq(positions:dtype(), "int64")
+  end)
+  spec.it("finds words row by row in a padded batch, never in the padding", function()
+    local texts = { "my toothpaste", "no", "the toothpaste and the toothpaste" }
+    local positions, rows = r:find_tokens(texts, " toothpaste")
+    spec.same(rows:tolist(), { 0, 2, 2 })
+    local n0 = r:tokenize(texts[1]):numel()
+    spec.eq(positions[0]:item(), n0 - 1, "ends row 0")
+    spec.eq(positions[2]:item(), r:tokenize(texts[3]):numel() - 1, "ends row 2")
+    -- The padding is the eos id: a target made of it matches only where the mask allows.
+    local eos = r:tokenize("<|endoftext|>", { special = true }):tolist()
+    local padded = r:find_tokens(texts, eos)
+    spec.eq(padded:numel(), 0, "padding never matches")
+    local unmasked = r:find_tokens({ ids = tensor.new({ { 5, 6, 5, 6 } }) }, { 5, 6 })
+    spec.same(unmasked:tolist(), { 1, 3 })
+    local masked = r:find_tokens({ ids = tensor.new({ { 5, 6, 5, 6 } }), mask = tensor.new({ { 1, 1, 1, 0 } }) }, { 5, 6 })
+    spec.same(masked:tolist(), { 1 })
+    spec.same(r:find_tokens(tensor.new({ 7, 7, 7 }), { 7, 7 }):tolist(), { 1, 2 }, "overlapping occurrences")
+  end)
+  spec.it("rejects a bad target or mask", function()
+    spec.raises(function() r:find_tokens("hello", "") end, "the target has no tokens")
+    spec.raises(function() r:find_tokens("hello", 3) end, "bad argument #2 to 'find_tokens' (text or token ids expected")
+    spec.raises(function() r:find_tokens(tensor.new({ 1, 2 }), { 1 }, { mask = tensor.new({ 1, 1, 1 }) }) end,
+      "find_tokens: mask must have the shape of ids")
+    spec.raises(function() r:find_tokens(tensor.new({ 1.5 }), { 1 }) end, "token ids must be an integer tensor")
+  end)
   spec.it("says when a model has no tokenizer", function()
     spec.raises(function() m:forward("hello") end, "this model has no tokenizer")
+    spec.raises(function() m:find_tokens(tensor.new({ 1, 2 }), " word") end, "this model has no tokenizer")
   end)
 end)
 

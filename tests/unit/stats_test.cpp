@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "golden.hpp"
 #include "llmscope/error.hpp"
@@ -271,6 +274,49 @@ TEST(StatsCorrection, Errors) {
 }
 
 // ---- logistic regression ----
+
+// The numbers of statsmodels' Logit summary table (lesson 12-17): coefficients, standard errors,
+// z = coef / se, the 95% interval coef -+ 1.959964 se, and the likelihoods
+// (tests/golden/stats/gen_logit_summary.py made the golden with Debian's statsmodels).
+TEST(StatsLogit, SummaryMatchesStatsmodels) {
+  std::ifstream in(golden_path("stats/logit_summary.json"));
+  ASSERT_TRUE(in) << "tests/golden/stats/logit_summary.json is missing";
+  const auto golden = nlohmann::json::parse(in);
+  const auto y = at::tensor(golden["y"].get<std::vector<double>>());
+  for (const auto& column : golden["columns"]) {
+    const auto x = at::tensor(column["x"].get<std::vector<double>>());
+    LogitResult r = logit(x, y);
+    auto expect = [](const at::Tensor& got, const nlohmann::json& want, double rtol,
+                     const char* what) {
+      const auto values = want.get<std::vector<double>>();
+      for (size_t i = 0; i < values.size(); ++i) {
+        const double g = got[static_cast<int64_t>(i)].item<double>();
+        EXPECT_NEAR(g, values[i], rtol * std::abs(values[i]) + 1e-12) << what << "[" << i << "]";
+      }
+    };
+    expect(r.coef, column["params"], 1e-6, "params");
+    expect(r.se, column["bse"], 1e-6, "bse");
+    expect(r.coef / r.se, column["z"], 1e-6, "z");
+    expect(r.p, column["pvalues"], 1e-6, "pvalues");
+    expect(r.coef - 1.959963984540054 * r.se, column["conf_low"], 1e-6, "conf_low");
+    expect(r.coef + 1.959963984540054 * r.se, column["conf_high"], 1e-6, "conf_high");
+    EXPECT_NEAR(r.llf.item<double>(), column["llf"].get<double>(), 1e-8);
+    EXPECT_NEAR(r.llnull, column["llnull"].get<double>(), 1e-10);
+    EXPECT_NEAR(r.prsquared.item<double>(), column["prsquared"].get<double>(), 1e-8);
+    const double llr_p = column["llr_pvalue"].get<double>();
+    EXPECT_NEAR(r.llr_p.item<double>(), llr_p, 1e-6 * llr_p);
+  }
+}
+
+TEST(StatsLogit, LikelihoodsAreNanWhereNotFitted) {
+  auto x = at::tensor({0.0, 1.0, 2.0, 3.0, 4.0, 5.0}, at::kDouble);
+  auto y = at::tensor({0.0, 0.0, 0.0, 1.0, 1.0, 1.0}, at::kDouble);  // x > 2.5 separates them
+  LogitResult r = logit(x, y);
+  EXPECT_TRUE(r.separated.item<bool>());
+  EXPECT_TRUE(std::isnan(r.llf.item<double>()));
+  EXPECT_TRUE(std::isnan(r.llr_p.item<double>()));
+  EXPECT_NEAR(r.llnull, 6 * std::log(0.5), 1e-12);
+}
 
 TEST(StatsLogit, QuasiSeparationAndOneClassAreFlagged) {
   // Column 0: classes meet at x = 1 (quasi-complete); column 1: complete, reversed;

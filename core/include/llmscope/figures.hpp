@@ -72,6 +72,12 @@ struct LineSeries {
   std::string label;  // empty: no legend entry
   at::Tensor y;       // [n]
   at::Tensor x;       // [n]; undefined: the figure's shared x, or 0..n-1
+  // Points only, no line, with this marker: "circle", "square", "triangle", "diamond",
+  // "cross" (x) or "plus"; empty draws the line. Classes of points in one scatter (significant
+  // or not) are series with markers.
+  std::string marker;
+  std::string color;    // "#rrggbb"; empty: the next colour of the cycle
+  bool dashed = false;  // a dashed line (reference lines such as a threshold)
 };
 struct LineOptions {
   at::Tensor x;          // shared x for every series without its own; undefined: 0..n-1

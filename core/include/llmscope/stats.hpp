@@ -89,6 +89,13 @@ struct LogitResult {
   at::Tensor converged;   // [...] bool
   at::Tensor separated;   // [...] bool: perfect or quasi-complete separation
   at::Tensor iterations;  // [...] int64: Newton steps taken
+  // Likelihoods, as statsmodels' LogitResults: llf at the fit (nan where not fitted), llnull of
+  // the intercept-only model (the same for every neuron), McFadden's pseudo R-squared
+  // 1 - llf/llnull, and the likelihood-ratio test's p (chi-squared, 1 df).
+  at::Tensor llf;  // [...] float64
+  double llnull = 0.0;
+  at::Tensor prsquared;  // [...] float64
+  at::Tensor llr_p;      // [...] float64
 };
 
 // x [samples, ...], y [samples] of 0/1 values (any dtype).
