@@ -7,7 +7,7 @@
 
 #include "cli_common.hpp"
 #include "llmscope/error.hpp"
-#include "llmscope/hub.hpp"
+#include "llmscope/hub_pull.hpp"
 
 namespace llmscope::cli {
 

@@ -1,4 +1,4 @@
-// Precompiled header for llmscope_core: the heavy, stable headers only.
+// Precompiled header for llmscope_core and llmscope_host: the heavy, stable headers only.
 #pragma once
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>

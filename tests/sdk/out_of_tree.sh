@@ -10,6 +10,19 @@ mkdir -p "$work"
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
 test -f "$work/prefix/lib/cmake/llmscope/llmscopeConfig.cmake"
 test -f "$work/prefix/include/llmscope/plugin.hpp"
+# The SDK is the plugin API only: no host headers installed, and the core library plugins link
+# does not pull in libcurl (downloads are the host's).
+for host_header in figures.hpp report.hpp training.hpp corpus.hpp bpe_trainer.hpp plugin_host.hpp hub_pull.hpp; do
+  if test -e "$work/prefix/include/llmscope/$host_header"; then
+    echo "the SDK installs the host header llmscope/$host_header" >&2
+    exit 1
+  fi
+done
+core_lib=$(ls "$work"/prefix/lib/libllmscope_core.so.* | head -n 1)
+if readelf -d "$core_lib" | grep -q 'NEEDED.*libcurl'; then
+  echo "$core_lib links libcurl; plugins must not" >&2
+  exit 1
+fi
 
 cp -r "$source/sdk/examples/hello_plugin" "$work/hello_src"  # nothing of the llmscope tree beside it
 launcher=()

@@ -1,13 +1,12 @@
-// The Hugging Face hub: model names ("gpt2", "EleutherAI/gpt-neo-125m@main") resolve to snapshot
-// folders in the cache laid out exactly as huggingface_hub writes it, and pull() downloads the
-// files llmscope reads into that same layout, so Python and llmscope share one cache.
+// The Hugging Face cache: model names ("gpt2", "EleutherAI/gpt-neo-125m@main") resolve to
+// snapshot folders laid out exactly as huggingface_hub writes them, so Python and llmscope share
+// one cache. Downloading into it is the host's (llmscope/hub_pull.hpp).
 //
 //   <cache>/models--ORG--NAME/refs/<revision>          commit hash of a branch or tag
 //   <cache>/models--ORG--NAME/snapshots/<commit>/FILE  relative symlink ../../blobs/<etag>
 //   <cache>/models--ORG--NAME/blobs/<etag>             file contents (LFS files: etag = SHA-256)
 #pragma once
 
-#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -45,39 +44,5 @@ std::optional<std::filesystem::path> find_snapshot(const ModelRef& ref,
 // `llmscope pull NAME`; lists the cached models when the name is unknown.
 std::filesystem::path resolve_model(const ModelRef& ref,
                                     const std::filesystem::path& cache = cache_dir());
-
-struct PullOptions {
-  std::string endpoint;         // empty: $HF_ENDPOINT, else https://huggingface.co
-  std::string token;            // empty: $HF_TOKEN (sent as Authorization: Bearer)
-  std::filesystem::path cache;  // empty: cache_dir()
-  bool progress = true;         // a progress bar on stderr, when stderr is a terminal
-  long connect_timeout_s = 10;
-  long stall_timeout_s = 30;  // a transfer receiving nothing for this long is abandoned
-  int attempts = 4;           // per file; each retry resumes where the last one stopped
-};
-
-struct PulledFile {
-  std::string name;  // path in the repo: "model.safetensors"
-  uint64_t size = 0;
-  bool downloaded = false;  // false: it was already in the cache
-};
-
-struct PullResult {
-  std::string commit;
-  std::filesystem::path snapshot;  // what load_model(ref) will read
-  std::vector<PulledFile> files;
-  uint64_t bytes_downloaded = 0;
-};
-
-// The repo files llmscope reads: config.json, the tokenizer files, and the weights
-// (model.safetensors, or else model.safetensors.index.json; its shards come from the index).
-// Throws llmscope::Error when `files` has no config.json or no safetensors weights.
-std::vector<std::string> files_to_pull(const ModelRef& ref, const std::vector<std::string>& files);
-
-// Downloads what the cache lacks of `ref` (see files_to_pull) and points refs/<revision> at the
-// commit. Files already in the snapshot are skipped; interrupted downloads resume; LFS files
-// are checked against their SHA-256. Throws llmscope::Error for an unreachable endpoint, HTTP
-// errors (401/403: gated or private, 404: no such model, revision or file) and corrupt files.
-PullResult pull(const ModelRef& ref, const PullOptions& options = {});
 
 }  // namespace llmscope::hub

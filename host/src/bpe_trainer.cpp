@@ -11,7 +11,7 @@
 #include "llmscope/atomic_file.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/tokenizer.hpp"
-#include "utf8.hpp"
+#include "base/utf8.hpp"
 
 namespace llmscope {
 

@@ -12,10 +12,10 @@
 #include <unordered_map>
 #include <utility>
 
-#include "file_reading.hpp"
+#include "base/file_reading.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
-#include "utf8.hpp"
+#include "base/utf8.hpp"
 
 namespace llmscope {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
-#include "model_parts.hpp"
+#include "models/model_parts.hpp"
 
 namespace llmscope {
 namespace {

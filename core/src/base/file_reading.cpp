@@ -1,4 +1,4 @@
-#include "file_reading.hpp"
+#include "base/file_reading.hpp"
 
 #include <fstream>
 #include <sstream>

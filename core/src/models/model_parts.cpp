@@ -1,4 +1,4 @@
-#include "model_parts.hpp"
+#include "models/model_parts.hpp"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "llmscope/error.hpp"
-#include "model_parts.hpp"
+#include "models/model_parts.hpp"
 
 namespace llmscope {
 

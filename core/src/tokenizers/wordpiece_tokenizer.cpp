@@ -25,8 +25,8 @@
 #include "llmscope/error.hpp"
 #include "llmscope/tokenizer.hpp"
 
-#include "file_reading.hpp"
-#include "utf8.hpp"
+#include "base/file_reading.hpp"
+#include "base/utf8.hpp"
 
 namespace llmscope {
 

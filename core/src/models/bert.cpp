@@ -7,7 +7,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/gpt2_config.hpp"
-#include "model_parts.hpp"
+#include "models/model_parts.hpp"
 
 namespace llmscope {
 namespace {

@@ -2,8 +2,8 @@
 // pre-tokenisation, merges by rank with a per-word cache, and lossy UTF-8 decoding.
 #include "llmscope/tokenizer.hpp"
 
-#include "file_reading.hpp"
-#include "utf8.hpp"
+#include "base/file_reading.hpp"
+#include "base/utf8.hpp"
 
 #include <pcre2.h>
 

@@ -19,7 +19,7 @@
 
 #include "golden.hpp"
 #include "llmscope/error.hpp"
-#include "llmscope/hub.hpp"
+#include "llmscope/hub_pull.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
 #include "llmscope/sha256.hpp"
