@@ -26,7 +26,10 @@
 #include <utility>
 #include <variant>
 
+#include "base/utf8.hpp"
+#include "llmscope/atomic_file.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/report.hpp"
 
 extern char** environ;
 
@@ -188,40 +191,9 @@ std::string palette_command(Palette palette) {
 
 // ---- Text ----
 
-// Valid UTF-8 with each bad byte replaced by U+FFFD, so gnuplot and browsers see text.
-std::string sanitize_utf8(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  const size_t n = text.size();
-  while (i < n) {
-    auto c = static_cast<unsigned char>(text[i]);
-    size_t length = c < 0x80           ? 1
-                    : (c >> 5) == 0x6  ? 2
-                    : (c >> 4) == 0xe  ? 3
-                    : (c >> 3) == 0x1e ? 4
-                                       : 0;
-    bool ok = length > 0 && i + length <= n;
-    for (size_t k = 1; ok && k < length; ++k)
-      ok = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
-    if (ok && length > 1) {
-      // Reject overlong forms and surrogates, as a strict decoder does.
-      uint32_t cp = c & (0xff >> (length + 1));
-      for (size_t k = 1; k < length; ++k)
-        cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3f);
-      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= kMin[length] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-    }
-    if (ok) {
-      out.append(text, i, length);
-      i += length;
-    } else {
-      out += "\xef\xbf\xbd";
-      ++i;
-    }
-  }
-  return out;
-}
+// Valid UTF-8 (bad bytes become U+FFFD as decode() writes them), so gnuplot and browsers see
+// text and a token looks the same in a figure as in the tokenizer's output.
+std::string sanitize_utf8(const std::string& text) { return detail::utf8_lossy(text); }
 
 size_t utf8_length(const std::string& text) {
   size_t n = 0;
@@ -253,12 +225,6 @@ std::string number(double value) {
 
 // ---- Tensors ----
 
-std::string shape_text(const at::Tensor& t) {
-  std::string text = "[";
-  for (int64_t d = 0; d < t.dim(); ++d) text += (d ? ", " : "") + std::to_string(t.size(d));
-  return text + "]";
-}
-
 std::vector<double> doubles(const at::Tensor& t, const std::string& what) {
   if (!t.defined()) throw Error(what + ": tensor expected, got an undefined tensor");
   if (t.is_complex()) throw Error(what + ": real values expected, got a complex tensor");
@@ -269,7 +235,8 @@ std::vector<double> doubles(const at::Tensor& t, const std::string& what) {
 
 std::vector<double> vector_1d(const at::Tensor& t, const std::string& what) {
   if (!t.defined()) throw Error(what + ": tensor expected, got an undefined tensor");
-  if (t.dim() != 1) throw Error(what + ": 1-D tensor expected, got shape " + shape_text(t));
+  if (t.dim() != 1)
+    throw Error(what + ": 1-D tensor expected, got shape " + shape_string(t.sizes()));
   return doubles(t, what);
 }
 
@@ -707,28 +674,11 @@ void write_bytes(const fs::path& path, const void* data, size_t size, const fs::
   if (!out) throw_file_error(for_path, "cannot write " + path.string() + ": " + errno_text(errno));
 }
 
-// A unique temporary name beside `path`, in the same folder so rename() is atomic.
-fs::path temp_beside(const fs::path& path) {
-  static std::atomic<uint64_t> counter{0};
-  fs::path temp = path;
-  temp.replace_filename("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                        "-" + std::to_string(counter++) + path.extension().string());
-  return temp;
-}
-
 void check_folder(const fs::path& path) {
   fs::path folder = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   std::error_code ec;
   if (!fs::is_directory(folder, ec))
     throw_file_error(path, "cannot write: folder " + folder.string() + " does not exist");
-}
-
-void rename_into_place(const fs::path& temp, const fs::path& path) {
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    int error = errno;
-    ::unlink(temp.c_str());
-    throw_file_error(path, "cannot rename " + temp.string() + " into place: " + errno_text(error));
-  }
 }
 
 std::optional<fs::path> find_on_path(const std::string& program) {
@@ -859,33 +809,6 @@ std::string gnuplot_string(const std::string& text) {
   return out + "'";
 }
 
-std::string html_escape(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 // ---- Figure ----
 
 Kind Figure::kind() const { return plot_->kind; }
@@ -911,7 +834,7 @@ void Figure::save(const fs::path& path) const {
   check_folder(path);
 
   TempDir temp;
-  const fs::path output = temp_beside(path);
+  const fs::path output = temp_path_beside(path);
   ScriptWriter writer(*plot_, temp.path());
   const std::string text = writer.script(output, ext == ".svg");
   for (const DataFile& file : writer.take_files()) {
@@ -939,7 +862,7 @@ void Figure::save(const fs::path& path) const {
       throw;
     }
   }
-  rename_into_place(output, path);
+  commit_atomic(output, path);
 }
 
 // ---- Builders ----
@@ -1106,13 +1029,13 @@ Figure heatmap(const at::Tensor& values, const HeatmapOptions& ho, const Options
   if (!values.defined()) throw Error("figure.heatmap: tensor expected, got an undefined tensor");
   if (values.dim() != 2) {
     throw Error("figure.heatmap: 2-D tensor [rows, cols] expected, got shape " +
-                shape_text(values));
+                shape_string(values.sizes()));
   }
   HeatmapData d;
   d.rows = values.size(0);
   d.cols = values.size(1);
   if (d.rows == 0 || d.cols == 0)
-    throw Error("figure.heatmap: tensor is empty (shape " + shape_text(values) + ")");
+    throw Error("figure.heatmap: tensor is empty (shape " + shape_string(values.sizes()) + ")");
   d.values = doubles(values, "figure.heatmap: values");
   for (double& v : d.values) {
     if (!std::isfinite(v)) v = std::nan("");
@@ -1248,7 +1171,7 @@ std::string token_heatmap_html(const std::vector<std::string>& tokens, const at:
     throw Error("figure.token_heatmap: values tensor expected, got an undefined tensor");
   if (!(values.dim() == 1 || (values.dim() == 2 && values.size(0) == 1))) {
     throw Error("figure.token_heatmap: values must be [n] or [1, n], got shape " +
-                shape_text(values));
+                shape_string(values.sizes()));
   }
   std::vector<double> v = doubles(values, "figure.token_heatmap: values");
   if (v.size() != tokens.size()) {
@@ -1334,7 +1257,7 @@ void save_html(const fs::path& path, const std::string& html) {
            "</title>\n</head>\n<body style=\"margin: 16px; background: #fff;\">\n" + html +
            "</body>\n</html>\n";
   }
-  const fs::path temp = temp_beside(path);
+  const fs::path temp = temp_path_beside(path);
   try {
     write_bytes(temp, text.data(), text.size(), path);
   } catch (...) {
@@ -1342,7 +1265,7 @@ void save_html(const fs::path& path, const std::string& html) {
     fs::remove(temp, ec);
     throw;
   }
-  rename_into_place(temp, path);
+  commit_atomic(temp, path);
 }
 
 }  // namespace llmscope::figures

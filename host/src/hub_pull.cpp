@@ -476,7 +476,7 @@ void link_into_snapshot(const fs::path& pointer, const fs::path& blob) {
   fs::create_directories(pointer.parent_path(), ec);
   if (ec)
     throw_file_error(pointer.parent_path(), "cannot create the snapshot folder: " + ec.message());
-  const fs::path temp = pointer.string() + ".tmp-" + std::to_string(::getpid());
+  const fs::path temp = temp_path_beside(pointer);
   fs::remove(temp, ec);
   fs::create_symlink(blob.lexically_relative(pointer.parent_path()), temp, ec);
   if (ec) {
@@ -489,13 +489,6 @@ void link_into_snapshot(const fs::path& pointer, const fs::path& blob) {
     fs::remove(temp);
     throw_file_error(pointer, "cannot move into place: " + ec.message());
   }
-}
-
-void fsync_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
 }
 
 class Puller {
@@ -748,9 +741,7 @@ class Puller {
                     display_name(ref_) + "` again");
       }
     }
-    fsync_file(part);
-    fs::rename(part, blob, ec);
-    if (ec) throw_file_error(blob, "cannot move the download into place: " + ec.message());
+    commit_atomic(part, blob);
     return received;
   }
 

@@ -36,12 +36,6 @@ std::string csv_field(const std::string& value) {
   return out + "\"";
 }
 
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
-
 const char* kStyle = R"(
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; max-width: 1000px; margin: 2em auto;
        padding: 0 1em; color: #222; background: #fff; line-height: 1.5; }
@@ -174,10 +168,11 @@ void Report::table(const std::string& name, const std::vector<std::string>& colu
 void Report::tensor(const std::string& name, const at::Tensor& value, const std::string& caption) {
   const auto file = "data/" + slug(name) + ".safetensors";
   save_safetensors(dir_ / file, {{name, value}}, {{"producer", "llmscope report"}});
-  sections_.push_back("<p>Tensor <code>" + html_escape(name) + "</code> " + html_escape(shape_of(value)) + " " +
-                      html_escape(std::string(c10::toString(value.scalar_type()))) + ": <a href=\"" + html_escape(file) +
-                      "\">" + html_escape(file) + "</a>" + (caption.empty() ? "" : " — " + html_escape(caption)) +
-                      "</p>\n");
+  sections_.push_back("<p>Tensor <code>" + html_escape(name) + "</code> " +
+                      html_escape(shape_string(value.sizes())) + " " +
+                      html_escape(std::string(c10::toString(value.scalar_type()))) +
+                      ": <a href=\"" + html_escape(file) + "\">" + html_escape(file) + "</a>" +
+                      (caption.empty() ? "" : " — " + html_escape(caption)) + "</p>\n");
 }
 
 void Report::html(const std::string& fragment) { sections_.push_back(fragment + "\n"); }

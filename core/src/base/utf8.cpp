@@ -108,5 +108,16 @@ void append_utf8(std::string& out, uint32_t cp) {
   }
 }
 
+bool next_code_point(std::string_view text, size_t* i, uint32_t* cp) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  size_t bad = 0;
+  const size_t length = utf8_sequence(s, text.size(), *i, &bad);
+  if (length == 0) return false;
+  uint32_t value = length == 1 ? s[*i] : s[*i] & (0x7Fu >> length);
+  for (size_t k = 1; k < length; ++k) value = (value << 6) | (s[*i + k] & 0x3Fu);
+  *cp = value;
+  *i += length;
+  return true;
+}
 
 }  // namespace llmscope::detail

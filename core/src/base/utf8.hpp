@@ -1,5 +1,5 @@
-// UTF-8 helpers shared by the tokenizers (internal): validation, lossy decoding with U+FFFD as
-// Hugging Face and Python decode, and encoding a code point.
+// The one UTF-8 unit (internal; the tokenizers, the corpus, figures): validation, lossy decoding
+// with U+FFFD as Hugging Face and Python decode, decoding and encoding a code point.
 #pragma once
 
 #include <cstddef>
@@ -16,5 +16,8 @@ size_t find_invalid_utf8(std::string_view text);
 // Invalid sequences become U+FFFD, one per maximal subpart.
 std::string utf8_lossy(std::string_view bytes);
 void append_utf8(std::string& out, uint32_t cp);
+// Decodes the code point at text[*i] and advances *i past it; false (leaving *i) on an invalid
+// sequence: a stray byte, an overlong form, a surrogate, a value above U+10FFFF, a truncation.
+bool next_code_point(std::string_view text, size_t* i, uint32_t* cp);
 
 }  // namespace llmscope::detail

@@ -20,6 +20,7 @@
 #include <set>
 #include <sstream>
 
+#include "llmscope/atomic_file.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
 
@@ -108,14 +109,6 @@ int writer_rank(at::ScalarType type) {
                                            at::kDouble, at::kLong};
   const auto* it = std::find(std::begin(kEnumOrder), std::end(kEnumOrder), type);
   return static_cast<int>(it - std::begin(kEnumOrder));
-}
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i > 0 ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
 }
 
 std::string errno_text() { return std::strerror(errno); }
@@ -496,34 +489,22 @@ void save_safetensors(const fs::path& path,
   if (!parent.empty()) fs::create_directories(parent, ec);
   if (ec) throw_file_error(path, "cannot create folder " + parent.string() + ": " + ec.message());
 
-  // Same folder as the target, so rename() is atomic (never across file systems).
-  fs::path temp = path;
-  temp += ".tmp-" + std::to_string(::getpid());
+  const fs::path temp = temp_path_beside(path);
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) throw_file_error(path, "cannot create " + temp.string() + ": " + errno_text());
   try {
     write_all(fd, length, sizeof length);
     write_all(fd, header_text.data(), header_text.size());
     for (const auto& item : items) write_all(fd, item.data.data_ptr(), item.data.nbytes());
-    // fsync before rename: otherwise a crash could leave the new name on unwritten data.
-    if (::fsync(fd) != 0) throw std::runtime_error("fsync failed: " + errno_text());
     int rc = ::close(fd);
     fd = -1;
     if (rc != 0) throw std::runtime_error("close failed: " + errno_text());
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
-      throw std::runtime_error("rename from " + temp.string() + " failed: " + errno_text());
-    }
   } catch (const std::exception& e) {
     if (fd >= 0) ::close(fd);
     ::unlink(temp.c_str());
     throw_file_error(path, std::string("cannot write safetensors file: ") + e.what());
   }
-  // Persist the rename itself; best effort, the data is already safe under one name or the other.
-  int dir = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  commit_atomic(temp, path);
 }
 
 at::ScalarType safetensors_dtype(const std::string& name) {

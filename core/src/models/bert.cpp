@@ -228,8 +228,9 @@ ForwardOutput BertModel::forward(const ForwardInput& input, const ForwardOptions
   if (input.token_type_ids.defined()) {
     token_types = input.token_type_ids.dim() == 1 ? input.token_type_ids.unsqueeze(0) : input.token_type_ids;
     if (token_types.sizes() != at::IntArrayRef({in.batch, in.pos})) {
-      throw Error("forward: token_type_ids must be [" + std::to_string(in.batch) + ", " + std::to_string(in.pos) +
-                  "] like the input, got " + detail::shape_string(token_types.sizes()));
+      throw Error("forward: token_type_ids must be [" + std::to_string(in.batch) + ", " +
+                  std::to_string(in.pos) + "] like the input, got " +
+                  shape_string(token_types.sizes()));
     }
     token_types = token_types.to(device_, at::kLong);
     if (token_types.min().item<int64_t>() < 0 || token_types.max().item<int64_t>() >= config_.type_vocab_size) {

@@ -11,12 +11,6 @@
 
 namespace llmscope::detail {
 
-std::string shape_string(at::IntArrayRef shape) {
-  std::ostringstream s;
-  s << shape;
-  return s.str();
-}
-
 int64_t required_positive_int(const nlohmann::json& json, const char* key, const std::string& source) {
   auto it = json.find(key);
   if (it == json.end() || it->is_null()) throw Error(source + ": missing required key '" + key + "' (a positive integer)");

@@ -17,8 +17,6 @@
 
 namespace llmscope::detail {
 
-std::string shape_string(at::IntArrayRef shape);
-
 // json[key] as a positive integer; throws llmscope::Error naming `source` and the key.
 int64_t required_positive_int(const nlohmann::json& json, const char* key, const std::string& source);
 

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "llmscope/error.hpp"
-#include "models/model_parts.hpp"
 
 namespace llmscope {
 
@@ -17,7 +16,7 @@ at::Tensor as_rows(const at::Tensor& t, const char* what) {
   }
   if (t.dim() != 1 && t.dim() != 2) {
     throw Error(std::string(what) + " must be [pos] or [batch, pos], got shape " +
-                detail::shape_string(t.sizes()));
+                shape_string(t.sizes()));
   }
   return (t.dim() == 1 ? t.unsqueeze(0) : t).to(at::kCPU, at::kLong).contiguous();
 }
@@ -31,9 +30,8 @@ TokenMatches find_token_sequence(const at::Tensor& ids, const std::vector<int64_
   at::Tensor keep;
   if (mask.defined()) {
     if (mask.sizes() != ids.sizes()) {
-      throw Error("find_tokens: mask must have the shape of ids (" +
-                  detail::shape_string(ids.sizes()) + "), got " +
-                  detail::shape_string(mask.sizes()));
+      throw Error("find_tokens: mask must have the shape of ids (" + shape_string(ids.sizes()) +
+                  "), got " + shape_string(mask.sizes()));
     }
     keep = (mask.dim() == 1 ? mask.unsqueeze(0) : mask).to(at::kCPU).ne(0).contiguous();
   }

@@ -29,12 +29,6 @@ using QuietPolicy = boost::math::policies::policy<
     boost::math::policies::underflow_error<boost::math::policies::ignore_error>,
     boost::math::policies::evaluation_error<boost::math::policies::ignore_error>>;
 
-std::string shape_text(at::IntArrayRef sizes) {
-  std::string text = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) text += (i > 0 ? ", " : "") + std::to_string(sizes[i]);
-  return text + "]";
-}
-
 void check_real(const at::Tensor& x, const std::string& what) {
   if (!x.defined()) throw Error(what + " is an undefined tensor");
   if (at::isComplexType(x.scalar_type())) throw Error(what + " must be real, got a complex tensor");
@@ -84,7 +78,7 @@ at::Tensor check_binary_target(const at::Tensor& y, int64_t samples) {
   check_real(y, "logit: y");
   if (y.dim() != 1 || y.size(0) != samples) {
     throw Error("logit: y must be a [samples] vector with one value per row of x (x has " +
-                std::to_string(samples) + " samples, y has shape " + shape_text(y.sizes()) + ")");
+                std::to_string(samples) + " samples, y has shape " + shape_string(y.sizes()) + ")");
   }
   at::Tensor yd = to_double(y);
   at::Tensor bad = (yd != 0) & (yd != 1);
@@ -100,7 +94,7 @@ at::Tensor check_binary_target(const at::Tensor& y, int64_t samples) {
 std::string neuron_shape_text(at::IntArrayRef neuron_shape) {
   if (neuron_shape.empty()) return "1";
   if (neuron_shape.size() == 1) return std::to_string(neuron_shape[0]);
-  return shape_text(neuron_shape);
+  return shape_string(neuron_shape);
 }
 
 at::Tensor as_samples_by_neurons(const at::Tensor& x, const char* what) {
@@ -112,7 +106,7 @@ at::Tensor as_samples_by_neurons(const at::Tensor& x, const char* what) {
   int64_t neurons = 1;
   for (int64_t size : x.sizes().slice(1)) neurons *= size;
   if (neurons == 0)
-    throw Error(std::string(what) + " has no neurons (shape " + shape_text(x.sizes()) + ")");
+    throw Error(std::string(what) + " has no neurons (shape " + shape_string(x.sizes()) + ")");
   return to_double(x).reshape({x.size(0), neurons});  // [samples, neurons]
 }
 
@@ -442,7 +436,8 @@ at::Tensor pearson(const at::Tensor& acts, const at::Tensor& v) {
   check_real(v, "pearson: v");
   if (v.dim() != 1 || v.size(0) != A.size(0)) {
     throw Error("pearson: v must be a [samples] vector with one value per row of acts (acts has " +
-                std::to_string(A.size(0)) + " samples, v has shape " + shape_text(v.sizes()) + ")");
+                std::to_string(A.size(0)) + " samples, v has shape " + shape_string(v.sizes()) +
+                ")");
   }
   same_device(acts, v, "pearson");
   at::Tensor V = to_double(v);
@@ -461,7 +456,7 @@ at::Tensor checked_edges(const at::Tensor& edges, const at::Device& device, cons
   if (edges.dim() != 1 || edges.size(0) < 2) {
     throw Error(std::string(function) +
                 ": edges must be a 1-D tensor of at least 2 values, got shape " +
-                shape_text(edges.sizes()));
+                shape_string(edges.sizes()));
   }
   at::Tensor e = to_double(edges).to(device);
   if (!e.isfinite().all().item<bool>())
@@ -500,7 +495,7 @@ at::Tensor histogram_density(const at::Tensor& counts, const at::Tensor& edges) 
   at::Tensor e = checked_edges(edges, counts.device(), "histogram");
   const int64_t bins = e.size(0) - 1;
   if (counts.dim() == 0 || counts.size(0) != bins) {
-    throw Error("histogram: counts have shape " + shape_text(counts.sizes()) +
+    throw Error("histogram: counts have shape " + shape_string(counts.sizes()) +
                 " but the edges make " + std::to_string(bins) + " bins");
   }
   std::vector<int64_t> width_shape(counts.dim(), 1);
@@ -515,9 +510,9 @@ at::Tensor histogram_density(const at::Tensor& counts, const at::Tensor& edges) 
 Pca pca(const at::Tensor& x, int64_t k, bool center) {
   check_real(x, "pca: x");
   if (x.dim() != 2)
-    throw Error("pca: x must be [samples, features], got shape " + shape_text(x.sizes()));
+    throw Error("pca: x must be [samples, features], got shape " + shape_string(x.sizes()));
   if (x.size(0) == 0 || x.size(1) == 0)
-    throw Error("pca: x is empty (shape " + shape_text(x.sizes()) + ")");
+    throw Error("pca: x is empty (shape " + shape_string(x.sizes()) + ")");
   const int64_t most = std::min(x.size(0), x.size(1));
   if (k < 0 || k > most) {
     throw Error("pca: k must be between 1 and min(samples, features) = " + std::to_string(most) +
@@ -544,13 +539,13 @@ Pca pca(const at::Tensor& x, int64_t k, bool center) {
 at::Tensor cosine_matrix(const at::Tensor& x, const at::Tensor& y) {
   check_real(x, "cosine_matrix: x");
   if (x.dim() != 2)
-    throw Error("cosine_matrix: x must be [rows, d], got shape " + shape_text(x.sizes()));
+    throw Error("cosine_matrix: x must be [rows, d], got shape " + shape_string(x.sizes()));
   at::Tensor other = y.defined() ? y : x;
   if (y.defined()) {
     check_real(y, "cosine_matrix: y");
     if (y.dim() != 2 || y.size(1) != x.size(1)) {
       throw Error("cosine_matrix: y must be [rows, " + std::to_string(x.size(1)) +
-                  "] like x, got shape " + shape_text(y.sizes()));
+                  "] like x, got shape " + shape_string(y.sizes()));
     }
     same_device(x, y, "cosine_matrix");
   }

@@ -4,6 +4,7 @@
 
 #include "base/file_reading.hpp"
 #include "base/utf8.hpp"
+#include "tokenizers/added_tokens.hpp"
 
 #include <pcre2.h>
 
@@ -498,25 +499,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& 
     impl->add_merge(a, b, rank++, path, where);
   }
 
-  if (doc.contains("added_tokens") && !doc["added_tokens"].is_null()) {
-    const json& list = doc["added_tokens"];
-    if (!list.is_array()) {
-      throw_file_error(path, "expected added_tokens to be an array");
-    }
-    for (size_t i = 0; i < list.size(); ++i) {
-      const json& t = list[i];
-      if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
-          t["id"].get<int64_t>() < 0 || !t.contains("content") || !t["content"].is_string()) {
-        throw_file_error(path, "added_tokens[" + std::to_string(i) +
-                                   "]: expected an object with an integer \"id\" and a string "
-                                   "\"content\"");
-      }
-      const std::string content = t["content"].get<std::string>();
-      if (content.empty()) {
-        continue;  // could never match; HF ignores it too
-      }
-      impl->added.push_back({content, t["id"].get<int64_t>(), t.value("special", false)});
-    }
+  for (auto& t : detail::read_added_tokens(doc, path)) {
+    impl->added.push_back({std::move(t.content), t.id, t.special});
   }
   impl->finish();
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(impl)));

@@ -27,6 +27,7 @@
 
 #include "base/file_reading.hpp"
 #include "base/utf8.hpp"
+#include "tokenizers/added_tokens.hpp"
 
 namespace llmscope {
 
@@ -38,49 +39,6 @@ using json = nlohmann::json;
 // ---------------------------------------------------------------------------------------------
 // UTF-8
 
-// Decodes the code point at text[*i] and advances *i past it; returns false (leaving *i) on an
-// invalid sequence: a stray byte, an overlong form, a surrogate, a value above U+10FFFF or a
-// truncation.
-bool next_code_point(std::string_view text, size_t* i, uint32_t* cp) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const unsigned char b = s[*i];
-  if (b < 0x80) {
-    *cp = b;
-    *i += 1;
-    return true;
-  }
-  size_t need = 0;
-  unsigned char lo = 0x80;  // allowed range of the second byte
-  unsigned char hi = 0xBF;
-  if (b >= 0xC2 && b <= 0xDF) {
-    need = 1;
-  } else if (b >= 0xE0 && b <= 0xEF) {
-    need = 2;
-    lo = b == 0xE0 ? 0xA0 : 0x80;  // overlong
-    hi = b == 0xED ? 0x9F : 0xBF;  // surrogates
-  } else if (b >= 0xF0 && b <= 0xF4) {
-    need = 3;
-    lo = b == 0xF0 ? 0x90 : 0x80;  // overlong
-    hi = b == 0xF4 ? 0x8F : 0xBF;  // above U+10FFFF
-  } else {
-    return false;
-  }
-  if (*i + need >= text.size()) {
-    return false;
-  }
-  uint32_t value = b & (0x3F >> need);
-  for (size_t k = 1; k <= need; ++k) {
-    const unsigned char c = s[*i + k];
-    if (k == 1 ? (c < lo || c > hi) : (c < 0x80 || c > 0xBF)) {
-      return false;
-    }
-    value = (value << 6) | (c & 0x3F);
-  }
-  *cp = value;
-  *i += need + 1;
-  return true;
-}
-
 void check_utf8(std::string_view text) {
   if (size_t bad = detail::find_invalid_utf8(text); bad != std::string_view::npos) {
     throw Error("text is not valid UTF-8 at byte " + std::to_string(bad));
@@ -88,6 +46,7 @@ void check_utf8(std::string_view text) {
 }
 
 using detail::append_utf8;
+using detail::next_code_point;
 
 // ---------------------------------------------------------------------------------------------
 // Unicode properties
@@ -718,27 +677,9 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(cons
   }
 
   // Added tokens are split out of the raw text; ids outside model.vocab extend it.
-  if (doc.contains("added_tokens") && !doc["added_tokens"].is_null()) {
-    const json& list = doc["added_tokens"];
-    if (!list.is_array()) {
-      throw_file_error(path, "expected added_tokens to be an array");
-    }
-    for (size_t i = 0; i < list.size(); ++i) {
-      const json& t = list[i];
-      if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
-          t["id"].get<int64_t>() < 0 || !t.contains("content") || !t["content"].is_string()) {
-        throw_file_error(path, "added_tokens[" + std::to_string(i) +
-                                   "]: expected an object with an integer \"id\" and a string "
-                                   "\"content\"");
-      }
-      const std::string content = t["content"].get<std::string>();
-      if (content.empty()) {
-        continue;  // could never match; HF ignores it too
-      }
-      const int64_t id = t["id"].get<int64_t>();
-      impl->vocab.emplace(content, id);
-      impl->added.push_back({content, id});
-    }
+  for (auto& t : detail::read_added_tokens(doc, path)) {
+    impl->vocab.emplace(t.content, t.id);
+    impl->added.push_back({std::move(t.content), t.id});
   }
   impl->finish();
   impl->pad = impl->find("[PAD]");

@@ -173,7 +173,5 @@ void save_html(const std::filesystem::path& path, const std::string& html);
 // `text` as a gnuplot string expression that evaluates to exactly `text`: single-quoted pieces
 // (no backslash escapes, backquote or macro substitution there) joined with "\n" for newlines.
 std::string gnuplot_string(const std::string& text);
-// Escapes &, <, >, " and ' for HTML text and attribute values.
-std::string html_escape(const std::string& text);
 
 }  // namespace llmscope::figures

@@ -60,6 +60,7 @@ class Report {
   std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
 };
 
+// Escapes &, <, >, " and ' for HTML text and attribute values (reports and token heatmaps).
 std::string html_escape(const std::string& text);
 
 }  // namespace llmscope

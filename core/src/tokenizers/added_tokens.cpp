@@ -1,0 +1,30 @@
+#include "tokenizers/added_tokens.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "llmscope/error.hpp"
+
+namespace llmscope::detail {
+
+std::vector<AddedTokenEntry> read_added_tokens(const nlohmann::json& doc,
+                                               const std::filesystem::path& path) {
+  std::vector<AddedTokenEntry> out;
+  if (!doc.contains("added_tokens") || doc["added_tokens"].is_null()) return out;
+  const nlohmann::json& list = doc["added_tokens"];
+  if (!list.is_array()) throw_file_error(path, "expected added_tokens to be an array");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const nlohmann::json& t = list[i];
+    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
+        t["id"].get<int64_t>() < 0 || !t.contains("content") || !t["content"].is_string()) {
+      throw_file_error(path, "added_tokens[" + std::to_string(i) +
+                                 "]: expected an object with an integer \"id\" and a string "
+                                 "\"content\"");
+    }
+    AddedTokenEntry entry{t["content"].get<std::string>(), t["id"].get<int64_t>(),
+                          t.value("special", false)};
+    if (!entry.content.empty()) out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+}  // namespace llmscope::detail
