@@ -2,9 +2,9 @@
 // (C++) observer hooks on the same sites — the cost of the Lua bridge per hooked site.
 #include <chrono>
 #include <functional>
-#include <limits>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "cli_common.hpp"
@@ -23,9 +23,12 @@ double seconds_since(Clock::time_point start) {
 // The first `count` of blocks.L.{hook_resid_pre, mlp.hook_pre, mlp.hook_post, hook_resid_post}.
 std::vector<std::string> observed_sites(const Model& model, int count) {
   std::vector<std::string> sites;
-  for (int64_t layer = 0; layer < model.n_layer() && static_cast<int>(sites.size()) < count; ++layer) {
-    for (const char* suffix : {".hook_resid_pre", ".mlp.hook_pre", ".mlp.hook_post", ".hook_resid_post"}) {
-      if (static_cast<int>(sites.size()) < count) sites.push_back("blocks." + std::to_string(layer) + suffix);
+  for (int64_t layer = 0; layer < model.n_layer() && static_cast<int>(sites.size()) < count;
+       ++layer) {
+    for (const char* suffix :
+         {".hook_resid_pre", ".mlp.hook_pre", ".mlp.hook_post", ".hook_resid_post"}) {
+      if (static_cast<int>(sites.size()) < count)
+        sites.push_back("blocks." + std::to_string(layer) + suffix);
     }
   }
   return sites;
@@ -36,19 +39,22 @@ std::vector<std::string> observed_sites(const Model& model, int count) {
 int run_bench(const std::vector<std::string>& args) {
   po::options_description options("bench options");
   add_model_options(options);
-  options.add_options()
-      ("batch", po::value<int64_t>()->default_value(8), "prompts per forward pass")
-      ("tokens", po::value<int64_t>()->default_value(64), "tokens per prompt")
-      ("iterations", po::value<int>()->default_value(50), "timed forward passes per round (3 rounds per case)")
-      ("hooks", po::value<int>()->default_value(12), "hooked sites in the hooked cases")
-      ("json", po::bool_switch(), "print JSON");
+  options.add_options()("batch", po::value<int64_t>()->default_value(8),
+                        "prompts per forward pass")(
+      "tokens", po::value<int64_t>()->default_value(64), "tokens per prompt")(
+      "iterations", po::value<int>()->default_value(50),
+      "timed forward passes per round (3 rounds per case)")(
+      "hooks", po::value<int>()->default_value(12), "hooked sites in the hooked cases")(
+      "json", po::bool_switch(), "print JSON");
   po::variables_map vm;
-  if (!parse_args("bench", "--model DIR [--batch B] [--tokens T] [--iterations N] [--hooks H]", args, options, vm)) {
+  if (!parse_args("bench", "--model DIR [--batch B] [--tokens T] [--iterations N] [--hooks H]",
+                  args, options, vm)) {
     return 0;
   }
   const int64_t batch = vm["batch"].as<int64_t>(), tokens = vm["tokens"].as<int64_t>();
   const int iterations = vm["iterations"].as<int>(), hook_count = vm["hooks"].as<int>();
-  if (batch < 1 || tokens < 1 || iterations < 1 || hook_count < 0) throw UsageError("sizes must be positive");
+  if (batch < 1 || tokens < 1 || iterations < 1 || hook_count < 0)
+    throw UsageError("sizes must be positive");
 
   lua::HostOptions host_options;
   host_options.model_dir = vm["model"].as<std::string>();
@@ -89,11 +95,20 @@ int run_bench(const std::vector<std::string>& args) {
     double best = std::numeric_limits<double>::infinity();
   };
   std::vector<Case> cases = {
-      {"no hooks (C++)", [&] { model->forward(ForwardInput{ids, {}, {}, {}}, plain_options); }, -1},
+      {"no hooks (C++)",
+       [&] {
+         model->forward(ForwardInput{ids, {}, {}, {}}, plain_options);
+       },
+       -1},
       {std::to_string(sites.size()) + " native observer hooks",
-       [&] { model->forward(ForwardInput{ids, {}, {}, {}}, native_options); }, 0},
-      {"no hooks (driven from Lua)", [&] { host.run_string("plain:forward(bench_ids)", "=bench"); }, -1},
-      {std::to_string(sites.size()) + " Lua observer hooks", [&] { host.run_string("hooked:forward(bench_ids)", "=bench"); }, 2},
+       [&] {
+         model->forward(ForwardInput{ids, {}, {}, {}}, native_options);
+       },
+       0},
+      {"no hooks (driven from Lua)", [&] { host.run_string("plain:forward(bench_ids)", "=bench"); },
+       -1},
+      {std::to_string(sites.size()) + " Lua observer hooks",
+       [&] { host.run_string("hooked:forward(bench_ids)", "=bench"); }, 2},
   };
   // Rounds interleave the cases and each keeps its fastest round, so warm-up, a noisy
   // neighbour or a frequency change cannot favour one case.
@@ -108,27 +123,31 @@ int run_bench(const std::vector<std::string>& args) {
   }
   auto per_hook_us = [&](const Case& c) {
     if (c.baseline < 0 || sites.empty()) return 0.0;
-    return (c.best - cases[static_cast<size_t>(c.baseline)].best) / static_cast<double>(sites.size()) * 1e6;
+    return (c.best - cases[static_cast<size_t>(c.baseline)].best) /
+           static_cast<double>(sites.size()) * 1e6;
   };
   if (vm["json"].as<bool>()) {
-    nlohmann::json out = {{"model", model->source().string()}, {"batch", batch}, {"tokens", tokens},
-                          {"iterations", iterations}, {"rounds", rounds}, {"hooked_sites", sites.size()},
-                          {"cases", nlohmann::json::array()}};
+    nlohmann::json out = {
+        {"model", model->source().string()}, {"batch", batch},   {"tokens", tokens},
+        {"iterations", iterations},          {"rounds", rounds}, {"hooked_sites", sites.size()},
+        {"cases", nlohmann::json::array()}};
     for (const auto& c : cases) {
-      out["cases"].push_back({{"name", c.name}, {"ms_per_pass", c.best * 1e3},
-                              {"tokens_per_s", token_count / c.best}, {"us_per_hooked_site", per_hook_us(c)}});
+      out["cases"].push_back({{"name", c.name},
+                              {"ms_per_pass", c.best * 1e3},
+                              {"tokens_per_s", token_count / c.best},
+                              {"us_per_hooked_site", per_hook_us(c)}});
     }
     std::cout << out.dump(1) << "\n";
     return 0;
   }
-  std::cout << "forward throughput, " << model->architecture() << " (" << model->n_layer() << " layers, d_model "
-            << model->d_model() << "), batch " << batch << " x " << tokens << " tokens, best of " << rounds
-            << " rounds of " << iterations << " passes, " << dtype_name(model->dtype()) << " on "
-            << model->device().str() << "\n";
+  std::cout << "forward throughput, " << model->architecture() << " (" << model->n_layer()
+            << " layers, d_model " << model->d_model() << "), batch " << batch << " x " << tokens
+            << " tokens, best of " << rounds << " rounds of " << iterations << " passes, "
+            << dtype_name(model->dtype()) << " on " << model->device().str() << "\n";
   for (const auto& c : cases) {
-    std::cout << "  " << std::left << std::setw(28) << c.name << std::right << std::setw(12) << std::fixed
-              << std::setprecision(0) << token_count / c.best << " tokens/s  " << std::setw(9)
-              << std::setprecision(3) << c.best * 1e3 << " ms/pass";
+    std::cout << "  " << std::left << std::setw(28) << c.name << std::right << std::setw(12)
+              << std::fixed << std::setprecision(0) << token_count / c.best << " tokens/s  "
+              << std::setw(9) << std::setprecision(3) << c.best * 1e3 << " ms/pass";
     if (c.baseline >= 0) {
       std::cout << "  (" << std::showpos << std::setprecision(1) << per_hook_us(c) << std::noshowpos
                 << " us per hooked site)";

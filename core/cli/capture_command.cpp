@@ -14,15 +14,15 @@ int run_capture(const std::vector<std::string>& args) {
   po::options_description options("capture options");
   add_model_options(options);
   add_text_or_ids_options(options);
-  options.add_options()
-      ("input", po::value<std::string>(), "safetensors file with input_ids [batch, pos] and optional attention_mask")
-      ("hook", po::value<std::vector<std::string>>()->composing(),
-       "hook point to save as hook.<name> (repeatable; a glob saves every match)")
-      ("hidden-states", po::bool_switch(), "save hidden_states.0 .. hidden_states.n_layer")
-      ("attentions", po::bool_switch(), "save attentions.N [batch, head, query, key]")
-      ("logits", po::bool_switch(), "save logits")
-      ("special", po::bool_switch(), "treat special tokens in --text as such")
-      ("output,o", po::value<std::string>()->required(), "output .safetensors file");
+  options.add_options()("input", po::value<std::string>(),
+                        "safetensors file with input_ids [batch, pos] and optional attention_mask")(
+      "hook", po::value<std::vector<std::string>>()->composing(),
+      "hook point to save as hook.<name> (repeatable; a glob saves every match)")(
+      "hidden-states", po::bool_switch(), "save hidden_states.0 .. hidden_states.n_layer")(
+      "attentions", po::bool_switch(), "save attentions.N [batch, head, query, key]")(
+      "logits", po::bool_switch(), "save logits")("special", po::bool_switch(),
+                                                  "treat special tokens in --text as such")(
+      "output,o", po::value<std::string>()->required(), "output .safetensors file");
   po::variables_map vm;
   const char* usage =
       "--model DIR (--text T | --ids 1,2,3 | --input in.safetensors) [--hook NAME]... "
@@ -31,11 +31,13 @@ int run_capture(const std::vector<std::string>& args) {
 
   const int sources = static_cast<int>(vm.count("text") + vm.count("ids") + vm.count("input"));
   if (sources != 1) throw UsageError("give exactly one of --text, --ids and --input");
-  const auto hooks = vm.count("hook") ? vm["hook"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const auto hooks =
+      vm.count("hook") ? vm["hook"].as<std::vector<std::string>>() : std::vector<std::string>{};
   const bool want_hidden = vm["hidden-states"].as<bool>(), want_attn = vm["attentions"].as<bool>(),
              want_logits = vm["logits"].as<bool>();
   if (hooks.empty() && !want_hidden && !want_attn && !want_logits) {
-    throw UsageError("nothing to capture: give --logits, --hidden-states, --attentions or --hook NAME");
+    throw UsageError(
+        "nothing to capture: give --logits, --hidden-states, --attentions or --hook NAME");
   }
 
   auto model = load_model_from(vm);
@@ -86,8 +88,10 @@ int run_capture(const std::vector<std::string>& args) {
 
   const auto path = vm["output"].as<std::string>();
   save_safetensors(path, tensors,
-                   {{"model", model->source().string()}, {"architecture", model->architecture()},
-                    {"dtype", dtype_name(model->dtype())}, {"producer", "llmscope capture"}});
+                   {{"model", model->source().string()},
+                    {"architecture", model->architecture()},
+                    {"dtype", dtype_name(model->dtype())},
+                    {"producer", "llmscope capture"}});
   spdlog::info("wrote {} tensors to {}", tensors.size(), path);
   return 0;
 }

@@ -17,7 +17,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "architecture, size, dtype and hook points of a model", run_info},
       {"tokenize", "token ids of texts, one JSON line per text", run_tokenize},
-      {"train-tokenizer", "learn a GPT-2-style byte-level BPE tokenizer from text files", run_train_tokenizer},
+      {"train-tokenizer", "learn a GPT-2-style byte-level BPE tokenizer from text files",
+       run_train_tokenizer},
       {"capture", "run a model and save logits, hidden states, attentions and hooked activations",
        run_capture},
       {"generate", "continue a prompt, greedy or sampled", run_generate},
@@ -25,17 +26,21 @@ const std::vector<Command>& commands() {
       {"run", "run a Lua script headless: llmscope run script.lua [-- args]", run_script},
       {"repl", "an interactive Lua prompt with llmscope loaded", run_repl},
       {"bench", "forward throughput without hooks, with native and with Lua hooks", run_bench},
-      {"plugins", "list plugins and their functions; `plugins info NAME` shows full docs", run_plugins},
-      {"pull", "download a model from the Hugging Face hub into its cache: pull NAME[@REVISION]", run_pull},
-      {"lesson", "the course's lessons: `lesson list`, `lesson run NAME` (headless, writes a report)", run_lesson},
+      {"plugins", "list plugins and their functions; `plugins info NAME` shows full docs",
+       run_plugins},
+      {"pull", "download a model from the Hugging Face hub into its cache: pull NAME[@REVISION]",
+       run_pull},
+      {"lesson",
+       "the course's lessons: `lesson list`, `lesson run NAME` (headless, writes a report)",
+       run_lesson},
       {"train", "train a GPT-2-architecture model from a corpus and a recipe", run_train},
   };
   return table;
 }
 
-bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
-                po::options_description& options, po::variables_map& vm,
-                const po::positional_options_description* positional) {
+bool parse_args(const std::string& command, const std::string& usage,
+                const std::vector<std::string>& args, po::options_description& options,
+                po::variables_map& vm, const po::positional_options_description* positional) {
   options.add_options()("help,h", "show this help");
   try {
     auto parser = po::command_line_parser(args).options(options);
@@ -70,12 +75,12 @@ std::string default_model_dir() {
 
 void add_host_options(po::options_description& options) {
   const std::string model = default_model_dir();
-  options.add_options()
-      ("model,m", po::value<std::string>()->default_value(model),
-       "model folder or hub name for model.load() (default: the built-in model)")
-      ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
-      ("plugin-path", po::value<std::vector<std::string>>()->composing(), "extra plugin folder (repeatable)");
+  options.add_options()("model,m", po::value<std::string>()->default_value(model),
+                        "model folder or hub name for model.load() (default: the built-in model)")(
+      "dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")(
+      "plugin-path", po::value<std::vector<std::string>>()->composing(),
+      "extra plugin folder (repeatable)");
 }
 
 lua::HostOptions host_options(const po::variables_map& vm) {
@@ -85,12 +90,14 @@ lua::HostOptions host_options(const po::variables_map& vm) {
   options.load.device = parse_device(vm["device"].as<std::string>());
   options.quiet = spdlog::get_level() >= spdlog::level::err;
   if (vm.count("plugin-path")) {
-    for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>()) options.plugin_path.emplace_back(p);
+    for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>())
+      options.plugin_path.emplace_back(p);
   }
   return options;
 }
 
-std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(const std::vector<std::string>& all) {
+std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(
+    const std::vector<std::string>& all) {
   const auto split = std::find(all.begin(), all.end(), "--");
   std::vector<std::string> script(split == all.end() ? split : split + 1, all.end());
   return {std::vector<std::string>(all.begin(), split), std::move(script)};
@@ -113,12 +120,12 @@ void add_model_options(po::options_description& options) {
   } else {
     model->default_value(builtin);
   }
-  options.add_options()
-      ("model,m", model,
-       "model folder, or hub name (gpt2, EleutherAI/gpt-neo-125m@main) from the Hugging Face cache "
-       "(default: the built-in model)")
-      ("dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N");
+  options.add_options()(
+      "model,m", model,
+      "model folder, or hub name (gpt2, EleutherAI/gpt-neo-125m@main) from the Hugging Face cache "
+      "(default: the built-in model)")("dtype", po::value<std::string>()->default_value("float32"),
+                                       "float32 | bfloat16 | float16")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N");
 }
 
 std::unique_ptr<Model> load_model_from(const po::variables_map& vm) {
@@ -129,9 +136,9 @@ std::unique_ptr<Model> load_model_from(const po::variables_map& vm) {
 }
 
 void add_text_or_ids_options(po::options_description& options) {
-  options.add_options()
-      ("text,t", po::value<std::string>(), "input text (needs the model's tokenizer)")
-      ("ids", po::value<std::string>(), "input token ids, comma-separated: 1,2,3");
+  options.add_options()("text,t", po::value<std::string>(),
+                        "input text (needs the model's tokenizer)")(
+      "ids", po::value<std::string>(), "input token ids, comma-separated: 1,2,3");
 }
 
 std::vector<int64_t> parse_id_list(const std::string& text) {
@@ -150,14 +157,16 @@ std::vector<int64_t> parse_id_list(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size()) throw UsageError("--ids: '" + item + "' is not an integer (expected e.g. 1,2,3)");
+    if (used != item.size())
+      throw UsageError("--ids: '" + item + "' is not an integer (expected e.g. 1,2,3)");
     ids.push_back(value);
   }
   if (ids.empty()) throw UsageError("--ids: no ids given (expected e.g. 1,2,3)");
   return ids;
 }
 
-at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenizer, bool allow_special) {
+at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenizer,
+                          bool allow_special) {
   const bool text = vm.count("text") > 0, ids = vm.count("ids") > 0;
   if (text == ids) throw UsageError("give exactly one of --text and --ids");
   std::vector<int64_t> tokens;
@@ -165,8 +174,9 @@ at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenize
     tokens = parse_id_list(vm["ids"].as<std::string>());
   } else {
     if (!tokenizer) {
-      throw Error("--text needs a tokenizer, and the model folder has none (vocab.json + merges.txt "
-                  "or tokenizer.json); pass --ids instead");
+      throw Error(
+          "--text needs a tokenizer, and the model folder has none (vocab.json + merges.txt "
+          "or tokenizer.json); pass --ids instead");
     }
     tokens = tokenizer->encode(vm["text"].as<std::string>(), EncodeOptions{allow_special});
     if (tokens.empty()) throw Error("--text: the text encodes to no tokens");

@@ -44,21 +44,24 @@ int run_lesson(const std::vector<std::string>& args);
 int run_train(const std::vector<std::string>& args);
 
 // Parses `args` against `options`; prints help and returns false when --help was given.
-bool parse_args(const std::string& command, const std::string& usage, const std::vector<std::string>& args,
-                po::options_description& options, po::variables_map& vm,
+bool parse_args(const std::string& command, const std::string& usage,
+                const std::vector<std::string>& args, po::options_description& options,
+                po::variables_map& vm,
                 const po::positional_options_description* positional = nullptr);
 
 // A file or folder shipped with llmscope (`lessons`, `models/brown-gpt2`): from the source tree
 // this binary was built from, else installed under <prefix>/share/llmscope/.
 std::filesystem::path shipped_path(const std::string& relative);
-// The built-in model (trained by llmscope on the Brown corpus), unless $LLMSCOPE_MODEL names another.
+// The built-in model (trained by llmscope on the Brown corpus), unless $LLMSCOPE_MODEL names
+// another.
 std::string default_model_dir();
 
 // --model, --dtype, --device and --plugin-path for commands that run Lua (run, repl, lesson).
 void add_host_options(po::options_description& options);
 lua::HostOptions host_options(const po::variables_map& vm);
 // The command's own arguments, and everything after "--", which belongs to the Lua script.
-std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(const std::vector<std::string>& all);
+std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(
+    const std::vector<std::string>& all);
 // out/<name>/<YYYYmmdd-HHMMSS>/
 std::filesystem::path timestamped_out_dir(const std::filesystem::path& name);
 
@@ -67,7 +70,8 @@ std::unique_ptr<Model> load_model_from(const po::variables_map& vm);
 
 // --text T | --ids 1,2,3 -> [1, pos] int64 ids (text needs the model's tokenizer).
 void add_text_or_ids_options(po::options_description& options);
-at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenizer, bool allow_special);
+at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenizer,
+                          bool allow_special);
 std::vector<int64_t> parse_id_list(const std::string& text);
 
 }  // namespace llmscope::cli

@@ -12,19 +12,24 @@ int run_generate(const std::vector<std::string>& args) {
   po::options_description options("generate options");
   add_model_options(options);
   add_text_or_ids_options(options);
-  options.add_options()
-      ("max-new-tokens,n", po::value<int64_t>()->default_value(20), "tokens to generate")
-      ("greedy", po::bool_switch(), "argmax decoding (the default unless --temperature/--top-k/--top-p is given)")
-      ("temperature", po::value<double>(), "sample with this temperature (> 0)")
-      ("top-k", po::value<int64_t>(), "sample among the k most likely tokens")
-      ("top-p", po::value<double>(), "sample from the smallest set of tokens with this much probability")
-      ("seed", po::value<uint64_t>(), "random seed for sampling")
-      ("eos", po::value<int64_t>(), "stop at this token id (default: the model's eos; -1 never stops)")
-      ("special", po::bool_switch(), "treat special tokens in --text as such")
-      ("json", po::bool_switch(), "print {\"ids\", \"new_ids\", \"text\"} as JSON");
+  options.add_options()("max-new-tokens,n", po::value<int64_t>()->default_value(20),
+                        "tokens to generate")(
+      "greedy", po::bool_switch(),
+      "argmax decoding (the default unless --temperature/--top-k/--top-p is given)")(
+      "temperature", po::value<double>(), "sample with this temperature (> 0)")(
+      "top-k", po::value<int64_t>(), "sample among the k most likely tokens")(
+      "top-p", po::value<double>(),
+      "sample from the smallest set of tokens with this much probability")(
+      "seed", po::value<uint64_t>(), "random seed for sampling")(
+      "eos", po::value<int64_t>(),
+      "stop at this token id (default: the model's eos; -1 never stops)")(
+      "special", po::bool_switch(), "treat special tokens in --text as such")(
+      "json", po::bool_switch(), "print {\"ids\", \"new_ids\", \"text\"} as JSON");
   po::variables_map vm;
-  if (!parse_args("generate", "--model DIR (--text T | --ids 1,2,3) [-n N] [--greedy | --temperature T "
-                              "[--top-k K] [--top-p P] [--seed S]]", args, options, vm)) {
+  if (!parse_args("generate",
+                  "--model DIR (--text T | --ids 1,2,3) [-n N] [--greedy | --temperature T "
+                  "[--top-k K] [--top-p P] [--seed S]]",
+                  args, options, vm)) {
     return 0;
   }
   GenerationOptions generation;

@@ -10,10 +10,10 @@ namespace llmscope::cli {
 int run_info(const std::vector<std::string>& args) {
   po::options_description options("info options");
   add_model_options(options);
-  options.add_options()
-      ("hooks", po::value<std::string>()->implicit_value("*"),
-       "list hook points, optionally only those matching a glob: --hooks 'blocks.*.mlp.*'")
-      ("json", po::bool_switch(), "print JSON instead of text");
+  options.add_options()(
+      "hooks", po::value<std::string>()->implicit_value("*"),
+      "list hook points, optionally only those matching a glob: --hooks 'blocks.*.mlp.*'")(
+      "json", po::bool_switch(), "print JSON instead of text");
   po::variables_map vm;
   if (!parse_args("info", "--model DIR [--hooks [PATTERN]] [--json]", args, options, vm)) return 0;
 
@@ -28,23 +28,25 @@ int run_info(const std::vector<std::string>& args) {
 
   const Tokenizer* tokenizer = model->tokenizer();
   if (vm["json"].as<bool>()) {
-    nlohmann::json out = {{"architecture", model->architecture()},
-                          {"source", model->source().string()},
-                          {"n_layer", model->n_layer()},
-                          {"d_model", model->d_model()},
-                          {"vocab_size", model->vocab_size()},
-                          {"max_positions", model->max_positions()},
-                          {"parameters", model->num_parameters()},
-                          {"dtype", dtype_name(model->dtype())},
-                          {"device", model->device().str()},
-                          {"hook_points", table.size()},
-                          {"tokenizer", tokenizer ? nlohmann::json{{"kind", tokenizer->kind()},
-                                                                   {"vocab_size", tokenizer->vocab_size()}}
-                                                  : nlohmann::json()}};
+    nlohmann::json out = {
+        {"architecture", model->architecture()},
+        {"source", model->source().string()},
+        {"n_layer", model->n_layer()},
+        {"d_model", model->d_model()},
+        {"vocab_size", model->vocab_size()},
+        {"max_positions", model->max_positions()},
+        {"parameters", model->num_parameters()},
+        {"dtype", dtype_name(model->dtype())},
+        {"device", model->device().str()},
+        {"hook_points", table.size()},
+        {"tokenizer", tokenizer ? nlohmann::json{{"kind", tokenizer->kind()},
+                                                 {"vocab_size", tokenizer->vocab_size()}}
+                                : nlohmann::json()}};
     if (vm.count("hooks")) {
       auto& hooks = out["hooks"] = nlohmann::json::array();
       for (const auto* p : listed) {
-        hooks.push_back({{"name", p->name}, {"aliases", p->aliases}, {"layer", p->layer}, {"shape", p->shape}});
+        hooks.push_back(
+            {{"name", p->name}, {"aliases", p->aliases}, {"layer", p->layer}, {"shape", p->shape}});
       }
     }
     std::cout << out.dump(1) << "\n";
@@ -61,7 +63,8 @@ int run_info(const std::vector<std::string>& args) {
             << "dtype          " << dtype_name(model->dtype()) << "\n"
             << "device         " << model->device().str() << "\n"
             << "tokenizer      "
-            << (tokenizer ? tokenizer->kind() + " (" + std::to_string(tokenizer->vocab_size()) + " tokens)"
+            << (tokenizer ? tokenizer->kind() + " (" + std::to_string(tokenizer->vocab_size()) +
+                                " tokens)"
                           : std::string("none in the model folder"))
             << "\n"
             << "hook points    " << table.size() << " (`--hooks` lists them)\n";

@@ -44,7 +44,8 @@ std::vector<LessonFile> find_lessons(const std::filesystem::path& dir) {
 const LessonFile& find_lesson(const std::vector<LessonFile>& lessons, const std::string& wanted) {
   for (const auto& l : lessons) {
     const auto underscore = l.name.find('_');
-    const std::string slug = underscore == std::string::npos ? l.name : l.name.substr(underscore + 1);
+    const std::string slug =
+        underscore == std::string::npos ? l.name : l.name.substr(underscore + 1);
     if (wanted == l.id || wanted == l.name || wanted == slug) return l;
   }
   std::string known;
@@ -54,7 +55,8 @@ const LessonFile& find_lesson(const std::vector<LessonFile>& lessons, const std:
 
 int list_lessons(const std::vector<LessonFile>& lessons) {
   for (const auto& l : lessons) {
-    std::cout << l.name << std::string(l.name.size() < 32 ? 32 - l.name.size() : 1, ' ') << l.title << "\n";
+    std::cout << l.name << std::string(l.name.size() < 32 ? 32 - l.name.size() : 1, ' ') << l.title
+              << "\n";
   }
   return 0;
 }
@@ -66,39 +68,47 @@ int run_lesson(const std::vector<std::string>& all_args) {
 
   po::options_description options("lesson options");
   add_host_options(options);
-  options.add_options()
-      ("action", po::value<std::string>()->required(), "list | run")
-      ("name", po::value<std::string>(), "the lesson to run: its id (12-02), file name or short name")
-      ("text", po::value<std::string>(), "a UTF-8 text file to use instead of the Brown corpus")
-      ("out,o", po::value<std::string>(), "output folder (default out/lessons/<lesson>/<timestamp>/)")
-      ("lessons", po::value<std::string>(), "the lessons folder (default: the one shipped with llmscope)");
+  options.add_options()("action", po::value<std::string>()->required(), "list | run")(
+      "name", po::value<std::string>(),
+      "the lesson to run: its id (12-02), file name or short name")(
+      "text", po::value<std::string>(), "a UTF-8 text file to use instead of the Brown corpus")(
+      "out,o", po::value<std::string>(),
+      "output folder (default out/lessons/<lesson>/<timestamp>/)")(
+      "lessons", po::value<std::string>(),
+      "the lessons folder (default: the one shipped with llmscope)");
   po::positional_options_description positional;
   positional.add("action", 1).add("name", 1);
   po::variables_map vm;
-  if (!parse_args("lesson", "list | run NAME [--model DIR] [--text FILE] [--out DIR] [-- --option value ...]",
+  if (!parse_args("lesson",
+                  "list | run NAME [--model DIR] [--text FILE] [--out DIR] [-- --option value ...]",
                   args, options, vm, &positional)) {
     return 0;
   }
-  const std::filesystem::path dir =
-      vm.count("lessons") ? std::filesystem::path(vm["lessons"].as<std::string>()) : shipped_path("lessons");
-  if (!std::filesystem::is_directory(dir)) throw UsageError(dir.string() + ": no lessons folder here");
+  const std::filesystem::path dir = vm.count("lessons")
+                                        ? std::filesystem::path(vm["lessons"].as<std::string>())
+                                        : shipped_path("lessons");
+  if (!std::filesystem::is_directory(dir))
+    throw UsageError(dir.string() + ": no lessons folder here");
   const auto lessons = find_lessons(dir);
   const auto action = vm["action"].as<std::string>();
   if (action == "list") return list_lessons(lessons);
   if (action != "run") throw UsageError("unknown action '" + action + "' (expected list or run)");
-  if (!vm.count("name")) throw UsageError("lesson run: which lesson? (`llmscope lesson list` shows them)");
+  if (!vm.count("name"))
+    throw UsageError("lesson run: which lesson? (`llmscope lesson list` shows them)");
   const auto& lesson = find_lesson(lessons, vm["name"].as<std::string>());
 
   auto host_opts = host_options(vm);
-  host_opts.out_dir = vm.count("out") ? std::filesystem::path(vm["out"].as<std::string>())
-                                      : timestamped_out_dir(std::filesystem::path("lessons") / lesson.name);
+  host_opts.out_dir = vm.count("out")
+                          ? std::filesystem::path(vm["out"].as<std::string>())
+                          : timestamped_out_dir(std::filesystem::path("lessons") / lesson.name);
   if (vm.count("text")) {
     const std::string text = vm["text"].as<std::string>();
-    if (!std::filesystem::is_regular_file(text)) throw UsageError("--text " + text + ": no such file");
+    if (!std::filesystem::is_regular_file(text))
+      throw UsageError("--text " + text + ": no such file");
     script_args.insert(script_args.begin(), {"--text", std::filesystem::absolute(text).string()});
   }
-  std::cerr << "lesson " << lesson.name << " on " << host_opts.model_dir << " -> " << host_opts.out_dir.string()
-            << "\n";
+  std::cerr << "lesson " << lesson.name << " on " << host_opts.model_dir << " -> "
+            << host_opts.out_dir.string() << "\n";
   lua::LuaHost host(std::move(host_opts));
   return host.run_file(lesson.path, script_args);
 }

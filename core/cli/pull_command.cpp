@@ -13,18 +13,19 @@ namespace llmscope::cli {
 
 int run_pull(const std::vector<std::string>& args) {
   po::options_description options("pull options");
-  options.add_options()
-      ("name", po::value<std::string>()->required(),
-       "NAME[@REVISION]: gpt2, EleutherAI/gpt-neo-125m, bert-base-uncased@main (branch, tag or commit)")
-      ("cache-dir", po::value<std::string>(),
-       "cache folder (default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)")
-      ("endpoint", po::value<std::string>(), "hub URL (default $HF_ENDPOINT, else https://huggingface.co)")
-      ("json", po::bool_switch(), "print JSON instead of text");
+  options.add_options()("name", po::value<std::string>()->required(),
+                        "NAME[@REVISION]: gpt2, EleutherAI/gpt-neo-125m, bert-base-uncased@main "
+                        "(branch, tag or commit)")(
+      "cache-dir", po::value<std::string>(),
+      "cache folder (default $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)")(
+      "endpoint", po::value<std::string>(),
+      "hub URL (default $HF_ENDPOINT, else https://huggingface.co)")("json", po::bool_switch(),
+                                                                     "print JSON instead of text");
   po::positional_options_description positional;
   positional.add("name", 1);
   po::variables_map vm;
-  if (!parse_args("pull", "NAME[@REVISION] [--cache-dir DIR] [--endpoint URL] [--json]", args, options, vm,
-                  &positional)) {
+  if (!parse_args("pull", "NAME[@REVISION] [--cache-dir DIR] [--endpoint URL] [--json]", args,
+                  options, vm, &positional)) {
     return 0;
   }
 
@@ -47,19 +48,19 @@ int run_pull(const std::vector<std::string>& args) {
     for (const auto& file : result.files) {
       files.push_back({{"name", file.name}, {"size", file.size}, {"downloaded", file.downloaded}});
     }
-    nlohmann::json out = {{"repo", ref.repo},         {"revision", ref.revision},
-                          {"commit", result.commit},  {"snapshot", result.snapshot.string()},
-                          {"files", files},           {"bytes_downloaded", result.bytes_downloaded}};
+    nlohmann::json out = {{"repo", ref.repo},        {"revision", ref.revision},
+                          {"commit", result.commit}, {"snapshot", result.snapshot.string()},
+                          {"files", files},          {"bytes_downloaded", result.bytes_downloaded}};
     std::cout << out.dump(1) << "\n";
     return 0;
   }
   std::cout << ref.str() << " is commit " << result.commit << "\n";
   for (const auto& file : result.files) {
-    std::cout << "  " << (file.downloaded ? "downloaded  " : "cached      ") << file.name << " (" << file.size
-              << " bytes)\n";
+    std::cout << "  " << (file.downloaded ? "downloaded  " : "cached      ") << file.name << " ("
+              << file.size << " bytes)\n";
   }
-  std::cout << downloaded << " of " << result.files.size() << " files downloaded (" << result.bytes_downloaded
-            << " bytes)\n"
+  std::cout << downloaded << " of " << result.files.size() << " files downloaded ("
+            << result.bytes_downloaded << " bytes)\n"
             << "snapshot " << result.snapshot.string() << "\n";
   return 0;
 }

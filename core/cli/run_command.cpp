@@ -11,20 +11,22 @@ int run_script(const std::vector<std::string>& all_args) {
 
   po::options_description options("run options");
   add_host_options(options);
-  options.add_options()
-      ("script", po::value<std::string>()->required(), "the Lua script")
-      ("out,o", po::value<std::string>(), "output folder (default out/<script>/<timestamp>/)");
+  options.add_options()("script", po::value<std::string>()->required(), "the Lua script")(
+      "out,o", po::value<std::string>(), "output folder (default out/<script>/<timestamp>/)");
   po::positional_options_description positional;
   positional.add("script", 1);
   po::variables_map vm;
-  if (!parse_args("run", "script.lua [--model DIR] [--device D] [--dtype T] [--out DIR] [-- args...]", args,
-                  options, vm, &positional)) {
+  if (!parse_args("run",
+                  "script.lua [--model DIR] [--device D] [--dtype T] [--out DIR] [-- args...]",
+                  args, options, vm, &positional)) {
     return 0;
   }
   const std::filesystem::path script = vm["script"].as<std::string>();
-  if (!std::filesystem::is_regular_file(script)) throw UsageError(script.string() + ": no such script");
+  if (!std::filesystem::is_regular_file(script))
+    throw UsageError(script.string() + ": no such script");
   auto host_opts = host_options(vm);
-  host_opts.out_dir = vm.count("out") ? std::filesystem::path(vm["out"].as<std::string>()) : timestamped_out_dir(script.stem());
+  host_opts.out_dir = vm.count("out") ? std::filesystem::path(vm["out"].as<std::string>())
+                                      : timestamped_out_dir(script.stem());
   lua::LuaHost host(std::move(host_opts));
   return host.run_file(script, script_args);
 }

@@ -15,33 +15,42 @@ std::string text_of_line(const std::string& line, const std::string& file, size_
   try {
     value = nlohmann::json::parse(line);
   } catch (const nlohmann::json::parse_error&) {
-    throw Error(file + ":" + std::to_string(number) + ": not valid JSON (expected {\"text\": ...} or a string)");
+    throw Error(file + ":" + std::to_string(number) +
+                ": not valid JSON (expected {\"text\": ...} or a string)");
   }
   if (value.is_string()) return value.get<std::string>();
-  if (value.is_object() && value.contains("text") && value["text"].is_string()) return value["text"];
-  throw Error(file + ":" + std::to_string(number) + ": expected {\"text\": \"...\"} or a JSON string");
+  if (value.is_object() && value.contains("text") && value["text"].is_string())
+    return value["text"];
+  throw Error(file + ":" + std::to_string(number) +
+              ": expected {\"text\": \"...\"} or a JSON string");
 }
 
 }  // namespace
 
 int run_tokenize(const std::vector<std::string>& args) {
   po::options_description options("tokenize options");
-  options.add_options()
-      ("model,m", po::value<std::string>(), "model folder holding the tokenizer files")
-      ("tokenizer", po::value<std::string>(), "tokenizer folder (vocab.json + merges.txt or tokenizer.json)")
-      ("text,t", po::value<std::string>(), "text to tokenize")
-      ("file,f", po::value<std::string>(), "JSONL file: one {\"text\": ...} object or string per line")
-      ("special", po::bool_switch(), "treat special tokens written in the text (<|endoftext|>) as such");
+  options.add_options()("model,m", po::value<std::string>(),
+                        "model folder holding the tokenizer files")(
+      "tokenizer", po::value<std::string>(),
+      "tokenizer folder (vocab.json + merges.txt or tokenizer.json)")(
+      "text,t", po::value<std::string>(), "text to tokenize")(
+      "file,f", po::value<std::string>(),
+      "JSONL file: one {\"text\": ...} object or string per line")(
+      "special", po::bool_switch(),
+      "treat special tokens written in the text (<|endoftext|>) as such");
   po::variables_map vm;
-  if (!parse_args("tokenize", "(--model DIR | --tokenizer DIR) (--text T | --file F.jsonl)", args, options, vm)) {
+  if (!parse_args("tokenize", "(--model DIR | --tokenizer DIR) (--text T | --file F.jsonl)", args,
+                  options, vm)) {
     return 0;
   }
   if ((vm.count("model") > 0) == (vm.count("tokenizer") > 0)) {
     throw UsageError("give exactly one of --model and --tokenizer");
   }
-  if ((vm.count("text") > 0) == (vm.count("file") > 0)) throw UsageError("give exactly one of --text and --file");
+  if ((vm.count("text") > 0) == (vm.count("file") > 0))
+    throw UsageError("give exactly one of --text and --file");
   // Only the tokenizer files are read, so this works for any model folder, however large.
-  const std::string dir = vm.count("model") ? vm["model"].as<std::string>() : vm["tokenizer"].as<std::string>();
+  const std::string dir =
+      vm.count("model") ? vm["model"].as<std::string>() : vm["tokenizer"].as<std::string>();
   auto tokenizer = Tokenizer::load(dir);
   const EncodeOptions encode{vm["special"].as<bool>()};
 

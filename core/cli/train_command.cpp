@@ -63,11 +63,13 @@ struct Sample {
 
 std::vector<Sample> sample_generations(Model& model, const Tokenizer& tokenizer, uint64_t seed) {
   std::vector<Sample> samples;
-  for (const std::string prompt : {"The", "He said that", "In the morning", "The government of the United States"}) {
+  for (const std::string prompt :
+       {"The", "He said that", "In the morning", "The government of the United States"}) {
     auto ids = tokenizer.encode(prompt);
     auto input = at::tensor(ids).unsqueeze(0);
     GenerationOptions greedy;
-    greedy.max_new_tokens = std::min<int64_t>(30, model.max_positions() - static_cast<int64_t>(ids.size()));
+    greedy.max_new_tokens =
+        std::min<int64_t>(30, model.max_positions() - static_cast<int64_t>(ids.size()));
     if (greedy.max_new_tokens < 1) continue;
     GenerationOptions sampled = greedy;
     sampled.greedy = false;
@@ -76,7 +78,8 @@ std::vector<Sample> sample_generations(Model& model, const Tokenizer& tokenizer,
     sampled.seed = seed;
     auto continuation = [&](const GenerationOptions& options) {
       auto out = generate(model, GenerationInput{input, {}}, options)[0];
-      std::vector<int64_t> new_ids(out.data_ptr<int64_t>() + ids.size(), out.data_ptr<int64_t>() + out.numel());
+      std::vector<int64_t> new_ids(out.data_ptr<int64_t>() + ids.size(),
+                                   out.data_ptr<int64_t>() + out.numel());
       return tokenizer.decode(new_ids);
     };
     samples.push_back({prompt, continuation(greedy), continuation(sampled)});
@@ -103,46 +106,63 @@ std::string model_card(const CardFacts& f) {
   std::ostringstream md;
   const auto& r = f.recipe;
   md << "# brown-gpt2: a small GPT-2 trained by llmscope\n\n"
-     << "A " << r.n_layer << "-layer GPT-2-architecture language model (d_model " << r.n_embd << ", " << r.n_head
-     << " heads, context " << r.n_positions << ", vocabulary " << r.vocab_size << ", " << f.parameters
-     << " parameters) trained from scratch by `llmscope train` on " << f.corpus_description
+     << "A " << r.n_layer << "-layer GPT-2-architecture language model (d_model " << r.n_embd
+     << ", " << r.n_head << " heads, context " << r.n_positions << ", vocabulary " << r.vocab_size
+     << ", " << f.parameters << " parameters) trained from scratch by `llmscope train` on "
+     << f.corpus_description
      << ". It exists so that every lesson and example runs offline on a real, trained model.\n\n"
      << "| | |\n|---|---|\n"
      << "| corpus | " << f.corpus_description << " |\n"
      << "| corpus sha256 (train + validation text) | `" << f.corpus_sha256 << "` |\n"
      << "| tokens | " << f.train_tokens << " train, " << f.validation_tokens << " validation |\n"
-     << "| weights | `model.safetensors`, " << f.save_dtype << ", sha256 `" << f.weights_sha256 << "` |\n"
+     << "| weights | `model.safetensors`, " << f.save_dtype << ", sha256 `" << f.weights_sha256
+     << "` |\n"
      << "| steps | " << r.steps << " × " << r.batch_size << " × " << r.context << " tokens ("
-     << f.result.tokens_seen << " tokens seen, " << fixed(static_cast<double>(f.result.tokens_seen) /
-                                                           static_cast<double>(std::max<int64_t>(1, f.train_tokens)), 2)
+     << f.result.tokens_seen << " tokens seen, "
+     << fixed(static_cast<double>(f.result.tokens_seen) /
+                  static_cast<double>(std::max<int64_t>(1, f.train_tokens)),
+              2)
      << " epochs) |\n"
-     << "| final train loss (mean of the last 50 steps) | " << fixed(f.result.final_train_loss, 4) << " |\n"
-     << "| **validation loss** (first " << r.eval_tokens << " validation tokens, windows of " << r.context
-     << ") | **" << fixed(f.result.validation_loss, 4) << "** (perplexity " << fixed(std::exp(f.result.validation_loss), 1)
-     << ") |\n"
-     << "| **bigram baseline** on the same tokens (counted on the train split, interpolated with add-one unigram, "
+     << "| final train loss (mean of the last 50 steps) | " << fixed(f.result.final_train_loss, 4)
+     << " |\n"
+     << "| **validation loss** (first " << r.eval_tokens << " validation tokens, windows of "
+     << r.context << ") | **" << fixed(f.result.validation_loss, 4) << "** (perplexity "
+     << fixed(std::exp(f.result.validation_loss), 1) << ") |\n"
+     << "| **bigram baseline** on the same tokens (counted on the train split, interpolated with "
+        "add-one unigram, "
         "λ = "
      << fixed(f.bigram.lambda, 2) << ") | **" << fixed(f.bigram.loss, 4) << "** (perplexity "
      << fixed(std::exp(f.bigram.loss), 1) << ") |\n"
      << "| wall time | " << duration_text(f.result.wall_seconds) << " |\n"
      << "| hardware | " << f.hardware << " |\n\n"
-     << "## Recipe\n\nReproduce with:\n\n```sh\n" << f.command << "\n```\n\n```json\n" << r.to_json_text()
-     << "\n```\n\nAdamW (decoupled weight decay on matrices and embeddings only), linear warm-up then cosine decay, "
-        "global gradient-norm clipping, GPT-2 initialisation (normal 0.02; residual projections scaled by "
-        "1/sqrt(2·n_layer)), no dropout. Training windows are drawn at random from the train split with a seeded "
-        "generator, so a rerun on the same thread count gives the same numbers up to floating-point noise.\n\n"
+     << "## Recipe\n\nReproduce with:\n\n```sh\n"
+     << f.command << "\n```\n\n```json\n"
+     << r.to_json_text()
+     << "\n```\n\nAdamW (decoupled weight decay on matrices and embeddings only), linear warm-up "
+        "then cosine decay, "
+        "global gradient-norm clipping, GPT-2 initialisation (normal 0.02; residual projections "
+        "scaled by "
+        "1/sqrt(2·n_layer)), no dropout. Training windows are drawn at random from the train split "
+        "with a seeded "
+        "generator, so a rerun on the same thread count gives the same numbers up to "
+        "floating-point noise.\n\n"
      << "## Validation loss during training\n\n| step | validation loss |\n|---|---|\n";
-  for (const auto& [step, loss] : f.result.validation_curve) md << "| " << step << " | " << fixed(loss, 4) << " |\n";
+  for (const auto& [step, loss] : f.result.validation_curve)
+    md << "| " << step << " | " << fixed(loss, 4) << " |\n";
   md << "\n## Generations\n\nGreedy, and sampled (temperature 0.8, top-k 40, seed " << r.seed
      << "), 30 new tokens each:\n\n";
   for (const auto& s : f.samples) {
-    md << "**" << s.prompt << "**\n\n- greedy:\n\n" << quoted_block(s.prompt + s.greedy) << "\n\n- sampled:\n\n"
+    md << "**" << s.prompt << "**\n\n- greedy:\n\n"
+       << quoted_block(s.prompt + s.greedy) << "\n\n- sampled:\n\n"
        << quoted_block(s.prompt + s.sampled) << "\n\n";
   }
-  md << "## Files\n\n`config.json` (GPT-2), `model.safetensors`, `vocab.json` + `merges.txt` (byte-level BPE "
-        "trained by `llmscope train` on the train split), `recipe.json`, `training_log.csv` (step, loss, lr, "
+  md << "## Files\n\n`config.json` (GPT-2), `model.safetensors`, `vocab.json` + `merges.txt` "
+        "(byte-level BPE "
+        "trained by `llmscope train` on the train split), `recipe.json`, `training_log.csv` (step, "
+        "loss, lr, "
         "validation loss), `training_summary.json` (this card's numbers), this card.\n\n"
-        "The Brown corpus: W. N. Francis and H. Kučera, Brown University, 1964–1979; its manual says "
+        "The Brown corpus: W. N. Francis and H. Kučera, Brown University, 1964–1979; its manual "
+        "says "
         "\"redistribution permitted\".\n";
   return md.str();
 }
@@ -151,19 +171,21 @@ std::string model_card(const CardFacts& f) {
 
 int run_train(const std::vector<std::string>& args) {
   po::options_description options("train options");
-  options.add_options()
-      ("recipe", po::value<std::string>()->required(), "recipe JSON (model shape, data, schedule; see docs/training.md)")
-      ("out,o", po::value<std::string>()->required(), "output folder (a Hugging Face checkpoint folder)")
-      ("text", po::value<std::vector<std::string>>()->composing(),
-       "train on these UTF-8 text files instead of the Brown corpus (repeatable)")
-      ("tokenizer", po::value<std::string>(), "use this folder's tokenizer instead of training one")
-      ("steps", po::value<int64_t>(), "override the recipe's steps")
-      ("threads", po::value<int>(), "override the recipe's thread count")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")
-      ("save-dtype", po::value<std::string>()->default_value("float16"), "dtype of the final weights")
-      ("force", "overwrite a folder that already holds a model");
+  options.add_options()("recipe", po::value<std::string>()->required(),
+                        "recipe JSON (model shape, data, schedule; see docs/training.md)")(
+      "out,o", po::value<std::string>()->required(),
+      "output folder (a Hugging Face checkpoint folder)")(
+      "text", po::value<std::vector<std::string>>()->composing(),
+      "train on these UTF-8 text files instead of the Brown corpus (repeatable)")(
+      "tokenizer", po::value<std::string>(), "use this folder's tokenizer instead of training one")(
+      "steps", po::value<int64_t>(), "override the recipe's steps")(
+      "threads", po::value<int>(), "override the recipe's thread count")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")(
+      "save-dtype", po::value<std::string>()->default_value("float16"),
+      "dtype of the final weights")("force", "overwrite a folder that already holds a model");
   po::variables_map vm;
-  if (!parse_args("train", "--recipe FILE --out DIR [--text FILE ...] [--tokenizer DIR] [--steps N]", args,
+  if (!parse_args("train",
+                  "--recipe FILE --out DIR [--text FILE ...] [--tokenizer DIR] [--steps N]", args,
                   options, vm)) {
     return 0;
   }
@@ -181,29 +203,36 @@ int run_train(const std::vector<std::string>& args) {
   if (recipe.threads > 0) at::set_num_threads(recipe.threads);
 
   std::ostringstream command;
-  command << "llmscope train --recipe " << vm["recipe"].as<std::string>() << " --out " << out.string();
+  command << "llmscope train --recipe " << vm["recipe"].as<std::string>() << " --out "
+          << out.string();
   for (const auto& a : {"steps", "threads"}) {
-    if (vm.count(a)) command << " --" << a << " " << (std::string(a) == "steps" ? std::to_string(recipe.steps)
-                                                                                 : std::to_string(recipe.threads));
+    if (vm.count(a))
+      command << " --" << a << " "
+              << (std::string(a) == "steps" ? std::to_string(recipe.steps)
+                                            : std::to_string(recipe.threads));
   }
 
   const auto t0 = std::chrono::steady_clock::now();
-  auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto since = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   std::vector<std::string> text_files;
   if (vm.count("text")) text_files = vm["text"].as<std::vector<std::string>>();
   for (const auto& f : text_files) command << " --text " << f;
   std::vector<std::filesystem::path> text_paths(text_files.begin(), text_files.end());
-  const auto texts = text_paths.empty() ? brown_text_split(load_brown(default_corpus_dir()), recipe.validation_every)
+  const auto texts = text_paths.empty() ? brown_text_split(load_brown(default_corpus_dir()),
+                                                           recipe.validation_every)
                                         : text_files_split(text_paths, recipe.validation_every);
-  spdlog::info("corpus: {} ({} train / {} validation documents)", texts.description, texts.train.size(),
-               texts.validation.size());
+  spdlog::info("corpus: {} ({} train / {} validation documents)", texts.description,
+               texts.train.size(), texts.validation.size());
 
   if (vm.count("tokenizer")) {
     const std::filesystem::path from = vm["tokenizer"].as<std::string>();
     command << " --tokenizer " << from.string();
     for (const char* file : {"vocab.json", "merges.txt", "tokenizer.json"}) {
       if (std::filesystem::exists(from / file)) {
-        std::filesystem::copy_file(from / file, out / file, std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::copy_file(from / file, out / file,
+                                   std::filesystem::copy_options::overwrite_existing);
       }
     }
   } else {
@@ -211,8 +240,8 @@ int run_train(const std::vector<std::string>& args) {
     bpe.vocab_size = static_cast<int>(recipe.vocab_size);
     auto result = train_bpe(texts.train, bpe);
     save_bpe(result, out);
-    spdlog::info("tokenizer: {} tokens ({} merges) trained on the train split in {:.1f} s", result.vocab.size(),
-                 result.merges.size(), since());
+    spdlog::info("tokenizer: {} tokens ({} merges) trained on the train split in {:.1f} s",
+                 result.vocab.size(), result.merges.size(), since());
   }
   auto tokenizer = Tokenizer::load(out);
   recipe.vocab_size = tokenizer->vocab_size();
@@ -220,15 +249,18 @@ int run_train(const std::vector<std::string>& args) {
   if (eos < 0) throw Error("the tokenizer has no <|endoftext|> token to separate documents");
   const auto train_ids = encode_documents(*tokenizer, texts.train, eos);
   const auto validation_ids = encode_documents(*tokenizer, texts.validation, eos);
-  spdlog::info("tokens: {} train, {} validation ({:.1f} s)", train_ids.size(), validation_ids.size(), since());
+  spdlog::info("tokens: {} train, {} validation ({:.1f} s)", train_ids.size(),
+               validation_ids.size(), since());
 
   write_initial_checkpoint(recipe.model_config(eos), recipe.seed, out);
   write_text(out / "recipe.json", recipe.to_json_text() + "\n");
   LoadOptions load;
   load.device = device;
   auto model = load_model(out, load);
-  const auto bigram = bigram_baseline(train_ids, validation_ids, recipe.vocab_size, recipe.eval_tokens);
-  spdlog::info("model: {} parameters; bigram baseline validation loss {:.4f}", model->num_parameters(), bigram.loss);
+  const auto bigram =
+      bigram_baseline(train_ids, validation_ids, recipe.vocab_size, recipe.eval_tokens);
+  spdlog::info("model: {} parameters; bigram baseline validation loss {:.4f}",
+               model->num_parameters(), bigram.loss);
 
   std::ofstream log(out / "training_log.csv");
   log << "step,loss,lr,grad_norm,validation_loss\n";
@@ -240,16 +272,18 @@ int run_train(const std::vector<std::string>& args) {
     log << p.step << "," << p.loss << "," << p.lr << "," << p.grad_norm << ",";
     if (p.validation_loss >= 0) log << p.validation_loss;
     log << "\n";
-    const double eta = p.elapsed_seconds / static_cast<double>(p.step) * static_cast<double>(p.steps - p.step);
+    const double eta =
+        p.elapsed_seconds / static_cast<double>(p.step) * static_cast<double>(p.steps - p.step);
     std::ostringstream line;
     line << "step " << p.step << "/" << p.steps << " | loss " << fixed(p.loss, 3) << " | val "
-         << (last_validation >= 0 ? fixed(last_validation, 3) : std::string("-")) << " | lr " << std::setprecision(2)
-         << p.lr << " | " << static_cast<int64_t>(p.tokens_per_second) << " tok/s | ETA " << duration_text(eta);
+         << (last_validation >= 0 ? fixed(last_validation, 3) : std::string("-")) << " | lr "
+         << std::setprecision(2) << p.lr << " | " << static_cast<int64_t>(p.tokens_per_second)
+         << " tok/s | ETA " << duration_text(eta);
     if (tty) {
       const int width = 30;
       const int filled = static_cast<int>(width * p.step / p.steps);
-      std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << line.str()
-                << "\033[K" << std::flush;
+      std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
+                << line.str() << "\033[K" << std::flush;
     } else if (p.validation_loss >= 0) {
       spdlog::info("{}", line.str());
     }
@@ -275,13 +309,15 @@ int run_train(const std::vector<std::string>& args) {
   facts.save_dtype = dtype_name(save_dtype);
   facts.recipe = recipe;
   facts.result = result;
-  facts.result.validation_loss = evaluate_loss(*shipped, validation_ids, recipe.context, recipe.eval_tokens);
+  facts.result.validation_loss =
+      evaluate_loss(*shipped, validation_ids, recipe.context, recipe.eval_tokens);
   facts.bigram = bigram;
   facts.train_tokens = static_cast<int64_t>(train_ids.size());
   facts.validation_tokens = static_cast<int64_t>(validation_ids.size());
   facts.parameters = shipped->num_parameters();
-  facts.hardware = (device.is_cuda() ? std::string("CUDA device, ") : std::string()) + cpu_name() + ", " +
-                   std::to_string(at::get_num_threads()) + " threads, libtorch " + TORCH_VERSION;
+  facts.hardware = (device.is_cuda() ? std::string("CUDA device, ") : std::string()) + cpu_name() +
+                   ", " + std::to_string(at::get_num_threads()) + " threads, libtorch " +
+                   TORCH_VERSION;
   facts.samples = sample_generations(*shipped, *tokenizer, recipe.seed);
   write_text(out / "README.md", model_card(facts));
   // The card's numbers for programs (the built-in model's test checks them).
@@ -298,8 +334,9 @@ int run_train(const std::vector<std::string>& args) {
                                     {"validation_tokens", facts.validation_tokens},
                                     {"wall_seconds", result.wall_seconds}};
   write_text(out / "training_summary.json", summary.dump(2) + "\n");
-  std::cout << "trained " << out.string() << ": validation loss " << fixed(facts.result.validation_loss, 4)
-            << " (bigram baseline " << fixed(bigram.loss, 4) << ") in " << duration_text(since()) << "\n";
+  std::cout << "trained " << out.string() << ": validation loss "
+            << fixed(facts.result.validation_loss, 4) << " (bigram baseline "
+            << fixed(bigram.loss, 4) << ") in " << duration_text(since()) << "\n";
   return 0;
 }
 

@@ -17,16 +17,17 @@ namespace llmscope::cli {
 
 int run_train_tokenizer(const std::vector<std::string>& args) {
   po::options_description options("train-tokenizer options");
-  options.add_options()
-      ("text,t", po::value<std::vector<std::string>>()->required(),
-       "UTF-8 text file to learn from (repeat for several files)")
-      ("vocab-size", po::value<int>()->required(),
-       "tokens in the vocabulary: 256 bytes + merges + <|endoftext|> (GPT-2 has 50257)")
-      ("min-frequency", po::value<int>()->default_value(2), "never merge a pair seen fewer times")
-      ("output,o", po::value<std::string>()->required(), "folder to write vocab.json and merges.txt to");
+  options.add_options()("text,t", po::value<std::vector<std::string>>()->required(),
+                        "UTF-8 text file to learn from (repeat for several files)")(
+      "vocab-size", po::value<int>()->required(),
+      "tokens in the vocabulary: 256 bytes + merges + <|endoftext|> (GPT-2 has 50257)")(
+      "min-frequency", po::value<int>()->default_value(2), "never merge a pair seen fewer times")(
+      "output,o", po::value<std::string>()->required(),
+      "folder to write vocab.json and merges.txt to");
   po::variables_map vm;
-  if (!parse_args("train-tokenizer", "--text FILE [--text FILE...] --vocab-size N [--min-frequency N] -o DIR",
-                  args, options, vm)) {
+  if (!parse_args("train-tokenizer",
+                  "--text FILE [--text FILE...] --vocab-size N [--min-frequency N] -o DIR", args,
+                  options, vm)) {
     return 0;
   }
   BpeTrainOptions train;
@@ -52,14 +53,17 @@ int run_train_tokenizer(const std::vector<std::string>& args) {
     }
   }
   const auto result = train_bpe_from_counts(counts, train);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   const std::filesystem::path dir = vm["output"].as<std::string>();
   save_bpe(result, dir);
   std::error_code ec;
   if (std::filesystem::exists(dir / "tokenizer.json", ec)) {
-    spdlog::warn("{} also holds a tokenizer.json, which Tokenizer::load reads instead of vocab.json + merges.txt",
-                 dir.string());
+    spdlog::warn(
+        "{} also holds a tokenizer.json, which Tokenizer::load reads instead of vocab.json + "
+        "merges.txt",
+        dir.string());
   }
   char time[32];
   std::snprintf(time, sizeof(time), "%.2f", seconds);
@@ -69,7 +73,8 @@ int run_train_tokenizer(const std::vector<std::string>& args) {
   if (static_cast<int>(result.vocab.size()) < train.vocab_size) {
     std::cout << "stopped early: no pair occurs " << train.min_frequency << " times or more\n";
   }
-  std::cout << "wrote " << (dir / "vocab.json").string() << " and " << (dir / "merges.txt").string() << "\n";
+  std::cout << "wrote " << (dir / "vocab.json").string() << " and " << (dir / "merges.txt").string()
+            << "\n";
   return 0;
 }
 

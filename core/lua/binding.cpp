@@ -63,7 +63,9 @@ void push_current_exception(lua_State* L) {
 
 void pcall(lua_State* L, int nargs, int nresults) {
   if (lua_pcall(L, nargs, nresults, 0) != LUA_OK) {
-    std::string message = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is a " + type_name(L, -1) + " value)";
+    std::string message = lua_tostring(L, -1)
+                              ? lua_tostring(L, -1)
+                              : "(error object is a " + type_name(L, -1) + " value)";
     lua_pop(L, 1);
     throw LuaError(message);
   }
@@ -80,7 +82,8 @@ int64_t check_integer(lua_State* L, int arg) {
   int is_integer = 0;
   lua_Integer value = lua_tointegerx(L, arg, &is_integer);
   if (!is_integer) {
-    if (lua_type(L, arg) == LUA_TNUMBER) throw ArgError(arg, "number has no integer representation");
+    if (lua_type(L, arg) == LUA_TNUMBER)
+      throw ArgError(arg, "number has no integer representation");
     type_error(L, arg, "number");
   }
   return value;
@@ -214,7 +217,9 @@ void new_type(lua_State* L, const char* type, const luaL_Reg* methods, lua_CFunc
 
 namespace {
 
-TensorBox* tensor_box(lua_State* L, int arg) { return test_userdata<TensorBox>(L, arg, kTensorType); }
+TensorBox* tensor_box(lua_State* L, int arg) {
+  return test_userdata<TensorBox>(L, arg, kTensorType);
+}
 
 at::Tensor& unexpired(TensorBox& box) {
   if (!box.lease) return box.tensor;
@@ -242,7 +247,8 @@ void push_tensor(lua_State* L, at::Tensor tensor) {
   // collector in proportion so loops that make big results (logits) do not pile them up.
   const size_t bytes = tensor.defined() && tensor.has_storage() ? tensor.storage().nbytes() : 0;
   push_userdata<TensorBox>(L, kTensorType, TensorBox{std::move(tensor), nullptr, 0, {}});
-  if (bytes >= (size_t{1} << 16)) lua_gc(L, LUA_GCSTEP, static_cast<int>(std::min<size_t>(bytes >> 10, 1 << 20)));
+  if (bytes >= (size_t{1} << 16))
+    lua_gc(L, LUA_GCSTEP, static_cast<int>(std::min<size_t>(bytes >> 10, 1 << 20)));
 }
 
 void push_activation(lua_State* L, at::Tensor tensor, std::shared_ptr<ActivationLease> lease,

@@ -154,15 +154,15 @@ struct HostContext;
 HostContext& host_context(lua_State* L);
 
 // Module openers: each sets one global table.
-void open_tensor(lua_State* L);    // tensor
-void open_model(lua_State* L);     // model
-void open_optim(lua_State* L);     // optim
-void open_log(lua_State* L);       // log, progress
-void open_plugins(lua_State* L);   // plugins, plugin()
-void open_stats(lua_State* L);     // stats
-void open_figure(lua_State* L);    // figure
-void open_report(lua_State* L);    // report
-void open_corpus(lua_State* L);    // corpus
+void open_tensor(lua_State* L);   // tensor
+void open_model(lua_State* L);    // model
+void open_optim(lua_State* L);    // optim
+void open_log(lua_State* L);      // log, progress
+void open_plugins(lua_State* L);  // plugins, plugin()
+void open_stats(lua_State* L);    // stats
+void open_figure(lua_State* L);   // figure
+void open_report(lua_State* L);   // report
+void open_corpus(lua_State* L);   // corpus
 // Writes report.html with the run manifest (model hashes computed now); no-op without a report.
 void write_report(lua_State* L);
 

@@ -27,7 +27,8 @@ void interrupt_hook(lua_State* L, lua_Debug*) {
 void on_sigint(int) {
   interrupted = 1;
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills a script stuck in a long C++ call
-  if (interruptible) lua_sethook(interruptible, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (interruptible)
+    lua_sethook(interruptible, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 class InterruptScope {
@@ -124,7 +125,8 @@ LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
   open_info(L_, context.options);
   context.manifest.dtype = dtype_name(context.options.load.dtype);
   context.manifest.device = context.options.load.device.str();
-  if (!context.options.out_dir.empty()) context.report = std::make_unique<Report>(context.options.out_dir);
+  if (!context.options.out_dir.empty())
+    context.report = std::make_unique<Report>(context.options.out_dir);
 }
 
 LuaHost::~LuaHost() { lua_close(L_); }
@@ -159,12 +161,14 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
       std::cerr << message << "\n";
       lua_pop(L, 1);
       code = interrupted ? 130 : 1;
-      context.manifest.status = interrupted ? "interrupted" : "failed: " + message.substr(0, message.find('\n'));
+      context.manifest.status =
+          interrupted ? "interrupted" : "failed: " + message.substr(0, message.find('\n'));
     } else {
       context.manifest.status = "ok";
     }
   }
-  context.manifest.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  context.manifest.wall_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   try {
     write_report(L);
   } catch (const std::exception& e) {
@@ -192,7 +196,9 @@ void LuaHost::set_global(const std::string& name, const at::Tensor& tensor) {
 int LuaHost::repl() {
   lua_State* L = L_;
   const bool interactive = isatty(STDIN_FILENO) != 0;
-  std::cout << "llmscope " << "0.1.0" << " (Lua 5.4). Indices are 0-based. Ctrl-D quits.\n";
+  std::cout << "llmscope "
+            << "0.1.0"
+            << " (Lua 5.4). Indices are 0-based. Ctrl-D quits.\n";
   while (true) {
     std::string chunk;
     const char* prompt = "> ";
@@ -225,7 +231,8 @@ int LuaHost::repl() {
       if (status == LUA_ERRSYNTAX) {
         std::string message = lua_tostring(L, -1);
         const std::string eof = "<eof>";
-        if (message.size() >= eof.size() && message.compare(message.size() - eof.size(), eof.size(), eof) == 0) {
+        if (message.size() >= eof.size() &&
+            message.compare(message.size() - eof.size(), eof.size(), eof) == 0) {
           lua_pop(L, 1);
           prompt = ">> ";
           continue;

@@ -57,7 +57,8 @@ struct Progress {
     if (!force && now - last_draw < std::chrono::milliseconds(100)) return;  // at most 10 redraws/s
     last_draw = now;
     double seconds = std::chrono::duration<double>(now - start).count();
-    double fraction = total > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total)) : 0.0;
+    double fraction =
+        total > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total)) : 0.0;
     const int width = 30;
     int filled = static_cast<int>(fraction * width);
     std::string bar(static_cast<size_t>(filled), '#');

@@ -92,7 +92,8 @@ HookFn lua_hook(lua_State* L, int index) {
 std::vector<NamedHook> hooks_from_table(lua_State* L, int index, int arg) {
   std::vector<NamedHook> hooks;
   if (is_none_or_nil(L, index)) return hooks;
-  if (lua_type(L, index) != LUA_TTABLE) type_error(L, arg, "table of hooks {[hook point] = function}");
+  if (lua_type(L, index) != LUA_TTABLE)
+    type_error(L, arg, "table of hooks {[hook point] = function}");
   index = lua_absindex(L, index);
   lua_pushnil(L);
   while (lua_next(L, index) != 0) {
@@ -152,7 +153,8 @@ ForwardInput input_from(lua_State* L, int arg, Model& model, bool pad_left) {
     input.input_ids = encode(L, model, lua_tostring(L, arg), false).unsqueeze(0);
     return input;
   }
-  if (lua_type(L, arg) != LUA_TTABLE) type_error(L, arg, "text, list of texts, token ids or {ids=, mask=}");
+  if (lua_type(L, arg) != LUA_TTABLE)
+    type_error(L, arg, "text, list of texts, token ids or {ids=, mask=}");
   const int table = lua_absindex(L, arg);
   if (lua_rawlen(L, table) > 0) {
     std::vector<at::Tensor> rows;
@@ -166,8 +168,10 @@ ForwardInput input_from(lua_State* L, int arg, Model& model, bool pad_left) {
     }
     int64_t longest = 0;
     for (const auto& r : rows) longest = std::max(longest, r.size(0));
-    const int64_t pad = std::max<int64_t>(0, model.eos_token_id() >= 0 && model.eos_token_id() < model.vocab_size()
-                                                 ? model.eos_token_id() : 0);
+    const int64_t pad =
+        std::max<int64_t>(0, model.eos_token_id() >= 0 && model.eos_token_id() < model.vocab_size()
+                                 ? model.eos_token_id()
+                                 : 0);
     input.input_ids = at::full({static_cast<int64_t>(rows.size()), longest}, pad, at::kLong);
     input.attention_mask = at::zeros_like(input.input_ids);
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -189,11 +193,13 @@ ForwardInput input_from(lua_State* L, int arg, Model& model, bool pad_left) {
       if (std::string(key) == "ids") input.input_ids = ids_from_tensor(*t, arg);
       if (std::string(key) == "embeds") input.inputs_embeds = t->dim() == 2 ? t->unsqueeze(0) : *t;
       if (std::string(key) == "mask") input.attention_mask = t->dim() == 1 ? t->unsqueeze(0) : *t;
-      if (std::string(key) == "token_types") input.token_type_ids = t->dim() == 1 ? t->unsqueeze(0) : *t;
+      if (std::string(key) == "token_types")
+        input.token_type_ids = t->dim() == 1 ? t->unsqueeze(0) : *t;
     }
     lua_pop(L, 1);
   }
-  if (auto text = opt_string(L, table, "text")) input.input_ids = encode(L, model, *text, false).unsqueeze(0);
+  if (auto text = opt_string(L, table, "text"))
+    input.input_ids = encode(L, model, *text, false).unsqueeze(0);
   return input;
 }
 
@@ -221,7 +227,8 @@ class PassScope {
   std::shared_ptr<ActivationLease> lease_;
 };
 
-ForwardOutput run_pass(lua_State* L, Model& model, const ForwardInput& input, const ForwardOptions& options) {
+ForwardOutput run_pass(lua_State* L, Model& model, const ForwardInput& input,
+                       const ForwardOptions& options) {
   PassScope scope(L);
   return model.forward(input, options);
 }
@@ -278,8 +285,8 @@ void push_logits(lua_State* L, const ForwardOutput& out) {
   }
 }
 
-const std::vector<const char*> kForwardOptions = {"mask", "hidden_states", "attentions", "stop_at_layer",
-                                                  "strict", "cache", "hooks"};
+const std::vector<const char*> kForwardOptions = {
+    "mask", "hidden_states", "attentions", "stop_at_layer", "strict", "cache", "hooks"};
 
 ForwardOptions forward_options(lua_State* L, int opts, ForwardInput& input) {
   check_option_keys(L, opts, kForwardOptions);
@@ -287,7 +294,8 @@ ForwardOptions forward_options(lua_State* L, int opts, ForwardInput& input) {
   options.output_hidden_states = opt_boolean(L, opts, "hidden_states").value_or(false);
   options.output_attentions = opt_boolean(L, opts, "attentions").value_or(false);
   options.strict_hooks = opt_boolean(L, opts, "strict").value_or(false);
-  if (auto stop = opt_integer(L, opts, "stop_at_layer")) options.stop_at_layer = static_cast<int>(*stop);
+  if (auto stop = opt_integer(L, opts, "stop_at_layer"))
+    options.stop_at_layer = static_cast<int>(*stop);
   if (!is_none_or_nil(L, opts)) {
     if (lua_getfield(L, opts, "mask") != LUA_TNIL) {
       at::Tensor* mask = test_tensor(L, -1);
@@ -295,7 +303,8 @@ ForwardOptions forward_options(lua_State* L, int opts, ForwardInput& input) {
       input.attention_mask = mask->dim() == 1 ? mask->unsqueeze(0) : *mask;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, opts, "cache") != LUA_TNIL) options.cache = names_from(L, lua_gettop(L), opts);
+    if (lua_getfield(L, opts, "cache") != LUA_TNIL)
+      options.cache = names_from(L, lua_gettop(L), opts);
     lua_pop(L, 1);
     lua_getfield(L, opts, "hooks");
     options.hooks = hooks_from_table(L, -1, opts);
@@ -315,11 +324,13 @@ int model_forward(lua_State* L) {
   return 2;
 }
 
-// m:run_with_cache(input, {names = ..., stop_at_layer = ..., hooks = ..., mask = ...}) -> logits, cache
+// m:run_with_cache(input, {names = ..., stop_at_layer = ..., hooks = ..., mask = ...}) -> logits,
+// cache
 int model_run_with_cache(lua_State* L) {
   Model& model = check_model(L, 1);
   ForwardInput input = input_from(L, 2, model, false);
-  check_option_keys(L, 3, {"names", "stop_at_layer", "hooks", "mask", "hidden_states", "attentions", "strict"});
+  check_option_keys(
+      L, 3, {"names", "stop_at_layer", "hooks", "mask", "hidden_states", "attentions", "strict"});
   std::vector<std::string> names = {"*"};
   if (!is_none_or_nil(L, 3)) {
     if (lua_getfield(L, 3, "names") != LUA_TNIL) names = names_from(L, lua_gettop(L), 3);
@@ -328,7 +339,8 @@ int model_run_with_cache(lua_State* L) {
   // Reuse the forward options parser without the 'names' key.
   lua_newtable(L);
   if (!is_none_or_nil(L, 3)) {
-    for (const char* key : {"stop_at_layer", "hooks", "mask", "hidden_states", "attentions", "strict"}) {
+    for (const char* key :
+         {"stop_at_layer", "hooks", "mask", "hidden_states", "attentions", "strict"}) {
       lua_getfield(L, 3, key);
       lua_setfield(L, -2, key);
     }
@@ -373,8 +385,10 @@ int model_clear_hooks(lua_State* L) {
 int model_generate(lua_State* L) {
   Model& model = check_model(L, 1);
   ForwardInput input = input_from(L, 2, model, /*pad_left=*/true);
-  if (!input.input_ids.defined()) throw ArgError(2, "generate needs token ids or text, not embeddings");
-  check_option_keys(L, 3, {"max_new_tokens", "greedy", "temperature", "top_k", "top_p", "seed", "eos", "hooks"});
+  if (!input.input_ids.defined())
+    throw ArgError(2, "generate needs token ids or text, not embeddings");
+  check_option_keys(
+      L, 3, {"max_new_tokens", "greedy", "temperature", "top_k", "top_p", "seed", "eos", "hooks"});
   GenerationOptions options;
   options.max_new_tokens = opt_integer(L, 3, "max_new_tokens").value_or(20);
   auto temperature = opt_number(L, 3, "temperature");
@@ -438,7 +452,9 @@ int model_fill_mask(lua_State* L) {
   const Tokenizer* tokenizer = model.tokenizer();
   const int64_t mask_id =
       opt_integer(L, 3, "mask_id").value_or(tokenizer ? tokenizer->special_token_id("[MASK]") : -1);
-  if (mask_id < 0) throw Error("fill_mask: no [MASK] token id (the model has no tokenizer with one; pass mask_id)");
+  if (mask_id < 0)
+    throw Error(
+        "fill_mask: no [MASK] token id (the model has no tokenizer with one; pass mask_id)");
   std::vector<MaskPrediction> predictions;
   {
     PassScope scope(L);
@@ -456,7 +472,8 @@ int model_fill_mask(lua_State* L) {
     for (size_t j = 0; j < p.ids.size(); ++j) {
       lua_pushinteger(L, p.ids[j]);
       lua_rawseti(L, -4, static_cast<lua_Integer>(j + 1));
-      lua_pushstring(L, tokenizer ? tokenizer->token_text(p.ids[j]).c_str() : std::to_string(p.ids[j]).c_str());
+      lua_pushstring(L, tokenizer ? tokenizer->token_text(p.ids[j]).c_str()
+                                  : std::to_string(p.ids[j]).c_str());
       lua_rawseti(L, -3, static_cast<lua_Integer>(j + 1));
       lua_pushnumber(L, p.probabilities[j]);
       lua_rawseti(L, -2, static_cast<lua_Integer>(j + 1));
@@ -484,7 +501,8 @@ std::vector<int64_t> ids_argument(lua_State* L, int arg) {
 }
 
 const Tokenizer& check_tokenizer(Model& model) {
-  if (!model.tokenizer()) throw Error("this model has no tokenizer (" + model.source().string() + ")");
+  if (!model.tokenizer())
+    throw Error("this model has no tokenizer (" + model.source().string() + ")");
   return *model.tokenizer();
 }
 
@@ -502,7 +520,8 @@ int model_decode(lua_State* L) {
 int model_tokens(lua_State* L) {
   Model& model = check_model(L, 1);
   const Tokenizer& tokenizer = check_tokenizer(model);
-  std::vector<int64_t> ids = lua_type(L, 2) == LUA_TSTRING ? tokenizer.encode(lua_tostring(L, 2)) : ids_argument(L, 2);
+  std::vector<int64_t> ids =
+      lua_type(L, 2) == LUA_TSTRING ? tokenizer.encode(lua_tostring(L, 2)) : ids_argument(L, 2);
   lua_createtable(L, static_cast<int>(ids.size()), 0);
   for (size_t i = 0; i < ids.size(); ++i) {
     std::string text = tokenizer.token_text(ids[i]);
@@ -674,7 +693,8 @@ int handle_remove(lua_State* L) {
 }
 
 int handle_active(lua_State* L) {
-  lua_pushboolean(L, check_userdata<HookHandleBox>(L, 1, kHookHandleType, "hook handle").handle.active());
+  lua_pushboolean(
+      L, check_userdata<HookHandleBox>(L, 1, kHookHandleType, "hook handle").handle.active());
   return 1;
 }
 

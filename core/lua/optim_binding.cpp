@@ -62,13 +62,16 @@ std::vector<at::Tensor> parameters_from(lua_State* L, int arg) {
     lua_rawgeti(L, arg, i);
     at::Tensor* t = test_tensor(L, -1);
     lua_pop(L, 1);
-    if (!t) throw ArgError(arg, "list of tensors expected (entry " + std::to_string(i) + " is not a tensor)");
+    if (!t)
+      throw ArgError(arg,
+                     "list of tensors expected (entry " + std::to_string(i) + " is not a tensor)");
     params.push_back(*t);
   }
   if (params.empty()) throw ArgError(arg, "no tensors to optimise");
   for (const auto& p : params) {
     if (!p.requires_grad() || !p.is_leaf()) {
-      throw ArgError(arg, "tensors to optimise must be leaves that require grad (t:set_requires_grad(true))");
+      throw ArgError(
+          arg, "tensors to optimise must be leaves that require grad (t:set_requires_grad(true))");
     }
   }
   return params;
@@ -107,7 +110,8 @@ int optim_adam(lua_State* L) {
     lua_pop(L, 1);
   }
   if (!(lr > 0)) throw ArgError(2, "option 'lr' must be > 0");
-  if (beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1) throw ArgError(2, "betas must be in [0, 1)");
+  if (beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1)
+    throw ArgError(2, "betas must be in [0, 1)");
   Optimizer& opt = push_optimizer(L, Optimizer::Kind::kAdam, std::move(params));
   opt.lr = lr;
   opt.eps = eps;
@@ -177,7 +181,8 @@ void open_optim(lua_State* L) {
   lua_pushcfunction(L, entry<optimizer_tostring>);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  const luaL_Reg functions[] = {{"adam", entry<optim_adam>}, {"sgd", entry<optim_sgd>}, {nullptr, nullptr}};
+  const luaL_Reg functions[] = {
+      {"adam", entry<optim_adam>}, {"sgd", entry<optim_sgd>}, {nullptr, nullptr}};
   luaL_newlib(L, functions);
   lua_setglobal(L, "optim");
 }

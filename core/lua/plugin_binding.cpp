@@ -154,7 +154,8 @@ void push_plugin(lua_State* L, const std::shared_ptr<const plugin::LoadedPlugin>
   lua_setfield(L, -2, "_path");
 }
 
-// plugin(name) / plugins.load(name) -> table of the plugin's functions (+ _name, _version, _path, _doc)
+// plugin(name) / plugins.load(name) -> table of the plugin's functions (+ _name, _version, _path,
+// _doc)
 int plugins_load(lua_State* L) {
   std::string name = check_string(L, 1);
   push_plugin(L, plugin_host(L).load(name));

@@ -15,7 +15,8 @@ namespace {
 
 Report& check_report(lua_State* L) {
   HostContext& host = host_context(L);
-  if (!host.report) throw Error("this run has no report folder (llmscope run writes one; pass --out DIR)");
+  if (!host.report)
+    throw Error("this run has no report folder (llmscope run writes one; pass --out DIR)");
   return *host.report;
 }
 
@@ -45,7 +46,8 @@ int report_figure(lua_State* L) {
   if (!figure) type_error(L, 1, "figure");
   check_option_keys(L, 2, {"name", "caption"});
   HostContext& host = host_context(L);
-  std::string name = opt_string(L, 2, "name").value_or("figure-" + std::to_string(++host.figure_count));
+  std::string name =
+      opt_string(L, 2, "name").value_or("figure-" + std::to_string(++host.figure_count));
   name = Report::slug(name);
   std::filesystem::create_directories(report.figures_dir());
   auto png = report.figures_dir() / (name + ".png");
@@ -79,14 +81,16 @@ std::string cell(lua_State* L, int index) {
           return buffer;
         }
       }
-      throw Error("report.table: cells must be numbers, strings, booleans or 1-element tensors, got " +
-                  type_name(L, index));
+      throw Error(
+          "report.table: cells must be numbers, strings, booleans or 1-element tensors, got " +
+          type_name(L, index));
   }
 }
 
 std::vector<std::string> string_list(lua_State* L, int index, const char* what) {
   std::vector<std::string> out;
-  if (lua_type(L, index) != LUA_TTABLE) throw ArgError(2, std::string(what) + " must be a list of strings");
+  if (lua_type(L, index) != LUA_TTABLE)
+    throw ArgError(2, std::string(what) + " must be a list of strings");
   for (lua_Integer i = 1; i <= static_cast<lua_Integer>(lua_rawlen(L, index)); ++i) {
     lua_rawgeti(L, index, i);
     if (lua_type(L, -1) != LUA_TSTRING) {
@@ -99,7 +103,8 @@ std::vector<std::string> string_list(lua_State* L, int index, const char* what) 
   return out;
 }
 
-// report.table(name, {columns = {...}, rows = {{...}, ...}} | {columns = {...}, data = {col = list|tensor}}, {caption})
+// report.table(name, {columns = {...}, rows = {{...}, ...}} | {columns = {...}, data = {col =
+// list|tensor}}, {caption})
 int report_table(lua_State* L) {
   Report& report = check_report(L);
   std::string name = check_string(L, 1);
@@ -114,7 +119,8 @@ int report_table(lua_State* L) {
   if (lua_getfield(L, 2, "rows") == LUA_TTABLE) {
     int rows_index = lua_gettop(L);
     for (lua_Integer r = 1; r <= static_cast<lua_Integer>(lua_rawlen(L, rows_index)); ++r) {
-      if (lua_rawgeti(L, rows_index, r) != LUA_TTABLE) throw ArgError(2, "rows must be a list of lists");
+      if (lua_rawgeti(L, rows_index, r) != LUA_TTABLE)
+        throw ArgError(2, "rows must be a list of lists");
       std::vector<std::string> row;
       int row_index = lua_gettop(L);
       for (lua_Integer c = 1; c <= static_cast<lua_Integer>(lua_rawlen(L, row_index)); ++c) {
@@ -154,8 +160,9 @@ int report_table(lua_State* L) {
       }
       lua_pop(L, 1);
       if (!by_column.empty() && values.size() != length) {
-        throw ArgError(2, "data columns differ in length (" + columns[0] + " has " + std::to_string(length) + ", " +
-                              column + " has " + std::to_string(values.size()) + ")");
+        throw ArgError(2, "data columns differ in length (" + columns[0] + " has " +
+                              std::to_string(length) + ", " + column + " has " +
+                              std::to_string(values.size()) + ")");
       }
       length = values.size();
       by_column.push_back(std::move(values));
@@ -231,10 +238,11 @@ void write_report(lua_State* L) {
 
 void open_report(lua_State* L) {
   const luaL_Reg functions[] = {
-      {"title", entry<report_title>}, {"text", entry<report_text>},   {"figure", entry<report_figure>},
-      {"table", entry<report_table>}, {"tensor", entry<report_tensor>}, {"html", entry<report_html>},
-      {"set", entry<report_set>},     {"dir", entry<report_dir>},       {"save", entry<report_save>},
-      {nullptr, nullptr},
+      {"title", entry<report_title>},   {"text", entry<report_text>},
+      {"figure", entry<report_figure>}, {"table", entry<report_table>},
+      {"tensor", entry<report_tensor>}, {"html", entry<report_html>},
+      {"set", entry<report_set>},       {"dir", entry<report_dir>},
+      {"save", entry<report_save>},     {nullptr, nullptr},
   };
   luaL_newlib(L, functions);
   lua_setglobal(L, "report");

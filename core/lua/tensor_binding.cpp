@@ -1661,7 +1661,8 @@ at::Tensor to_tensor(lua_State* L, int arg) {
   if (at::Tensor* t = test_tensor(L, arg)) return *t;
   switch (lua_type(L, arg)) {
     case LUA_TNUMBER:
-      if (lua_isinteger(L, arg)) return at::scalar_tensor(static_cast<int64_t>(lua_tointeger(L, arg)), at::kLong);
+      if (lua_isinteger(L, arg))
+        return at::scalar_tensor(static_cast<int64_t>(lua_tointeger(L, arg)), at::kLong);
       return at::scalar_tensor(lua_tonumber(L, arg), at::kFloat);
     case LUA_TBOOLEAN:
       return at::scalar_tensor(lua_toboolean(L, arg) != 0, at::kBool);

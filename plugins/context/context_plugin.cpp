@@ -12,11 +12,11 @@
 namespace {
 
 using llmscope::plugin::ArgumentError;
+using llmscope::plugin::check_options;
 using llmscope::plugin::ModelPtr;
+using llmscope::plugin::option;
 using llmscope::plugin::Table;
 using llmscope::plugin::Value;
-using llmscope::plugin::check_options;
-using llmscope::plugin::option;
 
 constexpr int kOpts = 3;  // the options table is argument 3 of both functions
 
@@ -32,12 +32,13 @@ Site site_from(const llmscope::Model& model, const Table& opts) {
   const int64_t n_layer = model.n_layer();
   const int64_t layer = option<int64_t>(opts, "layer", n_layer * 2 / 3, kOpts);
   if (layer < 0 || layer >= n_layer) {
-    throw ArgumentError(kOpts, "option 'layer': " + std::to_string(layer) + " is not a layer of this " +
-                                   std::to_string(n_layer) + "-layer model (0 to " +
-                                   std::to_string(n_layer - 1) + ")");
+    throw ArgumentError(kOpts, "option 'layer': " + std::to_string(layer) +
+                                   " is not a layer of this " + std::to_string(n_layer) +
+                                   "-layer model (0 to " + std::to_string(n_layer - 1) + ")");
   }
   Site site;
-  site.name = option<std::string>(opts, "site", "blocks." + std::to_string(layer) + ".mlp.hook_pre", kOpts);
+  site.name =
+      option<std::string>(opts, "site", "blocks." + std::to_string(layer) + ".mlp.hook_pre", kOpts);
   try {
     site.layer = model.hook_points().at(model.hook_points().resolve(site.name)).layer;
   } catch (const llmscope::Error& e) {
@@ -51,18 +52,20 @@ Site site_from(const llmscope::Model& model, const Table& opts) {
 // One pass over `ids` [batch, pos] (with `mask`, or none) that hands the site's activation,
 // as [batch, pos, units] float32, to `take`. The pass stops after the site's block.
 template <typename Take>
-void run_site(llmscope::Model& model, const Site& site, const at::Tensor& ids, const at::Tensor& mask, Take take) {
+void run_site(llmscope::Model& model, const Site& site, const at::Tensor& ids,
+              const at::Tensor& mask, Take take) {
   llmscope::ForwardOptions forward;
   forward.strict_hooks = true;  // a site the pass never reaches is an error, not empty results
   if (site.layer >= 0) forward.stop_at_layer = static_cast<int>(site.layer + 1);
-  forward.hooks.push_back({site.name, [&](const at::Tensor& act, const llmscope::HookContext&) {
-                             if (act.dim() < 3) {
-                               throw llmscope::Error("site '" + site.name + "' is not [batch, pos, ...] (got " +
-                                                     std::to_string(act.dim()) + " dims)");
-                             }
-                             take(act.flatten(2).to(at::kFloat));  // per-head sites: heads x d_head units
-                             return at::Tensor();
-                           }});
+  forward.hooks.push_back(
+      {site.name, [&](const at::Tensor& act, const llmscope::HookContext&) {
+         if (act.dim() < 3) {
+           throw llmscope::Error("site '" + site.name + "' is not [batch, pos, ...] (got " +
+                                 std::to_string(act.dim()) + " dims)");
+         }
+         take(act.flatten(2).to(at::kFloat));  // per-head sites: heads x d_head units
+         return at::Tensor();
+       }});
   model.forward(llmscope::ForwardInput{ids, {}, mask, {}}, forward);
 }
 
@@ -87,11 +90,13 @@ at::Tensor passage_ids(const llmscope::Model& model, const Value& value) {
   std::vector<int64_t> ids;
   if (auto* t = std::get_if<at::Tensor>(&value.data)) {
     if (t->is_floating_point() || t->is_complex() || t->scalar_type() == at::kBool) {
-      throw ArgumentError(2, "ids must be an integer tensor, got " + std::string(c10::toString(t->scalar_type())));
+      throw ArgumentError(
+          2, "ids must be an integer tensor, got " + std::string(c10::toString(t->scalar_type())));
     }
     if (!(t->dim() == 1 || (t->dim() == 2 && t->size(0) == 1))) {
-      throw ArgumentError(2, "ids must be one passage, [pos] or [1, pos], got " + std::to_string(t->dim()) +
-                                 "-d of " + std::to_string(t->numel()) + " values");
+      throw ArgumentError(2, "ids must be one passage, [pos] or [1, pos], got " +
+                                 std::to_string(t->dim()) + "-d of " + std::to_string(t->numel()) +
+                                 " values");
     }
     auto flat = t->reshape({-1}).to(at::kCPU, at::kLong).contiguous();
     ids.assign(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
@@ -103,16 +108,21 @@ at::Tensor passage_ids(const llmscope::Model& model, const Value& value) {
   } else if (std::holds_alternative<llmscope::plugin::List>(value.data)) {
     ids = llmscope::plugin::FromValue<std::vector<int64_t>>::get(value, 2);
   } else {
-    throw ArgumentError(2, "token ids (tensor or list) or a string expected, got " + value.type_name());
+    throw ArgumentError(
+        2, "token ids (tensor or list) or a string expected, got " + value.type_name());
   }
-  if (ids.size() < 2) throw ArgumentError(2, "the passage needs at least 2 tokens, got " + std::to_string(ids.size()));
+  if (ids.size() < 2)
+    throw ArgumentError(2,
+                        "the passage needs at least 2 tokens, got " + std::to_string(ids.size()));
   if (static_cast<int64_t>(ids.size()) > model.max_positions()) {
-    throw ArgumentError(2, "the passage has " + std::to_string(ids.size()) + " tokens; this model takes at most " +
+    throw ArgumentError(2, "the passage has " + std::to_string(ids.size()) +
+                               " tokens; this model takes at most " +
                                std::to_string(model.max_positions()));
   }
   for (int64_t id : ids) {
     if (id < 0 || id >= model.vocab_size()) {
-      throw ArgumentError(2, "token id " + std::to_string(id) + " is outside the vocabulary (0 to " +
+      throw ArgumentError(2, "token id " + std::to_string(id) +
+                                 " is outside the vocabulary (0 to " +
                                  std::to_string(model.vocab_size() - 1) + ")");
     }
   }
@@ -122,15 +132,19 @@ at::Tensor passage_ids(const llmscope::Model& model, const Value& value) {
 }  // namespace
 
 LLMSCOPE_PLUGIN("context", "0.1.0",
-                "Context-modulated activation: words with and without a leading space, tokens in a passage vs alone") {
+                "Context-modulated activation: words with and without a leading space, tokens in a "
+                "passage vs alone") {
   module.def(
       "spacing",
-      "spacing(model, words, opts) -> {acts, r, ...}: each word alone, without and with a leading space\n"
+      "spacing(model, words, opts) -> {acts, r, ...}: each word alone, without and with a leading "
+      "space\n"
       "Every word runs as `word` and as `prefix .. word` (default prefix ' '), each on its own (a\n"
-      "right-padded batch with an attention mask), and the site's activations are averaged over the\n"
+      "right-padded batch with an attention mask), and the site's activations are averaged over "
+      "the\n"
       "word's tokens. opts: layer (0-based, default n_layer*2/3), site (default\n"
       "blocks.<layer>.mlp.hook_pre, the MLP pre-activations), prefix (default ' '), batch_size\n"
-      "(sequences per pass, default 64). Returns acts [2, words, units] float32 (0: without, 1: with\n"
+      "(sequences per pass, default 64). Returns acts [2, words, units] float32 (0: without, 1: "
+      "with\n"
       "the prefix), r (Pearson r over all values of acts[0] and acts[1], as stats.pearson),\n"
       "n_tokens [2, words] int64, diff {mean, std, mean_abs, max_abs} of acts[1] - acts[0],\n"
       "unit_mean_abs_diff [units] (mean |difference| per unit over the words), layer, site.",
@@ -139,8 +153,10 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         if (words.empty()) throw ArgumentError(2, "words: expected a non-empty list of strings");
         const llmscope::Tokenizer* tokenizer = model->tokenizer();
         if (tokenizer == nullptr) {
-          throw llmscope::Error("spacing needs a model with a tokenizer (vocab.json + merges.txt or tokenizer.json "
-                                "beside the weights): " + model->source().string() + " has none");
+          throw llmscope::Error(
+              "spacing needs a model with a tokenizer (vocab.json + merges.txt or tokenizer.json "
+              "beside the weights): " +
+              model->source().string() + " has none");
         }
         const Site site = site_from(*model, opts);
         const auto prefix = option<std::string>(opts, "prefix", " ", kOpts);
@@ -155,7 +171,8 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
             auto ids = tokenizer->encode(variant == 0 ? word : prefix + word);
             if (ids.empty()) throw ArgumentError(2, "words: '" + word + "' gives no tokens");
             if (static_cast<int64_t>(ids.size()) > model->max_positions()) {
-              throw ArgumentError(2, "words: '" + word + "' gives more tokens than the model takes");
+              throw ArgumentError(2,
+                                  "words: '" + word + "' gives more tokens than the model takes");
             }
             sequences.push_back(std::move(ids));
           }
@@ -168,9 +185,12 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         for (int64_t start = 0; start < 2 * n; start += site.batch_size) {
           const int64_t stop = std::min<int64_t>(2 * n, start + site.batch_size);
           size_t width = 0;
-          for (int64_t i = start; i < stop; ++i) width = std::max(width, sequences[static_cast<size_t>(i)].size());
-          auto ids = at::zeros({stop - start, static_cast<int64_t>(width)}, at::kLong);   // [batch, pos]
-          auto mask = at::zeros({stop - start, static_cast<int64_t>(width)}, at::kLong);  // 1 = token
+          for (int64_t i = start; i < stop; ++i)
+            width = std::max(width, sequences[static_cast<size_t>(i)].size());
+          auto ids =
+              at::zeros({stop - start, static_cast<int64_t>(width)}, at::kLong);  // [batch, pos]
+          auto mask =
+              at::zeros({stop - start, static_cast<int64_t>(width)}, at::kLong);  // 1 = token
           for (int64_t i = start; i < stop; ++i) {
             const auto& seq = sequences[static_cast<size_t>(i)];
             const auto len = static_cast<int64_t>(seq.size());
@@ -181,12 +201,12 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
           ids = ids.to(device);
           mask = mask.to(device);
           run_site(*model, site, ids, mask, [&](const at::Tensor& act) {
-            auto m = mask.to(act.scalar_type()).unsqueeze(-1);       // [batch, pos, 1]
-            means.push_back((act * m).sum(1) / m.sum(1));            // [batch, units]
+            auto m = mask.to(act.scalar_type()).unsqueeze(-1);  // [batch, pos, 1]
+            means.push_back((act * m).sum(1) / m.sum(1));       // [batch, units]
           });
         }
         auto acts = at::cat(means, 0).reshape({2, n, -1});  // [2, words, units]
-        auto diff = acts[1] - acts[0];                       // [words, units]
+        auto diff = acts[1] - acts[0];                      // [words, units]
 
         Table result;
         result["acts"] = acts;
@@ -201,12 +221,15 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
 
   module.def(
       "in_context",
-      "in_context(model, ids, opts) -> {acts, r, ...}: each token of a passage in context vs alone\n"
+      "in_context(model, ids, opts) -> {acts, r, ...}: each token of a passage in context vs "
+      "alone\n"
       "ids: the passage, a tensor [pos] or [1, pos], a list of ids, or a string (tokenised). One\n"
       "pass reads the site at every position of the passage; a second (batched) pass runs every\n"
       "token on its own as a one-token sequence. opts: layer (0-based, default n_layer*2/3), site\n"
-      "(default blocks.<layer>.mlp.hook_pre), batch_size (one-token sequences per pass, default 64).\n"
-      "Returns acts [2, units, pos] float32 (0: in context, 1: alone), r (Pearson r over all values),\n"
+      "(default blocks.<layer>.mlp.hook_pre), batch_size (one-token sequences per pass, default "
+      "64).\n"
+      "Returns acts [2, units, pos] float32 (0: in context, 1: alone), r (Pearson r over all "
+      "values),\n"
       "diff {mean, std, mean_abs, max_abs} of in context - alone, token_r [pos] (r over units for\n"
       "each token), token_mean_abs_diff [pos], ids [pos], layer, site. In a causal model token 0\n"
       "sees only itself, so its two columns agree.",
@@ -220,27 +243,27 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         const auto device = model->device();
         auto on_device = ids.to(device);
         at::Tensor in_text;  // [pos, units]
-        run_site(*model, site, on_device.unsqueeze(0), at::Tensor(), [&](const at::Tensor& act) {
-          in_text = act[0].clone();
-        });
+        run_site(*model, site, on_device.unsqueeze(0), at::Tensor(),
+                 [&](const at::Tensor& act) { in_text = act[0].clone(); });
         std::vector<at::Tensor> alone_parts;  // [batch, units] each
         for (int64_t start = 0; start < T; start += site.batch_size) {
           const int64_t len = std::min<int64_t>(T - start, site.batch_size);
           auto batch = on_device.narrow(0, start, len).unsqueeze(1);  // [batch, 1]
-          run_site(*model, site, batch, at::Tensor(), [&](const at::Tensor& act) {
-            alone_parts.push_back(act.select(1, 0).clone());
-          });
+          run_site(*model, site, batch, at::Tensor(),
+                   [&](const at::Tensor& act) { alone_parts.push_back(act.select(1, 0).clone()); });
         }
         auto alone = at::cat(alone_parts, 0);  // [pos, units]
-        auto acts = at::stack({in_text, alone}, 0).permute({0, 2, 1}).contiguous();  // [2, units, pos]
-        auto diff = in_text - alone;                                                  // [pos, units]
+        auto acts =
+            at::stack({in_text, alone}, 0).permute({0, 2, 1}).contiguous();  // [2, units, pos]
+        auto diff = in_text - alone;                                         // [pos, units]
 
         // r over units for each token: the cosine of the centred vectors.
         auto a = in_text.to(at::kDouble);
         auto b = alone.to(at::kDouble);
         a = a - a.mean(1, true);
         b = b - b.mean(1, true);
-        auto token_r = ((a * b).sum(1) / (a.square().sum(1) * b.square().sum(1)).sqrt()).clamp(-1.0, 1.0);
+        auto token_r =
+            ((a * b).sum(1) / (a.square().sum(1) * b.square().sum(1)).sqrt()).clamp(-1.0, 1.0);
 
         Table result;
         result["acts"] = acts;

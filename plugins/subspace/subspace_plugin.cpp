@@ -17,8 +17,8 @@ namespace {
 
 using llmscope::plugin::ArgumentError;
 using llmscope::plugin::ModelPtr;
-using llmscope::plugin::Table;
 using llmscope::plugin::option;
+using llmscope::plugin::Table;
 
 struct Removal {
   at::Tensor proj;             // [pos, units], the activation's dtype; undefined when k = 0
@@ -33,15 +33,17 @@ Removal remove_top(const at::Tensor& a, int64_t k, bool add_mean, const std::str
   auto a64 = a.to(at::kDouble);  // [pos, units]
   auto [u, s, vh] = at::linalg_svd(a64, /*full_matrices=*/false);
   if (k > s.size(0)) {
-    throw llmscope::Error("cannot remove " + std::to_string(k) + " directions from '" + site + "': its [" +
-                          std::to_string(a.size(0)) + ", " + std::to_string(a.size(1)) + "] activation matrix has " +
+    throw llmscope::Error("cannot remove " + std::to_string(k) + " directions from '" + site +
+                          "': its [" + std::to_string(a.size(0)) + ", " +
+                          std::to_string(a.size(1)) + "] activation matrix has " +
                           std::to_string(s.size(0)) + " singular values");
   }
   Removal removal;
   removal.singular_values = s;
   if (k == 0) return removal;
   auto energy = s.square();
-  removal.variance = 100.0 * energy.narrow(0, 0, k).sum().item<double>() / energy.sum().item<double>();
+  removal.variance =
+      100.0 * energy.narrow(0, 0, k).sum().item<double>() / energy.sum().item<double>();
   auto kept = s.clone();
   kept.narrow(0, 0, k).zero_();
   auto proj = at::matmul(u * kept.unsqueeze(0), vh);  // [pos, units]
@@ -71,12 +73,15 @@ std::string site_for_layer(const std::string& pattern, int64_t layer) {
 // The one text as [1, pos] on the model's device.
 at::Tensor one_text(const ModelPtr& model, const at::Tensor& ids) {
   if (ids.dim() == 2 && ids.size(0) != 1) {
-    throw ArgumentError(2, "one text expected ([pos] or [1, pos] ids), got a batch of " + std::to_string(ids.size(0)));
+    throw ArgumentError(2, "one text expected ([pos] or [1, pos] ids), got a batch of " +
+                               std::to_string(ids.size(0)));
   }
-  if (ids.dim() != 1 && ids.dim() != 2) throw ArgumentError(2, "token ids [pos] or [1, pos] expected");
+  if (ids.dim() != 1 && ids.dim() != 2)
+    throw ArgumentError(2, "token ids [pos] or [1, pos] expected");
   const int64_t need = model->is_causal() ? 3 : 2;
   if (ids.numel() < need) {
-    throw ArgumentError(2, "the text needs at least " + std::to_string(need) + " tokens, got " + std::to_string(ids.numel()));
+    throw ArgumentError(2, "the text needs at least " + std::to_string(need) + " tokens, got " +
+                               std::to_string(ids.numel()));
   }
   return (ids.dim() == 1 ? ids.unsqueeze(0) : ids).to(model->device(), at::kLong);
 }
@@ -108,7 +113,8 @@ at::Tensor token_logprobs(const ModelPtr& model, const at::Tensor& logits, const
   const int64_t scored = causal ? pos - 1 : pos;
   auto targets = (causal ? ids.narrow(1, 1, scored) : ids)[0];  // [scored]
   auto out = at::empty({logits.size(0), scored}, at::kDouble);
-  for (int64_t row = 0; row < logits.size(0); ++row) {  // one row at a time keeps float64 copies small
+  for (int64_t row = 0; row < logits.size(0);
+       ++row) {  // one row at a time keeps float64 copies small
     auto lp = logits[row].narrow(0, 0, scored).to(at::kDouble).log_softmax(-1);  // [scored, vocab]
     out[row].copy_(lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1));
   }
@@ -118,12 +124,15 @@ at::Tensor token_logprobs(const ModelPtr& model, const at::Tensor& logits, const
 double item(const at::Tensor& t) { return t.item<double>(); }
 
 constexpr const char* kRemoveDoc =
-    "remove(model, ids, opts) -> {...}: remove the top-k singular directions at one layer (lesson 17-04)\n"
-    "At the layer's site over one text, A [pos, units] -> U, s, Vh = svd(A) (uncentred); s[:k] = 0;\n"
+    "remove(model, ids, opts) -> {...}: remove the top-k singular directions at one layer (lesson "
+    "17-04)\n"
+    "At the layer's site over one text, A [pos, units] -> U, s, Vh = svd(A) (uncentred); s[:k] = "
+    "0;\n"
     "proj = U diag(s) Vh + A.mean(-1, keepdim) (each token's mean restored); the pass continues\n"
     "with proj. k = 0 removes nothing and changes nothing.\n"
     "opts: layer (0-based, default n_layer // 2), k (default 1), site (hook point with {L},\n"
-    "default 'blocks.{L}.mlp.hook_pre'), add_mean (default true), cosine_layer (hidden-state index\n"
+    "default 'blocks.{L}.mlp.hook_pre'), add_mean (default true), cosine_layer (hidden-state "
+    "index\n"
     "for the token cosine matrices, default layer + 1), first_token (include token 0 in them;\n"
     "default false, as the course), activations (return A and proj; default false).\n"
     "Returns variance (% of sum s^2 removed), singular_values [min(pos, units)], drift\n"
@@ -149,8 +158,9 @@ Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const T
   const auto c = common_options(model, opts);
   const int64_t cosine_layer = option<int64_t>(opts, "cosine_layer", layer + 1, 3);
   if (cosine_layer < 0 || cosine_layer > n_layer) {
-    throw ArgumentError(3, "option 'cosine_layer': hidden-state index " + std::to_string(cosine_layer) +
-                               " is outside 0 to " + std::to_string(n_layer));
+    throw ArgumentError(3, "option 'cosine_layer': hidden-state index " +
+                               std::to_string(cosine_layer) + " is outside 0 to " +
+                               std::to_string(n_layer));
   }
   const bool first_token = option<bool>(opts, "first_token", false, 3);
   const bool activations = option<bool>(opts, "activations", false, 3);
@@ -167,17 +177,21 @@ Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const T
   removed_options.output_hidden_states = true;
   removed_options.strict_hooks = true;
   removed_options.hooks.push_back({site, [&](const at::Tensor& act, const llmscope::HookContext&) {
-                                     if (act.dim() != 3) throw llmscope::Error("site '" + site + "' is not [batch, pos, units]");
+                                     if (act.dim() != 3)
+                                       throw llmscope::Error("site '" + site +
+                                                             "' is not [batch, pos, units]");
                                      a = act[0].clone();  // [pos, units]
                                      removal = remove_top(a, c.k, c.add_mean, site);
-                                     if (!removal.proj.defined()) return at::Tensor();  // k = 0: unchanged
+                                     if (!removal.proj.defined())
+                                       return at::Tensor();  // k = 0: unchanged
                                      return removal.proj.unsqueeze(0);
                                    }});
   auto removed = model->forward(llmscope::ForwardInput{ids, {}, {}, {}}, removed_options);
 
   auto drift = at::empty({n_layer + 1}, at::kDouble);
   for (int64_t i = 0; i <= n_layer; ++i) {
-    drift[i] = (clean.hidden_states[static_cast<size_t>(i)] - removed.hidden_states[static_cast<size_t>(i)])
+    drift[i] = (clean.hidden_states[static_cast<size_t>(i)] -
+                removed.hidden_states[static_cast<size_t>(i)])
                    .to(at::kDouble)
                    .norm();
   }
@@ -221,25 +235,29 @@ Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const T
   result["layer"] = layer;
   result["k"] = c.k;
   result["cosine_layer"] = cosine_layer;
-  result["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  result["seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
 }
 
 constexpr const char* kSweepDoc =
-    "sweep(model, ids, opts) -> {...}: the removal of `remove` at every layer in turn (lesson 17-04)\n"
+    "sweep(model, ids, opts) -> {...}: the removal of `remove` at every layer in turn (lesson "
+    "17-04)\n"
     "Batched: the text is repeated over a batch and row i carries the removal at layer i (each\n"
     "layer's hook acts only on its row), so n layers take a few passes instead of n.\n"
     "opts: layers (0-based list, default all), k (default 1), site (default\n"
     "'blocks.{L}.mlp.hook_pre'), add_mean (default true), batch_size (rows per pass; default:\n"
     "logits under ~64 MiB), loop (true: one pass per layer, for comparison; default false).\n"
-    "Returns layers, variance [layers] (% of sum s^2 removed), t, p [layers] (one-sample t-test of\n"
+    "Returns layers, variance [layers] (% of sum s^2 removed), t, p [layers] (one-sample t-test "
+    "of\n"
     "the per-token delta against 0), mean_delta [layers], delta [layers, scored] (clean - removed\n"
     "log-prob of the actual next token), logprob_clean [scored], r_t and r_delta (Pearson r of\n"
     "variance with t and with mean_delta over layers), k, forwards (passes, the clean one\n"
     "included), seconds.";
 
 Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) {
-  llmscope::plugin::check_options(opts, {"layers", "k", "site", "add_mean", "batch_size", "loop"}, 3);
+  llmscope::plugin::check_options(opts, {"layers", "k", "site", "add_mean", "batch_size", "loop"},
+                                  3);
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_text(model, ids_in);  // [1, pos]
   const int64_t tokens = ids.size(1);
@@ -249,8 +267,9 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
     if (list->empty()) throw ArgumentError(3, "option 'layers' is empty");
     for (auto layer : *list) {
       if (layer < 0 || layer >= n_layer) {
-        throw ArgumentError(3, "option 'layers': " + std::to_string(layer) + " is not a layer of this " +
-                                   std::to_string(n_layer) + "-layer model");
+        throw ArgumentError(3, "option 'layers': " + std::to_string(layer) +
+                                   " is not a layer of this " + std::to_string(n_layer) +
+                                   "-layer model");
       }
     }
     layers = *list;
@@ -259,7 +278,8 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
   }
   const auto c = common_options(model, opts);
   const bool loop = option<bool>(opts, "loop", false, 3);
-  const double per_row = static_cast<double>(tokens) * static_cast<double>(model->vocab_size()) * 4.0;
+  const double per_row =
+      static_cast<double>(tokens) * static_cast<double>(model->vocab_size()) * 4.0;
   const int64_t fallback = std::max<int64_t>(1, static_cast<int64_t>(64.0 * 1024 * 1024 / per_row));
   const int64_t batch_size = option<int64_t>(opts, "batch_size", fallback, 3);
   if (batch_size < 1) throw ArgumentError(3, "option 'batch_size' must be at least 1");
@@ -279,21 +299,24 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
     for (int64_t row = 0; row < count; ++row) {
       const int64_t i = first + row;
       const auto site = site_for_layer(c.site, layers[static_cast<size_t>(i)]);
-      forward.hooks.push_back({site, [&, i, row, site](const at::Tensor& act, const llmscope::HookContext&) {
-                                 if (act.dim() != 3) throw llmscope::Error("site '" + site + "' is not [batch, pos, units]");
-                                 auto removal = remove_top(act[row], c.k, c.add_mean, site);
-                                 variance[i] = removal.variance;
-                                 if (!removal.proj.defined()) return at::Tensor();  // k = 0: unchanged
-                                 auto out = act.clone();
-                                 out[row].copy_(removal.proj);
-                                 return out;
-                               }});
+      forward.hooks.push_back(
+          {site, [&, i, row, site](const at::Tensor& act, const llmscope::HookContext&) {
+             if (act.dim() != 3)
+               throw llmscope::Error("site '" + site + "' is not [batch, pos, units]");
+             auto removal = remove_top(act[row], c.k, c.add_mean, site);
+             variance[i] = removal.variance;
+             if (!removal.proj.defined()) return at::Tensor();  // k = 0: unchanged
+             auto out = act.clone();
+             out[row].copy_(removal.proj);
+             return out;
+           }});
     }
     auto batch = ids.expand({count, tokens}).contiguous();
     auto logits = model->forward(llmscope::ForwardInput{batch, {}, {}, {}}, forward).logits;
     ++forwards;
     // Every row holds the same text, so row 0's ids are every row's targets.
-    delta.narrow(0, first, count).copy_(lp_clean.unsqueeze(0) - token_logprobs(model, logits, batch));
+    delta.narrow(0, first, count)
+        .copy_(lp_clean.unsqueeze(0) - token_logprobs(model, logits, batch));
   }
   auto test = llmscope::stats::ttest_1samp(delta.t(), 0.0);  // samples = tokens, one test per layer
   auto mean_delta = delta.mean(1);
@@ -312,13 +335,15 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
   result["r_delta"] = n > 1 ? item(r_delta[0]) : std::nan("");
   result["k"] = c.k;
   result["forwards"] = forwards;
-  result["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  result["seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
 }
 
 }  // namespace
 
-LLMSCOPE_PLUGIN("subspace", "0.1.0", "Remove the top singular directions of a layer's activations (subspace removal)") {
+LLMSCOPE_PLUGIN("subspace", "0.1.0",
+                "Remove the top singular directions of a layer's activations (subspace removal)") {
   module.def("remove", kRemoveDoc, remove_directions);
   module.def("sweep", kSweepDoc, sweep_layers);
 }

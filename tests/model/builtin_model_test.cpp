@@ -14,7 +14,8 @@
 namespace llmscope {
 namespace {
 
-const std::filesystem::path kModel = std::filesystem::path(LLMSCOPE_SOURCE_DIR) / "models" / "brown-gpt2";
+const std::filesystem::path kModel =
+    std::filesystem::path(LLMSCOPE_SOURCE_DIR) / "models" / "brown-gpt2";
 
 nlohmann::json summary() {
   std::ifstream in(kModel / "training_summary.json");
@@ -33,7 +34,8 @@ TEST(BuiltinModel, WeightsMatchTheCard) {
   const std::string hash = sha256_file(kModel / "model.safetensors");
   EXPECT_EQ(hash, summary()["weights_sha256"].get<std::string>());
   std::ifstream card_in(kModel / "README.md");
-  const std::string card((std::istreambuf_iterator<char>(card_in)), std::istreambuf_iterator<char>());
+  const std::string card((std::istreambuf_iterator<char>(card_in)),
+                         std::istreambuf_iterator<char>());
   EXPECT_NE(card.find(hash), std::string::npos) << "README.md does not state the weights' sha256";
 }
 
@@ -46,14 +48,17 @@ TEST(BuiltinModel, BeatsTheBigramBaselineOnTheValidationSlice) {
   }
   const auto facts = summary();
   auto model = load_model(kModel);
-  const auto texts = brown_text_split(load_brown(corpus_dir), facts["validation_every"].get<int64_t>());
+  const auto texts =
+      brown_text_split(load_brown(corpus_dir), facts["validation_every"].get<int64_t>());
   EXPECT_EQ(texts.sha256(), facts["corpus_sha256"].get<std::string>())
       << "the corpus text differs from the one the model was trained on";
   const auto eos = model->tokenizer()->special_token_id("<|endoftext|>");
   const auto ids = encode_documents(*model->tokenizer(), texts.validation, eos);
-  const double loss = evaluate_loss(*model, ids, facts["context"].get<int64_t>(), facts["eval_tokens"].get<int64_t>());
+  const double loss = evaluate_loss(*model, ids, facts["context"].get<int64_t>(),
+                                    facts["eval_tokens"].get<int64_t>());
   EXPECT_NEAR(loss, facts["validation_loss"].get<double>(), 1e-3);
-  EXPECT_LT(loss, facts["bigram_loss"].get<double>() - 0.15) << "no clear margin over the bigram baseline";
+  EXPECT_LT(loss, facts["bigram_loss"].get<double>() - 0.15)
+      << "no clear margin over the bigram baseline";
 }
 
 }  // namespace

@@ -27,7 +27,8 @@ void write_config(const fs::path& dir, const nlohmann::json& config) {
 }
 
 // A copy of gpt2-tiny with its tensors renamed/filtered by `rename` (empty name = drop).
-fs::path rewritten_model(const std::string& name, const std::function<std::string(const std::string&)>& rename,
+fs::path rewritten_model(const std::string& name,
+                         const std::function<std::string(const std::string&)>& rename,
                          const nlohmann::json& config = golden_config()) {
   auto dir = scratch_dir(name);
   auto file = SafetensorsFile::open(golden_path("gpt2-tiny/model.safetensors"));
@@ -79,22 +80,26 @@ TEST(Gpt2Checkpoint, OldCausalMaskBuffersAreIgnored) {
 TEST(Gpt2Checkpoint, ConfigWithMoreLayersThanTheWeightsNamesTheMissingTensor) {
   auto config = golden_config();
   config["n_layer"] = 4;
-  auto dir = rewritten_model("more_layers", [](const std::string& n) { return n; }, config);
-  EXPECT_THAT(load_error(dir), AllOf(HasSubstr("model.safetensors"), HasSubstr("missing tensor 'transformer.h.3.ln_1.weight'"),
+  auto dir = rewritten_model(
+      "more_layers", [](const std::string& n) { return n; }, config);
+  EXPECT_THAT(load_error(dir), AllOf(HasSubstr("model.safetensors"),
+                                     HasSubstr("missing tensor 'transformer.h.3.ln_1.weight'"),
                                      HasSubstr("n_layer=4")));
 }
 
 TEST(Gpt2Checkpoint, ConfigWithFewerLayersThanTheWeightsIsAnError) {
   auto config = golden_config();
   config["n_layer"] = 2;
-  auto dir = rewritten_model("fewer_layers", [](const std::string& n) { return n; }, config);
+  auto dir = rewritten_model(
+      "fewer_layers", [](const std::string& n) { return n; }, config);
   EXPECT_THAT(load_error(dir), AllOf(HasSubstr("weights for layer 2"), HasSubstr("n_layer=2")));
 }
 
 TEST(Gpt2Checkpoint, WidthMismatchNamesTensorAndBothShapes) {
   auto config = golden_config();
   config["n_embd"] = 32;
-  auto dir = rewritten_model("width", [](const std::string& n) { return n; }, config);
+  auto dir = rewritten_model(
+      "width", [](const std::string& n) { return n; }, config);
   EXPECT_THAT(load_error(dir), AllOf(HasSubstr("'transformer.wte.weight' has shape [1000, 64]"),
                                      HasSubstr("expected [1000, 32]"), HasSubstr("n_embd=32")));
 }
@@ -102,22 +107,27 @@ TEST(Gpt2Checkpoint, WidthMismatchNamesTensorAndBothShapes) {
 TEST(Gpt2Checkpoint, MissingRequiredConfigKey) {
   auto config = golden_config();
   config.erase("n_head");
-  auto dir = rewritten_model("no_head", [](const std::string& n) { return n; }, config);
-  EXPECT_THAT(load_error(dir), AllOf(HasSubstr("config.json"), HasSubstr("missing required key 'n_head'")));
+  auto dir = rewritten_model(
+      "no_head", [](const std::string& n) { return n; }, config);
+  EXPECT_THAT(load_error(dir),
+              AllOf(HasSubstr("config.json"), HasSubstr("missing required key 'n_head'")));
 }
 
 TEST(Gpt2Checkpoint, BadConfigValues) {
   auto config = golden_config();
   config["n_head"] = 5;
-  EXPECT_THAT(load_error(rewritten_model("heads", [](const std::string& n) { return n; }, config)),
+  EXPECT_THAT(load_error(rewritten_model(
+                  "heads", [](const std::string& n) { return n; }, config)),
               HasSubstr("must be divisible by n_head (5)"));
   config = golden_config();
   config["activation_function"] = "mish";
-  EXPECT_THAT(load_error(rewritten_model("act", [](const std::string& n) { return n; }, config)),
+  EXPECT_THAT(load_error(rewritten_model(
+                  "act", [](const std::string& n) { return n; }, config)),
               HasSubstr("activation_function 'mish' is not supported"));
   config = golden_config();
   config["n_layer"] = "three";
-  EXPECT_THAT(load_error(rewritten_model("type", [](const std::string& n) { return n; }, config)),
+  EXPECT_THAT(load_error(rewritten_model(
+                  "type", [](const std::string& n) { return n; }, config)),
               HasSubstr("'n_layer' must be a positive integer, got \"three\""));
 }
 
@@ -131,7 +141,8 @@ TEST(Gpt2Checkpoint, IntegerWeightsAreRejected) {
   }
   save_safetensors(dir / "model.safetensors", tensors);
   write_config(dir, golden_config());
-  EXPECT_THAT(load_error(dir), AllOf(HasSubstr("'transformer.ln_f.bias' has dtype I32"), HasSubstr("expected a floating type")));
+  EXPECT_THAT(load_error(dir), AllOf(HasSubstr("'transformer.ln_f.bias' has dtype I32"),
+                                     HasSubstr("expected a floating type")));
 }
 
 TEST(Gpt2Checkpoint, MissingFilesAndUnknownArchitectures) {

@@ -29,10 +29,12 @@ TEST_F(Gpt2Golden, TopKOfOneIsGreedy) {
   options.top_k = 1;
   options.seed = 3;
   options.max_new_tokens = 12;
-  EXPECT_TRUE(generate(model(), {expected("generate.prompt")}, options).equal(expected("generate.ids")));
+  EXPECT_TRUE(
+      generate(model(), {expected("generate.prompt")}, options).equal(expected("generate.ids")));
   options.top_k = 0;
   options.top_p = 1e-6;  // only the most likely token survives
-  EXPECT_TRUE(generate(model(), {expected("generate.prompt")}, options).equal(expected("generate.ids")));
+  EXPECT_TRUE(
+      generate(model(), {expected("generate.prompt")}, options).equal(expected("generate.ids")));
 }
 
 TEST_F(Gpt2Golden, StopsAtEos) {

@@ -16,7 +16,8 @@ class Gpt2Golden : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     model_ = load_model(golden_path("gpt2-tiny")).release();
-    expected_ = new SafetensorsFile(SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors")));
+    expected_ =
+        new SafetensorsFile(SafetensorsFile::open(golden_path("gpt2-tiny/expected.safetensors")));
     std::ifstream in(golden_path("gpt2-tiny/meta.json"));
     meta_ = new nlohmann::json(nlohmann::json::parse(in));
   }

@@ -17,7 +17,8 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(GptNeoHookPoints, MatchTheSnapshot) {
-  EXPECT_TRUE(matches_hook_snapshot(GptNeoModel::hook_point_table(2), "hook_points_gpt_neo_2_layers.txt"));
+  EXPECT_TRUE(
+      matches_hook_snapshot(GptNeoModel::hook_point_table(2), "hook_points_gpt_neo_2_layers.txt"));
 }
 
 nlohmann::json golden_config() {
@@ -30,10 +31,12 @@ TEST(GptNeoConfig, ExpandsAttentionTypes) {
   json["num_layers"] = 6;
   json["attention_types"] = nlohmann::json::parse(R"([[["global", "local"], 2], [["local"], 2]])");
   auto c = GptNeoConfig::from_json(json, "config.json");
-  EXPECT_EQ(c.attention_layers, (std::vector<std::string>{"global", "local", "global", "local", "local", "local"}));
+  EXPECT_EQ(c.attention_layers,
+            (std::vector<std::string>{"global", "local", "global", "local", "local", "local"}));
   json["num_layers"] = 5;
   EXPECT_THAT([&] { GptNeoConfig::from_json(json, "config.json"); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("attention_types describe 6 layers but num_layers is 5")));
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("attention_types describe 6 layers but num_layers is 5")));
   json["attention_types"] = "global";
   EXPECT_THAT([&] { GptNeoConfig::from_json(json, "config.json"); },
               ::testing::ThrowsMessage<Error>(HasSubstr("attention_types must look like")));
@@ -49,10 +52,14 @@ TEST(GptNeoModel, LocalLayersAttendOnlyWithinTheirWindow) {
   at::NoGradGuard no_grad;
   auto out = model->forward({at::arange(20, at::kLong).unsqueeze(0) * 7}, options);
   auto distance = at::arange(20).unsqueeze(1) - at::arange(20).unsqueeze(0);  // query - key
-  auto outside = distance.ge(window).logical_or(distance.lt(0)).view({1, 1, 20, 20}).expand_as(out.attentions[1]);
+  auto outside = distance.ge(window)
+                     .logical_or(distance.lt(0))
+                     .view({1, 1, 20, 20})
+                     .expand_as(out.attentions[1]);
   EXPECT_EQ(out.attentions[1].masked_select(outside).abs().max().item<float>(), 0.0f);
   auto beyond_window = distance.ge(window).view({1, 1, 20, 20}).expand_as(out.attentions[0]);
-  EXPECT_GT(out.attentions[0].masked_select(beyond_window).abs().max().item<float>(), 0.0f);  // global layer
+  EXPECT_GT(out.attentions[0].masked_select(beyond_window).abs().max().item<float>(),
+            0.0f);  // global layer
 }
 
 }  // namespace

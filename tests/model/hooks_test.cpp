@@ -18,7 +18,8 @@ using ::testing::HasSubstr;
 // A rename of any hook point is public-API breakage: it must show up as a diff of this file.
 // Regenerate deliberately with LLMSCOPE_UPDATE_SNAPSHOTS=1.
 TEST(Gpt2HookPoints, MatchTheSnapshot) {
-  EXPECT_TRUE(matches_hook_snapshot(Gpt2Model::hook_point_table(3), "hook_points_gpt2_3_layers.txt"));
+  EXPECT_TRUE(
+      matches_hook_snapshot(Gpt2Model::hook_point_table(3), "hook_points_gpt2_3_layers.txt"));
 }
 
 TEST(Gpt2HookPoints, EveryNameResolvesToItsOwnSite) {
@@ -49,7 +50,8 @@ TEST_F(Gpt2Golden, AnAliasAndItsModulePathSeeTheSameActivation) {
   at::NoGradGuard no_grad;
   at::Tensor by_alias, by_path;
   ForwardOptions options;
-  options.hooks = {{"blocks.1.mlp.hook_pre", [&](const at::Tensor& a, const HookContext& c) {
+  options.hooks = {{"blocks.1.mlp.hook_pre",
+                    [&](const at::Tensor& a, const HookContext& c) {
                       EXPECT_EQ(c.point.name, "transformer.h.1.mlp.c_fc");
                       EXPECT_EQ(c.name, "blocks.1.mlp.hook_pre");
                       EXPECT_EQ(c.point.layer, 1);
@@ -72,24 +74,28 @@ TEST_F(Gpt2Golden, AnAliasAndItsModulePathSeeTheSameActivation) {
 TEST_F(Gpt2Golden, UnknownHookNameFailsBeforeThePassStarts) {
   int calls = 0;
   ForwardOptions options;
-  options.hooks = {{"blocks.0.mlp.hook_pre", [&](const at::Tensor&, const HookContext&) {
+  options.hooks = {{"blocks.0.mlp.hook_pre",
+                    [&](const at::Tensor&, const HookContext&) {
                       ++calls;
                       return at::Tensor();
                     }},
-                   {"blocks.0.mlp.hook_prex", [](const at::Tensor&, const HookContext&) { return at::Tensor(); }}};
+                   {"blocks.0.mlp.hook_prex",
+                    [](const at::Tensor&, const HookContext&) { return at::Tensor(); }}};
   EXPECT_THROW(model().forward({first_row()}, options), Error);
   EXPECT_EQ(calls, 0);
-  EXPECT_THROW(model().hook("transformer.h.0.mlpp", [](const at::Tensor&, const HookContext&) { return at::Tensor(); }),
+  EXPECT_THROW(model().hook("transformer.h.0.mlpp",
+                            [](const at::Tensor&, const HookContext&) { return at::Tensor(); }),
                Error);
 }
 
 TEST_F(Gpt2Golden, PersistentHooksStayUntilRemoved) {
   at::NoGradGuard no_grad;
   int calls = 0;
-  auto handle = model().hook("blocks.*.hook_resid_post", [&](const at::Tensor&, const HookContext&) {
-    ++calls;
-    return at::Tensor();
-  });
+  auto handle =
+      model().hook("blocks.*.hook_resid_post", [&](const at::Tensor&, const HookContext&) {
+        ++calls;
+        return at::Tensor();
+      });
   EXPECT_TRUE(handle.active());
   model().forward({first_row()});
   model().forward({first_row()});
@@ -105,8 +111,9 @@ TEST_F(Gpt2Golden, PersistentHooksStayUntilRemoved) {
 TEST_F(Gpt2Golden, PersistentHookReplacementMatchesTheAblationGolden) {
   at::NoGradGuard no_grad;
   auto neurons = at::tensor(meta()["ablate"]["neurons"].get<std::vector<int64_t>>());
-  auto handle = model().hook(meta()["ablate"]["module"].get<std::string>(),
-                             [&](const at::Tensor& a, const HookContext&) { return a.index_fill(-1, neurons, 0.0); });
+  auto handle = model().hook(
+      meta()["ablate"]["module"].get<std::string>(),
+      [&](const at::Tensor& a, const HookContext&) { return a.index_fill(-1, neurons, 0.0); });
   EXPECT_TENSOR_CLOSE(model().forward({first_row()}).logits, expected("ablate.logits"));
   handle.remove();
   EXPECT_TENSOR_CLOSE(model().forward({first_row()}).logits, expected("nomask.logits"));
@@ -118,11 +125,15 @@ TEST_F(Gpt2Golden, InputHookChangesOnlyThatModulesInput) {
   options.cache = {"transformer.h.0.ln_1:input", "transformer.h.0:input", "transformer.h.0"};
   auto clean = model().forward({first_row()}, options);
   // Doubling ln_1's input changes ln_1's view but not the block's residual stream input.
-  options.hooks = {{"transformer.h.0.ln_1:input", [](const at::Tensor& a, const HookContext&) { return a * 2; }}};
+  options.hooks = {{"transformer.h.0.ln_1:input",
+                    [](const at::Tensor& a, const HookContext&) { return a * 2; }}};
   auto hooked = model().forward({first_row()}, options);
-  EXPECT_TRUE(hooked.cache.get("transformer.h.0.ln_1:input").equal(clean.cache.get("transformer.h.0.ln_1:input") * 2));
-  EXPECT_TRUE(hooked.cache.get("blocks.0.hook_resid_pre").equal(clean.cache.get("blocks.0.hook_resid_pre")));
-  EXPECT_FALSE(at::allclose(hooked.cache.get("transformer.h.0"), clean.cache.get("transformer.h.0")));
+  EXPECT_TRUE(hooked.cache.get("transformer.h.0.ln_1:input")
+                  .equal(clean.cache.get("transformer.h.0.ln_1:input") * 2));
+  EXPECT_TRUE(hooked.cache.get("blocks.0.hook_resid_pre")
+                  .equal(clean.cache.get("blocks.0.hook_resid_pre")));
+  EXPECT_FALSE(
+      at::allclose(hooked.cache.get("transformer.h.0"), clean.cache.get("transformer.h.0")));
 }
 
 TEST_F(Gpt2Golden, ResidualStreamDecomposesIntoAttentionAndMlpOutputs) {
@@ -135,28 +146,34 @@ TEST_F(Gpt2Golden, ResidualStreamDecomposesIntoAttentionAndMlpOutputs) {
   for (int l = 0; l < 3; ++l) {
     auto p = "blocks." + std::to_string(l) + ".";
     EXPECT_TENSOR_CLOSE(out.cache.get(p + "hook_resid_mid"),
-                        out.cache.get(p + "hook_resid_pre") + out.cache.get(p + "hook_attn_out"), 1e-6, 1e-6);
+                        out.cache.get(p + "hook_resid_pre") + out.cache.get(p + "hook_attn_out"),
+                        1e-6, 1e-6);
     EXPECT_TENSOR_CLOSE(out.cache.get(p + "hook_resid_post"),
-                        out.cache.get(p + "hook_resid_mid") + out.cache.get(p + "hook_mlp_out"), 1e-6, 1e-6);
+                        out.cache.get(p + "hook_resid_mid") + out.cache.get(p + "hook_mlp_out"),
+                        1e-6, 1e-6);
   }
 }
 
 TEST_F(Gpt2Golden, PerHeadSitesRecombineIntoCAttnAndPattern) {
   at::NoGradGuard no_grad;
   ForwardOptions options;
-  options.cache = {"transformer.h.1.attn.c_attn", "blocks.1.attn.hook_q", "blocks.1.attn.hook_k",
-                   "blocks.1.attn.hook_v", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z",
+  options.cache = {"transformer.h.1.attn.c_attn",   "blocks.1.attn.hook_q",
+                   "blocks.1.attn.hook_k",          "blocks.1.attn.hook_v",
+                   "blocks.1.attn.hook_pattern",    "blocks.1.attn.hook_z",
                    "blocks.1.attn.hook_attn_scores"};
   options.output_attentions = true;
   auto out = model().forward({first_row()}, options);
   auto q = out.cache.get("blocks.1.attn.hook_q");
   EXPECT_EQ(q.sizes(), (std::vector<int64_t>{1, 16, 4, 16}));
   auto qkv = at::cat({q.flatten(2), out.cache.get("blocks.1.attn.hook_k").flatten(2),
-                      out.cache.get("blocks.1.attn.hook_v").flatten(2)}, -1);
+                      out.cache.get("blocks.1.attn.hook_v").flatten(2)},
+                     -1);
   EXPECT_TRUE(qkv.equal(out.cache.get("transformer.h.1.attn.c_attn")));
   EXPECT_TRUE(out.cache.get("blocks.1.attn.hook_pattern").equal(out.attentions[1]));
-  EXPECT_TENSOR_CLOSE(out.cache.get("blocks.1.attn.hook_attn_scores").softmax(-1), out.attentions[1], 1e-6, 1e-6);
-  auto z = at::matmul(out.attentions[1], out.cache.get("blocks.1.attn.hook_v").transpose(1, 2)).transpose(1, 2);
+  EXPECT_TENSOR_CLOSE(out.cache.get("blocks.1.attn.hook_attn_scores").softmax(-1),
+                      out.attentions[1], 1e-6, 1e-6);
+  auto z = at::matmul(out.attentions[1], out.cache.get("blocks.1.attn.hook_v").transpose(1, 2))
+               .transpose(1, 2);
   EXPECT_TENSOR_CLOSE(out.cache.get("blocks.1.attn.hook_z"), z, 1e-6, 1e-6);
 }
 
@@ -178,7 +195,8 @@ TEST_F(Gpt2Golden, StopAtLayerSkipsTheRestAndReportsSilentHooks) {
   ForwardOptions options;
   options.stop_at_layer = 1;
   options.cache = {"blocks.0.hook_resid_post"};
-  options.hooks = {{"blocks.2.mlp.hook_post", [](const at::Tensor&, const HookContext&) { return at::Tensor(); }}};
+  options.hooks = {{"blocks.2.mlp.hook_post",
+                    [](const at::Tensor&, const HookContext&) { return at::Tensor(); }}};
   options.output_hidden_states = true;
   auto out = model().forward({first_row()}, options);
   EXPECT_FALSE(out.logits.defined());
@@ -191,7 +209,8 @@ TEST_F(Gpt2Golden, StopAtLayerSkipsTheRestAndReportsSilentHooks) {
     model().forward({first_row()}, options);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("'blocks.2.mlp.hook_post' never fired (the pass stopped at layer 1)"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("'blocks.2.mlp.hook_post' never fired (the pass stopped at layer 1)"));
   }
   options.stop_at_layer = 7;
   EXPECT_THROW(model().forward({first_row()}, options), Error);
@@ -199,12 +218,14 @@ TEST_F(Gpt2Golden, StopAtLayerSkipsTheRestAndReportsSilentHooks) {
 
 TEST_F(Gpt2Golden, ReplacementOfTheWrongShapeIsAClearError) {
   ForwardOptions options;
-  options.hooks = {{"blocks.0.mlp.hook_post", [](const at::Tensor& a, const HookContext&) { return a.narrow(-1, 0, 3); }}};
+  options.hooks = {{"blocks.0.mlp.hook_post",
+                    [](const at::Tensor& a, const HookContext&) { return a.narrow(-1, 0, 3); }}};
   try {
     model().forward({first_row()}, options);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("hook 'blocks.0.mlp.hook_post' returned a tensor of shape [1, 16, 3]"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("hook 'blocks.0.mlp.hook_post' returned a tensor of shape [1, 16, 3]"));
     EXPECT_THAT(e.what(), HasSubstr("expected [1, 16, 256]"));
   }
 }

@@ -41,13 +41,15 @@ TEST_P(Padding, EveryRowMatchesItsPromptAlone) {
     SCOPED_TRACE("row " + std::to_string(i));
     auto alone = model().forward({prompts[i].unsqueeze(0)}, options);
     const int64_t n = prompts[i].size(0), start = left ? batch.ids.size(1) - n : 0;
-    auto slice = [&](const at::Tensor& t) { return t.narrow(0, static_cast<int64_t>(i), 1).narrow(1, start, n); };
+    auto slice = [&](const at::Tensor& t) {
+      return t.narrow(0, static_cast<int64_t>(i), 1).narrow(1, start, n);
+    };
     EXPECT_TENSOR_CLOSE(slice(out.logits), alone.logits, 1e-5, 1e-5);
     for (size_t h = 0; h < out.hidden_states.size(); ++h) {
       EXPECT_TENSOR_CLOSE(slice(out.hidden_states[h]), alone.hidden_states[h], 1e-5, 1e-5);
     }
-    EXPECT_TENSOR_CLOSE(slice(out.cache.get("blocks.2.mlp.hook_pre")), alone.cache.get("blocks.2.mlp.hook_pre"),
-                        1e-5, 1e-5);
+    EXPECT_TENSOR_CLOSE(slice(out.cache.get("blocks.2.mlp.hook_pre")),
+                        alone.cache.get("blocks.2.mlp.hook_pre"), 1e-5, 1e-5);
   }
 }
 

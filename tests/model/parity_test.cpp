@@ -22,7 +22,8 @@ class Parity : public ::testing::TestWithParam<std::string> {
     auto& slot = models()[GetParam()];
     if (!slot.model) {
       slot.model = load_model(golden_path(GetParam()));
-      slot.expected = std::make_unique<SafetensorsFile>(SafetensorsFile::open(golden_path(GetParam() + "/expected.safetensors")));
+      slot.expected = std::make_unique<SafetensorsFile>(
+          SafetensorsFile::open(golden_path(GetParam() + "/expected.safetensors")));
       std::ifstream in(golden_path(GetParam() + "/meta.json"));
       slot.meta = nlohmann::json::parse(in);
     }
@@ -58,7 +59,8 @@ class Parity : public ::testing::TestWithParam<std::string> {
 TEST_P(Parity, LogitsOfAMaskedBatchMatchWhereTheMaskIsSet) {
   at::NoGradGuard no_grad;
   auto out = model().forward({ids(), {}, mask()});
-  EXPECT_TENSOR_CLOSE(out.logits, expected("logits"), 1e-4, 1e-4, valid_positions(1).expand_as(out.logits));
+  EXPECT_TENSOR_CLOSE(out.logits, expected("logits"), 1e-4, 1e-4,
+                      valid_positions(1).expand_as(out.logits));
 }
 
 TEST_P(Parity, LogitsWithoutMask) {
@@ -104,7 +106,8 @@ TEST_P(Parity, EveryHookedModuleOutputMatches) {
   for (const auto& name : options.cache) {
     SCOPED_TRACE(name);
     const auto& got = out.cache.get(name);
-    EXPECT_TENSOR_CLOSE(got, expected("hook." + name), 1e-4, 1e-4, valid_positions(1).expand_as(got));
+    EXPECT_TENSOR_CLOSE(got, expected("hook." + name), 1e-4, 1e-4,
+                        valid_positions(1).expand_as(got));
   }
 }
 
@@ -125,9 +128,10 @@ TEST_P(Parity, ZeroingNeuronsMatchesTheAblationGolden) {
   const auto& ablate = meta()["ablate"];
   auto neurons = at::tensor(ablate["neurons"].get<std::vector<int64_t>>());
   ForwardOptions options;
-  options.hooks.push_back({ablate["module"].get<std::string>(), [&](const at::Tensor& act, const HookContext&) {
-                             return act.index_fill(-1, neurons, 0.0);
-                           }});
+  options.hooks.push_back(
+      {ablate["module"].get<std::string>(), [&](const at::Tensor& act, const HookContext&) {
+         return act.index_fill(-1, neurons, 0.0);
+       }});
   auto out = model().forward({first_row()}, options);
   EXPECT_TENSOR_CLOSE(out.logits, expected("ablate.logits"));
   EXPECT_FALSE(at::allclose(out.logits, expected("nomask.logits")));
@@ -139,14 +143,15 @@ TEST_P(Parity, MedianReplacementMatchesTheGolden) {
   at::NoGradGuard no_grad;
   const auto& median = meta()["median"];
   ForwardOptions options;
-  options.hooks.push_back({median["module"].get<std::string>(), [&](const at::Tensor& act, const HookContext&) {
-                             auto out = act.clone();
-                             auto last = out.select(0, 0).select(0, -1);
-                             int64_t k = std::max<int64_t>(1, static_cast<int64_t>(0.1 * last.numel()));
-                             auto top = std::get<1>(last.topk(k));
-                             last.index_fill_(0, top, last.median().item<double>());
-                             return out;
-                           }});
+  options.hooks.push_back(
+      {median["module"].get<std::string>(), [&](const at::Tensor& act, const HookContext&) {
+         auto out = act.clone();
+         auto last = out.select(0, 0).select(0, -1);
+         int64_t k = std::max<int64_t>(1, static_cast<int64_t>(0.1 * last.numel()));
+         auto top = std::get<1>(last.topk(k));
+         last.index_fill_(0, top, last.median().item<double>());
+         return out;
+       }});
   auto out = model().forward({first_row()}, options);
   EXPECT_TENSOR_CLOSE(out.logits, expected("median.logits"));
 }
@@ -182,7 +187,8 @@ TEST_P(Parity, BadInputShapesAreRejected) {
     model().forward({at::zeros({1, model().max_positions() + 1}, at::kLong)});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("exceeds n_positions (" + std::to_string(model().max_positions()) + ")"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("exceeds n_positions (" + std::to_string(model().max_positions()) + ")"));
   }
 }
 
@@ -191,12 +197,13 @@ TEST_F(Gpt2Golden, ReportsArchitectureAndParameterCount) {
   EXPECT_EQ(model().n_layer(), 3);
   EXPECT_EQ(model().d_model(), 64);
   // wte + wpe + 3 blocks + ln_f; lm_head is tied.
-  const int64_t d = 64, block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) +
-                                (4 * d * d + d);
+  const int64_t d = 64, block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) +
+                                (d * 4 * d + 4 * d) + (4 * d * d + d);
   EXPECT_EQ(model().num_parameters(), 1000 * d + 64 * d + 3 * block + 2 * d);
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, Parity, ::testing::Values("gpt2-tiny", "gpt-neo-tiny", "bert-tiny"),
+INSTANTIATE_TEST_SUITE_P(Golden, Parity,
+                         ::testing::Values("gpt2-tiny", "gpt-neo-tiny", "bert-tiny"),
                          [](const auto& info) {
                            std::string name = info.param;
                            name.erase(std::remove(name.begin(), name.end(), '-'), name.end());

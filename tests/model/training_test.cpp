@@ -48,7 +48,8 @@ TEST(Training, RecipeErrorsNameTheField) {
     TrainRecipe::from_json_text(R"({"n_layer": 2, "learning_rate": 0.1})", "my.json");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("my.json: unknown recipe field 'learning_rate'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("my.json: unknown recipe field 'learning_rate'"),
+              std::string::npos);
   }
   EXPECT_THROW(TrainRecipe::from_json_text(R"({"n_layer": "two"})", "r.json"), Error);
   EXPECT_THROW(TrainRecipe::from_json_text(R"({"n_embd": 30, "n_head": 4})", "r.json"), Error);
@@ -77,11 +78,13 @@ TEST(Training, FewStepsLowerTheLossAndCheckpointReloadsIdentically) {
   const auto train = patterned_tokens(4000, recipe.vocab_size);
   const auto validation = patterned_tokens(1000, recipe.vocab_size);
   const double before = evaluate_loss(*model, validation, recipe.context);
-  EXPECT_NEAR(before, std::log(static_cast<double>(recipe.vocab_size)), 0.5);  // near uniform at init
+  EXPECT_NEAR(before, std::log(static_cast<double>(recipe.vocab_size)),
+              0.5);  // near uniform at init
 
   int64_t steps_seen = 0;
-  auto result = train_language_model(*model, train, validation, recipe,
-                                     {[&](const TrainProgress& p) { steps_seen = p.step; }, nullptr});
+  auto result =
+      train_language_model(*model, train, validation, recipe,
+                           {[&](const TrainProgress& p) { steps_seen = p.step; }, nullptr});
   EXPECT_EQ(steps_seen, recipe.steps);
   ASSERT_EQ(result.validation_curve.size(), 2u);
   EXPECT_LT(result.validation_loss, before - 1.0);
@@ -92,7 +95,8 @@ TEST(Training, FewStepsLowerTheLossAndCheckpointReloadsIdentically) {
                              std::filesystem::copy_options::overwrite_existing);
   save_model_weights(*model, saved, at::kFloat);
   auto reloaded = load_model(saved);
-  auto ids = at::tensor(std::vector<int64_t>(validation.begin(), validation.begin() + 16)).unsqueeze(0);
+  auto ids =
+      at::tensor(std::vector<int64_t>(validation.begin(), validation.begin() + 16)).unsqueeze(0);
   at::NoGradGuard no_grad;
   auto a = model->forward(ForwardInput{ids, {}, {}, {}}).logits;
   auto b = reloaded->forward(ForwardInput{ids, {}, {}, {}}).logits;

@@ -62,7 +62,8 @@ TEST(PluginHost, ArgumentsAreCheckedByTheFunctionsTypes) {
   }
   auto none = plugin->call(*plugin->module().find("optional"), {});
   EXPECT_EQ(std::get<std::string>(none.data), "nothing");
-  EXPECT_THROW(plugin->call(*plugin->module().find("options"), {Value(Table{{"scal", Value(2)}})}), ArgumentError);
+  EXPECT_THROW(plugin->call(*plugin->module().find("options"), {Value(Table{{"scal", Value(2)}})}),
+               ArgumentError);
 }
 
 TEST(PluginHost, ExceptionsFromPluginFunctionsNameThePluginAndFunction) {
@@ -78,27 +79,32 @@ TEST(PluginHost, ExceptionsFromPluginFunctionsNameThePluginAndFunction) {
     plugin->call(*plugin->module().find("torch_boom"), {});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("plugin 'testing' function 'torch_boom': shape '[3]' is invalid"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("plugin 'testing' function 'torch_boom': shape '[3]' is invalid"));
     EXPECT_THAT(e.what(), ::testing::Not(HasSubstr("Exception raised from")));
   }
 }
 
 TEST(PluginHost, RefusesEachBrokenPluginWithItsReason) {
-  EXPECT_THAT(refusal("abi_major"), HasSubstr("plugin ABI 99.0 is incompatible with this host's ABI 1.0"));
-  EXPECT_THAT(refusal("newer_minor"), HasSubstr("plugin needs ABI 1.7 but this host provides 1.0 (update llmscope)"));
+  EXPECT_THAT(refusal("abi_major"),
+              HasSubstr("plugin ABI 99.0 is incompatible with this host's ABI 1.0"));
+  EXPECT_THAT(refusal("newer_minor"),
+              HasSubstr("plugin needs ABI 1.7 but this host provides 1.0 (update llmscope)"));
   EXPECT_THAT(refusal("old_torch"), HasSubstr("built against libtorch 0.13, this host uses 1.13"));
   EXPECT_THAT(refusal("other_cxx_abi"), HasSubstr("_GLIBCXX_USE_CXX11_ABI=2"));
   EXPECT_THAT(refusal("no_factory"), HasSubstr("missing entry symbol llmscope_plugin_factory"));
   EXPECT_THAT(refusal("throwing_init"),
               HasSubstr("plugin 'throwing_init' failed to initialise: cannot find my data file"));
-  EXPECT_THAT(refusal("not_a_plugin"), HasSubstr("not an llmscope plugin (no llmscope_plugin_descriptor symbol"));
+  EXPECT_THAT(refusal("not_a_plugin"),
+              HasSubstr("not an llmscope plugin (no llmscope_plugin_descriptor symbol"));
   EXPECT_THAT(refusal("garbage"), HasSubstr("cannot load as a shared library"));
   for (const char* name : {"abi_major", "no_factory", "garbage"}) {
     EXPECT_THAT(refusal(name), HasSubstr(file_of(name).string()));
   }
   PluginHost host({kDir});
   EXPECT_THAT([&] { host.load("misnamed"); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("declares itself as plugin 'someone_else', expected 'misnamed'")));
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("declares itself as plugin 'someone_else', expected 'misnamed'")));
   // The host is still fine afterwards.
   EXPECT_EQ(host.load("testing")->info().name, "testing");
 }
@@ -121,7 +127,7 @@ TEST(PluginHost, DiscoverListsGoodAndRefusedPlugins) {
   std::map<std::string, std::string> seen;  // file name -> "ok" or problem
   for (const auto& l : listings) seen[l.path.filename().string()] = l.plugin ? "ok" : l.problem;
   EXPECT_EQ(seen["libllmscope_plugin_testing.so"], "ok");
-  EXPECT_EQ(seen["libllmscope_plugin_hello.so"], "ok");    // in-tree, from the build tree's folder
+  EXPECT_EQ(seen["libllmscope_plugin_hello.so"], "ok");  // in-tree, from the build tree's folder
   EXPECT_EQ(seen["libllmscope_plugin_replace.so"], "ok");
   EXPECT_THAT(seen["libllmscope_plugin_abi_major.so"], HasSubstr("incompatible"));
   EXPECT_THAT(seen["libllmscope_plugin_garbage.so"], HasSubstr("cannot load"));
@@ -134,7 +140,9 @@ TEST(PluginHost, UnloadingKeepsLibrariesUntilTheLastUserIsGone) {
   host.unload("testing");
   EXPECT_FALSE(host.is_loaded("testing"));
   // A reference taken before the unload still calls safely.
-  EXPECT_EQ(std::get<double>(plugin->call(*plugin->module().find("add"), {Value(1), Value(1)}).data), 2.0);
+  EXPECT_EQ(
+      std::get<double>(plugin->call(*plugin->module().find("add"), {Value(1), Value(1)}).data),
+      2.0);
   plugin.reset();
   EXPECT_FALSE(mapped("testing"));
   // And it loads again.
@@ -148,7 +156,8 @@ TEST(PluginHost, NativeHooksKeepTheirPluginLoaded) {
   {
     PluginHost host({kDir});
     auto plugin = host.load("testing");
-    plugin->call(*plugin->module().find("install_hook"), {Value(model), Value(std::string("blocks.*.mlp.hook_post"))});
+    plugin->call(*plugin->module().find("install_hook"),
+                 {Value(model), Value(std::string("blocks.*.mlp.hook_post"))});
   }  // host and plugin reference gone; the hook in the model still needs the library
   EXPECT_TRUE(mapped("testing"));
   at::NoGradGuard no_grad;
@@ -163,8 +172,9 @@ TEST(PluginHost, NativeHooksKeepTheirPluginLoaded) {
 }
 
 TEST(PluginHost, CliListsPluginsAndRefusals) {
-  auto [exit_code, output] = testing::run_command(testing::shell_quote(LLMSCOPE_CLI) + " plugins --plugin-path " +
-                                                  testing::shell_quote(kDir.string()));
+  auto [exit_code, output] =
+      testing::run_command(testing::shell_quote(LLMSCOPE_CLI) + " plugins --plugin-path " +
+                           testing::shell_quote(kDir.string()));
   EXPECT_EQ(exit_code, 0) << output;
   EXPECT_THAT(output, HasSubstr("testing 2.1.0  ABI 1.0"));
   EXPECT_THAT(output, HasSubstr("    add(a, b) -> number"));

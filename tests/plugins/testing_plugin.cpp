@@ -16,14 +16,16 @@ LLMSCOPE_PLUGIN("testing", "2.1.0", "Plugin used by llmscope's own tests") {
              []() -> int64_t { throw std::runtime_error("something broke inside"); });
   module.def("torch_boom", "torch_boom() -> never returns: a libtorch error",
              [] { return at::zeros({2}).view({3}); });
-  module.def("echo", "echo(value) -> value: returns its argument unchanged", [](const Value& v) { return v; });
+  module.def("echo", "echo(value) -> value: returns its argument unchanged",
+             [](const Value& v) { return v; });
   module.def("add", "add(a, b) -> number", [](double a, double b) { return a + b; });
   module.def("count", "count(list) -> integer: the number of items",
              [](const List& items) { return static_cast<int64_t>(items.size()); });
   module.def("optional", "optional(x?) -> string", [](std::optional<int64_t> x) {
     return x ? "got " + std::to_string(*x) : std::string("nothing");
   });
-  module.def("ids", "ids(list of integers) -> tensor", [](const std::vector<int64_t>& v) { return at::tensor(v); });
+  module.def("ids", "ids(list of integers) -> tensor",
+             [](const std::vector<int64_t>& v) { return at::tensor(v); });
   module.def("options", "options(opts) -> number: opts.scale * 2, with checked option names",
              [](const Table& opts) {
                check_options(opts, {"scale"}, 1);

@@ -26,7 +26,8 @@ TEST(Report, WritesTextTablesTensorsAndManifest) {
   auto dir = testing::scratch_dir("report");
   Report report(dir, "Layer <sweep> & more");
   report.text("# Findings\nNeuron `91` fires on \"quotes\" <b>not bold</b>.\n\nSecond paragraph.");
-  report.table("Per layer r", {"layer", "r, Pearson"}, {{"0", "0.5"}, {"1", "a \"quoted\", value"}}, "Correlations");
+  report.table("Per layer r", {"layer", "r, Pearson"}, {{"0", "0.5"}, {"1", "a \"quoted\", value"}},
+               "Correlations");
   report.tensor("acts", at::arange(6, at::kFloat).view({2, 3}));
   report.html("<div class=\"tokens\">raw</div>");
   RunManifest manifest;
@@ -41,14 +42,17 @@ TEST(Report, WritesTextTablesTensorsAndManifest) {
   auto html = read(dir / "report.html");
   EXPECT_THAT(html, HasSubstr("<title>Layer &lt;sweep&gt; &amp; more</title>"));
   EXPECT_THAT(html, HasSubstr("<h2>Findings</h2>"));
-  EXPECT_THAT(html, HasSubstr("Neuron <code>91</code> fires on &quot;quotes&quot; &lt;b&gt;not bold&lt;/b&gt;."));
+  EXPECT_THAT(
+      html,
+      HasSubstr("Neuron <code>91</code> fires on &quot;quotes&quot; &lt;b&gt;not bold&lt;/b&gt;."));
   EXPECT_THAT(html, HasSubstr("<p>Second paragraph.</p>"));
   EXPECT_THAT(html, HasSubstr("href=\"data/per-layer-r.csv\""));
   EXPECT_THAT(html, HasSubstr("<div class=\"tokens\">raw</div>"));
   EXPECT_THAT(html, HasSubstr("models/tiny (sha256 abc123)"));
   EXPECT_THAT(html, HasSubstr("<th>seed</th><td>7</td>"));
   EXPECT_THAT(html, HasSubstr("libtorch"));
-  EXPECT_EQ(read(dir / "data/per-layer-r.csv"), "layer,\"r, Pearson\"\n0,0.5\n1,\"a \"\"quoted\"\", value\"\n");
+  EXPECT_EQ(read(dir / "data/per-layer-r.csv"),
+            "layer,\"r, Pearson\"\n0,0.5\n1,\"a \"\"quoted\"\", value\"\n");
   auto tensors = SafetensorsFile::open(dir / "data/acts.safetensors");
   EXPECT_TRUE(tensors.tensor("acts").equal(at::arange(6, at::kFloat).view({2, 3})));
   // Nothing half-written is left behind.
@@ -72,10 +76,15 @@ TEST(Report, LongTablesShowTheirHeadAndKeepEverythingInTheCsv) {
 TEST(Report, ErrorsNameTheProblem) {
   auto dir = testing::scratch_dir("errors");
   Report report(dir);
-  EXPECT_THAT([&] { report.table("t", {"a", "b"}, {{"1"}}); },
-              ::testing::ThrowsMessage<Error>(HasSubstr("row 0 has 1 values for 2 columns")));
-  EXPECT_THAT([&] { report.figure("missing", ""); }, ::testing::ThrowsMessage<Error>(HasSubstr("figure was not rendered")));
-  EXPECT_THAT([&] { Report::slug("///"); }, ::testing::ThrowsMessage<Error>(HasSubstr("no letters or digits")));
+  EXPECT_THAT(
+      [&] {
+        report.table("t", {"a", "b"}, {{"1"}});
+      },
+      ::testing::ThrowsMessage<Error>(HasSubstr("row 0 has 1 values for 2 columns")));
+  EXPECT_THAT([&] { report.figure("missing", ""); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("figure was not rendered")));
+  EXPECT_THAT([&] { Report::slug("///"); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("no letters or digits")));
   EXPECT_EQ(Report::slug("Layer 3 / r"), "layer-3-r");
 }
 

@@ -24,7 +24,8 @@ std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
-::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table, const std::string& snapshot) {
+::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table,
+                                                 const std::string& snapshot) {
   std::ostringstream actual;
   for (const auto& point : table.points()) {
     actual << point.name;
@@ -38,7 +39,8 @@ std::filesystem::path scratch_dir(const std::string& name) {
   std::stringstream expected;
   expected << in.rdbuf();
   if (actual.str() == expected.str()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "hook points differ from " << path << "\nactual:\n" << actual.str();
+  return ::testing::AssertionFailure() << "hook points differ from " << path << "\nactual:\n"
+                                       << actual.str();
 }
 
 CommandResult run_command(const std::string& command_line) {
@@ -69,7 +71,8 @@ std::string shell_quote(const std::string& argument) {
   auto e = expected.detach().to(at::kCPU, at::kDouble);
   // NaN where the reference has NaN is agreement; NaN anywhere else is the worst error.
   auto nan_agree = a.isnan().logical_and(e.isnan());
-  auto excess = ((a - e).abs() - (atol + rtol * e.abs())).nan_to_num(std::numeric_limits<double>::infinity());
+  auto excess =
+      ((a - e).abs() - (atol + rtol * e.abs())).nan_to_num(std::numeric_limits<double>::infinity());
   excess = excess.masked_fill(nan_agree, -1.0);
   if (mask.defined()) excess = excess.masked_fill(mask.logical_not(), -1.0);
   auto flat = excess.reshape(-1);

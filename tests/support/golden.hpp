@@ -21,7 +21,8 @@ std::filesystem::path scratch_dir(const std::string& name);
 
 // One line per hook point ("name = alias  [shape]"), compared with tests/golden/<snapshot>;
 // LLMSCOPE_UPDATE_SNAPSHOTS=1 rewrites the file (a rename of a hook point is then a visible diff).
-::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table, const std::string& snapshot);
+::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table,
+                                                 const std::string& snapshot);
 
 // Runs a shell command line, returning its exit code and stdout + stderr together.
 struct CommandResult {
@@ -45,7 +46,8 @@ template <typename Fn>
     fn();
   } catch (const Error& e) {
     if (e.what() == message) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message was: " << e.what() << "\nexpected:    " << message;
+    return ::testing::AssertionFailure()
+           << "message was: " << e.what() << "\nexpected:    " << message;
   }
   return ::testing::AssertionFailure() << "nothing was thrown; expected: " << message;
 }

@@ -65,8 +65,8 @@ class BertModel final : public Model {
     Linear query, key, value, attention_out, intermediate, output;
     Norm attention_norm, output_norm;
   };
-  at::Tensor layer_forward(int layer, const Layer& weights, at::Tensor x, const at::Tensor& allowed, HookRun* run,
-                           ForwardOutput& out, bool want_attentions);
+  at::Tensor layer_forward(int layer, const Layer& weights, at::Tensor x, const at::Tensor& allowed,
+                           HookRun* run, ForwardOutput& out, bool want_attentions);
   at::Tensor norm(const Norm& n, const at::Tensor& x) const;
 
   BertConfig config_;

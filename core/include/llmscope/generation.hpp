@@ -15,14 +15,14 @@ namespace llmscope {
 
 struct GenerationOptions {
   int64_t max_new_tokens = 20;
-  bool greedy = true;                 // argmax; otherwise sample
-  double temperature = 1.0;           // sampling only; > 0
-  int64_t top_k = 0;                  // sampling only; 0 = all tokens
-  double top_p = 1.0;                 // sampling only; nucleus mass in (0, 1]
-  std::optional<uint64_t> seed;       // sampling only; fixed seed = reproducible output
+  bool greedy = true;            // argmax; otherwise sample
+  double temperature = 1.0;      // sampling only; > 0
+  int64_t top_k = 0;             // sampling only; 0 = all tokens
+  double top_p = 1.0;            // sampling only; nucleus mass in (0, 1]
+  std::optional<uint64_t> seed;  // sampling only; fixed seed = reproducible output
   // Stop a row once it produces this id (the model's eos by default; -1 never stops).
   std::optional<int64_t> eos_token_id;
-  std::vector<NamedHook> hooks;       // scoped hooks, active on every step
+  std::vector<NamedHook> hooks;  // scoped hooks, active on every step
 };
 
 struct GenerationInput {

@@ -58,16 +58,18 @@ class GptNeoModel final : public Model {
  private:
   struct Block {
     at::Tensor ln_1_weight, ln_1_bias, ln_2_weight, ln_2_bias;
-    at::Tensor q_proj, k_proj, v_proj;     // [d, d], no bias
-    at::Tensor out_proj, out_proj_bias;    // [d, d], [d]
-    at::Tensor c_fc, c_fc_bias;            // [inner, d], [inner]
-    at::Tensor c_proj, c_proj_bias;        // [d, inner], [d]
+    at::Tensor q_proj, k_proj, v_proj;   // [d, d], no bias
+    at::Tensor out_proj, out_proj_bias;  // [d, d], [d]
+    at::Tensor c_fc, c_fc_bias;          // [inner, d], [inner]
+    at::Tensor c_proj, c_proj_bias;      // [d, inner], [d]
     bool local = false;
   };
-  at::Tensor attention(int layer, const Block& block, const at::Tensor& x, const at::Tensor& allowed,
-                       HookRun* run, ForwardOutput& out, bool want_attentions);
-  at::Tensor block_forward(int layer, const Block& block, at::Tensor x, const at::Tensor& global_mask,
-                           const at::Tensor& local_mask, HookRun* run, ForwardOutput& out, bool want_attentions);
+  at::Tensor attention(int layer, const Block& block, const at::Tensor& x,
+                       const at::Tensor& allowed, HookRun* run, ForwardOutput& out,
+                       bool want_attentions);
+  at::Tensor block_forward(int layer, const Block& block, at::Tensor x,
+                           const at::Tensor& global_mask, const at::Tensor& local_mask,
+                           HookRun* run, ForwardOutput& out, bool want_attentions);
 
   GptNeoConfig config_;
   at::ScalarType dtype_;

@@ -44,7 +44,8 @@ class HookHandle {
 
  private:
   friend class HookRegistry;
-  HookHandle(std::weak_ptr<Slot> slot, std::string name) : slot_(std::move(slot)), name_(std::move(name)) {}
+  HookHandle(std::weak_ptr<Slot> slot, std::string name)
+      : slot_(std::move(slot)), name_(std::move(name)) {}
   std::weak_ptr<Slot> slot_;
   std::string name_;
 };
@@ -113,7 +114,8 @@ class HookRun {
   std::vector<char> cached_;
   std::vector<HookFiring> counters_;
   std::vector<HookFn> scoped_fns_;
-  std::vector<std::shared_ptr<HookHandle::Slot>> pinned_;  // persistent hooks removed mid-pass stay valid
+  std::vector<std::shared_ptr<HookHandle::Slot>>
+      pinned_;  // persistent hooks removed mid-pass stay valid
   ActivationCache cache_;
 };
 

@@ -22,12 +22,13 @@ struct ForwardInput {
   at::Tensor input_ids;       // [batch, pos] int64; or
   at::Tensor inputs_embeds;   // [batch, pos, d_model] (gradients flow back to it)
   at::Tensor attention_mask;  // [batch, pos], 1 = token, 0 = padding (either side); optional
-  at::Tensor token_type_ids;  // [batch, pos] segment ids (BERT sentence pairs); optional, 0 if absent
+  at::Tensor
+      token_type_ids;  // [batch, pos] segment ids (BERT sentence pairs); optional, 0 if absent
 };
 
 struct ForwardOptions {
-  std::vector<NamedHook> hooks;     // scoped to this pass, after the model's persistent hooks
-  std::vector<std::string> cache;   // hook point names or globs to capture (run_with_cache)
+  std::vector<NamedHook> hooks;    // scoped to this pass, after the model's persistent hooks
+  std::vector<std::string> cache;  // hook point names or globs to capture (run_with_cache)
   bool output_hidden_states = false;
   bool output_attentions = false;
   // Run blocks 0..stop_at_layer-1 only; logits are then not computed.
@@ -37,11 +38,11 @@ struct ForwardOptions {
 };
 
 struct ForwardOutput {
-  at::Tensor logits;                       // [batch, pos, vocab]; undefined when stopped early
-  std::vector<at::Tensor> hidden_states;   // n_layer + 1 entries: [0] embeddings, last after ln_f
-  std::vector<at::Tensor> attentions;      // per layer [batch, head, query_pos, key_pos]
+  at::Tensor logits;                      // [batch, pos, vocab]; undefined when stopped early
+  std::vector<at::Tensor> hidden_states;  // n_layer + 1 entries: [0] embeddings, last after ln_f
+  std::vector<at::Tensor> attentions;     // per layer [batch, head, query_pos, key_pos]
   ActivationCache cache;
-  std::vector<HookFiring> firings;         // every hook of the pass and how often it ran
+  std::vector<HookFiring> firings;  // every hook of the pass and how often it ran
 };
 
 struct LoadOptions {
@@ -81,7 +82,9 @@ class Model {
 
   // The tokenizer found beside the weights, or nullptr.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
-  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) { tokenizer_ = std::move(tokenizer); }
+  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) {
+    tokenizer_ = std::move(tokenizer);
+  }
   const std::filesystem::path& source() const { return source_; }
 
  protected:
@@ -99,7 +102,8 @@ class Model {
 // model.safetensors.index.json, and tokenizer files when present), or a hub name ("gpt2",
 // "EleutherAI/gpt-neo-125m@main") from the Hugging Face cache (see llmscope/hub.hpp).
 // Throws llmscope::Error naming the file and what was expected.
-std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name, const LoadOptions& options = {});
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
+                                  const LoadOptions& options = {});
 
 // "float32" | "float16" | "bfloat16" (and "fp32", "fp16", "bf16"); throws otherwise.
 at::ScalarType parse_dtype(const std::string& name);

@@ -58,7 +58,8 @@ template <typename T, typename A>
 struct is_vector<std::vector<T, A>> : std::true_type {};
 
 struct Value {
-  using Storage = std::variant<std::monostate, bool, int64_t, double, std::string, at::Tensor, ModelPtr, List, Table>;
+  using Storage = std::variant<std::monostate, bool, int64_t, double, std::string, at::Tensor,
+                               ModelPtr, List, Table>;
   Storage data;
 
   Value() = default;
@@ -96,20 +97,30 @@ struct Value {
 
 inline std::string Value::type_name() const {
   switch (data.index()) {
-    case 0: return "nil";
-    case 1: return "boolean";
-    case 2: case 3: return "number";
-    case 4: return "string";
-    case 5: return "tensor";
-    case 6: return "model";
-    case 7: return "list";
-    default: return "table";
+    case 0:
+      return "nil";
+    case 1:
+      return "boolean";
+    case 2:
+    case 3:
+      return "number";
+    case 4:
+      return "string";
+    case 5:
+      return "tensor";
+    case 6:
+      return "model";
+    case 7:
+      return "list";
+    default:
+      return "table";
   }
 }
 
 // A bad argument to a plugin function; the host reports it as "bad argument #N to 'fn' (...)".
 struct ArgumentError : std::runtime_error {
-  ArgumentError(int index, const std::string& message) : std::runtime_error(message), index(index) {}
+  ArgumentError(int index, const std::string& message)
+      : std::runtime_error(message), index(index) {}
   int index;  // 1-based, as Lua counts
 };
 
@@ -155,7 +166,9 @@ struct FromValue<double> {
 };
 template <>
 struct FromValue<float> {
-  static float get(const Value& v, int i) { return static_cast<float>(FromValue<double>::get(v, i)); }
+  static float get(const Value& v, int i) {
+    return static_cast<float>(FromValue<double>::get(v, i));
+  }
 };
 template <>
 struct FromValue<std::string> {
@@ -287,7 +300,9 @@ class Module {
   HookHandle hook(Model& model, const std::string& name, HookFn fn);
 
   // Set by the host: returns a reference that keeps the plugin's library loaded.
-  void set_keep_alive(std::function<std::shared_ptr<void>()> keep_alive) { keep_alive_ = std::move(keep_alive); }
+  void set_keep_alive(std::function<std::shared_ptr<void>()> keep_alive) {
+    keep_alive_ = std::move(keep_alive);
+  }
 
  private:
   template <typename R, typename... A>
@@ -296,7 +311,8 @@ class Module {
       return detail::invoke(fn, args, std::index_sequence_for<A...>{});
     };
   }
-  void add(const std::string& name, const std::string& doc, std::function<Value(const List&)> call) {
+  void add(const std::string& name, const std::string& doc,
+           std::function<Value(const List&)> call) {
     if (find(name)) throw Error("function '" + name + "' is defined twice");
     functions_.push_back(Function{name, doc, std::move(call)});
   }

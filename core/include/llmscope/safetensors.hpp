@@ -18,10 +18,10 @@ namespace llmscope {
 
 struct SafetensorsEntry {
   std::string name;
-  std::string dtype_name;           // as written in the header: "F32", "BF16", "I64", ...
-  at::ScalarType dtype;             // the matching ATen type
+  std::string dtype_name;  // as written in the header: "F32", "BF16", "I64", ...
+  at::ScalarType dtype;    // the matching ATen type
   std::vector<int64_t> shape;
-  uint64_t begin = 0;               // byte offsets relative to the start of the data section
+  uint64_t begin = 0;  // byte offsets relative to the start of the data section
   uint64_t end = 0;
 };
 

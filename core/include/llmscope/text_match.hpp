@@ -17,7 +17,8 @@ bool has_glob_chars(std::string_view pattern);
 size_t edit_distance(std::string_view a, std::string_view b);
 
 // Up to `limit` candidates closest to `name`, nearest first.
-std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates,
+std::vector<std::string> closest_names(std::string_view name,
+                                       const std::vector<std::string>& candidates,
                                        size_t limit = 3);
 
 // "a, b, c" for messages.

@@ -32,7 +32,8 @@ struct EncodeOptions {
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
-  virtual std::vector<int64_t> encode(std::string_view text, const EncodeOptions& options = {}) const = 0;
+  virtual std::vector<int64_t> encode(std::string_view text,
+                                      const EncodeOptions& options = {}) const = 0;
   // Invalid UTF-8 byte sequences become U+FFFD, as Hugging Face decodes.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
   virtual int64_t vocab_size() const = 0;
@@ -57,7 +58,8 @@ class BpeTokenizer final : public Tokenizer {
   static std::unique_ptr<BpeTokenizer> from_tokenizer_json(const std::filesystem::path& path);
   ~BpeTokenizer() override;
 
-  std::vector<int64_t> encode(std::string_view text, const EncodeOptions& options = {}) const override;
+  std::vector<int64_t> encode(std::string_view text,
+                              const EncodeOptions& options = {}) const override;
   std::string decode(const std::vector<int64_t>& ids) const override;
   int64_t vocab_size() const override;
   std::string token_text(int64_t id) const override;

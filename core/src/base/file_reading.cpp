@@ -10,7 +10,8 @@ namespace llmscope::detail {
 std::string read_file(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw_file_error(path, "file not found");
-  if (std::filesystem::is_directory(path, ec)) throw_file_error(path, "expected a file, found a folder");
+  if (std::filesystem::is_directory(path, ec))
+    throw_file_error(path, "expected a file, found a folder");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw_file_error(path, "cannot open file for reading");
   std::ostringstream text;

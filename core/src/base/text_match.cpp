@@ -45,8 +45,8 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates,
-                                       size_t limit) {
+std::vector<std::string> closest_names(std::string_view name,
+                                       const std::vector<std::string>& candidates, size_t limit) {
   std::vector<std::pair<size_t, const std::string*>> scored;
   scored.reserve(candidates.size());
   for (const auto& c : candidates) scored.emplace_back(edit_distance(name, c), &c);

@@ -69,7 +69,6 @@ fs::path expand_user(const std::string& path) {
   return path;
 }
 
-
 bool is_commit_hash(std::string_view text) { return text.size() == 40 && is_hex(text); }
 
 // huggingface_hub's rule for each part of a repo id: letters, digits, "-_."; no "--" or "..";
@@ -124,7 +123,6 @@ std::optional<ModelRef> try_parse(std::string_view text) {
 }
 
 // What a user types to get this model: "gpt2" for main, "gpt2@v1" otherwise.
-
 
 std::optional<std::string> read_ref(const fs::path& repo, const std::string& revision) {
   std::ifstream in(repo / "refs" / revision);
@@ -256,6 +254,5 @@ fs::path resolve_model(const ModelRef& ref, const fs::path& cache) {
   }
   return dir;
 }
-
 
 }  // namespace llmscope::hub

@@ -380,14 +380,16 @@ SafetensorsSet SafetensorsSet::open_index(const fs::path& index_path) {
 
   std::map<std::string, std::vector<std::string>> shards;  // shard file -> tensors placed in it
   for (const auto& [tensor, shard] : weight_map.items()) {
-    if (!shard.is_string()) throw_file_error(index_path, "weight_map['" + tensor + "'] is not a string; " + expected);
+    if (!shard.is_string())
+      throw_file_error(index_path, "weight_map['" + tensor + "'] is not a string; " + expected);
     const auto name = shard.get<std::string>();
     const fs::path relative(name);
     bool inside = !name.empty() && relative.is_relative();
     for (const auto& part : relative) inside = inside && part != "..";
     if (!inside) {
-      throw_file_error(index_path, "weight_map places '" + tensor + "' in '" + name +
-                                       "', which is not a file name inside the checkpoint's folder");
+      throw_file_error(index_path,
+                       "weight_map places '" + tensor + "' in '" + name +
+                           "', which is not a file name inside the checkpoint's folder");
     }
     shards[name].push_back(tensor);
   }
@@ -398,13 +400,15 @@ SafetensorsSet SafetensorsSet::open_index(const fs::path& index_path) {
   for (const auto& [name, tensors] : shards) {
     const fs::path shard_path = folder / name;
     if (!fs::exists(shard_path)) {
-      throw_file_error(shard_path, "not found (a shard listed in " + index_path.filename().string() + ")");
+      throw_file_error(shard_path,
+                       "not found (a shard listed in " + index_path.filename().string() + ")");
     }
     set.add(SafetensorsFile::open(shard_path));
     const auto& added = set.files_.back();
     for (const auto& tensor : tensors) {
       if (!added.contains(tensor)) {
-        throw_file_error(shard_path, "has no tensor '" + tensor + "' (" + index_path.filename().string() +
+        throw_file_error(shard_path, "has no tensor '" + tensor + "' (" +
+                                         index_path.filename().string() +
                                          " places it in this shard)");
       }
     }

@@ -12,7 +12,8 @@ at::Tensor pick_next(const at::Tensor& last_logits, const GenerationOptions& opt
   if (options.greedy) return last_logits.argmax(-1);
   auto logits = last_logits.to(at::kFloat) / options.temperature;  // [batch, vocab]
   if (options.top_k > 0 && options.top_k < logits.size(-1)) {
-    auto kth = std::get<0>(logits.topk(options.top_k, -1)).select(-1, options.top_k - 1).unsqueeze(-1);
+    auto kth =
+        std::get<0>(logits.topk(options.top_k, -1)).select(-1, options.top_k - 1).unsqueeze(-1);
     logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
   }
   if (options.top_p < 1.0) {
@@ -24,7 +25,9 @@ at::Tensor pick_next(const at::Tensor& last_logits, const GenerationOptions& opt
     logits = logits.masked_fill(drop, -std::numeric_limits<float>::infinity());
   }
   auto probs = logits.softmax(-1).to(at::kCPU);
-  return at::multinomial(probs, 1, /*replacement=*/false, generator).squeeze(-1).to(last_logits.device());
+  return at::multinomial(probs, 1, /*replacement=*/false, generator)
+      .squeeze(-1)
+      .to(last_logits.device());
 }
 
 }  // namespace
@@ -32,14 +35,16 @@ at::Tensor pick_next(const at::Tensor& last_logits, const GenerationOptions& opt
 at::Tensor generate(Model& model, const GenerationInput& input, const GenerationOptions& options) {
   if (!input.input_ids.defined()) throw Error("generate: input_ids are required");
   if (!model.is_causal()) {
-    throw Error("generate: " + model.architecture() + " is a masked language model, not a causal one; "
+    throw Error("generate: " + model.architecture() +
+                " is a masked language model, not a causal one; "
                 "predict [MASK] tokens instead (fill_mask)");
   }
   if (options.max_new_tokens < 0) throw Error("generate: max_new_tokens must be >= 0");
   if (!options.greedy) {
     if (!(options.temperature > 0)) throw Error("generate: temperature must be > 0");
     if (options.top_k < 0) throw Error("generate: top_k must be >= 0");
-    if (!(options.top_p > 0 && options.top_p <= 1)) throw Error("generate: top_p must be in (0, 1]");
+    if (!(options.top_p > 0 && options.top_p <= 1))
+      throw Error("generate: top_p must be in (0, 1]");
   }
   auto ids = (input.input_ids.dim() == 1 ? input.input_ids.unsqueeze(0) : input.input_ids)
                  .to(model.device(), at::kLong);
@@ -55,11 +60,12 @@ at::Tensor generate(Model& model, const GenerationInput& input, const Generation
   }
   const int64_t eos = options.eos_token_id.value_or(model.eos_token_id());
   at::Generator generator = options.seed ? at::make_generator<at::CPUGeneratorImpl>(*options.seed)
-                                          : at::detail::getDefaultCPUGenerator();
+                                         : at::detail::getDefaultCPUGenerator();
 
   ForwardOptions forward_options;
   forward_options.hooks = options.hooks;
-  auto finished = at::zeros({ids.size(0)}, at::TensorOptions().dtype(at::kBool).device(ids.device()));
+  auto finished =
+      at::zeros({ids.size(0)}, at::TensorOptions().dtype(at::kBool).device(ids.device()));
   at::NoGradGuard no_grad;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     auto out = model.forward(ForwardInput{ids, {}, mask, {}}, forward_options);

@@ -22,9 +22,36 @@ const std::vector<HookPointSpec> kBeforeSites = {
 };
 
 enum BlockSite : int {
-  kBlockIn, kLn1In, kLn1, kAttnIn, kCAttnIn, kCAttn, kQ, kK, kV, kScores, kPattern, kZ,
-  kAttnProjIn, kAttnProj, kAttnResidDrop, kAttn, kResidMid, kLn2In, kLn2, kMlpIn, kFcIn, kFc,
-  kActIn, kAct, kMlpProjIn, kMlpProj, kMlpDrop, kMlp, kBlockOut, kNumBlockSites
+  kBlockIn,
+  kLn1In,
+  kLn1,
+  kAttnIn,
+  kCAttnIn,
+  kCAttn,
+  kQ,
+  kK,
+  kV,
+  kScores,
+  kPattern,
+  kZ,
+  kAttnProjIn,
+  kAttnProj,
+  kAttnResidDrop,
+  kAttn,
+  kResidMid,
+  kLn2In,
+  kLn2,
+  kMlpIn,
+  kFcIn,
+  kFc,
+  kActIn,
+  kAct,
+  kMlpProjIn,
+  kMlpProj,
+  kMlpDrop,
+  kMlp,
+  kBlockOut,
+  kNumBlockSites
 };
 const std::vector<HookPointSpec> kBlockSites = {
     {"transformer.h.{L}:input", "blocks.{L}.hook_resid_pre", "[batch, pos, d_model]"},
@@ -89,13 +116,14 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, const SafetensorsSet& weights,
       dtype_(options.dtype),
       device_(options.device) {
   static_assert(kNumBeforeSites == 3 && kNumAfterSites == 5, "site enums match their tables");
-  if (kBlockSites.size() != kNumBlockSites) throw std::logic_error("GPT-2 block site table is out of sync");
+  if (kBlockSites.size() != kNumBlockSites)
+    throw std::logic_error("GPT-2 block site table is out of sync");
   const int64_t d = config.n_embd, inner = config.n_inner, vocab = config.vocab_size;
-  detail::WeightReader reader(weights, options, "transformer.", "wte.weight", "GPT-2",
-                              "config.json (n_layer=" + std::to_string(config.n_layer) +
-                                  ", n_embd=" + std::to_string(d) + ", n_inner=" + std::to_string(inner) +
-                                  ", vocab_size=" + std::to_string(vocab) +
-                                  ", n_positions=" + std::to_string(config.n_positions) + ")");
+  detail::WeightReader reader(
+      weights, options, "transformer.", "wte.weight", "GPT-2",
+      "config.json (n_layer=" + std::to_string(config.n_layer) + ", n_embd=" + std::to_string(d) +
+          ", n_inner=" + std::to_string(inner) + ", vocab_size=" + std::to_string(vocab) +
+          ", n_positions=" + std::to_string(config.n_positions) + ")");
   wte_ = reader.read("transformer.wte.weight", {vocab, d});
   wpe_ = reader.read("transformer.wpe.weight", {config.n_positions, d});
   auto layer_norm_of = [&](const std::string& name) {
@@ -172,7 +200,8 @@ at::Tensor Gpt2Model::attention(int layer, const Block& block, const at::Tensor&
   auto site = [&](int local, at::Tensor t) {
     return at_site(run, sites.block_id(layer, local), std::move(t));
   };
-  const int64_t batch = x.size(0), pos = x.size(1), heads = config_.n_head, d_head = config_.head_dim();
+  const int64_t batch = x.size(0), pos = x.size(1), heads = config_.n_head,
+                d_head = config_.head_dim();
 
   auto qkv = site(kCAttn, conv1d(site(kCAttnIn, x), block.c_attn.weight, block.c_attn.bias));
   auto parts = qkv.split(config_.n_embd, -1);
@@ -191,9 +220,11 @@ at::Tensor Gpt2Model::attention(int layer, const Block& block, const at::Tensor&
   auto pattern = site(kPattern, at::softmax(scores, -1));
   if (want_attentions) out.attentions.push_back(pattern);
 
-  auto z = site(kZ, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));  // [batch, pos, head, d_head]
+  auto z = site(
+      kZ, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));  // [batch, pos, head, d_head]
   auto merged = site(kAttnProjIn, z.reshape({batch, pos, config_.n_embd}));
-  auto projected = site(kAttnProj, conv1d(merged, block.attn_c_proj.weight, block.attn_c_proj.bias));
+  auto projected =
+      site(kAttnProj, conv1d(merged, block.attn_c_proj.weight, block.attn_c_proj.bias));
   return site(kAttnResidDrop, std::move(projected));
 }
 
@@ -207,21 +238,23 @@ at::Tensor Gpt2Model::block_forward(int layer, const Block& block, at::Tensor x,
   // A module's ":input" site changes what that module sees, never the residual stream.
   auto resid_pre = site(kBlockIn, std::move(x));
   auto ln1 = site(kLn1, layer_norm(block.ln_1, site(kLn1In, resid_pre)));
-  auto attn_out = site(kAttn, attention(layer, block, site(kAttnIn, ln1), allowed, run, out, want_attentions));
+  auto attn_out =
+      site(kAttn, attention(layer, block, site(kAttnIn, ln1), allowed, run, out, want_attentions));
   auto resid_mid = site(kResidMid, resid_pre + attn_out);
   auto ln2 = site(kLn2, layer_norm(block.ln_2, site(kLn2In, resid_mid)));
 
   auto mlp_in = site(kMlpIn, ln2);
   auto pre = site(kFc, conv1d(site(kFcIn, mlp_in), block.c_fc.weight, block.c_fc.bias));
   auto post = site(kAct, activation(site(kActIn, pre)));
-  auto mlp_proj = site(kMlpProj, conv1d(site(kMlpProjIn, post), block.mlp_c_proj.weight,
-                                        block.mlp_c_proj.bias));
+  auto mlp_proj = site(
+      kMlpProj, conv1d(site(kMlpProjIn, post), block.mlp_c_proj.weight, block.mlp_c_proj.bias));
   auto mlp_out = site(kMlp, site(kMlpDrop, std::move(mlp_proj)));
   return site(kBlockOut, resid_mid + mlp_out);
 }
 
 ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions& options) {
-  auto in = detail::prepare_input(input, {config_.vocab_size, config_.n_embd, config_.n_positions}, device_, dtype_);
+  auto in = detail::prepare_input(input, {config_.vocab_size, config_.n_embd, config_.n_positions},
+                                  device_, dtype_);
   const at::Tensor allowed = detail::causal_mask(in);
   const int n_layer = static_cast<int>(config_.n_layer);
   const int n_run = detail::layers_to_run(options, n_layer);
@@ -230,7 +263,8 @@ ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions
   HookRun* run = hook_run ? &*hook_run : nullptr;
 
   ForwardOutput out;
-  auto tokens = in.has_ids ? at_site(run, sites.before_id(kWte), at::embedding(wte_, in.ids)) : in.embeds;
+  auto tokens =
+      in.has_ids ? at_site(run, sites.before_id(kWte), at::embedding(wte_, in.ids)) : in.embeds;
   auto positions = at_site(run, sites.before_id(kWpe), at::embedding(wpe_, in.position_ids));
   auto x = at_site(run, sites.before_id(kDrop), tokens + positions);  // [batch, pos, d_model]
 
@@ -242,7 +276,8 @@ ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions
   if (options.stop_at_layer) {
     if (options.output_hidden_states) out.hidden_states.push_back(x);
   } else {
-    auto final_hidden = at_site(run, sites.after_id(kLnF), layer_norm(ln_f_, at_site(run, sites.after_id(kLnFIn), x)));
+    auto final_hidden = at_site(run, sites.after_id(kLnF),
+                                layer_norm(ln_f_, at_site(run, sites.after_id(kLnFIn), x)));
     final_hidden = at_site(run, sites.after_id(kTransformer), std::move(final_hidden));
     if (options.output_hidden_states) out.hidden_states.push_back(final_hidden);
     auto head_in = at_site(run, sites.after_id(kLmHeadIn), final_hidden);

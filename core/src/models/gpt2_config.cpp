@@ -9,8 +9,8 @@
 namespace llmscope {
 namespace {
 
-const std::vector<std::string> kActivations = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu",
-                                               "relu",     "silu",              "swish"};
+const std::vector<std::string> kActivations = {
+    "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu", "relu", "silu", "swish"};
 
 // The value under `key` or any of its aliases; nullptr when absent or null.
 const nlohmann::json* lookup(const nlohmann::json& json, std::initializer_list<const char*> keys) {
@@ -40,7 +40,8 @@ T optional_value(const nlohmann::json& json, std::initializer_list<const char*> 
   try {
     return value->get<T>();
   } catch (const nlohmann::json::exception&) {
-    throw Error(source + ": key '" + *keys.begin() + "' must be " + expected + ", got " + value->dump());
+    throw Error(source + ": key '" + *keys.begin() + "' must be " + expected + ", got " +
+                value->dump());
   }
 }
 
@@ -65,14 +66,16 @@ Gpt2Config Gpt2Config::from_json(const nlohmann::json& json, const std::string& 
   c.n_embd = required_int(json, {"n_embd", "hidden_size"}, source);
   c.n_layer = required_int(json, {"n_layer", "num_hidden_layers"}, source);
   c.n_head = required_int(json, {"n_head", "num_attention_heads"}, source);
-  c.n_inner = optional_value<int64_t>(json, {"n_inner"}, 4 * c.n_embd, source, "an integer or null");
+  c.n_inner =
+      optional_value<int64_t>(json, {"n_inner"}, 4 * c.n_embd, source, "an integer or null");
   c.layer_norm_epsilon =
       optional_value<double>(json, {"layer_norm_epsilon"}, 1e-5, source, "a number");
-  c.activation_function = optional_value<std::string>(json, {"activation_function"}, "gelu_new",
-                                                      source, "a string");
-  c.scale_attn_weights = optional_value<bool>(json, {"scale_attn_weights"}, true, source, "a boolean");
-  c.scale_attn_by_inverse_layer_idx = optional_value<bool>(
-      json, {"scale_attn_by_inverse_layer_idx"}, false, source, "a boolean");
+  c.activation_function =
+      optional_value<std::string>(json, {"activation_function"}, "gelu_new", source, "a string");
+  c.scale_attn_weights =
+      optional_value<bool>(json, {"scale_attn_weights"}, true, source, "a boolean");
+  c.scale_attn_by_inverse_layer_idx =
+      optional_value<bool>(json, {"scale_attn_by_inverse_layer_idx"}, false, source, "a boolean");
   c.tie_word_embeddings =
       optional_value<bool>(json, {"tie_word_embeddings"}, true, source, "a boolean");
   c.bos_token_id = optional_value<int64_t>(json, {"bos_token_id"}, -1, source, "an integer");

@@ -4,16 +4,21 @@
 
 namespace llmscope {
 
-std::vector<MaskPrediction> predict_masks(Model& model, const at::Tensor& input_ids, int64_t mask_token_id, int64_t k,
+std::vector<MaskPrediction> predict_masks(Model& model, const at::Tensor& input_ids,
+                                          int64_t mask_token_id, int64_t k,
                                           const std::vector<NamedHook>& hooks) {
   if (model.is_causal()) {
-    throw Error("fill-mask: " + model.architecture() + " is a causal language model; it has no [MASK] to fill");
+    throw Error("fill-mask: " + model.architecture() +
+                " is a causal language model; it has no [MASK] to fill");
   }
   if (k < 1) throw Error("fill-mask: k must be >= 1");
   auto ids = (input_ids.dim() == 1 ? input_ids.unsqueeze(0) : input_ids).to(at::kLong);
-  if (ids.dim() != 2 || ids.size(0) != 1) throw Error("fill-mask: expected one sequence of token ids");
+  if (ids.dim() != 2 || ids.size(0) != 1)
+    throw Error("fill-mask: expected one sequence of token ids");
   auto positions = ids[0].eq(mask_token_id).nonzero().view(-1).to(at::kCPU);
-  if (positions.numel() == 0) throw Error("fill-mask: the input has no [MASK] token (id " + std::to_string(mask_token_id) + ")");
+  if (positions.numel() == 0)
+    throw Error("fill-mask: the input has no [MASK] token (id " + std::to_string(mask_token_id) +
+                ")");
   ForwardOptions options;
   options.hooks = hooks;
   at::NoGradGuard no_grad;

@@ -5,9 +5,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "llmscope/bert.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/gpt2.hpp"
-#include "llmscope/bert.hpp"
 #include "llmscope/gpt_neo.hpp"
 #include "llmscope/hub.hpp"
 #include "llmscope/model.hpp"
@@ -30,11 +30,16 @@ at::ScalarType parse_dtype(const std::string& name) {
 
 std::string dtype_name(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return "float32";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    case at::kDouble: return "float64";
-    default: return c10::toString(type);
+    case at::kFloat:
+      return "float32";
+    case at::kHalf:
+      return "float16";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kDouble:
+      return "float64";
+    default:
+      return c10::toString(type);
   }
 }
 
@@ -46,7 +51,8 @@ at::Device parse_device(const std::string& name) {
     throw Error("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
   }
   if (device.is_cuda() && !at::hasCUDA()) {
-    throw Error("device '" + name + "' asked for, but this build of libtorch has no CUDA (or no GPU is visible)");
+    throw Error("device '" + name +
+                "' asked for, but this build of libtorch has no CUDA (or no GPU is visible)");
   }
   if (!device.is_cpu() && !device.is_cuda()) {
     throw Error("device '" + name + "' is not supported (expected cpu or cuda)");
@@ -54,18 +60,21 @@ at::Device parse_device(const std::string& name) {
   return device;
 }
 
-std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name, const LoadOptions& options) {
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
+                                  const LoadOptions& options) {
   namespace fs = std::filesystem;
   // A folder wins; otherwise a hub name ("gpt2", "org/name@rev") resolves through the HF cache.
   const fs::path dir = fs::is_directory(dir_or_name) || !hub::is_model_ref(dir_or_name.string())
                            ? dir_or_name
                            : hub::resolve_model(hub::parse_model_ref(dir_or_name.string()));
   if (!fs::is_directory(dir)) {
-    throw_file_error(dir, "not a folder (expected a model folder with config.json and model.safetensors)");
+    throw_file_error(
+        dir, "not a folder (expected a model folder with config.json and model.safetensors)");
   }
   if (options.dtype == at::kHalf && options.device.is_cpu()) {
-    throw Error("float16 needs a CUDA device: this libtorch has no CPU kernels for float16 "
-                "matmul and layer_norm (use bfloat16 or float32 on the CPU)");
+    throw Error(
+        "float16 needs a CUDA device: this libtorch has no CPU kernels for float16 "
+        "matmul and layer_norm (use bfloat16 or float32 on the CPU)");
   }
   const auto config_path = dir / "config.json";
   std::ifstream in(config_path);
@@ -79,38 +88,46 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name, cons
   if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
 
   std::string model_type = config.value("model_type", "");
-  if (model_type.empty() && config.contains("architectures") && config["architectures"].is_array() &&
-      !config["architectures"].empty() && config["architectures"][0].is_string()) {
+  if (model_type.empty() && config.contains("architectures") &&
+      config["architectures"].is_array() && !config["architectures"].empty() &&
+      config["architectures"][0].is_string()) {
     const auto arch = config["architectures"][0].get<std::string>();
     if (arch.rfind("GPT2", 0) == 0) model_type = "gpt2";
     if (arch.rfind("GPTNeo", 0) == 0) model_type = "gpt_neo";
     if (arch.rfind("Bert", 0) == 0) model_type = "bert";
   }
   if (model_type != "gpt2" && model_type != "gpt_neo" && model_type != "bert") {
-    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected gpt2, gpt_neo or bert)");
+    throw_file_error(config_path, "model_type '" + model_type +
+                                      "' is not supported (expected gpt2, gpt_neo or bert)");
   }
 
   const auto weights_path = dir / "model.safetensors";
   const auto index_path = dir / "model.safetensors.index.json";
   if (!fs::exists(weights_path) && !fs::exists(index_path)) {
     if (fs::exists(dir / "pytorch_model.bin")) {
-      throw_file_error(dir, "has only pytorch_model.bin; convert it to safetensors first, e.g. in "
-                            "Python: AutoModel.from_pretrained(dir).save_pretrained(dir, "
-                            "safe_serialization=True)");
+      throw_file_error(dir,
+                       "has only pytorch_model.bin; convert it to safetensors first, e.g. in "
+                       "Python: AutoModel.from_pretrained(dir).save_pretrained(dir, "
+                       "safe_serialization=True)");
     }
-    throw_file_error(weights_path, "not found (expected the model's weights in safetensors format)");
+    throw_file_error(weights_path,
+                     "not found (expected the model's weights in safetensors format)");
   }
 
   // One file, or a sharded checkpoint whose index maps each tensor to its shard.
-  const auto weights = fs::exists(weights_path) ? SafetensorsSet(SafetensorsFile::open(weights_path))
-                                                : SafetensorsSet::open_index(index_path);
+  const auto weights = fs::exists(weights_path)
+                           ? SafetensorsSet(SafetensorsFile::open(weights_path))
+                           : SafetensorsSet::open_index(index_path);
   std::unique_ptr<Model> model;
   if (model_type == "gpt2") {
-    model = std::make_unique<Gpt2Model>(Gpt2Config::from_json(config, config_path.string()), weights, options, dir);
+    model = std::make_unique<Gpt2Model>(Gpt2Config::from_json(config, config_path.string()),
+                                        weights, options, dir);
   } else if (model_type == "gpt_neo") {
-    model = std::make_unique<GptNeoModel>(GptNeoConfig::from_json(config, config_path.string()), weights, options, dir);
+    model = std::make_unique<GptNeoModel>(GptNeoConfig::from_json(config, config_path.string()),
+                                          weights, options, dir);
   } else {
-    model = std::make_unique<BertModel>(BertConfig::from_json(config, config_path.string()), weights, options, dir);
+    model = std::make_unique<BertModel>(BertConfig::from_json(config, config_path.string()),
+                                        weights, options, dir);
   }
   if (Tokenizer::exists_in(dir)) model->set_tokenizer(Tokenizer::load(dir));
   spdlog::debug("loaded {} from {}: {} parameters, {} on {}", model->architecture(), dir.string(),

@@ -1,7 +1,7 @@
 #include "models/model_parts.hpp"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <limits>
 #include <sstream>
@@ -11,9 +11,11 @@
 
 namespace llmscope::detail {
 
-int64_t required_positive_int(const nlohmann::json& json, const char* key, const std::string& source) {
+int64_t required_positive_int(const nlohmann::json& json, const char* key,
+                              const std::string& source) {
   auto it = json.find(key);
-  if (it == json.end() || it->is_null()) throw Error(source + ": missing required key '" + key + "' (a positive integer)");
+  if (it == json.end() || it->is_null())
+    throw Error(source + ": missing required key '" + key + "' (a positive integer)");
   if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
     throw Error(source + ": key '" + key + "' must be a positive integer, got " + it->dump());
   }
@@ -22,34 +24,41 @@ int64_t required_positive_int(const nlohmann::json& json, const char* key, const
 
 double lowest_value(at::ScalarType type) {
   switch (type) {
-    case at::kHalf: return -65504.0;
-    case at::kBFloat16: return -3.3895313892515355e38;
-    case at::kDouble: return std::numeric_limits<double>::lowest();
-    default: return std::numeric_limits<float>::lowest();
+    case at::kHalf:
+      return -65504.0;
+    case at::kBFloat16:
+      return -3.3895313892515355e38;
+    case at::kDouble:
+      return std::numeric_limits<double>::lowest();
+    default:
+      return std::numeric_limits<float>::lowest();
   }
 }
 
 at::Tensor activation(const std::string& name, const at::Tensor& x) {
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return at::gelu(x, "tanh");
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast")
+    return at::gelu(x, "tanh");
   if (name == "gelu") return at::gelu(x);
   if (name == "relu") return at::relu(x);
   if (name == "silu" || name == "swish") return at::silu(x);
   throw Error("activation function '" + name + "' is not supported");
 }
 
-WeightReader::WeightReader(const SafetensorsSet& file, const LoadOptions& options, std::string prefix,
-                           const std::string& probe, const std::string& architecture, std::string config_summary)
+WeightReader::WeightReader(const SafetensorsSet& file, const LoadOptions& options,
+                           std::string prefix, const std::string& probe,
+                           const std::string& architecture, std::string config_summary)
     : file_(file),
       options_(options),
       prefix_(std::move(prefix)),
       architecture_(architecture),
       config_summary_(std::move(config_summary)) {
-  // Hub checkpoints of the base model have no prefix; save_pretrained of the LM head model adds one.
+  // Hub checkpoints of the base model have no prefix; save_pretrained of the LM head model adds
+  // one.
   if (file.contains(prefix_ + probe)) {
     stored_prefix_ = prefix_;
   } else if (!file.contains(probe)) {
-    throw_file_error(file.path(), "neither '" + prefix_ + probe + "' nor '" + probe + "' found: not a " +
-                                      architecture + " checkpoint");
+    throw_file_error(file.path(), "neither '" + prefix_ + probe + "' nor '" + probe +
+                                      "' found: not a " + architecture + " checkpoint");
   }
 }
 
@@ -61,38 +70,43 @@ std::string WeightReader::stored_name(const std::string& name) const {
 at::Tensor WeightReader::read(const std::string& name, const std::vector<int64_t>& expected) {
   const std::string stored = stored_name(name);
   if (!file_.contains(stored)) {
-    throw_file_error(file_.path(), "missing tensor '" + stored + "' (expected shape " + shape_string(expected) +
-                                       " from " + config_summary_ + ")");
+    throw_file_error(file_.path(), "missing tensor '" + stored + "' (expected shape " +
+                                       shape_string(expected) + " from " + config_summary_ + ")");
   }
   const auto& entry = file_.entry(stored);
   if (!at::isFloatingType(entry.dtype)) {
-    throw_file_error(file_.file_of(stored).path(), "tensor '" + stored + "' has dtype " + entry.dtype_name +
-                                       ", expected a floating type (F32, F16 or BF16)");
+    throw_file_error(file_.file_of(stored).path(),
+                     "tensor '" + stored + "' has dtype " + entry.dtype_name +
+                         ", expected a floating type (F32, F16 or BF16)");
   }
   if (entry.shape != expected) {
-    throw_file_error(file_.file_of(stored).path(), "tensor '" + stored + "' has shape " + shape_string(entry.shape) +
-                                       ", expected " + shape_string(expected) + " from " + config_summary_);
+    throw_file_error(file_.file_of(stored).path(),
+                     "tensor '" + stored + "' has shape " + shape_string(entry.shape) +
+                         ", expected " + shape_string(expected) + " from " + config_summary_);
   }
   used_.insert(stored);
   return file_.load(stored, options_.dtype, options_.device);
 }
 
-void WeightReader::check_unused(const std::regex& ignored, const std::string& layers, int64_t n_layer) const {
-  const std::regex layer_pattern("(" + std::regex_replace(prefix_, std::regex(R"(\.)"), R"(\.)") + ")?" +
-                                 std::regex_replace(layers, std::regex(R"(\.)"), R"(\.)") + R"(\.(\d+)\..*)");
+void WeightReader::check_unused(const std::regex& ignored, const std::string& layers,
+                                int64_t n_layer) const {
+  const std::regex layer_pattern("(" + std::regex_replace(prefix_, std::regex(R"(\.)"), R"(\.)") +
+                                 ")?" + std::regex_replace(layers, std::regex(R"(\.)"), R"(\.)") +
+                                 R"(\.(\d+)\..*)");
   std::vector<std::string> unexpected;
   for (const auto& entry : file_.entries()) {
     if (used_.count(entry.name) || std::regex_match(entry.name, ignored)) continue;
     std::smatch m;
     if (std::regex_match(entry.name, m, layer_pattern) && std::stoll(m[2]) >= n_layer) {
-      throw_file_error(file_.file_of(entry.name).path(), "has weights for layer " + m[2].str() + " ('" + entry.name +
-                                         "') but " + config_summary_ + " has " + std::to_string(n_layer) + " layers");
+      throw_file_error(file_.file_of(entry.name).path(),
+                       "has weights for layer " + m[2].str() + " ('" + entry.name + "') but " +
+                           config_summary_ + " has " + std::to_string(n_layer) + " layers");
     }
     unexpected.push_back(entry.name);
   }
   if (!unexpected.empty()) {
-    spdlog::warn("{}: ignoring {} tensor(s) {} does not use: {}", file_.path().string(), unexpected.size(),
-                 architecture_, join(unexpected));
+    spdlog::warn("{}: ignoring {} tensor(s) {} does not use: {}", file_.path().string(),
+                 unexpected.size(), architecture_, join(unexpected));
   }
 }
 
@@ -107,23 +121,24 @@ PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits
     const auto& given = input.input_ids;
     auto ids = given.dim() == 1 ? given.unsqueeze(0) : given;
     if (ids.dim() != 2 || at::isFloatingType(ids.scalar_type()) || ids.scalar_type() == at::kBool) {
-      throw Error("forward: input_ids must be an integer tensor [batch, pos], got " + shape_string(given.sizes()) +
-                  " " + std::string(c10::toString(given.scalar_type())));
+      throw Error("forward: input_ids must be an integer tensor [batch, pos], got " +
+                  shape_string(given.sizes()) + " " +
+                  std::string(c10::toString(given.scalar_type())));
     }
     out.ids = ids.to(device, at::kLong);
     if (out.ids.numel() > 0) {
       const int64_t lo = out.ids.min().item<int64_t>(), hi = out.ids.max().item<int64_t>();
       if (lo < 0 || hi >= limits.vocab_size) {
-        throw Error("forward: token id " + std::to_string(lo < 0 ? lo : hi) + " is out of range (vocab_size is " +
-                    std::to_string(limits.vocab_size) + ")");
+        throw Error("forward: token id " + std::to_string(lo < 0 ? lo : hi) +
+                    " is out of range (vocab_size is " + std::to_string(limits.vocab_size) + ")");
       }
     }
   } else {
     const auto& given = input.inputs_embeds;
     auto embeds = given.dim() == 2 ? given.unsqueeze(0) : given;
     if (embeds.dim() != 3 || embeds.size(2) != limits.d_model) {
-      throw Error("forward: inputs_embeds must be [batch, pos, " + std::to_string(limits.d_model) + "], got " +
-                  shape_string(given.sizes()));
+      throw Error("forward: inputs_embeds must be [batch, pos, " + std::to_string(limits.d_model) +
+                  "], got " + shape_string(given.sizes()));
     }
     out.embeds = embeds.to(device, dtype);
   }
@@ -132,14 +147,14 @@ PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits
   out.pos = lead.size(1);
   if (out.pos == 0 || out.batch == 0) throw Error("forward: the input is empty");
   if (out.pos > limits.max_positions) {
-    throw Error("forward: sequence of " + std::to_string(out.pos) + " tokens exceeds n_positions (" +
-                std::to_string(limits.max_positions) + ")");
+    throw Error("forward: sequence of " + std::to_string(out.pos) +
+                " tokens exceeds n_positions (" + std::to_string(limits.max_positions) + ")");
   }
   if (input.attention_mask.defined()) {
     const auto& mask = input.attention_mask;
     if (mask.dim() != 2 || mask.size(0) != out.batch || mask.size(1) != out.pos) {
-      throw Error("forward: attention_mask must be [" + std::to_string(out.batch) + ", " + std::to_string(out.pos) +
-                  "] like the input, got " + shape_string(mask.sizes()));
+      throw Error("forward: attention_mask must be [" + std::to_string(out.batch) + ", " +
+                  std::to_string(out.pos) + "] like the input, got " + shape_string(mask.sizes()));
     }
     out.keep = mask.to(device).ne(0);
     out.position_ids = (out.keep.to(at::kLong).cumsum(-1) - 1).clamp_min(0);
@@ -154,7 +169,8 @@ PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits
 
 at::Tensor causal_mask(const PreparedInput& input, int64_t window) {
   const int64_t pos = input.pos;
-  auto allowed = at::ones({pos, pos}, at::TensorOptions().dtype(at::kBool).device(input.keep.device())).tril();
+  auto allowed =
+      at::ones({pos, pos}, at::TensorOptions().dtype(at::kBool).device(input.keep.device())).tril();
   if (window > 0) allowed = allowed.logical_and(allowed.tril(-window).logical_not());
   return allowed.view({1, 1, pos, pos}).logical_and(input.keep.view({input.batch, 1, 1, pos}));
 }
@@ -164,8 +180,8 @@ int layers_to_run(const ForwardOptions& options, int n_layer) {
   int stop = *options.stop_at_layer;
   if (stop < 0) stop += n_layer;
   if (stop < 0 || stop > n_layer) {
-    throw Error("forward: stop_at_layer " + std::to_string(*options.stop_at_layer) + " is out of range for " +
-                std::to_string(n_layer) + " layers");
+    throw Error("forward: stop_at_layer " + std::to_string(*options.stop_at_layer) +
+                " is out of range for " + std::to_string(n_layer) + " layers");
   }
   return stop;
 }
@@ -178,7 +194,8 @@ std::optional<HookRun> begin_pass(const Model& model, const ForwardOptions& opti
   return run;
 }
 
-void finish_pass(HookRun* run, ForwardOutput& out, const ForwardOptions& options, int layers_run, int n_layer) {
+void finish_pass(HookRun* run, ForwardOutput& out, const ForwardOptions& options, int layers_run,
+                 int n_layer) {
   if (!run) return;
   out.cache = run->take_cache();
   out.firings = run->firings();

@@ -18,7 +18,8 @@
 namespace llmscope::detail {
 
 // json[key] as a positive integer; throws llmscope::Error naming `source` and the key.
-int64_t required_positive_int(const nlohmann::json& json, const char* key, const std::string& source);
+int64_t required_positive_int(const nlohmann::json& json, const char* key,
+                              const std::string& source);
 
 // The most negative finite value of `type`: what masked attention scores become, so a fully
 // masked row (a left-padding query) softmaxes to a uniform average instead of NaN.
@@ -34,7 +35,8 @@ class WeightReader {
   // `probe` is a parameter every checkpoint of the architecture has, named without the prefix;
   // `config_summary` says in errors what the config asked for.
   WeightReader(const SafetensorsSet& file, const LoadOptions& options, std::string prefix,
-               const std::string& probe, const std::string& architecture, std::string config_summary);
+               const std::string& probe, const std::string& architecture,
+               std::string config_summary);
 
   bool has(const std::string& name) const { return file_.contains(stored_name(name)); }
   at::Tensor read(const std::string& name, const std::vector<int64_t>& expected);
@@ -81,6 +83,7 @@ int layers_to_run(const ForwardOptions& options, int n_layer);
 // The pass's hook plan, or none when nothing is hooked or cached at all.
 std::optional<HookRun> begin_pass(const Model& model, const ForwardOptions& options);
 // Moves the cache and fire counts into `out`; with strict_hooks, throws for hooks that never fired.
-void finish_pass(HookRun* run, ForwardOutput& out, const ForwardOptions& options, int layers_run, int n_layer);
+void finish_pass(HookRun* run, ForwardOutput& out, const ForwardOptions& options, int layers_run,
+                 int n_layer);
 
 }  // namespace llmscope::detail

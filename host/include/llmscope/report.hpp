@@ -19,8 +19,8 @@ struct RunManifest {
   std::string script;
   std::vector<std::pair<std::string, std::string>> models;  // folder, sha256 of the weights
   std::string dtype, device;
-  std::string seed;                  // empty when the script set none
-  std::string status = "running";    // "ok", "failed: <message>", "interrupted"
+  std::string seed;                // empty when the script set none
+  std::string status = "running";  // "ok", "failed: <message>", "interrupted"
   double wall_seconds = 0;
   std::vector<std::pair<std::string, std::string>> extra;  // report.set{key = value}
 };

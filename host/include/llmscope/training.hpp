@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "llmscope/gpt2_config.hpp"
 #include "llmscope/corpus.hpp"
+#include "llmscope/gpt2_config.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/tokenizer.hpp"
 
@@ -53,20 +53,21 @@ TextSplit brown_text_split(const Corpus& corpus, int64_t every);
 // Text files cut into paragraph blocks (at blank lines); every `every`-th block held out.
 TextSplit text_files_split(const std::vector<std::filesystem::path>& files, int64_t every);
 // The documents as one token stream, each followed by `eos`.
-std::vector<int64_t> encode_documents(const Tokenizer& tokenizer, const std::vector<std::string>& documents,
-                                      int64_t eos);
+std::vector<int64_t> encode_documents(const Tokenizer& tokenizer,
+                                      const std::vector<std::string>& documents, int64_t eos);
 
 // Learning rate at `step` (0-based): linear warm-up to lr, then cosine decay to min_lr.
 double scheduled_lr(const TrainRecipe& recipe, int64_t step);
 
 // Writes config.json and a GPT-2-initialised model.safetensors (normal(0, 0.02); residual
 // projections scaled by 1/sqrt(2 n_layer); LayerNorms 1 and 0; biases 0) into `dir`.
-void write_initial_checkpoint(const Gpt2Config& config, uint64_t seed, const std::filesystem::path& dir);
+void write_initial_checkpoint(const Gpt2Config& config, uint64_t seed,
+                              const std::filesystem::path& dir);
 
 // Mean next-token cross-entropy (nats) over consecutive, non-overlapping windows of `context`
 // tokens from the first `max_tokens` of `ids` (all of them when max_tokens <= 0).
-double evaluate_loss(Model& model, const std::vector<int64_t>& ids, int64_t context, int64_t max_tokens = 0,
-                     int64_t batch_size = 16);
+double evaluate_loss(Model& model, const std::vector<int64_t>& ids, int64_t context,
+                     int64_t max_tokens = 0, int64_t batch_size = 16);
 
 // Cross-entropy (nats) on `validation` of a bigram model counted on `train`, interpolated with the
 // add-one unigram distribution; the interpolation weight is the best of a grid on `validation`
@@ -75,12 +76,13 @@ struct BigramBaseline {
   double loss = 0;
   double lambda = 0;  // weight of the bigram term
 };
-BigramBaseline bigram_baseline(const std::vector<int64_t>& train, const std::vector<int64_t>& validation,
-                               int64_t vocab_size, int64_t max_tokens = 0);
+BigramBaseline bigram_baseline(const std::vector<int64_t>& train,
+                               const std::vector<int64_t>& validation, int64_t vocab_size,
+                               int64_t max_tokens = 0);
 
 struct TrainProgress {
   int64_t step = 0, steps = 0;
-  double loss = 0;            // this step's training loss
+  double loss = 0;  // this step's training loss
   double lr = 0;
   double tokens_per_second = 0;
   double elapsed_seconds = 0;
@@ -98,8 +100,8 @@ struct TrainResult {
 };
 
 struct TrainCallbacks {
-  std::function<void(const TrainProgress&)> on_step;      // every step
-  std::function<void(int64_t step)> on_checkpoint;         // every checkpoint_every steps
+  std::function<void(const TrainProgress&)> on_step;  // every step
+  std::function<void(int64_t step)> on_checkpoint;    // every checkpoint_every steps
 };
 
 // Trains `model`'s parameters in place (they must be float32) on random windows of `train`,

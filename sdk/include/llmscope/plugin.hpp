@@ -15,22 +15,27 @@
 #ifndef BOOST_DLL_USE_STD_FS
 #define BOOST_DLL_USE_STD_FS
 #endif
-#include <boost/dll/alias.hpp>
 #include <torch/version.h>
+#include <boost/dll/alias.hpp>
 
 #include "llmscope/plugin_api.hpp"
 
-#define LLMSCOPE_PLUGIN(NAME, VERSION, DESCRIPTION)                                                  \
-  static void llmscope_plugin_init(::llmscope::plugin::Module& module);                             \
-  extern "C" BOOST_SYMBOL_EXPORT const ::llmscope::plugin::Descriptor llmscope_plugin_descriptor;  \
-  extern "C" const ::llmscope::plugin::Descriptor llmscope_plugin_descriptor = {                    \
-      ::llmscope::plugin::kAbiMajor, ::llmscope::plugin::kAbiMinor, TORCH_VERSION_MAJOR,             \
-      TORCH_VERSION_MINOR,           _GLIBCXX_USE_CXX11_ABI,         NAME,                           \
-      VERSION,                       DESCRIPTION};                                                   \
-  static std::shared_ptr<::llmscope::plugin::Module> llmscope_plugin_make_module() {                \
-    auto module = std::make_shared<::llmscope::plugin::Module>();                                    \
-    llmscope_plugin_init(*module);                                                                   \
-    return module;                                                                                   \
-  }                                                                                                  \
-  BOOST_DLL_ALIAS(llmscope_plugin_make_module, llmscope_plugin_factory)                              \
+#define LLMSCOPE_PLUGIN(NAME, VERSION, DESCRIPTION)                                               \
+  static void llmscope_plugin_init(::llmscope::plugin::Module& module);                           \
+  extern "C" BOOST_SYMBOL_EXPORT const ::llmscope::plugin::Descriptor llmscope_plugin_descriptor; \
+  extern "C" const ::llmscope::plugin::Descriptor llmscope_plugin_descriptor = {                  \
+      ::llmscope::plugin::kAbiMajor,                                                              \
+      ::llmscope::plugin::kAbiMinor,                                                              \
+      TORCH_VERSION_MAJOR,                                                                        \
+      TORCH_VERSION_MINOR,                                                                        \
+      _GLIBCXX_USE_CXX11_ABI,                                                                     \
+      NAME,                                                                                       \
+      VERSION,                                                                                    \
+      DESCRIPTION};                                                                               \
+  static std::shared_ptr<::llmscope::plugin::Module> llmscope_plugin_make_module() {              \
+    auto module = std::make_shared<::llmscope::plugin::Module>();                                 \
+    llmscope_plugin_init(*module);                                                                \
+    return module;                                                                                \
+  }                                                                                               \
+  BOOST_DLL_ALIAS(llmscope_plugin_make_module, llmscope_plugin_factory)                           \
   static void llmscope_plugin_init(::llmscope::plugin::Module& module)

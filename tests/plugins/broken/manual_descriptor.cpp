@@ -17,7 +17,8 @@
 
 extern "C" BOOST_SYMBOL_EXPORT const ::llmscope::plugin::Descriptor llmscope_plugin_descriptor;
 extern "C" const ::llmscope::plugin::Descriptor llmscope_plugin_descriptor = {
-    ABI_MAJOR, ABI_MINOR, TORCH_MAJOR, TORCH_VERSION_MINOR, CXX11_ABI, PLUGIN_NAME, "0.0.1", "a test plugin"};
+    ABI_MAJOR, ABI_MINOR,   TORCH_MAJOR, TORCH_VERSION_MINOR,
+    CXX11_ABI, PLUGIN_NAME, "0.0.1",     "a test plugin"};
 
 #ifndef NO_FACTORY
 static std::shared_ptr<::llmscope::plugin::Module> make_module() {

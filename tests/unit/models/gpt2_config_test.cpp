@@ -37,8 +37,12 @@ TEST(Gpt2Config, ReadsTheGoldenConfig) {
 }
 
 TEST(Gpt2Config, AcceptsHuggingFaceAttributeAliasesAndDefaults) {
-  auto c = Gpt2Config::from_json({{"vocab_size", 10}, {"max_position_embeddings", 8}, {"hidden_size", 12},
-                                  {"num_hidden_layers", 2}, {"num_attention_heads", 3}, {"n_inner", 20}},
+  auto c = Gpt2Config::from_json({{"vocab_size", 10},
+                                  {"max_position_embeddings", 8},
+                                  {"hidden_size", 12},
+                                  {"num_hidden_layers", 2},
+                                  {"num_attention_heads", 3},
+                                  {"n_inner", 20}},
                                  "config.json");
   EXPECT_EQ(c.n_positions, 8);
   EXPECT_EQ(c.n_embd, 12);
@@ -52,7 +56,8 @@ TEST(Gpt2Config, AcceptsHuggingFaceAttributeAliasesAndDefaults) {
 }
 
 TEST(Gpt2Config, ErrorsNameTheFileAndTheKey) {
-  nlohmann::json base = {{"vocab_size", 10}, {"n_positions", 8}, {"n_embd", 12}, {"n_layer", 2}, {"n_head", 3}};
+  nlohmann::json base = {
+      {"vocab_size", 10}, {"n_positions", 8}, {"n_embd", 12}, {"n_layer", 2}, {"n_head", 3}};
   auto no_vocab = base;
   no_vocab.erase("vocab_size");
   EXPECT_THAT(error_of(no_vocab), HasSubstr("config.json: missing required key 'vocab_size'"));

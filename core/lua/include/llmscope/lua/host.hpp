@@ -16,10 +16,10 @@ struct lua_State;
 namespace llmscope::lua {
 
 struct HostOptions {
-  std::string model_dir;            // what model.load() loads when given no folder
-  LoadOptions load;                 // dtype and device for model.load()
-  std::filesystem::path out_dir;    // where scripts should write results (llmscope.out_dir)
-  bool quiet = false;               // no progress bars
+  std::string model_dir;          // what model.load() loads when given no folder
+  LoadOptions load;               // dtype and device for model.load()
+  std::filesystem::path out_dir;  // where scripts should write results (llmscope.out_dir)
+  bool quiet = false;             // no progress bars
   std::vector<std::filesystem::path> plugin_path;  // searched before the default plugin folders
 };
 
