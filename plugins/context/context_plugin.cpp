@@ -29,21 +29,14 @@ struct Site {
 };
 
 Site site_from(const llmscope::Model& model, const Table& opts) {
-  const int64_t n_layer = model.n_layer();
-  const int64_t layer = option<int64_t>(opts, "layer", n_layer * 2 / 3, kOpts);
-  if (layer < 0 || layer >= n_layer) {
-    throw ArgumentError(kOpts, "option 'layer': " + std::to_string(layer) +
-                                   " is not a layer of this " + std::to_string(n_layer) +
-                                   "-layer model (0 to " + std::to_string(n_layer - 1) + ")");
-  }
+  const int64_t layer =
+      llmscope::plugin::layer_option(model, opts, "layer", model.n_layer() * 2 / 3, kOpts);
   Site site;
-  site.name =
-      option<std::string>(opts, "site", "blocks." + std::to_string(layer) + ".mlp.hook_pre", kOpts);
-  try {
-    site.layer = model.hook_points().at(model.hook_points().resolve(site.name)).layer;
-  } catch (const llmscope::Error& e) {
-    throw ArgumentError(kOpts, std::string("option 'site': ") + e.what());
-  }
+  const auto point = llmscope::plugin::site_at(
+      model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", kOpts), layer, kOpts,
+      "option 'site'");
+  site.name = point.name;
+  site.layer = point.layer;
   site.batch_size = option<int64_t>(opts, "batch_size", 64, kOpts);
   if (site.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
   return site;

@@ -319,13 +319,6 @@ Site site_from(const std::string& name, int index) {
   return {name, {"units"}, {name}};
 }
 
-std::string at_layer(std::string name, int64_t layer) {
-  for (auto at = name.find("{L}"); at != std::string::npos; at = name.find("{L}")) {
-    name.replace(at, 3, std::to_string(layer));
-  }
-  return name;
-}
-
 // Checks a windows argument and returns it as int64 on the model's device.
 at::Tensor checked_windows(const ModelPtr& model, const at::Tensor& w, int index,
                            const char* what) {
@@ -349,33 +342,15 @@ at::Tensor checked_windows(const ModelPtr& model, const at::Tensor& w, int index
   return w.to(model->device(), at::kLong);
 }
 
-std::vector<int64_t> layers_from(const ModelPtr& model, const Table& opts, int index) {
-  std::vector<int64_t> all(static_cast<size_t>(model->n_layer()));
-  for (int64_t i = 0; i < model->n_layer(); ++i) all[static_cast<size_t>(i)] = i;
-  auto layers = option<std::vector<int64_t>>(opts, "layers", all, index);
-  if (layers.empty()) throw ArgumentError(index, "option 'layers' is empty");
-  std::set<int64_t> seen;
-  for (int64_t l : layers) {
-    if (l < 0 || l >= model->n_layer()) {
-      throw ArgumentError(index, "option 'layers': " + std::to_string(l) +
-                                     " is not a layer of this " + std::to_string(model->n_layer()) +
-                                     "-layer model (layers are 0-based)");
-    }
-    if (!seen.insert(l).second)
-      throw ArgumentError(index, "option 'layers' lists layer " + std::to_string(l) + " twice");
-  }
-  return layers;
-}
-
 // Resolves each hook point now, so a typo fails before the first forward pass.
 void check_site_names(const ModelPtr& model, const Site& site, int64_t layer, int index) {
-  for (const auto& t : site.templates) {
-    const std::string name = at_layer(t, layer);
-    if (!model->hook_points().find(name)) {
-      throw ArgumentError(index, "option 'site': this " + model->architecture() +
-                                     " model has no hook point '" + name + "'");
-    }
-  }
+  for (const auto& t : site.templates)
+    llmscope::plugin::site_at(*model, t, layer, index, "option 'site'");
+}
+
+// The template at a layer (checked by check_site_names before any pass).
+std::string at_layer(const ModelPtr& model, const std::string& pattern, int64_t layer) {
+  return llmscope::plugin::site_at(*model, pattern, layer, 0, "option 'site'").name;
 }
 
 // Runs `rows` [n, T] through the model in batches with one native hook per (layer, part); each
@@ -468,7 +443,7 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
       opts, {"site", "layers", "target", "batch_size", "max_iter", "tol", "alpha", "pass_layers"},
       4);
   const Site site = site_from(option<std::string>(opts, "site", "mlp", 4), 4);
-  const std::vector<int64_t> layers = layers_from(model, opts, 4);
+  const std::vector<int64_t> layers = llmscope::plugin::layers_option(*model, opts, "layers", 4);
   for (int64_t l : layers) check_site_names(model, site, l, 4);
   const int64_t batch_size = option<int64_t>(opts, "batch_size", 32, 4);
   if (batch_size < 1)
@@ -537,7 +512,7 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
     for (int64_t i = g0; i < g1; ++i) {
       deepest = std::max(deepest, layers[static_cast<size_t>(i)]);
       for (const auto& t : site.templates)
-        names.push_back(at_layer(t, layers[static_cast<size_t>(i)]));
+        names.push_back(at_layer(model, t, layers[static_cast<size_t>(i)]));
     }
     Gather gather = [&](size_t h, const at::Tensor& act, int64_t row0) {
       if (act.dim() < 3 || act.size(1) != run_width) {
@@ -635,12 +610,7 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
 at::Tensor trace(const ModelPtr& model, const at::Tensor& w_in, const Table& opts) {
   llmscope::plugin::check_options(opts, {"site", "layer", "unit", "batch_size"}, 3);
   const Site site = site_from(option<std::string>(opts, "site", "mlp", 3), 3);
-  const int64_t layer = option<int64_t>(opts, "layer", 0, 3);
-  if (layer < 0 || layer >= model->n_layer()) {
-    throw ArgumentError(3, "option 'layer': " + std::to_string(layer) + " is not a layer of this " +
-                               std::to_string(model->n_layer()) +
-                               "-layer model (layers are 0-based)");
-  }
+  const int64_t layer = llmscope::plugin::layer_option(*model, opts, "layer", 0, 3);
   check_site_names(model, site, layer, 3);
   const auto unit = option<std::optional<int64_t>>(opts, "unit", std::nullopt, 3);
   if (!unit) throw ArgumentError(3, "option 'unit' is required");
@@ -656,7 +626,7 @@ at::Tensor trace(const ModelPtr& model, const at::Tensor& w_in, const Table& opt
   }
   at::Tensor out = at::empty({rows.size(0), rows.size(1)}, at::kFloat);  // [windows, tokens]
   std::vector<std::string> names;
-  for (const auto& t : site.templates) names.push_back(at_layer(t, layer));
+  for (const auto& t : site.templates) names.push_back(at_layer(model, t, layer));
   std::vector<int64_t> widths(names.size(), -1);
   bool found = false;
   Gather gather = [&](size_t h, const at::Tensor& act, int64_t row0) {

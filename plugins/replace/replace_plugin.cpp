@@ -63,32 +63,6 @@ at::Tensor replace_top(const at::Tensor& rows, const at::Tensor& k, const std::s
   return at::where(mask, fill_value(rows, mode), rows);
 }
 
-std::string site_for_layer(const std::string& pattern, int64_t layer) {
-  auto site = pattern;
-  const auto at = site.find("{L}");
-  return site.replace(at, 3, std::to_string(layer));
-}
-
-// A `layers` option: the listed layers (0-based, checked) or every layer.
-std::vector<int64_t> layers_option(const Table& opts, int64_t n_layer, int index) {
-  std::vector<int64_t> layers;
-  if (auto list =
-          option<std::optional<std::vector<int64_t>>>(opts, "layers", std::nullopt, index)) {
-    if (list->empty()) throw ArgumentError(index, "option 'layers' is empty");
-    for (auto layer : *list) {
-      if (layer < 0 || layer >= n_layer) {
-        throw ArgumentError(index, "option 'layers': " + std::to_string(layer) +
-                                       " is not a layer of this " + std::to_string(n_layer) +
-                                       "-layer model");
-      }
-    }
-    layers = *list;
-  } else {
-    for (int64_t layer = 0; layer < n_layer; ++layer) layers.push_back(layer);
-  }
-  return layers;
-}
-
 // The one prompt of a sweep as [1, pos] on the model's device.
 at::Tensor one_prompt(const ModelPtr& model, const at::Tensor& ids) {
   if (ids.dim() == 2 && ids.size(0) != 1) {
@@ -168,7 +142,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_prompt(model, ids_in);  // [1, pos]
   const int64_t tokens = ids.size(1);
-  const auto layers = layers_option(opts, model->n_layer(), 3);
+  const auto layers = llmscope::plugin::layers_option(*model, opts, "layers", 3);
   const auto rates =
       option<std::vector<double>>(opts, "rates", {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}, 3);
   if (rates.empty()) throw ArgumentError(3, "option 'rates' is empty");
@@ -186,8 +160,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
   if (site.find("{L}") == std::string::npos) {
     throw ArgumentError(3, "option 'site' must contain {L} for the layer, got '" + site + "'");
   }
-  for (auto layer : layers)
-    model->hook_points().resolve(site_for_layer(site, layer));  // typos fail now
+  llmscope::plugin::sites_at(*model, site, layers, 3, "option 'site'");  // typos fail now
   const int64_t position_opt = option<int64_t>(opts, "position", -1, 3);
   const int64_t position = position_opt < 0 ? position_opt + tokens : position_opt;
   if (position < 0 || position >= tokens) {
@@ -233,7 +206,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
     forward.strict_hooks = true;  // a site the pass never reaches is an error, not a no-op
     for (const auto& [layer, rows_and_rates] : by_layer) {
       const auto& [rows, row_rates] = rows_and_rates;
-      const auto name = site_for_layer(site, layer);
+      const auto name = llmscope::plugin::site_at(*model, site, layer, 3, "option 'site'").name;
       forward.hooks.push_back(
           {name, [&, name, rows = rows, row_rates = row_rates](const at::Tensor& act,
                                                                const llmscope::HookContext&) {
@@ -297,14 +270,12 @@ LLMSCOPE_PLUGIN("replace", "0.2.0",
       [](const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
         llmscope::plugin::check_options(
             opts, {"site", "layer", "mode", "fraction", "units", "position"}, 3);
-        const int64_t layer = option<int64_t>(opts, "layer", 0, 3);
-        if (layer < 0 || layer >= model->n_layer()) {
-          throw ArgumentError(3, "option 'layer': " + std::to_string(layer) +
-                                     " is not a layer of this " + std::to_string(model->n_layer()) +
-                                     "-layer model");
-        }
-        const auto site = option<std::string>(
-            opts, "site", "blocks." + std::to_string(layer) + ".mlp.hook_pre", 3);
+        const int64_t layer = llmscope::plugin::layer_option(*model, opts, "layer", 0, 3);
+        const auto site =
+            llmscope::plugin::site_at(
+                *model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", 3), layer, 3,
+                "option 'site'")
+                .name;
         const auto mode = option<std::string>(opts, "mode", "median", 3);
         if (mode != "median" && mode != "zero" && mode != "mean") {
           throw ArgumentError(

@@ -65,11 +65,6 @@ at::Tensor spectrum(const at::Tensor& cov) {
   return ev * (100.0 / ev.sum().item<double>());
 }
 
-std::string site_for_layer(const std::string& pattern, int64_t layer) {
-  auto site = pattern;
-  return site.replace(site.find("{L}"), 3, std::to_string(layer));
-}
-
 // The one text as [1, pos] on the model's device.
 at::Tensor one_text(const ModelPtr& model, const at::Tensor& ids) {
   if (ids.dim() == 2 && ids.size(0) != 1) {
@@ -98,7 +93,7 @@ Common common_options(const ModelPtr& model, const Table& opts) {
   if (c.site.find("{L}") == std::string::npos) {
     throw ArgumentError(3, "option 'site' must contain {L} for the layer, got '" + c.site + "'");
   }
-  model->hook_points().resolve(site_for_layer(c.site, 0));  // a typo fails before any pass
+  llmscope::plugin::site_at(*model, c.site, 0, 3, "option 'site'");  // a typo fails before any pass
   c.k = option<int64_t>(opts, "k", 1, 3);
   if (c.k < 0) throw ArgumentError(3, "option 'k' must be at least 0, got " + std::to_string(c.k));
   c.add_mean = option<bool>(opts, "add_mean", true, 3);
@@ -150,11 +145,7 @@ Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const T
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_text(model, ids_in);  // [1, pos]
   const int64_t n_layer = model->n_layer();
-  const int64_t layer = option<int64_t>(opts, "layer", n_layer / 2, 3);
-  if (layer < 0 || layer >= n_layer) {
-    throw ArgumentError(3, "option 'layer': " + std::to_string(layer) + " is not a layer of this " +
-                               std::to_string(n_layer) + "-layer model");
-  }
+  const int64_t layer = llmscope::plugin::layer_option(*model, opts, "layer", n_layer / 2, 3);
   const auto c = common_options(model, opts);
   const int64_t cosine_layer = option<int64_t>(opts, "cosine_layer", layer + 1, 3);
   if (cosine_layer < 0 || cosine_layer > n_layer) {
@@ -164,7 +155,7 @@ Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const T
   }
   const bool first_token = option<bool>(opts, "first_token", false, 3);
   const bool activations = option<bool>(opts, "activations", false, 3);
-  const auto site = site_for_layer(c.site, layer);
+  const auto site = llmscope::plugin::site_at(*model, c.site, layer, 3, "option 'site'").name;
 
   at::NoGradGuard no_grad;
   llmscope::ForwardOptions clean_options;
@@ -261,21 +252,7 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_text(model, ids_in);  // [1, pos]
   const int64_t tokens = ids.size(1);
-  const int64_t n_layer = model->n_layer();
-  std::vector<int64_t> layers;
-  if (auto list = option<std::optional<std::vector<int64_t>>>(opts, "layers", std::nullopt, 3)) {
-    if (list->empty()) throw ArgumentError(3, "option 'layers' is empty");
-    for (auto layer : *list) {
-      if (layer < 0 || layer >= n_layer) {
-        throw ArgumentError(3, "option 'layers': " + std::to_string(layer) +
-                                   " is not a layer of this " + std::to_string(n_layer) +
-                                   "-layer model");
-      }
-    }
-    layers = *list;
-  } else {
-    for (int64_t layer = 0; layer < n_layer; ++layer) layers.push_back(layer);
-  }
+  const std::vector<int64_t> layers = llmscope::plugin::layers_option(*model, opts, "layers", 3);
   const auto c = common_options(model, opts);
   const bool loop = option<bool>(opts, "loop", false, 3);
   const double per_row =
@@ -298,7 +275,9 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
     forward.strict_hooks = true;
     for (int64_t row = 0; row < count; ++row) {
       const int64_t i = first + row;
-      const auto site = site_for_layer(c.site, layers[static_cast<size_t>(i)]);
+      const auto site = llmscope::plugin::site_at(*model, c.site, layers[static_cast<size_t>(i)], 3,
+                                                  "option 'site'")
+                            .name;
       forward.hooks.push_back(
           {site, [&, i, row, site](const at::Tensor& act, const llmscope::HookContext&) {
              if (act.dim() != 3)

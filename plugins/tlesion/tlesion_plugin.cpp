@@ -297,59 +297,8 @@ std::vector<int64_t> find_positions(const llmscope::Model& model, const Rows& ro
 
 // ---- layers and sites ----
 
-std::vector<int64_t> layers_from(const Table& opts, const llmscope::Model& model, int arg) {
-  std::vector<int64_t> layers;
-  if (const Value* v = find_key(opts, "layers")) {
-    layers = int_list(*v, arg, "option 'layers'");
-    if (layers.empty()) throw ArgumentError(arg, "option 'layers' is empty");
-  } else {
-    for (int64_t l = 0; l < model.n_layer(); ++l) layers.push_back(l);
-  }
-  std::set<int64_t> seen;
-  for (auto& l : layers) {
-    const int64_t given = l;
-    if (l < 0) l += model.n_layer();
-    if (l < 0 || l >= model.n_layer()) {
-      throw ArgumentError(arg, "option 'layers': " + std::to_string(given) +
-                                   " is not a layer of this " + std::to_string(model.n_layer()) +
-                                   "-layer model (layers are 0-based)");
-    }
-    if (!seen.insert(l).second)
-      throw ArgumentError(arg, "option 'layers': layer " + std::to_string(l) + " is given twice");
-  }
-  return layers;
-}
-
-struct Site {
-  std::string name;
-  int layer = -1;  // the block the site belongs to, -1 outside the blocks
-};
-
-// `pattern` with every "{L}" replaced by the layer, checked against the model's hook points.
-std::vector<Site> sites_for(const llmscope::Model& model, const std::string& pattern,
-                            const std::vector<int64_t>& layers, int arg,
-                            const std::string& option_name) {
-  if (pattern.find("{L}") == std::string::npos && layers.size() > 1) {
-    throw ArgumentError(
-        arg, "option '" + option_name + "': '" + pattern +
-                 "' has no {L} for the layer, so it cannot name a site in each of several layers");
-  }
-  std::vector<Site> sites;
-  for (int64_t layer : layers) {
-    std::string name = pattern;
-    for (size_t at = name.find("{L}"); at != std::string::npos; at = name.find("{L}", at)) {
-      name.replace(at, 3, std::to_string(layer));
-    }
-    int id = 0;
-    try {
-      id = model.hook_points().resolve(name);
-    } catch (const llmscope::Error& e) {
-      throw ArgumentError(arg, "option '" + option_name + "': " + e.what());
-    }
-    sites.push_back({name, model.hook_points().at(id).layer});
-  }
-  return sites;
-}
+// Layers and site templates follow the SDK's one rule (llmscope/plugin_args.hpp).
+using llmscope::plugin::Site;
 
 // Stops the pass after the last block that holds a site (sites outside the blocks need them all).
 std::optional<int> stop_after(const std::vector<Site>& sites) {
@@ -457,9 +406,9 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
                                    std::to_string(b.size()) +
                                    " B rows; use test = 'independent' for unpaired sets)");
   }
-  sel.layers = layers_from(opts, model, arg);
+  sel.layers = llmscope::plugin::layers_option(model, opts, "layers", arg);
   sel.site = option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", arg);
-  const auto sites = sites_for(model, sel.site, sel.layers, arg, "site");
+  const auto sites = llmscope::plugin::sites_at(model, sel.site, sel.layers, arg, "option 'site'");
   sel.positions_a = condition_positions(model, a, opts, arg, "a");
   sel.positions_b = condition_positions(model, b, opts, arg, "b");
   sel.n_a = a.size();
@@ -899,10 +848,11 @@ std::vector<std::pair<int64_t, std::string>> lesion_sites(const llmscope::Model&
   std::vector<int64_t> list(layers.begin(), layers.end());
   std::vector<std::pair<int64_t, std::string>> out;
   if (list.empty()) {
-    sites_for(model, pattern, {0}, arg, option_name);  // still check the name
+    llmscope::plugin::site_at(model, pattern, 0, arg, "option '" + option_name + "'");  // check it
     return out;
   }
-  auto sites = sites_for(model, pattern, list, arg, option_name);
+  auto sites =
+      llmscope::plugin::sites_at(model, pattern, list, arg, "option '" + option_name + "'");
   for (size_t i = 0; i < list.size(); ++i) out.emplace_back(list[i], sites[i].name);
   return out;
 }
@@ -1109,7 +1059,8 @@ LLMSCOPE_PLUGIN(
                const Selection sel = run_selection(*model, rows_a, rows_b, opts, 3, 5);
                Table out;
                put_selection(out, sel);
-               const auto sites = sites_for(*model, lesion_pattern, sel.layers, 5, "lesion_site");
+               const auto sites = llmscope::plugin::sites_at(*model, lesion_pattern, sel.layers, 5,
+                                                             "option 'lesion_site'");
                const at::Tensor clean = run_clean(*model, rows, readout);
                const at::Tensor lesioned_mask = lesioned_rows(lesions, rows.size());
 

@@ -155,44 +155,6 @@ void put_tokens(Table& result, const Tokens& t) {
   result["tokens"] = t.ids.numel();
 }
 
-std::vector<int64_t> layers_option(const Table& opts, int64_t n_layer) {
-  std::vector<int64_t> layers;
-  auto it = opts.find("layers");
-  if (it == opts.end() || it->second.is_nil()) {
-    for (int64_t l = 0; l < n_layer; ++l) layers.push_back(l);
-    return layers;
-  }
-  if (std::holds_alternative<int64_t>(it->second.data) ||
-      std::holds_alternative<double>(it->second.data)) {
-    layers.push_back(option<int64_t>(opts, "layers", 0, kOpts));
-  } else {
-    layers = option<std::vector<int64_t>>(opts, "layers", {}, kOpts);
-  }
-  if (layers.empty()) throw ArgumentError(kOpts, "option 'layers' is empty");
-  for (int64_t l : layers) {
-    if (l < 0 || l >= n_layer) {
-      throw ArgumentError(kOpts, "option 'layers': " + std::to_string(l) +
-                                     " is not a layer of this " + std::to_string(n_layer) +
-                                     "-layer model (layers are 0 to " +
-                                     std::to_string(n_layer - 1) + ")");
-    }
-  }
-  std::vector<int64_t> sorted = layers;
-  std::sort(sorted.begin(), sorted.end());
-  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
-    throw ArgumentError(kOpts, "option 'layers' names a layer twice");
-  }
-  return layers;
-}
-
-std::string site_for(std::string pattern, int64_t layer) {
-  const std::string key = "{L}";
-  for (size_t at = pattern.find(key); at != std::string::npos; at = pattern.find(key, at)) {
-    pattern.replace(at, key.size(), std::to_string(layer));
-  }
-  return pattern;
-}
-
 // What one layer accumulates: Welford moments of every neuron, the co-moment with the centred
 // lengths, and one pooled histogram per length group.
 struct LayerState {
@@ -239,7 +201,8 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
     throw ArgumentError(kOpts,
                         "option 'site' must contain {L} for the layer, got '" + pattern + "'");
   }
-  const std::vector<int64_t> layers = layers_option(opts, model->n_layer());
+  const std::vector<int64_t> layers =
+      llmscope::plugin::layers_option(*model, opts, "layers", kOpts);
   const int64_t max_positions = model->max_positions();
   int64_t seq_len = std::min<int64_t>(512, max_positions);
   if (opts.count("seq_len") && !opts.at("seq_len").is_nil()) {
@@ -260,14 +223,9 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
   int64_t stop_at = 0;
   bool stop_early = true;
   for (size_t k = 0; k < layers.size(); ++k) {
-    states[k].site = site_for(pattern, layers[k]);
-    int id = 0;
-    try {
-      id = model->hook_points().resolve(states[k].site);
-    } catch (const llmscope::Error& e) {
-      throw ArgumentError(kOpts, std::string("option 'site': ") + e.what());
-    }
-    const int layer = model->hook_points().at(id).layer;
+    const auto site = llmscope::plugin::site_at(*model, pattern, layers[k], kOpts, "option 'site'");
+    states[k].site = site.name;
+    const int layer = site.layer;
     if (layer < 0) stop_early = false;  // a site after the blocks needs the whole pass
     stop_at = std::max<int64_t>(stop_at, layer + 1);
     for (int64_t g = 0; g < kGroups; ++g) states[k].histograms.emplace_back(edges);

@@ -122,8 +122,8 @@ spec.describe("context options", function()
   local ids = m:tokenize("a short passage")
   spec.it("rejects bad options and inputs with messages naming them", function()
     spec.raises(function() context.spacing(m, { "cat" }, { layer = 12 }) end,
-      "option 'layer': 12 is not a layer of this 12-layer model (0 to 11)")
-    spec.raises(function() context.in_context(m, ids, { layer = -1 }) end, "option 'layer': -1 is not a layer")
+      "option 'layer': 12 is not a layer of this 12-layer model (0 to 11, or -12 to -1 from the end)")
+    spec.raises(function() context.in_context(m, ids, { layer = -13 }) end, "option 'layer': -13 is not a layer")
     spec.raises(function() context.spacing(m, { "cat" }, { lyr = 2 }) end, "unknown option 'lyr' (expected layer, site, prefix, batch_size)")
     spec.raises(function() context.in_context(m, ids, { prefix = " " }) end, "unknown option 'prefix'")
     spec.raises(function() context.in_context(m, ids, { site = "blocks.8.mlp.hook_prx" }) end,

@@ -225,10 +225,10 @@ spec.describe("scan", function()
     spec.raises(function() neg.scan(m, nw, aw, { site = "attn" }) end,
       "option 'site' must be 'mlp', 'qkv' or a hook point name with {L}")
     spec.raises(function() neg.scan(m, nw, aw, { site = "blocks.{L}.mlp.hook_prex" }) end,
-      "has no hook point 'blocks.0.mlp.hook_prex'")
+      "unknown hook point 'blocks.0.mlp.hook_prex'")
     spec.raises(function() neg.scan(m, nw, aw, { layers = { 12 } }) end,
       "option 'layers': 12 is not a layer of this 12-layer model")
-    spec.raises(function() neg.scan(m, nw, aw, { layers = { 1, 1 } }) end, "lists layer 1 twice")
+    spec.raises(function() neg.scan(m, nw, aw, { layers = { 1, 1 } }) end, "option 'layers': layer 1 is given twice")
     spec.raises(function() neg.scan(m, nw, aw, { layers = {} }) end, "option 'layers' is empty")
     spec.raises(function() neg.scan(m, nw, aw, { max_iter = 0 }) end, "option 'max_iter' must be >= 1")
     spec.raises(function() neg.scan(m, nw, aw, { alpha = 2 }) end, "option 'alpha' must be in (0, 1)")

@@ -97,4 +97,45 @@ spec.describe("replace plugin", function()
   end)
 end)
 
+-- One rule for layers and sites in every in-tree plugin (plugin_args.hpp): negative layers count
+-- from the end, a bare number is a list of one, a repeat or an unknown layer is the same error.
+spec.describe("layers and sites, the same in every plugin", function()
+  local replace, subspace, tl = plugin("replace"), plugin("subspace"), plugin("token_length")
+  local tlesion, negation = plugin("tlesion"), plugin("negation")
+  local pos = {}
+  for i = 1, 4 do pos[i] = 3 end
+  local rows = row:expand({ 4, row:size(1) })
+  local calls = {
+    replace = function(layers) return replace.sweep(m, row, { layers = layers, rates = { 0.5 } }).layers end,
+    subspace = function(layers) return subspace.sweep(m, row, { layers = layers }).layers end,
+    token_length = function(layers)
+      return tl.scan(m, row[0], { layers = layers, lengths = tensor.arange(row:size(1)) % 3 + 1 }).layers
+    end,
+    tlesion = function(layers)
+      return tlesion.select(m, rows, (rows + 1) % m.vocab_size, { positions_a = pos, positions_b = pos, layers = layers }).layers
+    end,
+    negation = function(layers)
+      local w = row:narrow(1, 0, 12)
+      return negation.scan(m, w:expand({ 3, 12 }), ((w + 1) % m.vocab_size):expand({ 3, 12 }), { layers = layers, target = 10 }).layers
+    end,
+  }
+  for name, call in pairs(calls) do
+    spec.it(name .. ": -1 is the last layer, a bare number a list of one", function()
+      spec.same(call({ -1, 0 }), { 2, 0 })
+      spec.same(call(1), { 1 })
+    end)
+    spec.it(name .. ": the same errors", function()
+      spec.raises(function() call({ 1, -2 }) end, "option 'layers': layer 1 is given twice")
+      spec.raises(function() call({ 3 }) end,
+        "option 'layers': 3 is not a layer of this 3-layer model (0 to 2, or -3 to -1 from the end)")
+      spec.raises(function() call({}) end, "option 'layers' is empty")
+    end)
+  end
+  spec.it("one layer: replace.run and subspace.remove take -1 as the last layer", function()
+    spec.eq(subspace.remove(m, row, { layer = -1 }).layer, 2)
+    local last = replace.run(m, row, { layer = 2 })
+    spec.truthy(replace.run(m, row, { layer = -1 }).logits:equal(last.logits))
+  end)
+end)
+
 spec.finish()

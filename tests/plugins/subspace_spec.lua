@@ -179,7 +179,7 @@ spec.describe("subspace.sweep", function()
   end)
 
   spec.it("rejects bad options", function()
-    spec.raises(function() subspace.sweep(m, row, { layers = { -1 } }) end, "option 'layers': -1 is not a layer")
+    spec.raises(function() subspace.sweep(m, row, { layers = { -4 } }) end, "option 'layers': -4 is not a layer")
     spec.raises(function() subspace.sweep(m, row, { layers = {} }) end, "option 'layers' is empty")
     spec.raises(function() subspace.sweep(m, row, { batch_size = 0 }) end, "option 'batch_size' must be at least 1")
     spec.raises(function() subspace.sweep(m, row, { layer = 1 }) end, "unknown option 'layer'")

@@ -46,6 +46,10 @@ class HookPointTable {
   int block_id(int layer, int local) const { return before_count_ + layer * block_count_ + local; }
   int after_id(int local) const { return before_count_ + n_layer_ * block_count_ + local; }
 
+  // `pattern` with every "{L}" replaced by `layer`: the one expansion of site templates, used for
+  // the tables and for the templates plugins take as options ("blocks.{L}.mlp.hook_post").
+  static std::string expand(std::string_view pattern, int64_t layer);
+
   std::optional<int> find(std::string_view name) const;
   // Throws llmscope::Error: "unknown hook point 'x' (did you mean 'a', 'b'?)".
   int resolve(std::string_view name) const;

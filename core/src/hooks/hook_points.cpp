@@ -4,18 +4,14 @@
 #include "llmscope/text_match.hpp"
 
 namespace llmscope {
-namespace {
-
-std::string expand(const char* pattern, int layer) {
-  std::string out = pattern;
-  const std::string key = "{L}";
+std::string HookPointTable::expand(std::string_view pattern, int64_t layer) {
+  std::string out(pattern);
+  const std::string_view key = "{L}";
   for (size_t at = out.find(key); at != std::string::npos; at = out.find(key, at)) {
     out.replace(at, key.size(), std::to_string(layer));
   }
   return out;
 }
-
-}  // namespace
 
 HookPointTable::HookPointTable(const std::vector<HookPointSpec>& before,
                                const std::vector<HookPointSpec>& block, int n_layer,
