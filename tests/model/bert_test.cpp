@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "golden.hpp"
-#include "llmscope/bert.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/generation.hpp"
 #include "llmscope/masked_lm.hpp"
+#include "models/bert.hpp"
 
 namespace llmscope::testing {
 namespace {

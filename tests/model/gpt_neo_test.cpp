@@ -9,7 +9,7 @@
 
 #include "golden.hpp"
 #include "llmscope/error.hpp"
-#include "llmscope/gpt_neo.hpp"
+#include "models/gpt_neo.hpp"
 
 namespace llmscope::testing {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "gpt2_fixture.hpp"
 #include "llmscope/error.hpp"
-#include "llmscope/gpt2.hpp"
+#include "models/gpt2.hpp"
 
 namespace llmscope::testing {
 namespace {

@@ -1,4 +1,4 @@
-#include "llmscope/bert.hpp"
+#include "bert.hpp"
 
 #include <nlohmann/json.hpp>
 

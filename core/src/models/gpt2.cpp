@@ -1,4 +1,4 @@
-#include "llmscope/gpt2.hpp"
+#include "gpt2.hpp"
 
 #include <spdlog/spdlog.h>
 

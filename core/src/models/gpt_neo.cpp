@@ -1,4 +1,4 @@
-#include "llmscope/gpt_neo.hpp"
+#include "gpt_neo.hpp"
 
 #include <nlohmann/json.hpp>
 

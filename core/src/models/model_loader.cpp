@@ -5,10 +5,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "llmscope/bert.hpp"
+#include "bert.hpp"
+#include "gpt2.hpp"
+#include "gpt_neo.hpp"
 #include "llmscope/error.hpp"
-#include "llmscope/gpt2.hpp"
-#include "llmscope/gpt_neo.hpp"
 #include "llmscope/hub.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
