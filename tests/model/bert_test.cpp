@@ -10,7 +10,8 @@
 #include "llmscope/error.hpp"
 #include "llmscope/generation.hpp"
 #include "llmscope/masked_lm.hpp"
-#include "models/bert.hpp"
+#include "llmscope/model.hpp"
+#include "llmscope/safetensors.hpp"
 
 namespace llmscope::testing {
 namespace {
@@ -18,8 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(BertHookPoints, MatchTheSnapshot) {
-  EXPECT_TRUE(
-      matches_hook_snapshot(BertModel::hook_point_table(2), "hook_points_bert_2_layers.txt"));
+  EXPECT_TRUE(matches_hook_snapshot(hook_point_table("bert", 2), "hook_points_bert_2_layers.txt"));
 }
 
 class Bert : public ::testing::Test {

@@ -9,6 +9,7 @@
 
 #include "golden.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/model.hpp"
 #include "models/gpt_neo.hpp"
 
 namespace llmscope::testing {
@@ -18,7 +19,7 @@ using ::testing::HasSubstr;
 
 TEST(GptNeoHookPoints, MatchTheSnapshot) {
   EXPECT_TRUE(
-      matches_hook_snapshot(GptNeoModel::hook_point_table(2), "hook_points_gpt_neo_2_layers.txt"));
+      matches_hook_snapshot(hook_point_table("gpt_neo", 2), "hook_points_gpt_neo_2_layers.txt"));
 }
 
 nlohmann::json golden_config() {
@@ -44,9 +45,9 @@ TEST(GptNeoConfig, ExpandsAttentionTypes) {
 
 TEST(GptNeoModel, LocalLayersAttendOnlyWithinTheirWindow) {
   auto model = load_model(golden_path("gpt-neo-tiny"));
-  const auto& neo = dynamic_cast<const GptNeoModel&>(*model);
-  ASSERT_EQ(neo.config().attention_layers, (std::vector<std::string>{"global", "local"}));
-  const int64_t window = neo.config().window_size;  // 5 in the fixture
+  const auto config = GptNeoConfig::from_json(golden_config(), "config.json");
+  ASSERT_EQ(config.attention_layers, (std::vector<std::string>{"global", "local"}));
+  const int64_t window = config.window_size;  // 5 in the fixture
   ForwardOptions options;
   options.output_attentions = true;
   at::NoGradGuard no_grad;

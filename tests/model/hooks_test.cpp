@@ -8,7 +8,7 @@
 
 #include "gpt2_fixture.hpp"
 #include "llmscope/error.hpp"
-#include "models/gpt2.hpp"
+#include "llmscope/model.hpp"
 
 namespace llmscope::testing {
 namespace {
@@ -18,12 +18,11 @@ using ::testing::HasSubstr;
 // A rename of any hook point is public-API breakage: it must show up as a diff of this file.
 // Regenerate deliberately with LLMSCOPE_UPDATE_SNAPSHOTS=1.
 TEST(Gpt2HookPoints, MatchTheSnapshot) {
-  EXPECT_TRUE(
-      matches_hook_snapshot(Gpt2Model::hook_point_table(3), "hook_points_gpt2_3_layers.txt"));
+  EXPECT_TRUE(matches_hook_snapshot(hook_point_table("gpt2", 3), "hook_points_gpt2_3_layers.txt"));
 }
 
 TEST(Gpt2HookPoints, EveryNameResolvesToItsOwnSite) {
-  auto table = Gpt2Model::hook_point_table(2);
+  auto table = hook_point_table("gpt2", 2);
   for (const auto& point : table.points()) {
     EXPECT_EQ(table.resolve(point.name), point.id);
     for (const auto& alias : point.aliases) EXPECT_EQ(table.resolve(alias), point.id) << alias;
@@ -35,7 +34,7 @@ TEST(Gpt2HookPoints, EveryNameResolvesToItsOwnSite) {
 }
 
 TEST(Gpt2HookPoints, UnknownNamesSuggestTheClosest) {
-  auto table = Gpt2Model::hook_point_table(12);
+  auto table = hook_point_table("gpt2", 12);
   try {
     table.resolve("blocks.3.mlp.hook_pr");
     FAIL();

@@ -105,6 +105,12 @@ class Model {
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
                                   const LoadOptions& options = {});
 
+// The model_type values load_model accepts ("gpt2", "gpt_neo", "bert", ...).
+std::vector<std::string> supported_model_types();
+// The hook point table of `model_type` with `n_layer` blocks, without loading any weights;
+// throws llmscope::Error for an unsupported type.
+HookPointTable hook_point_table(const std::string& model_type, int n_layer);
+
 // "float32" | "float16" | "bfloat16" (and "fp32", "fp16", "bf16"); throws otherwise.
 at::ScalarType parse_dtype(const std::string& name);
 std::string dtype_name(at::ScalarType type);

@@ -1,12 +1,16 @@
-#include "bert.hpp"
+// BERT (BertForMaskedLM): post-LayerNorm encoder blocks, token-type embeddings, an attention
+// mask over keys, exact (erf) GELU, and the masked-LM head (dense + GELU + LayerNorm + decoder
+// tied to the word embeddings, with its own bias). Hugging Face module paths are hook points,
+// plus TransformerLens's BERT aliases.
+#include "models/bert.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <cmath>
 #include <regex>
 
 #include "llmscope/error.hpp"
 #include "llmscope/gpt2_config.hpp"
+#include "models/architectures.hpp"
 #include "models/model_parts.hpp"
 
 namespace llmscope {
@@ -141,48 +145,77 @@ BertConfig BertConfig::from_json(const nlohmann::json& json, const std::string& 
   return c;
 }
 
-HookPointTable BertModel::hook_point_table(int n_layer) {
-  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
-}
+namespace {
 
-BertModel::BertModel(const BertConfig& config, const SafetensorsSet& weights,
-                     const LoadOptions& options, std::filesystem::path source)
-    : Model(hook_point_table(static_cast<int>(config.num_hidden_layers)), std::move(source)),
-      config_(config),
-      dtype_(options.dtype),
-      device_(options.device) {
+const detail::AttentionSites kAttentionSites = {kQ, kK, kV, kScores, kPattern, kZ, kSelf};
+const detail::MlpSites kMlpSites = {detail::kNoSite, kInterDense,     detail::kNoSite, kAct,
+                                    kIntermediate,   detail::kNoSite, kOutDense,       kOutDrop};
+
+class BertModel final : public detail::CheckpointModel {
+ public:
+  BertModel(const BertConfig& config, const models::Checkpoint& checkpoint);
+
+  std::string architecture() const override { return "bert"; }
+  int64_t n_layer() const override { return config_.num_hidden_layers; }
+  int64_t d_model() const override { return config_.hidden_size; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  int64_t max_positions() const override { return config_.max_position_embeddings; }
+  bool is_causal() const override { return false; }
+  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
+    return at::embedding(word_embeddings_, input_ids.to(device_, at::kLong));
+  }
+
+ private:
+  struct Layer {
+    detail::Linear query, key, value, attention_out, intermediate, output;
+    detail::Norm attention_norm, output_norm;
+  };
+  at::Tensor layer_forward(int layer, const Layer& w, at::Tensor x, const at::Tensor& allowed,
+                           detail::Pass& pass) const;
+  at::Tensor token_types(const ForwardInput& input, const detail::PreparedInput& in) const;
+
+  BertConfig config_;
+  at::Tensor word_embeddings_, position_embeddings_, token_type_embeddings_;
+  detail::Norm embeddings_norm_;
+  std::vector<Layer> layers_;
+  detail::Linear transform_;
+  detail::Norm transform_norm_;
+  at::Tensor decoder_bias_;  // the decoder's weight is word_embeddings_
+};
+
+BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpoint)
+    : CheckpointModel(models::bert_hook_points(static_cast<int>(config.num_hidden_layers)),
+                      checkpoint.dir, checkpoint.options),
+      config_(config) {
   if (kBlockSites.size() != kNumBlockSites)
     throw std::logic_error("BERT block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
+  const double eps = config.layer_norm_eps;
+  const auto& weights = checkpoint.weights;
   detail::WeightReader reader(
-      weights, options, "bert.", "embeddings.word_embeddings.weight", "BERT",
+      weights, checkpoint.options, "bert.", "embeddings.word_embeddings.weight", "BERT",
       "config.json (num_hidden_layers=" + std::to_string(config.num_hidden_layers) +
           ", hidden_size=" + std::to_string(d) + ", intermediate_size=" + std::to_string(inner) +
           ", vocab_size=" + std::to_string(vocab) +
           ", max_position_embeddings=" + std::to_string(config.max_position_embeddings) + ")");
-  auto linear = [&](const std::string& name, int64_t out, int64_t in) {
-    return Linear{reader.read(name + ".weight", {out, in}), reader.read(name + ".bias", {out})};
-  };
-  auto norm_of = [&](const std::string& name) {
-    return Norm{reader.read(name + ".weight", {d}), reader.read(name + ".bias", {d})};
-  };
   word_embeddings_ = reader.read("bert.embeddings.word_embeddings.weight", {vocab, d});
   position_embeddings_ = reader.read("bert.embeddings.position_embeddings.weight",
                                      {config.max_position_embeddings, d});
   token_type_embeddings_ =
       reader.read("bert.embeddings.token_type_embeddings.weight", {config.type_vocab_size, d});
-  embeddings_norm_ = norm_of("bert.embeddings.LayerNorm");
+  embeddings_norm_ = reader.layer_norm("bert.embeddings.LayerNorm", d, eps);
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     const std::string p = "bert.encoder.layer." + std::to_string(layer) + ".";
     Layer l;
-    l.query = linear(p + "attention.self.query", d, d);
-    l.key = linear(p + "attention.self.key", d, d);
-    l.value = linear(p + "attention.self.value", d, d);
-    l.attention_out = linear(p + "attention.output.dense", d, d);
-    l.attention_norm = norm_of(p + "attention.output.LayerNorm");
-    l.intermediate = linear(p + "intermediate.dense", inner, d);
-    l.output = linear(p + "output.dense", d, inner);
-    l.output_norm = norm_of(p + "output.LayerNorm");
+    l.query = reader.linear(p + "attention.self.query", d, d);
+    l.key = reader.linear(p + "attention.self.key", d, d);
+    l.value = reader.linear(p + "attention.self.value", d, d);
+    l.attention_out = reader.linear(p + "attention.output.dense", d, d);
+    l.attention_norm = reader.layer_norm(p + "attention.output.LayerNorm", d, eps);
+    l.intermediate = reader.linear(p + "intermediate.dense", d, inner);
+    l.output = reader.linear(p + "output.dense", inner, d);
+    l.output_norm = reader.layer_norm(p + "output.LayerNorm", d, eps);
     layers_.push_back(std::move(l));
   }
   if (!weights.contains("cls.predictions.bias")) {
@@ -190,160 +223,97 @@ BertModel::BertModel(const BertConfig& config, const SafetensorsSet& weights,
                      "has no masked-LM head (cls.predictions.*): a BertForMaskedLM checkpoint is "
                      "needed, not a bare BertModel");
   }
-  transform_ = linear("cls.predictions.transform.dense", d, d);
-  transform_norm_ = norm_of("cls.predictions.transform.LayerNorm");
+  transform_ = reader.linear("cls.predictions.transform.dense", d, d);
+  transform_norm_ = reader.layer_norm("cls.predictions.transform.LayerNorm", d, eps);
   decoder_bias_ = reader.read("cls.predictions.bias", {vocab});
   // Tied to the word embeddings; the pooler and position_ids buffers are not used by the MLM head.
   reader.check_unused(std::regex(R"(.*(position_ids|pooler\..*|cls\.predictions\.decoder\..*)$)"),
                       "encoder.layer", config.num_hidden_layers);
-}
-
-std::vector<std::pair<std::string, at::Tensor>> BertModel::named_parameters() const {
-  std::vector<std::pair<std::string, at::Tensor>> out = {
-      {"bert.embeddings.word_embeddings.weight", word_embeddings_},
-      {"bert.embeddings.position_embeddings.weight", position_embeddings_},
-      {"bert.embeddings.token_type_embeddings.weight", token_type_embeddings_},
-      {"bert.embeddings.LayerNorm.weight", embeddings_norm_.weight},
-      {"bert.embeddings.LayerNorm.bias", embeddings_norm_.bias}};
-  auto add_linear = [&](const std::string& name, const Linear& l) {
-    out.emplace_back(name + ".weight", l.weight);
-    out.emplace_back(name + ".bias", l.bias);
-  };
-  auto add_norm = [&](const std::string& name, const Norm& n) {
-    out.emplace_back(name + ".weight", n.weight);
-    out.emplace_back(name + ".bias", n.bias);
-  };
-  for (size_t layer = 0; layer < layers_.size(); ++layer) {
-    const auto& l = layers_[layer];
-    const std::string p = "bert.encoder.layer." + std::to_string(layer) + ".";
-    add_linear(p + "attention.self.query", l.query);
-    add_linear(p + "attention.self.key", l.key);
-    add_linear(p + "attention.self.value", l.value);
-    add_linear(p + "attention.output.dense", l.attention_out);
-    add_norm(p + "attention.output.LayerNorm", l.attention_norm);
-    add_linear(p + "intermediate.dense", l.intermediate);
-    add_linear(p + "output.dense", l.output);
-    add_norm(p + "output.LayerNorm", l.output_norm);
-  }
-  add_linear("cls.predictions.transform.dense", transform_);
-  add_norm("cls.predictions.transform.LayerNorm", transform_norm_);
-  out.emplace_back("cls.predictions.bias", decoder_bias_);
-  return out;
-}
-
-at::Tensor BertModel::embed_tokens(const at::Tensor& input_ids) const {
-  return at::embedding(word_embeddings_, input_ids.to(device_, at::kLong));
-}
-
-at::Tensor BertModel::norm(const Norm& n, const at::Tensor& x) const {
-  return at::layer_norm(x, {config_.hidden_size}, n.weight, n.bias, config_.layer_norm_eps);
+  set_parameters(reader);
 }
 
 at::Tensor BertModel::layer_forward(int layer, const Layer& w, at::Tensor x,
-                                    const at::Tensor& allowed, HookRun* run, ForwardOutput& out,
-                                    bool want_attentions) {
-  const HookPointTable& sites = hook_points();
-  auto site = [&](int local, at::Tensor t) {
-    return at_site(run, sites.block_id(layer, local), std::move(t));
-  };
-  const int64_t batch = x.size(0), pos = x.size(1), heads = config_.num_attention_heads;
-  const int64_t d_head = config_.hidden_size / heads;
-
+                                    const at::Tensor& allowed, detail::Pass& pass) const {
+  const auto site = pass.block(layer);
   auto resid_pre = site(kLayerIn, std::move(x));
   auto attn_in = site(kSelfIn, site(kAttentionIn, resid_pre));
-  auto q = site(kQ, site(kQuery, at::linear(attn_in, w.query.weight, w.query.bias))
-                        .view({batch, pos, heads, d_head}));
-  auto k = site(
-      kK,
-      site(kKey, at::linear(attn_in, w.key.weight, w.key.bias)).view({batch, pos, heads, d_head}));
-  auto v = site(kV, site(kValue, at::linear(attn_in, w.value.weight, w.value.bias))
-                        .view({batch, pos, heads, d_head}));
-  auto scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) /
-                std::sqrt(static_cast<double>(d_head));
-  scores = site(kScores, scores.masked_fill(allowed.logical_not(),
-                                            detail::lowest_value(scores.scalar_type())));
-  auto pattern = site(kPattern, at::softmax(scores, -1));
-  if (want_attentions) out.attentions.push_back(pattern);
-  auto z = site(
-      kZ, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));  // [batch, pos, head, d_head]
-  auto context = site(kSelf, z.reshape({batch, pos, config_.hidden_size}));
-  auto attn_out =
-      site(kAttnDrop,
-           site(kAttnDense, at::linear(context, w.attention_out.weight, w.attention_out.bias)));
+  auto q = site(kQuery, w.query(attn_in));
+  auto k = site(kKey, w.key(attn_in));
+  auto v = site(kValue, w.value(attn_in));
+  auto context = detail::attention(site, kAttentionSites, q, k, v, config_.num_attention_heads,
+                                   allowed, detail::ScoreScaling{}, pass);
+  auto attn_out = site(kAttnDrop, site(kAttnDense, w.attention_out(context)));
   // Post-LayerNorm: the residual sum is normalised before the MLP sees it.
   auto resid_mid = site(kResidMid, attn_out + resid_pre);
   auto attention =
-      site(kAttention, site(kAttnOutput, site(kAttnNorm, norm(w.attention_norm, resid_mid))));
+      site(kAttention, site(kAttnOutput, site(kAttnNorm, w.attention_norm(resid_mid))));
 
-  auto pre = site(kInterDense, at::linear(attention, w.intermediate.weight, w.intermediate.bias));
-  auto post = site(kIntermediate, site(kAct, detail::activation(config_.hidden_act, pre)));
-  auto mlp_out = site(kOutDrop, site(kOutDense, at::linear(post, w.output.weight, w.output.bias)));
+  auto mlp_out =
+      detail::mlp(site, kMlpSites, w.intermediate, w.output, config_.hidden_act, attention);
   auto resid_post = site(kResidPost, mlp_out + attention);
-  return site(kLayerOut, site(kOutput, site(kOutNorm, norm(w.output_norm, resid_post))));
+  return site(kLayerOut, site(kOutput, site(kOutNorm, w.output_norm(resid_post))));
+}
+
+at::Tensor BertModel::token_types(const ForwardInput& input,
+                                  const detail::PreparedInput& in) const {
+  if (!input.token_type_ids.defined()) {
+    return at::zeros({in.batch, in.pos}, at::TensorOptions().dtype(at::kLong).device(device_));
+  }
+  auto types =
+      input.token_type_ids.dim() == 1 ? input.token_type_ids.unsqueeze(0) : input.token_type_ids;
+  if (types.sizes() != at::IntArrayRef({in.batch, in.pos})) {
+    throw Error("forward: token_type_ids must be [" + std::to_string(in.batch) + ", " +
+                std::to_string(in.pos) + "] like the input, got " + shape_string(types.sizes()));
+  }
+  types = types.to(device_, at::kLong);
+  if (types.min().item<int64_t>() < 0 || types.max().item<int64_t>() >= config_.type_vocab_size) {
+    throw Error("forward: token_type_ids must be in [0, " +
+                std::to_string(config_.type_vocab_size) + ")");
+  }
+  return types;
 }
 
 ForwardOutput BertModel::forward(const ForwardInput& input, const ForwardOptions& options) {
-  auto in = detail::prepare_input(
-      input, {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings}, device_,
-      dtype_);
-  at::Tensor token_types;
-  if (input.token_type_ids.defined()) {
-    token_types =
-        input.token_type_ids.dim() == 1 ? input.token_type_ids.unsqueeze(0) : input.token_type_ids;
-    if (token_types.sizes() != at::IntArrayRef({in.batch, in.pos})) {
-      throw Error("forward: token_type_ids must be [" + std::to_string(in.batch) + ", " +
-                  std::to_string(in.pos) + "] like the input, got " +
-                  shape_string(token_types.sizes()));
-    }
-    token_types = token_types.to(device_, at::kLong);
-    if (token_types.min().item<int64_t>() < 0 ||
-        token_types.max().item<int64_t>() >= config_.type_vocab_size) {
-      throw Error("forward: token_type_ids must be in [0, " +
-                  std::to_string(config_.type_vocab_size) + ")");
-    }
-  } else {
-    token_types =
-        at::zeros({in.batch, in.pos}, at::TensorOptions().dtype(at::kLong).device(device_));
-  }
+  detail::Pass pass(*this, input, options,
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+  const auto& in = pass.input();
+  const at::Tensor types = token_types(input, in);
   // Every token sees every real token; padding is masked as a key for all queries.
   const at::Tensor allowed = in.keep.view({in.batch, 1, 1, in.pos});
-  const int n_layer = static_cast<int>(config_.num_hidden_layers);
-  const int n_run = detail::layers_to_run(options, n_layer);
-  const HookPointTable& sites = hook_points();
-  std::optional<HookRun> hook_run = detail::begin_pass(*this, options);
-  HookRun* run = hook_run ? &*hook_run : nullptr;
 
-  ForwardOutput out;
-  auto words = in.has_ids
-                   ? at_site(run, sites.before_id(kWord), at::embedding(word_embeddings_, in.ids))
-                   : in.embeds;
-  auto types =
-      at_site(run, sites.before_id(kTokenType), at::embedding(token_type_embeddings_, token_types));
-  auto positions = at_site(run, sites.before_id(kPosition),
-                           at::embedding(position_embeddings_, in.position_ids));
-  auto x =
-      at_site(run, sites.before_id(kEmbNorm), norm(embeddings_norm_, words + types + positions));
-  x = at_site(run, sites.before_id(kEmbeddings),
-              at_site(run, sites.before_id(kEmbDrop), std::move(x)));
-  if (options.output_hidden_states) out.hidden_states.push_back(x);
-  for (int layer = 0; layer < n_run; ++layer) {
-    x = layer_forward(layer, layers_[static_cast<size_t>(layer)], std::move(x), allowed, run, out,
-                      options.output_attentions);
-    if (options.output_hidden_states) out.hidden_states.push_back(x);
+  auto words = in.has_ids ? pass.before(kWord, at::embedding(word_embeddings_, in.ids)) : in.embeds;
+  auto type_embeds = pass.before(kTokenType, at::embedding(token_type_embeddings_, types));
+  auto positions = pass.before(kPosition, at::embedding(position_embeddings_, in.position_ids));
+  auto x = pass.before(kEmbNorm, embeddings_norm_(words + type_embeds + positions));
+  x = pass.before(kEmbeddings, pass.before(kEmbDrop, std::move(x)));
+  pass.keep_hidden_state(x);
+  for (int layer = 0; layer < pass.layers(); ++layer) {
+    x = layer_forward(layer, layers_[static_cast<size_t>(layer)], std::move(x), allowed, pass);
+    pass.keep_hidden_state(x);
   }
-  if (!options.stop_at_layer) {
-    auto last = at_site(run, sites.after_id(kBert), at_site(run, sites.after_id(kEncoder), x));
-    auto h = at_site(run, sites.after_id(kTransformDense),
-                     at::linear(last, transform_.weight, transform_.bias));
-    h = at_site(run, sites.after_id(kTransformAct), detail::activation(config_.hidden_act, h));
-    h = at_site(run, sites.after_id(kTransform),
-                at_site(run, sites.after_id(kTransformNorm), norm(transform_norm_, h)));
-    auto logits =
-        at_site(run, sites.after_id(kDecoder), at::linear(h, word_embeddings_, decoder_bias_));
-    out.logits = at_site(run, sites.after_id(kPredictions), logits);
+  if (!pass.stops_early()) {
+    auto last = pass.after(kBert, pass.after(kEncoder, x));
+    auto h = pass.after(kTransformDense, transform_(last));
+    h = pass.after(kTransformAct, detail::activation(config_.hidden_act, h));
+    h = pass.after(kTransform, pass.after(kTransformNorm, transform_norm_(h)));
+    auto logits = pass.after(kDecoder, at::linear(h, word_embeddings_, decoder_bias_));
+    pass.output().logits = pass.after(kPredictions, logits);
   }
-  detail::finish_pass(run, out, options, n_run, n_layer);
-  return out;
+  return pass.finish();
 }
 
+}  // namespace
+
+namespace models {
+
+HookPointTable bert_hook_points(int n_layer) {
+  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
+}
+
+std::unique_ptr<Model> load_bert(const Checkpoint& checkpoint) {
+  return std::make_unique<BertModel>(
+      BertConfig::from_json(checkpoint.config, checkpoint.config_source), checkpoint);
+}
+
+}  // namespace models
 }  // namespace llmscope

@@ -1,4 +1,7 @@
-#include "gpt_neo.hpp"
+// GPT-Neo (GPTNeoForCausalLM): GPT-2's block with alternating global and local (windowed) causal
+// attention, separate q/k/v projections without bias, scores in float32 and not scaled by
+// 1/sqrt(d_head), lm_head tied to wte. Every Hugging Face module is a hook point.
+#include "models/gpt_neo.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -6,6 +9,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/gpt2_config.hpp"
+#include "models/architectures.hpp"
 #include "models/model_parts.hpp"
 
 namespace llmscope {
@@ -159,174 +163,143 @@ GptNeoConfig GptNeoConfig::from_json(const nlohmann::json& json, const std::stri
   return c;
 }
 
-HookPointTable GptNeoModel::hook_point_table(int n_layer) {
-  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
-}
+namespace {
 
-GptNeoModel::GptNeoModel(const GptNeoConfig& config, const SafetensorsSet& weights,
-                         const LoadOptions& options, std::filesystem::path source)
-    : Model(hook_point_table(static_cast<int>(config.num_layers)), std::move(source)),
-      config_(config),
-      dtype_(options.dtype),
-      device_(options.device) {
+const detail::AttentionSites kAttentionSites = {kQ, kK, kV, kScores, kPattern, kZ, kOutProjIn};
+const detail::MlpSites kMlpSites = {kFcIn,           kFc,        kActIn,   kAct,
+                                    detail::kNoSite, kMlpProjIn, kMlpProj, kMlpDrop};
+
+class GptNeoModel final : public detail::CheckpointModel {
+ public:
+  GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint);
+
+  std::string architecture() const override { return "gpt_neo"; }
+  int64_t n_layer() const override { return config_.num_layers; }
+  int64_t d_model() const override { return config_.hidden_size; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  int64_t max_positions() const override { return config_.max_position_embeddings; }
+  int64_t eos_token_id() const override { return config_.eos_token_id; }
+  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
+    return at::embedding(wte_, input_ids.to(device_, at::kLong));
+  }
+
+ private:
+  struct Block {
+    detail::Norm ln_1, ln_2;
+    detail::Linear q_proj, k_proj, v_proj, out_proj, c_fc, c_proj;
+    bool local = false;  // windowed attention
+  };
+  at::Tensor block_forward(int layer, const Block& block, at::Tensor x, const at::Tensor& allowed,
+                           detail::Pass& pass) const;
+
+  GptNeoConfig config_;
+  at::Tensor wte_, wpe_;
+  std::vector<Block> blocks_;
+  detail::Norm ln_f_;
+};
+
+GptNeoModel::GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint)
+    : CheckpointModel(models::gpt_neo_hook_points(static_cast<int>(config.num_layers)),
+                      checkpoint.dir, checkpoint.options),
+      config_(config) {
   if (kBlockSites.size() != kNumBlockSites)
     throw std::logic_error("GPT-Neo block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
+  const double eps = config.layer_norm_epsilon;
   detail::WeightReader reader(
-      weights, options, "transformer.", "wte.weight", "GPT-Neo",
+      checkpoint.weights, checkpoint.options, "transformer.", "wte.weight", "GPT-Neo",
       "config.json (num_layers=" + std::to_string(config.num_layers) +
           ", hidden_size=" + std::to_string(d) + ", intermediate_size=" + std::to_string(inner) +
           ", vocab_size=" + std::to_string(vocab) +
           ", max_position_embeddings=" + std::to_string(config.max_position_embeddings) + ")");
   wte_ = reader.read("transformer.wte.weight", {vocab, d});
   wpe_ = reader.read("transformer.wpe.weight", {config.max_position_embeddings, d});
+  constexpr auto kOutIn = detail::Linear::Layout::kOutIn;
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     const std::string p = "transformer.h." + std::to_string(layer) + ".";
     Block b;
-    b.ln_1_weight = reader.read(p + "ln_1.weight", {d});
-    b.ln_1_bias = reader.read(p + "ln_1.bias", {d});
-    b.q_proj = reader.read(p + "attn.attention.q_proj.weight", {d, d});
-    b.k_proj = reader.read(p + "attn.attention.k_proj.weight", {d, d});
-    b.v_proj = reader.read(p + "attn.attention.v_proj.weight", {d, d});
-    b.out_proj = reader.read(p + "attn.attention.out_proj.weight", {d, d});
-    b.out_proj_bias = reader.read(p + "attn.attention.out_proj.bias", {d});
-    b.ln_2_weight = reader.read(p + "ln_2.weight", {d});
-    b.ln_2_bias = reader.read(p + "ln_2.bias", {d});
-    b.c_fc = reader.read(p + "mlp.c_fc.weight", {inner, d});
-    b.c_fc_bias = reader.read(p + "mlp.c_fc.bias", {inner});
-    b.c_proj = reader.read(p + "mlp.c_proj.weight", {d, inner});
-    b.c_proj_bias = reader.read(p + "mlp.c_proj.bias", {d});
+    b.ln_1 = reader.layer_norm(p + "ln_1", d, eps);
+    b.q_proj = reader.linear(p + "attn.attention.q_proj", d, d, kOutIn, /*with_bias=*/false);
+    b.k_proj = reader.linear(p + "attn.attention.k_proj", d, d, kOutIn, /*with_bias=*/false);
+    b.v_proj = reader.linear(p + "attn.attention.v_proj", d, d, kOutIn, /*with_bias=*/false);
+    b.out_proj = reader.linear(p + "attn.attention.out_proj", d, d);
+    b.ln_2 = reader.layer_norm(p + "ln_2", d, eps);
+    b.c_fc = reader.linear(p + "mlp.c_fc", d, inner);
+    b.c_proj = reader.linear(p + "mlp.c_proj", inner, d);
     b.local = config.attention_layers[static_cast<size_t>(layer)] == "local";
     blocks_.push_back(std::move(b));
   }
-  ln_f_weight_ = reader.read("transformer.ln_f.weight", {d});
-  ln_f_bias_ = reader.read("transformer.ln_f.bias", {d});
-  if (reader.has("lm_head.weight"))
-    reader.read("lm_head.weight", {vocab, d});  // tied to wte, as in Hugging Face
+  ln_f_ = reader.layer_norm("transformer.ln_f", d, eps);
+  // Tied to wte, as in Hugging Face.
+  if (reader.has("lm_head.weight")) reader.check_tied_copy("lm_head.weight", {vocab, d});
   reader.check_unused(std::regex(R"(.*\.attn\.attention\.(bias|masked_bias)$)"), "h",
                       config.num_layers);
-}
-
-std::vector<std::pair<std::string, at::Tensor>> GptNeoModel::named_parameters() const {
-  std::vector<std::pair<std::string, at::Tensor>> out = {{"transformer.wte.weight", wte_},
-                                                         {"transformer.wpe.weight", wpe_}};
-  for (size_t layer = 0; layer < blocks_.size(); ++layer) {
-    const auto& b = blocks_[layer];
-    const std::string p = "transformer.h." + std::to_string(layer) + ".";
-    out.insert(out.end(), {{p + "ln_1.weight", b.ln_1_weight},
-                           {p + "ln_1.bias", b.ln_1_bias},
-                           {p + "attn.attention.q_proj.weight", b.q_proj},
-                           {p + "attn.attention.k_proj.weight", b.k_proj},
-                           {p + "attn.attention.v_proj.weight", b.v_proj},
-                           {p + "attn.attention.out_proj.weight", b.out_proj},
-                           {p + "attn.attention.out_proj.bias", b.out_proj_bias},
-                           {p + "ln_2.weight", b.ln_2_weight},
-                           {p + "ln_2.bias", b.ln_2_bias},
-                           {p + "mlp.c_fc.weight", b.c_fc},
-                           {p + "mlp.c_fc.bias", b.c_fc_bias},
-                           {p + "mlp.c_proj.weight", b.c_proj},
-                           {p + "mlp.c_proj.bias", b.c_proj_bias}});
-  }
-  out.emplace_back("transformer.ln_f.weight", ln_f_weight_);
-  out.emplace_back("transformer.ln_f.bias", ln_f_bias_);
-  return out;
-}
-
-at::Tensor GptNeoModel::embed_tokens(const at::Tensor& input_ids) const {
-  return at::embedding(wte_, input_ids.to(device_, at::kLong));
-}
-
-at::Tensor GptNeoModel::attention(int layer, const Block& block, const at::Tensor& x,
-                                  const at::Tensor& allowed, HookRun* run, ForwardOutput& out,
-                                  bool want_attentions) {
-  const HookPointTable& sites = hook_points();
-  auto site = [&](int local, at::Tensor t) {
-    return at_site(run, sites.block_id(layer, local), std::move(t));
-  };
-  const int64_t batch = x.size(0), pos = x.size(1), heads = config_.num_heads;
-  const int64_t d_head = config_.hidden_size / heads;
-
-  auto q = site(kQ, site(kQProj, at::linear(x, block.q_proj)).view({batch, pos, heads, d_head}));
-  auto k = site(kK, site(kKProj, at::linear(x, block.k_proj)).view({batch, pos, heads, d_head}));
-  auto v = site(kV, site(kVProj, at::linear(x, block.v_proj)).view({batch, pos, heads, d_head}));
-
-  // GPT-Neo computes scores in float32 and does not scale them by 1/sqrt(d_head).
-  auto scores =
-      at::matmul(q.transpose(1, 2).to(at::kFloat), k.permute({0, 2, 3, 1}).to(at::kFloat));
-  scores = scores.masked_fill(allowed.logical_not(), detail::lowest_value(at::kFloat));
-  scores = site(kScores, scores);
-  auto pattern = site(kPattern, at::softmax(scores, -1).to(v.scalar_type()));
-  if (want_attentions) out.attentions.push_back(pattern);
-
-  auto z = site(
-      kZ, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));  // [batch, pos, head, d_head]
-  auto merged = site(kOutProjIn, z.reshape({batch, pos, config_.hidden_size}));
-  auto projected = site(kOutProj, at::linear(merged, block.out_proj, block.out_proj_bias));
-  return site(kSelfAttn, site(kResidDrop, std::move(projected)));
+  set_parameters(reader);
 }
 
 at::Tensor GptNeoModel::block_forward(int layer, const Block& block, at::Tensor x,
-                                      const at::Tensor& global_mask, const at::Tensor& local_mask,
-                                      HookRun* run, ForwardOutput& out, bool want_attentions) {
-  const HookPointTable& sites = hook_points();
-  auto site = [&](int local, at::Tensor t) {
-    return at_site(run, sites.block_id(layer, local), std::move(t));
-  };
-  const int64_t d = config_.hidden_size;
-  const double eps = config_.layer_norm_epsilon;
+                                      const at::Tensor& allowed, detail::Pass& pass) const {
+  const auto site = pass.block(layer);
   auto resid_pre = site(kBlockIn, std::move(x));
-  auto ln1 = site(
-      kLn1, at::layer_norm(site(kLn1In, resid_pre), {d}, block.ln_1_weight, block.ln_1_bias, eps));
+  auto ln1 = site(kLn1, block.ln_1(site(kLn1In, resid_pre)));
+
   auto attn_in = site(kSelfAttnIn, site(kAttnIn, ln1));
-  auto attn_out =
-      site(kAttn, attention(layer, block, attn_in, block.local ? local_mask : global_mask, run, out,
-                            want_attentions));
+  auto q = site(kQProj, block.q_proj(attn_in));
+  auto k = site(kKProj, block.k_proj(attn_in));
+  auto v = site(kVProj, block.v_proj(attn_in));
+  detail::ScoreScaling scaling;
+  scaling.by_sqrt_d_head = false;
+  scaling.in_float32 = true;
+  auto merged =
+      detail::attention(site, kAttentionSites, q, k, v, config_.num_heads, allowed, scaling, pass);
+  auto projected = site(kOutProj, block.out_proj(merged));
+  auto attn_out = site(kAttn, site(kSelfAttn, site(kResidDrop, std::move(projected))));
   auto resid_mid = site(kResidMid, resid_pre + attn_out);
-  auto ln2 = site(
-      kLn2, at::layer_norm(site(kLn2In, resid_mid), {d}, block.ln_2_weight, block.ln_2_bias, eps));
-  auto mlp_in = site(kMlpIn, ln2);
-  auto pre = site(kFc, at::linear(site(kFcIn, mlp_in), block.c_fc, block.c_fc_bias));
-  auto post = site(kAct, detail::activation(config_.activation_function, site(kActIn, pre)));
-  auto proj = site(kMlpProj, at::linear(site(kMlpProjIn, post), block.c_proj, block.c_proj_bias));
-  auto mlp_out = site(kMlp, site(kMlpDrop, std::move(proj)));
+  auto ln2 = site(kLn2, block.ln_2(site(kLn2In, resid_mid)));
+
+  auto mlp_out = site(kMlp, detail::mlp(site, kMlpSites, block.c_fc, block.c_proj,
+                                        config_.activation_function, site(kMlpIn, ln2)));
   return site(kBlockOut, resid_mid + mlp_out);
 }
 
 ForwardOutput GptNeoModel::forward(const ForwardInput& input, const ForwardOptions& options) {
-  auto in = detail::prepare_input(
-      input, {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings}, device_,
-      dtype_);
+  detail::Pass pass(*this, input, options,
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+  const auto& in = pass.input();
   const at::Tensor global_mask = detail::causal_mask(in);
   const at::Tensor local_mask = detail::causal_mask(in, config_.window_size);
-  const int n_layer = static_cast<int>(config_.num_layers);
-  const int n_run = detail::layers_to_run(options, n_layer);
-  const HookPointTable& sites = hook_points();
-  std::optional<HookRun> hook_run = detail::begin_pass(*this, options);
-  HookRun* run = hook_run ? &*hook_run : nullptr;
-
-  ForwardOutput out;
-  auto tokens =
-      in.has_ids ? at_site(run, sites.before_id(kWte), at::embedding(wte_, in.ids)) : in.embeds;
-  auto positions = at_site(run, sites.before_id(kWpe), at::embedding(wpe_, in.position_ids));
-  auto x = at_site(run, sites.before_id(kDrop), tokens + positions);  // [batch, pos, d_model]
-  for (int layer = 0; layer < n_run; ++layer) {
-    if (options.output_hidden_states) out.hidden_states.push_back(x);
-    x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), global_mask,
-                      local_mask, run, out, options.output_attentions);
+  auto tokens = in.has_ids ? pass.before(kWte, at::embedding(wte_, in.ids)) : in.embeds;
+  auto positions = pass.before(kWpe, at::embedding(wpe_, in.position_ids));
+  auto x = pass.before(kDrop, tokens + positions);  // [batch, pos, d_model]
+  for (int layer = 0; layer < pass.layers(); ++layer) {
+    pass.keep_hidden_state(x);
+    const auto& block = blocks_[static_cast<size_t>(layer)];
+    x = block_forward(layer, block, std::move(x), block.local ? local_mask : global_mask, pass);
   }
-  if (options.stop_at_layer) {
-    if (options.output_hidden_states) out.hidden_states.push_back(x);
+  if (pass.stops_early()) {
+    pass.keep_hidden_state(x);
   } else {
-    auto normed = at::layer_norm(at_site(run, sites.after_id(kLnFIn), x), {config_.hidden_size},
-                                 ln_f_weight_, ln_f_bias_, config_.layer_norm_epsilon);
-    auto final_hidden =
-        at_site(run, sites.after_id(kTransformer), at_site(run, sites.after_id(kLnF), normed));
-    if (options.output_hidden_states) out.hidden_states.push_back(final_hidden);
-    auto head_in = at_site(run, sites.after_id(kLmHeadIn), final_hidden);
-    out.logits = at_site(run, sites.after_id(kLmHead), at::matmul(head_in, wte_.t()));
+    auto final_hidden = pass.after(kTransformer, pass.after(kLnF, ln_f_(pass.after(kLnFIn, x))));
+    pass.keep_hidden_state(final_hidden);
+    auto head_in = pass.after(kLmHeadIn, final_hidden);
+    pass.output().logits = pass.after(kLmHead, at::matmul(head_in, wte_.t()));
   }
-  detail::finish_pass(run, out, options, n_run, n_layer);
-  return out;
+  return pass.finish();
 }
 
+}  // namespace
+
+namespace models {
+
+HookPointTable gpt_neo_hook_points(int n_layer) {
+  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
+}
+
+std::unique_ptr<Model> load_gpt_neo(const Checkpoint& checkpoint) {
+  return std::make_unique<GptNeoModel>(
+      GptNeoConfig::from_json(checkpoint.config, checkpoint.config_source), checkpoint);
+}
+
+}  // namespace models
 }  // namespace llmscope

@@ -1,17 +1,15 @@
-// Model loading: reads a checkpoint folder, picks the architecture from config.json, and
-// attaches the tokenizer found beside the weights.
+// Model loading: reads a checkpoint folder, finds the architecture for config.json in the table
+// (architectures.cpp), and attaches the tokenizer found beside the weights.
 #include <spdlog/spdlog.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "bert.hpp"
-#include "gpt2.hpp"
-#include "gpt_neo.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/hub.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
+#include "models/architectures.hpp"
 
 namespace llmscope {
 
@@ -87,18 +85,11 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
   }
   if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
 
-  std::string model_type = config.value("model_type", "");
-  if (model_type.empty() && config.contains("architectures") &&
-      config["architectures"].is_array() && !config["architectures"].empty() &&
-      config["architectures"][0].is_string()) {
-    const auto arch = config["architectures"][0].get<std::string>();
-    if (arch.rfind("GPT2", 0) == 0) model_type = "gpt2";
-    if (arch.rfind("GPTNeo", 0) == 0) model_type = "gpt_neo";
-    if (arch.rfind("Bert", 0) == 0) model_type = "bert";
-  }
-  if (model_type != "gpt2" && model_type != "gpt_neo" && model_type != "bert") {
-    throw_file_error(config_path, "model_type '" + model_type +
-                                      "' is not supported (expected gpt2, gpt_neo or bert)");
+  const std::string model_type = models::model_type_of(config);
+  const models::Architecture* arch = models::find_architecture(model_type);
+  if (!arch) {
+    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected " +
+                                      models::supported_list() + ")");
   }
 
   const auto weights_path = dir / "model.safetensors";
@@ -118,17 +109,7 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
   const auto weights = fs::exists(weights_path)
                            ? SafetensorsSet(SafetensorsFile::open(weights_path))
                            : SafetensorsSet::open_index(index_path);
-  std::unique_ptr<Model> model;
-  if (model_type == "gpt2") {
-    model = std::make_unique<Gpt2Model>(Gpt2Config::from_json(config, config_path.string()),
-                                        weights, options, dir);
-  } else if (model_type == "gpt_neo") {
-    model = std::make_unique<GptNeoModel>(GptNeoConfig::from_json(config, config_path.string()),
-                                          weights, options, dir);
-  } else {
-    model = std::make_unique<BertModel>(BertConfig::from_json(config, config_path.string()),
-                                        weights, options, dir);
-  }
+  std::unique_ptr<Model> model = arch->load({config, config_path.string(), weights, options, dir});
   if (Tokenizer::exists_in(dir)) model->set_tokenizer(Tokenizer::load(dir));
   spdlog::debug("loaded {} from {}: {} parameters, {} on {}", model->architecture(), dir.string(),
                 model->num_parameters(), dtype_name(model->dtype()), model->device().str());

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -44,6 +45,20 @@ at::Tensor activation(const std::string& name, const at::Tensor& x) {
   throw Error("activation function '" + name + "' is not supported");
 }
 
+at::Tensor Linear::operator()(const at::Tensor& x) const {
+  if (layout == Layout::kOutIn) return at::linear(x, weight, bias);
+  // Conv1D: x W + b over any leading shape, as one addmm like Hugging Face.
+  auto flat = x.reshape({-1, x.size(-1)});
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = weight.size(1);
+  auto y = bias.defined() ? at::addmm(bias, flat, weight) : at::mm(flat, weight);
+  return y.view(out_shape);
+}
+
+at::Tensor Norm::operator()(const at::Tensor& x) const {
+  return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+}
+
 WeightReader::WeightReader(const SafetensorsSet& file, const LoadOptions& options,
                            std::string prefix, const std::string& probe,
                            const std::string& architecture, std::string config_summary)
@@ -68,6 +83,36 @@ std::string WeightReader::stored_name(const std::string& name) const {
 }
 
 at::Tensor WeightReader::read(const std::string& name, const std::vector<int64_t>& expected) {
+  auto tensor = load_checked(name, expected);
+  parameters_.emplace_back(name, tensor);
+  return tensor;
+}
+
+void WeightReader::check_tied_copy(const std::string& name, const std::vector<int64_t>& expected) {
+  load_checked(name, expected);
+}
+
+Linear WeightReader::linear(const std::string& name, int64_t in, int64_t out, Linear::Layout layout,
+                            bool with_bias) {
+  Linear l;
+  l.layout = layout;
+  l.weight =
+      read(name + ".weight", layout == Linear::Layout::kOutIn ? std::vector<int64_t>{out, in}
+                                                              : std::vector<int64_t>{in, out});
+  if (with_bias) l.bias = read(name + ".bias", {out});
+  return l;
+}
+
+Norm WeightReader::layer_norm(const std::string& name, int64_t d, double eps) {
+  Norm n;
+  n.weight = read(name + ".weight", {d});
+  n.bias = read(name + ".bias", {d});
+  n.eps = eps;
+  return n;
+}
+
+at::Tensor WeightReader::load_checked(const std::string& name,
+                                      const std::vector<int64_t>& expected) {
   const std::string stored = stored_name(name);
   if (!file_.contains(stored)) {
     throw_file_error(file_.path(), "missing tensor '" + stored + "' (expected shape " +
@@ -175,41 +220,88 @@ at::Tensor causal_mask(const PreparedInput& input, int64_t window) {
   return allowed.view({1, 1, pos, pos}).logical_and(input.keep.view({input.batch, 1, 1, pos}));
 }
 
-int layers_to_run(const ForwardOptions& options, int n_layer) {
-  if (!options.stop_at_layer) return n_layer;
-  int stop = *options.stop_at_layer;
-  if (stop < 0) stop += n_layer;
-  if (stop < 0 || stop > n_layer) {
-    throw Error("forward: stop_at_layer " + std::to_string(*options.stop_at_layer) +
-                " is out of range for " + std::to_string(n_layer) + " layers");
+Pass::Pass(const Model& model, const ForwardInput& input, const ForwardOptions& options,
+           const InputLimits& limits)
+    : table_(model.hook_points()),
+      options_(options),
+      input_(prepare_input(input, limits, model.device(), model.dtype())),
+      n_layer_(static_cast<int>(model.n_layer())),
+      layers_(n_layer_) {
+  if (options.stop_at_layer) {
+    int stop = *options.stop_at_layer;
+    if (stop < 0) stop += n_layer_;
+    if (stop < 0 || stop > n_layer_) {
+      throw Error("forward: stop_at_layer " + std::to_string(*options.stop_at_layer) +
+                  " is out of range for " + std::to_string(n_layer_) + " layers");
+    }
+    layers_ = stop;
   }
-  return stop;
-}
-
-std::optional<HookRun> begin_pass(const Model& model, const ForwardOptions& options) {
-  std::optional<HookRun> run;
   if (model.persistent_hooks().size() > 0 || !options.hooks.empty() || !options.cache.empty()) {
-    run.emplace(model.hook_points(), &model.persistent_hooks(), options.hooks, options.cache);
+    run_.emplace(table_, &model.persistent_hooks(), options.hooks, options.cache);
   }
-  return run;
 }
 
-void finish_pass(HookRun* run, ForwardOutput& out, const ForwardOptions& options, int layers_run,
-                 int n_layer) {
-  if (!run) return;
-  out.cache = run->take_cache();
-  out.firings = run->firings();
-  if (!options.strict_hooks) return;
-  std::vector<std::string> silent;
-  for (const auto& f : out.firings) {
-    if (f.calls == 0) silent.push_back("'" + f.name + "'");
+void Pass::keep_hidden_state(const at::Tensor& x) {
+  if (options_.output_hidden_states) out_.hidden_states.push_back(x);
+}
+
+void Pass::keep_attention(const at::Tensor& pattern) {
+  if (options_.output_attentions) out_.attentions.push_back(pattern);
+}
+
+ForwardOutput Pass::finish() {
+  if (run_) {
+    out_.cache = run_->take_cache();
+    out_.firings = run_->firings();
+    if (options_.strict_hooks) {
+      std::vector<std::string> silent;
+      for (const auto& f : out_.firings) {
+        if (f.calls == 0) silent.push_back("'" + f.name + "'");
+      }
+      if (!silent.empty()) {
+        throw Error("forward: hook(s) " + join(silent) + " never fired" +
+                    (layers_ < n_layer_ || options_.stop_at_layer
+                         ? " (the pass stopped at layer " + std::to_string(layers_) + ")"
+                         : ""));
+      }
+    }
   }
-  if (!silent.empty()) {
-    throw Error("forward: hook(s) " + join(silent) + " never fired" +
-                (layers_run < n_layer || options.stop_at_layer
-                     ? " (the pass stopped at layer " + std::to_string(layers_run) + ")"
-                     : ""));
+  return std::move(out_);
+}
+
+at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const at::Tensor& q_proj,
+                     const at::Tensor& k_proj, const at::Tensor& v_proj, int64_t heads,
+                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass) {
+  const int64_t batch = q_proj.size(0), pos = q_proj.size(1), width = q_proj.size(2);
+  const int64_t d_head = width / heads;
+  auto q = sites(ids.q, q_proj.view({batch, pos, heads, d_head}));
+  auto k = sites(ids.k, k_proj.view({batch, pos, heads, d_head}));
+  auto v = sites(ids.v, v_proj.view({batch, pos, heads, d_head}));
+
+  // [batch, head, query_pos, key_pos]
+  auto q_heads = q.transpose(1, 2), k_heads = k.permute({0, 2, 3, 1});
+  if (scaling.in_float32) {
+    q_heads = q_heads.to(at::kFloat);
+    k_heads = k_heads.to(at::kFloat);
   }
+  auto scores = at::matmul(q_heads, k_heads);
+  if (scaling.by_sqrt_d_head) scores = scores / std::sqrt(static_cast<double>(d_head));
+  if (scaling.divisor != 1.0) scores = scores / scaling.divisor;
+  scores = sites(ids.scores,
+                 scores.masked_fill(allowed.logical_not(), lowest_value(scores.scalar_type())));
+  auto pattern = sites(ids.pattern, at::softmax(scores, -1).to(v.scalar_type()));
+  pass.keep_attention(pattern);
+
+  auto z = sites(ids.z, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
+  return sites(ids.merged, z.reshape({batch, pos, width}));
+}
+
+at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, const Linear& proj,
+               const std::string& activation_name, const at::Tensor& x) {
+  auto pre = sites(ids.fc, fc(sites(ids.fc_in, x)));
+  auto post =
+      sites(ids.act_module, sites(ids.act, activation(activation_name, sites(ids.act_in, pre))));
+  return sites(ids.dropout, sites(ids.proj, proj(sites(ids.proj_in, post))));
 }
 
 }  // namespace llmscope::detail

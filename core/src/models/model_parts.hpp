@@ -1,10 +1,13 @@
-// Pieces every decoder in core/src shares (internal header): reading checked weights out of a
-// checkpoint, preparing ids/embeddings/masks/positions, and the start and end of a hooked pass.
+// The parts every architecture file is built from (internal header), as llama.cpp builds its
+// models from build_attn/build_ffn: weights read checked out of a checkpoint (which also lists
+// them as the model's parameters), one dense layer and one norm, the frame of a hooked forward
+// pass, multi-head attention and the MLP, each step of them a hook site the caller names.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <nlohmann/json_fwd.hpp>
 
+#include <filesystem>
 #include <optional>
 #include <regex>
 #include <set>
@@ -28,8 +31,28 @@ double lowest_value(at::ScalarType type);
 // Hugging Face's activation functions by config name (gelu_new, gelu, relu, silu, ...).
 at::Tensor activation(const std::string& name, const at::Tensor& x);
 
+// A dense layer, one spelling for every checkpoint layout: nn.Linear stores the weight
+// [out, in] (y = x Wᵀ + b), GPT-2's Conv1D stores it [in, out] (y = x W + b). The bias may be
+// undefined.
+struct Linear {
+  enum class Layout { kOutIn, kInOut };
+  at::Tensor weight, bias;
+  Layout layout = Layout::kOutIn;
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+// LayerNorm over the last dimension.
+struct Norm {
+  at::Tensor weight, bias;
+  double eps = 1e-5;
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
+using NamedParameters = std::vector<std::pair<std::string, at::Tensor>>;
+
 // Reads parameters by their Hugging Face names, checking presence, dtype and shape, and
 // accepting checkpoints stored without the base model prefix ("transformer.", "bert.").
+// Everything read is listed, in reading order, as the model's named parameters.
 class WeightReader {
  public:
   // `probe` is a parameter every checkpoint of the architecture has, named without the prefix;
@@ -40,12 +63,21 @@ class WeightReader {
 
   bool has(const std::string& name) const { return file_.contains(stored_name(name)); }
   at::Tensor read(const std::string& name, const std::vector<int64_t>& expected);
+  // Checked like read() but not listed: a stored copy of a tied weight.
+  void check_tied_copy(const std::string& name, const std::vector<int64_t>& expected);
+  // "<name>.weight" (and "<name>.bias" unless without_bias) for `in` -> `out` features.
+  Linear linear(const std::string& name, int64_t in, int64_t out,
+                Linear::Layout layout = Linear::Layout::kOutIn, bool with_bias = true);
+  // "<name>.weight" and "<name>.bias", both [d].
+  Norm layer_norm(const std::string& name, int64_t d, double eps);
+  const NamedParameters& parameters() const { return parameters_; }
   // Unread tensors: those matching `ignored` are fine (buffers); weights of a layer at or past
   // `n_layer` (names "<prefix><layers>.<N>.") mean config and weights disagree; the rest warn.
   void check_unused(const std::regex& ignored, const std::string& layers, int64_t n_layer) const;
 
  private:
   std::string stored_name(const std::string& name) const;
+  at::Tensor load_checked(const std::string& name, const std::vector<int64_t>& expected);
 
   const SafetensorsSet& file_;
   const LoadOptions& options_;
@@ -54,6 +86,31 @@ class WeightReader {
   std::string architecture_;
   std::string config_summary_;
   std::set<std::string> used_;
+  NamedParameters parameters_;
+};
+
+// What every model read from a checkpoint has: its dtype, device and parameter list.
+class CheckpointModel : public Model {
+ public:
+  at::ScalarType dtype() const override { return dtype_; }
+  at::Device device() const override { return device_; }
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override {
+    return parameters_;
+  }
+
+ protected:
+  CheckpointModel(HookPointTable table, std::filesystem::path source, const LoadOptions& options)
+      : Model(std::move(table), std::move(source)),
+        dtype_(options.dtype),
+        device_(options.device) {}
+  // Call once every weight is read.
+  void set_parameters(const WeightReader& reader) { parameters_ = reader.parameters(); }
+
+  at::ScalarType dtype_;
+  at::Device device_;
+
+ private:
+  NamedParameters parameters_;
 };
 
 struct PreparedInput {
@@ -77,13 +134,94 @@ PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits
 // within `window` positions back when window > 0 (GPT-Neo's local attention).
 at::Tensor causal_mask(const PreparedInput& input, int64_t window = 0);
 
-// Blocks to run: all, or 0..stop_at_layer-1 (negative counts from the end).
-int layers_to_run(const ForwardOptions& options, int n_layer);
+// A site an architecture does not have: its step runs without a hook.
+constexpr int kNoSite = -1;
 
-// The pass's hook plan, or none when nothing is hooked or cached at all.
-std::optional<HookRun> begin_pass(const Model& model, const ForwardOptions& options);
-// Moves the cache and fire counts into `out`; with strict_hooks, throws for hooks that never fired.
-void finish_pass(HookRun* run, ForwardOutput& out, const ForwardOptions& options, int layers_run,
-                 int n_layer);
+// The hook sites of one block in one pass: sites(kLocalSite, t) fires the block's site.
+class BlockSites {
+ public:
+  BlockSites(HookRun* run, const HookPointTable& table, int layer)
+      : run_(run), table_(table), layer_(layer) {}
+  at::Tensor operator()(int local_site, at::Tensor t) const {
+    if (local_site == kNoSite || run_ == nullptr) return t;
+    return at_site(run_, table_.block_id(layer_, local_site), std::move(t));
+  }
+  int layer() const { return layer_; }
+
+ private:
+  HookRun* run_;
+  const HookPointTable& table_;
+  int layer_;
+};
+
+// The frame of one forward pass: the checked input, the hook run (none when nothing is hooked
+// or cached), the blocks to run, and the output being filled.
+class Pass {
+ public:
+  Pass(const Model& model, const ForwardInput& input, const ForwardOptions& options,
+       const InputLimits& limits);
+  Pass(const Pass&) = delete;
+  Pass& operator=(const Pass&) = delete;
+
+  const PreparedInput& input() const { return input_; }
+  // Blocks to run: all, or 0..stop_at_layer-1 (negative counts from the end).
+  int layers() const { return layers_; }
+  bool stops_early() const { return options_.stop_at_layer.has_value(); }
+  at::Tensor before(int site, at::Tensor t) { return at_site(run(), table_.before_id(site), t); }
+  at::Tensor after(int site, at::Tensor t) { return at_site(run(), table_.after_id(site), t); }
+  BlockSites block(int layer) { return BlockSites(run(), table_, layer); }
+  void keep_hidden_state(const at::Tensor& x);
+  void keep_attention(const at::Tensor& pattern);
+  ForwardOutput& output() { return out_; }
+  // Moves the cache and fire counts into the output; with strict_hooks, throws for hooks that
+  // never fired.
+  ForwardOutput finish();
+
+ private:
+  HookRun* run() { return run_ ? &*run_ : nullptr; }
+
+  const HookPointTable& table_;
+  const ForwardOptions& options_;
+  PreparedInput input_;
+  int n_layer_, layers_;
+  std::optional<HookRun> run_;
+  ForwardOutput out_;
+};
+
+// How attention scores are formed from q·k.
+struct ScoreScaling {
+  bool by_sqrt_d_head = true;  // divide by sqrt(d_head)
+  double divisor = 1.0;        // and then by this (GPT-2's scale_attn_by_inverse_layer_idx)
+  bool in_float32 = false;     // compute scores and softmax in float32 (GPT-Neo)
+};
+
+// The hook sites of attention's steps, as local block sites (kNoSite where absent).
+struct AttentionSites {
+  int q, k, v;  // [batch, pos, head, d_head]
+  int scores;   // [batch, head, query_pos, key_pos], masked
+  int pattern;  // softmax of the scores
+  int z;        // [batch, pos, head, d_head]
+  int merged;   // [batch, pos, head * d_head]
+};
+
+// Multi-head attention from projected q, k, v [batch, pos, heads * d_head]: splits heads,
+// scores, masks (`allowed` [batch|1, 1, query, key], masked scores get the dtype's lowest value
+// as in Hugging Face), softmax, weights the values and merges heads again.
+at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const at::Tensor& q,
+                     const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass);
+
+// The hook sites of the MLP's steps (kNoSite where absent).
+struct MlpSites {
+  int fc_in, fc;      // into and out of the first projection ("hook_pre")
+  int act_in, act;    // into and out of the activation ("hook_post")
+  int act_module;     // a module wrapping the activation (BERT's intermediate)
+  int proj_in, proj;  // into and out of the second projection
+  int dropout;        // the output dropout
+};
+
+// fc -> activation -> proj, returning the output of the dropout site.
+at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, const Linear& proj,
+               const std::string& activation_name, const at::Tensor& x);
 
 }  // namespace llmscope::detail
