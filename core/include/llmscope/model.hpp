@@ -52,7 +52,7 @@ struct LoadOptions {
 
 class Model {
  public:
-  virtual ~Model() = default;
+  virtual ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -70,32 +70,29 @@ class Model {
   virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() const = 0;
   int64_t num_parameters() const;
 
-  const HookPointTable& hook_points() const { return hook_points_; }
+  const HookPointTable& hook_points() const;
   // A persistent hook, active on every pass until the handle removes it.
-  HookHandle hook(const std::string& name, HookFn fn) { return hooks_.add(name, std::move(fn)); }
-  void clear_hooks() { hooks_.clear(); }
-  const HookRegistry& persistent_hooks() const { return hooks_; }
+  HookHandle hook(const std::string& name, HookFn fn);
+  void clear_hooks();
+  const HookRegistry& persistent_hooks() const;
 
   virtual ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options = {}) = 0;
   // Token embeddings for ids, as a model's embedding layer computes them ([batch, pos, d_model]).
   virtual at::Tensor embed_tokens(const at::Tensor& input_ids) const = 0;
 
   // The tokenizer found beside the weights, or nullptr.
-  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
-  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) {
-    tokenizer_ = std::move(tokenizer);
-  }
-  const std::filesystem::path& source() const { return source_; }
+  const Tokenizer* tokenizer() const;
+  void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer);
+  const std::filesystem::path& source() const;
 
  protected:
-  explicit Model(HookPointTable table, std::filesystem::path source)
-      : hook_points_(std::move(table)), hooks_(&hook_points_), source_(std::move(source)) {}
+  Model(HookPointTable table, std::filesystem::path source);
 
  private:
-  HookPointTable hook_points_;
-  HookRegistry hooks_;
-  std::shared_ptr<const Tokenizer> tokenizer_;
-  std::filesystem::path source_;
+  // Behind a pointer and reached only through the out-of-line calls above, so plugins (which
+  // see this class) compile in nothing of its layout but the vtable and this pointer.
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 // Loads a Hugging Face checkpoint folder (config.json + model.safetensors, or a sharded

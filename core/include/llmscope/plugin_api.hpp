@@ -25,9 +25,10 @@
 
 namespace llmscope::plugin {
 
+// Covers this header's types and Model's virtual interface (whose state plugins never see).
 // Major: incompatible changes. Minor: additions; a plugin built against minor m loads in any
-// host with minor >= m and the same major.
-inline constexpr uint32_t kAbiMajor = 1;
+// host with minor >= m and the same major. 2: Model's state moved behind a pointer.
+inline constexpr uint32_t kAbiMajor = 2;
 inline constexpr uint32_t kAbiMinor = 0;
 
 // Exported by every plugin as the C symbol `llmscope_plugin_descriptor`; read before any plugin
@@ -299,12 +300,13 @@ class Module {
   // code inside the library being released.
   HookHandle hook(Model& model, const std::string& name, HookFn fn);
 
-  // Set by the host: returns a reference that keeps the plugin's library loaded.
+ private:
+  // The host (and only the host) sets what keeps the plugin's library loaded.
+  friend class PluginHost;
   void set_keep_alive(std::function<std::shared_ptr<void>()> keep_alive) {
     keep_alive_ = std::move(keep_alive);
   }
 
- private:
   template <typename R, typename... A>
   static std::function<Value(const List&)> make_call(std::function<R(A...)> fn) {
     return [fn = std::move(fn)](const List& args) {

@@ -51,6 +51,18 @@ struct SafetensorsFile::Mapping {
 
 namespace {
 
+// "no tensor named 'x' (closest: ...)", naming the file or index `path`.
+[[noreturn]] void throw_no_tensor(const std::filesystem::path& path, const std::string& name,
+                                  const std::vector<SafetensorsEntry>& entries) {
+  std::vector<std::string> names;
+  names.reserve(entries.size());
+  for (const auto& e : entries) names.push_back(e.name);
+  std::string message = "no tensor named '" + name + "'";
+  auto close = closest_names(name, names, 3);
+  if (!close.empty()) message += " (closest: " + join(close) + ")";
+  throw_file_error(path, message);
+}
+
 struct DtypeInfo {
   const char* name;
   at::ScalarType type;
@@ -312,13 +324,7 @@ const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   auto it = index_.find(name);
   if (it != index_.end()) return entries_[it->second];
 
-  std::vector<std::string> names;
-  names.reserve(entries_.size());
-  for (const auto& e : entries_) names.push_back(e.name);
-  std::string message = "no tensor named '" + name + "'";
-  auto close = closest_names(name, names, 3);
-  if (!close.empty()) message += " (closest: " + join(close) + ")";
-  throw_file_error(path_, message);
+  throw_no_tensor(path_, name, entries_);
 }
 
 at::Tensor SafetensorsFile::tensor(const std::string& name) const {
@@ -424,13 +430,7 @@ const SafetensorsFile& SafetensorsSet::file_of(const std::string& name) const {
   auto it = index_.find(name);
   if (it != index_.end()) return files_[it->second];
   if (files_.size() == 1) files_.front().entry(name);  // throws with the file's own message
-  std::vector<std::string> names;
-  names.reserve(entries_.size());
-  for (const auto& e : entries_) names.push_back(e.name);
-  std::string message = "no tensor named '" + name + "'";
-  auto close = closest_names(name, names, 3);
-  if (!close.empty()) message += " (closest: " + join(close) + ")";
-  throw_file_error(path_, message);
+  throw_no_tensor(path_, name, entries_);
 }
 
 // ---- writing ------------------------------------------------------------------------------

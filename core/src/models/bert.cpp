@@ -155,12 +155,6 @@ class BertModel final : public detail::CheckpointModel {
  public:
   BertModel(const BertConfig& config, const models::Checkpoint& checkpoint);
 
-  std::string architecture() const override { return "bert"; }
-  int64_t n_layer() const override { return config_.num_hidden_layers; }
-  int64_t d_model() const override { return config_.hidden_size; }
-  int64_t vocab_size() const override { return config_.vocab_size; }
-  int64_t max_positions() const override { return config_.max_position_embeddings; }
-  bool is_causal() const override { return false; }
   ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(word_embeddings_, input_ids.to(device_, at::kLong));
@@ -185,7 +179,9 @@ class BertModel final : public detail::CheckpointModel {
 };
 
 BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpoint)
-    : CheckpointModel(models::bert_hook_points(static_cast<int>(config.num_hidden_layers)),
+    : CheckpointModel({"bert", config.num_hidden_layers, config.hidden_size, config.vocab_size,
+                       config.max_position_embeddings, /*eos_token_id=*/-1, /*is_causal=*/false},
+                      models::bert_hook_points(static_cast<int>(config.num_hidden_layers)),
                       checkpoint.dir, checkpoint.options),
       config_(config) {
   if (kBlockSites.size() != kNumBlockSites)

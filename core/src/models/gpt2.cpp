@@ -101,12 +101,6 @@ class Gpt2Model final : public detail::CheckpointModel {
  public:
   Gpt2Model(const Gpt2Config& config, const models::Checkpoint& checkpoint);
 
-  std::string architecture() const override { return "gpt2"; }
-  int64_t n_layer() const override { return config_.n_layer; }
-  int64_t d_model() const override { return config_.n_embd; }
-  int64_t vocab_size() const override { return config_.vocab_size; }
-  int64_t max_positions() const override { return config_.n_positions; }
-  int64_t eos_token_id() const override { return config_.eos_token_id; }
   ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(wte_, input_ids.to(device_, at::kLong));
@@ -127,7 +121,9 @@ class Gpt2Model final : public detail::CheckpointModel {
 };
 
 Gpt2Model::Gpt2Model(const Gpt2Config& config, const models::Checkpoint& checkpoint)
-    : CheckpointModel(models::gpt2_hook_points(static_cast<int>(config.n_layer)), checkpoint.dir,
+    : CheckpointModel({"gpt2", config.n_layer, config.n_embd, config.vocab_size, config.n_positions,
+                       config.eos_token_id},
+                      models::gpt2_hook_points(static_cast<int>(config.n_layer)), checkpoint.dir,
                       checkpoint.options),
       config_(config) {
   static_assert(kNumBeforeSites == 3 && kNumAfterSites == 5, "site enums match their tables");

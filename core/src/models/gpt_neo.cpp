@@ -173,12 +173,6 @@ class GptNeoModel final : public detail::CheckpointModel {
  public:
   GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint);
 
-  std::string architecture() const override { return "gpt_neo"; }
-  int64_t n_layer() const override { return config_.num_layers; }
-  int64_t d_model() const override { return config_.hidden_size; }
-  int64_t vocab_size() const override { return config_.vocab_size; }
-  int64_t max_positions() const override { return config_.max_position_embeddings; }
-  int64_t eos_token_id() const override { return config_.eos_token_id; }
   ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(wte_, input_ids.to(device_, at::kLong));
@@ -200,7 +194,9 @@ class GptNeoModel final : public detail::CheckpointModel {
 };
 
 GptNeoModel::GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint)
-    : CheckpointModel(models::gpt_neo_hook_points(static_cast<int>(config.num_layers)),
+    : CheckpointModel({"gpt_neo", config.num_layers, config.hidden_size, config.vocab_size,
+                       config.max_position_embeddings, config.eos_token_id},
+                      models::gpt_neo_hook_points(static_cast<int>(config.num_layers)),
                       checkpoint.dir, checkpoint.options),
       config_(config) {
   if (kBlockSites.size() != kNumBlockSites)

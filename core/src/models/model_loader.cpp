@@ -13,6 +13,31 @@
 
 namespace llmscope {
 
+struct Model::State {
+  State(HookPointTable table, std::filesystem::path source_path)
+      : hook_points(std::move(table)), hooks(&hook_points), source(std::move(source_path)) {}
+  HookPointTable hook_points;
+  HookRegistry hooks;  // points into hook_points: State never moves
+  std::shared_ptr<const Tokenizer> tokenizer;
+  std::filesystem::path source;
+};
+
+Model::Model(HookPointTable table, std::filesystem::path source)
+    : state_(std::make_unique<State>(std::move(table), std::move(source))) {}
+Model::~Model() = default;
+
+const HookPointTable& Model::hook_points() const { return state_->hook_points; }
+HookHandle Model::hook(const std::string& name, HookFn fn) {
+  return state_->hooks.add(name, std::move(fn));
+}
+void Model::clear_hooks() { state_->hooks.clear(); }
+const HookRegistry& Model::persistent_hooks() const { return state_->hooks; }
+const Tokenizer* Model::tokenizer() const { return state_->tokenizer.get(); }
+void Model::set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer) {
+  state_->tokenizer = std::move(tokenizer);
+}
+const std::filesystem::path& Model::source() const { return state_->source; }
+
 int64_t Model::num_parameters() const {
   int64_t total = 0;
   for (const auto& [name, tensor] : named_parameters()) total += tensor.numel();

@@ -90,8 +90,26 @@ class WeightReader {
 };
 
 // What every model read from a checkpoint has: its dtype, device and parameter list.
+// What every architecture reports about itself, read from its config.
+struct ModelShape {
+  std::string architecture;  // the model_type: "gpt2"
+  int64_t n_layer = 0;
+  int64_t d_model = 0;
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;
+  int64_t eos_token_id = -1;
+  bool is_causal = true;
+};
+
 class CheckpointModel : public Model {
  public:
+  std::string architecture() const override { return shape_.architecture; }
+  int64_t n_layer() const override { return shape_.n_layer; }
+  int64_t d_model() const override { return shape_.d_model; }
+  int64_t vocab_size() const override { return shape_.vocab_size; }
+  int64_t max_positions() const override { return shape_.max_positions; }
+  int64_t eos_token_id() const override { return shape_.eos_token_id; }
+  bool is_causal() const override { return shape_.is_causal; }
   at::ScalarType dtype() const override { return dtype_; }
   at::Device device() const override { return device_; }
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override {
@@ -99,10 +117,12 @@ class CheckpointModel : public Model {
   }
 
  protected:
-  CheckpointModel(HookPointTable table, std::filesystem::path source, const LoadOptions& options)
+  CheckpointModel(ModelShape shape, HookPointTable table, std::filesystem::path source,
+                  const LoadOptions& options)
       : Model(std::move(table), std::move(source)),
         dtype_(options.dtype),
-        device_(options.device) {}
+        device_(options.device),
+        shape_(std::move(shape)) {}
   // Call once every weight is read.
   void set_parameters(const WeightReader& reader) { parameters_ = reader.parameters(); }
 
@@ -110,6 +130,7 @@ class CheckpointModel : public Model {
   at::Device device_;
 
  private:
+  ModelShape shape_;
   NamedParameters parameters_;
 };
 

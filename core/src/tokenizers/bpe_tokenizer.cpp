@@ -4,7 +4,7 @@
 
 #include "base/file_reading.hpp"
 #include "base/utf8.hpp"
-#include "tokenizers/added_tokens.hpp"
+#include "tokenizers/tokenizer_json.hpp"
 
 #include <pcre2.h>
 
@@ -442,15 +442,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_files(const fs::path& vocab_jso
 }
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& path) {
-  const json doc = parse_json(path, "a Hugging Face tokenizer.json object");
-  if (!doc.is_object()) {
-    throw_file_error(path, "expected a JSON object at the top level");
-  }
-  const auto model_it = doc.find("model");
-  if (model_it == doc.end() || !model_it->is_object()) {
-    throw_file_error(path, "expected a \"model\" object");
-  }
-  const json& model = *model_it;
+  const json doc = detail::read_tokenizer_json(path);
+  const json& model = doc["model"];
   if (model.contains("type") && model["type"] != "BPE") {
     throw_file_error(path, "model.type is " + model["type"].dump() + ", expected \"BPE\"");
   }

@@ -1,10 +1,21 @@
-#include "tokenizers/added_tokens.hpp"
+#include "tokenizers/tokenizer_json.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include "base/file_reading.hpp"
 #include "llmscope/error.hpp"
 
 namespace llmscope::detail {
+
+nlohmann::json read_tokenizer_json(const std::filesystem::path& path) {
+  nlohmann::json doc = parse_json(path, "a Hugging Face tokenizer.json object");
+  if (!doc.is_object()) throw_file_error(path, "expected a JSON object at the top level");
+  const auto model = doc.find("model");
+  if (model == doc.end() || !model->is_object()) {
+    throw_file_error(path, "expected a \"model\" object");
+  }
+  return doc;
+}
 
 std::vector<AddedTokenEntry> read_added_tokens(const nlohmann::json& doc,
                                                const std::filesystem::path& path) {

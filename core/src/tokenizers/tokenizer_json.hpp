@@ -1,4 +1,5 @@
-// tokenizer.json's "added_tokens", read the same way by both tokenizers (internal header).
+// Hugging Face tokenizer.json, read the same way by both tokenizers (internal header): the file
+// and its "model" object, and the "added_tokens" list.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -9,6 +10,10 @@
 #include <vector>
 
 namespace llmscope::detail {
+
+// The parsed file, checked to be a JSON object with a "model" object (doc["model"]). Throws
+// llmscope::Error naming `path` otherwise.
+nlohmann::json read_tokenizer_json(const std::filesystem::path& path);
 
 struct AddedTokenEntry {
   std::string content;
