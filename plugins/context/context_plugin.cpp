@@ -78,32 +78,9 @@ Table difference_stats(const at::Tensor& diff) {
   return t;
 }
 
-// Token ids of a passage: a tensor [pos] or [1, pos], a list of ids, or a string (tokenised).
+// Token ids of a passage: one sequence as the SDK reads it (llmscope/plugin_inputs.hpp).
 at::Tensor passage_ids(const llmscope::Model& model, const Value& value) {
-  std::vector<int64_t> ids;
-  if (auto* t = std::get_if<at::Tensor>(&value.data)) {
-    if (t->is_floating_point() || t->is_complex() || t->scalar_type() == at::kBool) {
-      throw ArgumentError(
-          2, "ids must be an integer tensor, got " + std::string(c10::toString(t->scalar_type())));
-    }
-    if (!(t->dim() == 1 || (t->dim() == 2 && t->size(0) == 1))) {
-      throw ArgumentError(2, "ids must be one passage, [pos] or [1, pos], got " +
-                                 std::to_string(t->dim()) + "-d of " + std::to_string(t->numel()) +
-                                 " values");
-    }
-    auto flat = t->reshape({-1}).to(at::kCPU, at::kLong).contiguous();
-    ids.assign(flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel());
-  } else if (auto* s = std::get_if<std::string>(&value.data)) {
-    if (model.tokenizer() == nullptr) {
-      throw ArgumentError(2, "a string needs a model with a tokenizer; pass token ids instead");
-    }
-    ids = model.tokenizer()->encode(*s);
-  } else if (std::holds_alternative<llmscope::plugin::List>(value.data)) {
-    ids = llmscope::plugin::FromValue<std::vector<int64_t>>::get(value, 2);
-  } else {
-    throw ArgumentError(
-        2, "token ids (tensor or list) or a string expected, got " + value.type_name());
-  }
+  const std::vector<int64_t> ids = llmscope::plugin::token_ids(model, value, 2, "passage");
   if (ids.size() < 2)
     throw ArgumentError(2,
                         "the passage needs at least 2 tokens, got " + std::to_string(ids.size()));
@@ -111,13 +88,6 @@ at::Tensor passage_ids(const llmscope::Model& model, const Value& value) {
     throw ArgumentError(2, "the passage has " + std::to_string(ids.size()) +
                                " tokens; this model takes at most " +
                                std::to_string(model.max_positions()));
-  }
-  for (int64_t id : ids) {
-    if (id < 0 || id >= model.vocab_size()) {
-      throw ArgumentError(2, "token id " + std::to_string(id) +
-                                 " is outside the vocabulary (0 to " +
-                                 std::to_string(model.vocab_size() - 1) + ")");
-    }
   }
   return at::tensor(ids, at::kLong);
 }

@@ -81,25 +81,16 @@ int64_t target_option(const ModelPtr& model, const Table& opts, int index) {
   auto it = opts.find("target");
   if (it == opts.end() || it->second.is_nil()) return -1;
   if (auto* text = std::get_if<std::string>(&it->second.data)) {
-    const auto* tokenizer = model->tokenizer();
-    if (tokenizer == nullptr) {
-      throw ArgumentError(index, "option 'target': the model has no tokenizer to encode '" + *text +
-                                     "'; give a token id instead");
-    }
     llmscope::EncodeOptions encode;
     encode.add_special_tokens = false;
-    auto ids = tokenizer->encode(*text, encode);
+    auto ids =
+        llmscope::plugin::tokenizer_of(*model, index, "option 'target'").encode(*text, encode);
     if (ids.empty())
       throw ArgumentError(index, "option 'target': '" + *text + "' encodes to no tokens");
     return ids.front();
   }
-  const auto id = option<int64_t>(opts, "target", -1, index);
-  if (id < 0 || id >= model->vocab_size()) {
-    throw ArgumentError(index, "option 'target': token id " + std::to_string(id) +
-                                   " is outside the vocabulary (0 to " +
-                                   std::to_string(model->vocab_size() - 1) + ")");
-  }
-  return id;
+  return llmscope::plugin::check_token_id(*model, option<int64_t>(opts, "target", -1, index), index,
+                                          "option 'target'");
 }
 
 // Rows per forward pass when `batch_size` is not given: as many as keep the pass's logits

@@ -53,11 +53,11 @@ at::Tensor strongest(const at::Tensor& set, const at::Tensor& t, int64_t max_uni
 // Target positions for one condition: positions_x, else the first token of target_x (or target).
 std::vector<int64_t> condition_positions(const llmscope::Model& model, const Rows& rows,
                                          const Table& opts, int arg, const std::string& suffix) {
-  if (const Value* v = find_key(opts, "positions_" + suffix)) {
+  if (const Value* v = find_option(opts, "positions_" + suffix)) {
     return positions_from(*v, rows, arg, "option 'positions_" + suffix + "'");
   }
-  const std::string name = find_key(opts, "target_" + suffix) ? "target_" + suffix : "target";
-  const Value* target = find_key(opts, name);
+  const std::string name = find_option(opts, "target_" + suffix) ? "target_" + suffix : "target";
+  const Value* target = find_option(opts, name);
   if (!target) {
     throw ArgumentError(arg, "condition " + std::string(suffix == "a" ? "A" : "B") +
                                  " needs option 'positions_" + suffix + "', 'target_" + suffix +
@@ -131,7 +131,7 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
   // The pass plan: paired chunks hold k A rows then their k B partners; independent chunks are
   // slices of A's rows followed by B's, labelled by condition.
   std::vector<Chunk> chunks;
-  const int64_t pad = pad_id(model);
+  const int64_t pad = llmscope::plugin::pad_token_id(model);
   int64_t width = 0;
   for (const Rows* rows : {&a, &b})
     width = std::max(width, *std::max_element(rows->lengths.begin(), rows->lengths.end()));
@@ -285,7 +285,7 @@ struct Lesion {
 std::vector<Lesion> lesions_from(const llmscope::Model& model, const Table& opts, const Rows& rows,
                                  bool with_layer, int arg) {
   std::vector<Lesion> out;
-  const Value* v = find_key(opts, "lesions");
+  const Value* v = find_option(opts, "lesions");
   if (!v) return out;
   auto list = as_list(*v);
   if (!list)
@@ -303,25 +303,25 @@ std::vector<Lesion> lesions_from(const llmscope::Model& model, const Table& opts
       throw ArgumentError(arg, what + ": " + e.what());
     }
     Lesion lesion;
-    if (const Value* row = find_key(*entry, "row")) {
-      auto r = as_int(*row);
+    if (const Value* row = find_option(*entry, "row")) {
+      auto r = as_integer(*row);
       if (!r || *r < 0 || *r >= rows.size()) {
         throw ArgumentError(arg, what + ": 'row' must be a row of the input (0 to " +
                                      std::to_string(rows.size() - 1) + ")");
       }
       lesion.row = *r;
     }
-    const Value* position = find_key(*entry, "position");
-    auto p = position ? as_int(*position) : std::nullopt;
+    const Value* position = find_option(*entry, "position");
+    auto p = position ? as_integer(*position) : std::nullopt;
     if (!p) throw ArgumentError(arg, what + ": 'position' (an integer, 0-based) is required");
     lesion.position = *p;
     for (int64_t r = 0; r < rows.size(); ++r) {
       if (!lesion.row || *lesion.row == r) resolve_position(*p, rows, r, arg, what);
     }
-    if (const Value* layer = find_key(*entry, "layer")) {
+    if (const Value* layer = find_option(*entry, "layer")) {
       if (!with_layer)
         throw ArgumentError(arg, what + ": laminar() lesions every layer in turn; drop 'layer'");
-      auto l = as_int(*layer);
+      auto l = as_integer(*layer);
       if (!l || *l < -model.n_layer() || *l >= model.n_layer()) {
         throw ArgumentError(arg, what + ": 'layer' must be a layer of this " +
                                      std::to_string(model.n_layer()) + "-layer model (0-based)");
@@ -330,7 +330,7 @@ std::vector<Lesion> lesions_from(const llmscope::Model& model, const Table& opts
     } else if (with_layer) {
       throw ArgumentError(arg, what + ": 'layer' is required");
     }
-    const Value* neurons = find_key(*entry, "neurons");
+    const Value* neurons = find_option(*entry, "neurons");
     if (!neurons)
       throw ArgumentError(arg,
                           what + ": 'neurons' is required (a bool mask, unit indices, or 'a'/'b')");
@@ -347,14 +347,14 @@ std::vector<Lesion> lesions_from(const llmscope::Model& model, const Table& opts
       if (t->dim() != 1) throw ArgumentError(arg, what + ": a 'neurons' mask must be 1-D [units]");
       lesion.units = *t;
     } else {
-      auto idx = int_list(*neurons, arg, what + ": 'neurons'");
+      auto idx = integers(*neurons, arg, what + ": 'neurons'");
       lesion.units = at::tensor(idx, at::kLong);
       if (!idx.empty() && lesion.units.min().item<int64_t>() < 0) {
         throw ArgumentError(arg, what + ": 'neurons' indices are 0-based and not negative");
       }
     }
-    if (const Value* target = find_key(*entry, "target"))
-      lesion.target = token_of(model, *target, arg, what + ": 'target'");
+    if (const Value* target = find_option(*entry, "target"))
+      lesion.target = token(model, *target, arg, what + ": 'target'");
     out.push_back(std::move(lesion));
   }
   return out;
@@ -367,15 +367,15 @@ struct Readout {
 
 Readout readout_from(const llmscope::Model& model, const Rows& rows, const Table& opts, int arg) {
   Readout out;
-  const Value* targets = find_key(opts, "targets");
+  const Value* targets = find_option(opts, "targets");
   if (!targets)
     throw ArgumentError(
         arg, "option 'targets' is required: the token ids or one-token texts whose logits to read");
   out.targets = tokens_of(model, *targets, arg, "option 'targets'");
   std::vector<std::vector<int64_t>> per_row;
-  const Value* v = find_key(opts, "readout");
+  const Value* v = find_option(opts, "readout");
   const std::optional<List> given = v ? as_list(*v) : std::nullopt;
-  const bool nested = given && !given->empty() && !as_int(given->front());
+  const bool nested = given && !given->empty() && !as_integer(given->front());
   if (nested) {
     const List& list = *given;  // one list (or tensor) of positions per row
     if (static_cast<int64_t>(list.size()) != rows.size()) {
@@ -383,7 +383,7 @@ Readout readout_from(const llmscope::Model& model, const Rows& rows, const Table
                                    " lists of positions for " + std::to_string(rows.size()) +
                                    " rows");
     }
-    for (const auto& item : list) per_row.push_back(int_list(item, arg, "option 'readout'"));
+    for (const auto& item : list) per_row.push_back(integers(item, arg, "option 'readout'"));
   } else if (v && std::holds_alternative<at::Tensor>(v->data) &&
              std::get<at::Tensor>(v->data).dim() == 2) {
     const auto& t = std::get<at::Tensor>(v->data);
@@ -391,16 +391,16 @@ Readout readout_from(const llmscope::Model& model, const Rows& rows, const Table
       throw ArgumentError(arg,
                           "option 'readout': the tensor needs one row of positions per input row");
     for (int64_t r = 0; r < t.size(0); ++r)
-      per_row.push_back(int_list(Value(t[r]), arg, "option 'readout'"));
+      per_row.push_back(integers(Value(t[r]), arg, "option 'readout'"));
   } else if (v) {
-    per_row.assign(static_cast<size_t>(rows.size()), int_list(*v, arg, "option 'readout'"));
+    per_row.assign(static_cast<size_t>(rows.size()), integers(*v, arg, "option 'readout'"));
   } else if (model.is_causal()) {
     per_row.assign(static_cast<size_t>(rows.size()),
                    {-1});  // next-token logits after each row's last token
   } else {
     int64_t mask_id = -1;
-    if (const Value* m = find_key(opts, "mask_id")) {
-      mask_id = token_of(model, *m, arg, "option 'mask_id'");
+    if (const Value* m = find_option(opts, "mask_id")) {
+      mask_id = token(model, *m, arg, "option 'mask_id'");
     } else if (model.tokenizer()) {
       mask_id = model.tokenizer()->special_token_id("[MASK]");
     }
@@ -692,8 +692,8 @@ LLMSCOPE_PLUGIN(
   module.def("select", kSelectDoc,
              [](const ModelPtr& model, const Value& a, const Value& b, const Table& opts) {
                llmscope::plugin::check_options(opts, kSelectOptions, 4);
-               const Rows rows_a = rows_from(*model, a, 2, "condition A");
-               const Rows rows_b = rows_from(*model, b, 3, "condition B");
+               const Rows rows_a = token_rows(*model, a, 2, "condition A");
+               const Rows rows_b = token_rows(*model, b, 3, "condition B");
                Table out;
                put_selection(out, run_selection(*model, rows_a, rows_b, opts, 3, 4));
                return out;
@@ -703,7 +703,7 @@ LLMSCOPE_PLUGIN(
              "find(model, inputs, target) -> positions [rows]: each row's first position holding "
              "target (id, one-token text or list)",
              [](const ModelPtr& model, const Value& inputs, const Value& target) {
-               const Rows rows = rows_from(*model, inputs, 2, "inputs");
+               const Rows rows = token_rows(*model, inputs, 2, "inputs");
                if (target.is_nil())
                  throw ArgumentError(
                      3, "target expected: a token id, a one-token text or a list of them");
@@ -715,11 +715,11 @@ LLMSCOPE_PLUGIN(
              [](const ModelPtr& model, const Value& inputs, const Table& opts) {
                llmscope::plugin::check_options(
                    opts, {"targets", "readout", "mask_id", "lesions", "selection", "site"}, 3);
-               const Rows rows = rows_from(*model, inputs, 2, "inputs");
+               const Rows rows = token_rows(*model, inputs, 2, "inputs");
                const Readout readout = readout_from(*model, rows, opts, 3);
                const auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/true, 3);
                const Table* selection = nullptr;
-               if (const Value* s = find_key(opts, "selection")) {
+               if (const Value* s = find_option(opts, "selection")) {
                  selection = std::get_if<Table>(&s->data);
                  if (!selection || !selection->count("layers") || !selection->count("a_gt_b") ||
                      !selection->count("b_gt_a")) {
@@ -761,9 +761,9 @@ LLMSCOPE_PLUGIN(
                for (const char* k : {"targets", "readout", "mask_id", "lesions", "lesion_site"})
                  known.emplace_back(k);
                llmscope::plugin::check_options(opts, known, 5);
-               const Rows rows_a = rows_from(*model, a, 2, "condition A");
-               const Rows rows_b = rows_from(*model, b, 3, "condition B");
-               const Rows rows = rows_from(*model, inputs, 4, "inputs");
+               const Rows rows_a = token_rows(*model, a, 2, "condition A");
+               const Rows rows_b = token_rows(*model, b, 3, "condition B");
+               const Rows rows = token_rows(*model, inputs, 4, "inputs");
                const Readout readout = readout_from(*model, rows, opts, 5);
                auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/false, 5);
                const auto slots = signed_slots(lesions, rows, readout, 5);

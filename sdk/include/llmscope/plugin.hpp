@@ -21,6 +21,7 @@
 
 #include "llmscope/plugin_api.hpp"
 #include "llmscope/plugin_args.hpp"
+#include "llmscope/plugin_inputs.hpp"
 
 #define LLMSCOPE_PLUGIN(NAME, VERSION, DESCRIPTION)                                               \
   static void llmscope_plugin_init(::llmscope::plugin::Module& module);                           \
