@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 
 TEST(Architectures, TodaysFamiliesAreInTheTable) {
   const auto types = supported_model_types();
-  for (const char* type : {"gpt2", "gpt_neo", "bert"}) {
+  for (const char* type : {"gpt2", "gpt_neo", "gpt_neox", "llama", "mistral", "qwen2", "bert"}) {
     EXPECT_NE(std::find(types.begin(), types.end(), type), types.end()) << type;
   }
 }
@@ -56,6 +56,9 @@ TEST(Architectures, ConfigsWithoutModelTypeAreFoundByTheirClass) {
   for (const auto& [fixture, class_name, type] :
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {"gpt-neo-tiny", "GPTNeoForCausalLM", "gpt_neo"},
+           {"pythia-tiny", "GPTNeoXForCausalLM", "gpt_neox"},
+           {"llama-tiny", "LlamaForCausalLM", "llama"},
+           {"qwen2-tiny", "Qwen2ForCausalLM", "qwen2"},
            {"gpt2-tiny", "GPT2LMHeadModel", "gpt2"},
            {"bert-tiny", "BertForMaskedLM", "bert"}}) {
     const auto dir = scratch_dir("no-model-type-" + fixture);

@@ -155,9 +155,9 @@ TEST(Gpt2Checkpoint, MissingFilesAndUnknownArchitectures) {
   std::ofstream(dir / "config.json") << "{ not json";
   EXPECT_THAT(load_error(dir), HasSubstr("config.json: not valid JSON"));
   auto config = golden_config();
-  config["model_type"] = "llama";
+  config["model_type"] = "mamba";
   write_config(dir, config);
-  EXPECT_THAT(load_error(dir), HasSubstr("model_type 'llama' is not supported"));
+  EXPECT_THAT(load_error(dir), HasSubstr("model_type 'mamba' is not supported"));
   EXPECT_THAT(load_error(dir / "nope"), HasSubstr("not a folder"));
 }
 

@@ -203,7 +203,8 @@ TEST_F(Gpt2Golden, ReportsArchitectureAndParameterCount) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, Parity,
-                         ::testing::Values("gpt2-tiny", "gpt-neo-tiny", "bert-tiny"),
+                         ::testing::Values("gpt2-tiny", "gpt-neo-tiny", "pythia-tiny", "llama-tiny",
+                                           "qwen2-tiny", "bert-tiny"),
                          [](const auto& info) {
                            std::string name = info.param;
                            name.erase(std::remove(name.begin(), name.end(), '-'), name.end());

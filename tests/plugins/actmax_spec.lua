@@ -12,9 +12,13 @@ local gpt2 = model.load() -- random-gpt2-12: real tokenizer, d_model 32
 local fixtures = {
   { name = "gpt2-tiny", m = model.load(golden .. "/gpt2-tiny") },
   { name = "gpt-neo-tiny", m = model.load(golden .. "/gpt-neo-tiny") },
+  { name = "pythia-tiny", m = model.load(golden .. "/pythia-tiny") },
+  { name = "llama-tiny", m = model.load(golden .. "/llama-tiny") },
   { name = "bert-tiny", m = model.load(golden .. "/bert-tiny") },
   { name = "random-gpt2-12", m = gpt2 },
 }
+local fixture = {}
+for _, f in ipairs(fixtures) do fixture[f.name] = f end
 local ids = tensor.new({ { 11, 25, 3, 870, 42, 7 }, { 5, 600, 12, 99, 1, 240 } })
 
 local function max_diff(a, b) return (a - b):abs():max():item() end
@@ -114,8 +118,9 @@ spec.describe("actmax.optimize", function()
     spec.truthy(a.activation:equal(b.activation) and a.ids:equal(b.ids), "same curve and ids")
     spec.falsy(a.init:equal(c.init), "another seed starts elsewhere")
   end)
-  spec.it("runs on GPT-Neo and BERT, on any site, and the neighbour of the last unit is unit - 1", function()
-    for _, f in ipairs({ fixtures[2], fixtures[3] }) do
+  spec.it("runs on GPT-Neo, GPT-NeoX, Llama and BERT, on any site, and the neighbour of the last unit is unit - 1", function()
+    for _, name in ipairs({ "gpt-neo-tiny", "pythia-tiny", "llama-tiny", "bert-tiny" }) do
+      local f = fixture[name]
       local o = actmax.optimize(f.m, { site = "blocks.0.mlp.hook_pre", unit = 10, steps = 30, lr = 0.01, seq_len = 3 })
       spec.same(o.ids:shape(), { 3 }, f.name)
       spec.truthy(o.final_activation > o.initial_activation, f.name .. " activation rose")
@@ -126,7 +131,7 @@ spec.describe("actmax.optimize", function()
     spec.eq(o.layers_run, -1, "hidden_states[n_layer] runs the whole model (ln_f)")
     local last = actmax.optimize(m, { site = "blocks.2.mlp.hook_post", unit = 0, steps = 2 })
     spec.eq(last.layers_run, 3, "a site in the last block skips ln_f and the head")
-    local bert = actmax.optimize(fixtures[3].m, { hidden_state = -1, unit = 0, steps = 2 })
+    local bert = actmax.optimize(fixture["bert-tiny"].m, { hidden_state = -1, unit = 0, steps = 2 })
     spec.eq(bert.layers_run, 2, "BERT's last hidden state is its last block's output")
   end)
   spec.it("decodes tokens and text when the model has a tokenizer", function()

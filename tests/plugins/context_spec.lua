@@ -150,7 +150,7 @@ end)
 
 -- The fixtures have no tokenizer: ids only. in_context runs on every architecture, and the
 -- identities the hook lessons (12-05, 12-06) check hold on each.
-for _, name in ipairs({ "gpt2-tiny", "gpt-neo-tiny", "bert-tiny" }) do
+for _, name in ipairs({ "gpt2-tiny", "gpt-neo-tiny", "pythia-tiny", "llama-tiny", "bert-tiny" }) do
   local fm, _, row = spec.golden(golden_dir, name)
   local ids = row[0]
 
@@ -183,18 +183,26 @@ for _, name in ipairs({ "gpt2-tiny", "gpt-neo-tiny", "bert-tiny" }) do
     end
 
     spec.it("the Q slice of the Hugging Face projection equals blocks.L.attn.hook_q", function()
-      local d = fm.d_model
       local hf = ({
         gpt2 = "transformer.h.0.attn.c_attn",
         gpt_neo = "transformer.h.0.attn.attention.q_proj",
+        gpt_neox = "gpt_neox.layers.0.attention.query_key_value",
+        llama = "model.layers.0.self_attn.q_proj",
         bert = "bert.encoder.layer.0.attention.self.query",
       })[fm.architecture]
       local got = {}
       fm:forward(ids, { hooks = {
-        [hf] = function(a) got.hf = a:slice(-1, 0, d):clone() end,
-        ["blocks.0.attn.hook_q"] = function(a) got.q = a:flatten(2):clone() end,
+        [hf] = function(a) got.hf = a:clone() end,
+        ["blocks.0.attn.hook_q"] = function(a) got.q = a:clone() end,
       } })
-      spec.truthy(got.hf:equal(got.q), fm.architecture)
+      local b, t, h, dh = table.unpack(got.q:shape())
+      local q_hf
+      if fm.architecture == "gpt_neox" then
+        q_hf = got.hf:view({ b, t, h, 3, dh }):select(3, 0):flatten(2) -- per head: q, k, v
+      else
+        q_hf = got.hf:slice(-1, 0, h * dh)
+      end
+      spec.truthy(q_hf:equal(got.q:flatten(2)), fm.architecture)
     end)
   end)
 end

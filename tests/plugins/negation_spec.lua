@@ -247,7 +247,7 @@ spec.describe("scan", function()
 end)
 
 spec.describe("other architectures", function()
-  for _, name in ipairs({ "gpt-neo-tiny", "bert-tiny" }) do
+  for _, name in ipairs({ "gpt-neo-tiny", "pythia-tiny", "bert-tiny" }) do
     spec.it("scans MLP and Q/K/V of " .. name, function()
       local mm = model.load(golden_dir .. "/" .. name)
       local w = (tensor.rand({ 24, 12 }, { seed = 3 }) * 90):long() + 5 -- random windows, ids 5..94

@@ -128,6 +128,15 @@ spec.describe("subspace.remove", function()
     spec.truthy(b.variance > 0 and b.variance < 100)
   end)
 
+  spec.it("runs on GPT-NeoX and Llama (rotary models, no position embeddings)", function()
+    for _, name in ipairs({ "pythia-tiny", "llama-tiny" }) do
+      local fm, _, frow = spec.golden(golden_dir, name)
+      local r = subspace.remove(fm, frow, {})
+      spec.same(r.delta:shape(), { frow:size(1) - 1 }, name)
+      spec.truthy(r.drift[fm.n_layer]:item() > 0, name)
+    end
+  end)
+
   spec.it("rejects bad options with messages naming them", function()
     spec.raises(function() subspace.remove(m, row, { k = -1 }) end, "option 'k' must be at least 0")
     spec.raises(function() subspace.remove(m, row, { k = 17 }) end, "cannot remove 17 directions")

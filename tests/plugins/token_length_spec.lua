@@ -141,7 +141,7 @@ spec.describe("token_length.scan on gpt2-tiny (no tokenizer)", function()
 end)
 
 spec.describe("token_length.scan on other architectures", function()
-  for _, name in ipairs({ "gpt-neo-tiny", "bert-tiny" }) do
+  for _, name in ipairs({ "gpt-neo-tiny", "pythia-tiny", "llama-tiny", "bert-tiny" }) do
     spec.it(name .. ": r and histograms equal the stats module", function()
       local m = model.load(golden_dir .. "/" .. name)
       local ids, lengths = stream(m, 90)

@@ -13,6 +13,10 @@ const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
       {"gpt2", "GPT2", load_gpt2, gpt2_hook_points},
       {"gpt_neo", "GPTNeo", load_gpt_neo, gpt_neo_hook_points},
+      {"gpt_neox", "GPTNeoX", load_gpt_neox, gpt_neox_hook_points},
+      {"llama", "Llama", load_llama, llama_hook_points},
+      {"mistral", "Mistral", load_mistral, llama_hook_points},
+      {"qwen2", "Qwen2", load_qwen2, llama_hook_points},
       {"bert", "Bert", load_bert, bert_hook_points},
   };
   return table;
@@ -34,7 +38,8 @@ std::string model_type_of(const nlohmann::json& config) {
     return "";
   }
   const auto name = (*classes)[0].get<std::string>();
-  // The longest prefix wins: "GPTNeoForCausalLM" is GPT-Neo, not GPT-2.
+  // The longest prefix wins: "GPTNeoForCausalLM" is GPT-Neo, not GPT-2, and
+  // "GPTNeoXForCausalLM" GPT-NeoX, not GPT-Neo.
   const Architecture* best = nullptr;
   for (const auto& arch : architectures()) {
     const std::string_view prefix = arch.class_prefix;

@@ -39,7 +39,7 @@ const std::vector<Architecture>& architectures();
 const Architecture* find_architecture(std::string_view model_type);
 // model_type, or guessed from "architectures" (old configs); "" when neither says.
 std::string model_type_of(const nlohmann::json& config);
-// "gpt2, gpt_neo or bert", for errors.
+// "gpt2, gpt_neo, ... or bert", for errors.
 std::string supported_list();
 
 // ---- one pair per architecture file ----
@@ -47,6 +47,13 @@ std::unique_ptr<Model> load_gpt2(const Checkpoint& checkpoint);
 HookPointTable gpt2_hook_points(int n_layer);
 std::unique_ptr<Model> load_gpt_neo(const Checkpoint& checkpoint);
 HookPointTable gpt_neo_hook_points(int n_layer);
+std::unique_ptr<Model> load_gpt_neox(const Checkpoint& checkpoint);
+HookPointTable gpt_neox_hook_points(int n_layer);
+// The Llama graph: Llama, and Mistral and Qwen2 as its variants (one file, llama.cpp).
+std::unique_ptr<Model> load_llama(const Checkpoint& checkpoint);
+std::unique_ptr<Model> load_mistral(const Checkpoint& checkpoint);
+std::unique_ptr<Model> load_qwen2(const Checkpoint& checkpoint);
+HookPointTable llama_hook_points(int n_layer);
 std::unique_ptr<Model> load_bert(const Checkpoint& checkpoint);
 HookPointTable bert_hook_points(int n_layer);
 

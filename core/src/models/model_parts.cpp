@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "llmscope/error.hpp"
@@ -56,6 +57,11 @@ at::Tensor Linear::operator()(const at::Tensor& x) const {
 }
 
 at::Tensor Norm::operator()(const at::Tensor& x) const {
+  if (rms) {
+    auto x32 = x.to(at::kFloat);
+    auto normed = x32 * at::rsqrt(x32.pow(2).mean({-1}, /*keepdim=*/true) + eps);
+    return weight * normed.to(x.scalar_type());
+  }
   return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
@@ -108,6 +114,14 @@ Norm WeightReader::layer_norm(const std::string& name, int64_t d, double eps) {
   n.weight = read(name + ".weight", {d});
   n.bias = read(name + ".bias", {d});
   n.eps = eps;
+  return n;
+}
+
+Norm WeightReader::rms_norm(const std::string& name, int64_t d, double eps) {
+  Norm n;
+  n.weight = read(name + ".weight", {d});
+  n.eps = eps;
+  n.rms = true;
   return n;
 }
 
@@ -269,14 +283,135 @@ ForwardOutput Pass::finish() {
   return std::move(out_);
 }
 
+at::Tensor rotary_inverse_frequencies(int64_t dims, double base) {
+  auto exponents = at::arange(0, dims, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+                   static_cast<double>(dims);
+  return 1.0 / at::pow(base, exponents);
+}
+
+namespace {
+
+std::optional<double> rope_number(const nlohmann::json& json, const char* key,
+                                  const std::string& source) {
+  if (!json.is_object() || !json.contains(key) || json[key].is_null()) return std::nullopt;
+  if (!json[key].is_number()) {
+    throw Error(source + ": " + key + " must be a number, got " + json[key].dump());
+  }
+  return json[key].get<double>();
+}
+
+}  // namespace
+
+RopeConfig read_rope_config(const nlohmann::json& config, const std::string& source,
+                            const std::vector<const char*>& theta_keys, double default_theta,
+                            const std::vector<const char*>& partial_keys, double default_partial) {
+  RopeConfig r;
+  r.theta = default_theta;
+  r.partial = default_partial;
+  for (auto it = theta_keys.rbegin(); it != theta_keys.rend(); ++it) {
+    if (auto v = rope_number(config, *it, source)) r.theta = *v;
+  }
+  for (auto it = partial_keys.rbegin(); it != partial_keys.rend(); ++it) {
+    if (auto v = rope_number(config, *it, source)) r.partial = *v;
+  }
+  // 5.x: rope_parameters holds everything; 4.x: rope_scaling holds the scaling only.
+  const nlohmann::json* scaling = nullptr;
+  std::string where = source + " (rope_scaling)";
+  if (auto p = config.find("rope_parameters"); p != config.end() && p->is_object()) {
+    scaling = &*p;
+    where = source + " (rope_parameters)";
+    if (auto v = rope_number(*p, "rope_theta", where)) r.theta = *v;
+    if (auto v = rope_number(*p, "partial_rotary_factor", where)) r.partial = *v;
+  } else if (auto s = config.find("rope_scaling"); s != config.end() && !s->is_null()) {
+    if (!s->is_object()) {
+      throw Error(source + ": rope_scaling must be an object or null, got " + s->dump());
+    }
+    scaling = &*s;
+  }
+  if (!(r.theta > 0)) throw Error(source + ": the rope base (rope_theta) must be positive");
+  if (!(r.partial > 0 && r.partial <= 1)) {
+    throw Error(source + ": the rotary fraction must be in (0, 1], got " +
+                std::to_string(r.partial));
+  }
+  if (!scaling) return r;
+  r.type = scaling->value("rope_type", scaling->value("type", std::string("default")));
+  if (r.type == "default") return r;
+  if (r.type != "linear" && r.type != "llama3") {
+    throw Error(where + ": rope scaling of type '" + r.type +
+                "' is not supported (expected default, linear or llama3)");
+  }
+  r.factor = rope_number(*scaling, "factor", where).value_or(0);
+  if (!(r.factor > 0)) throw Error(where + ": " + r.type + " rope scaling needs a positive factor");
+  if (r.type == "llama3") {
+    r.low_freq_factor = rope_number(*scaling, "low_freq_factor", where).value_or(1);
+    r.high_freq_factor = rope_number(*scaling, "high_freq_factor", where).value_or(4);
+    r.original_max_position_embeddings =
+        rope_number(*scaling, "original_max_position_embeddings", where).value_or(0);
+    if (!(r.original_max_position_embeddings > 0) || !(r.high_freq_factor > r.low_freq_factor)) {
+      throw Error(where +
+                  ": llama3 rope scaling needs original_max_position_embeddings > 0 and "
+                  "high_freq_factor > low_freq_factor");
+    }
+  }
+  return r;
+}
+
+at::Tensor rope_inverse_frequencies(const RopeConfig& rope, int64_t dims) {
+  at::Tensor inv = rotary_inverse_frequencies(dims, rope.theta);
+  if (rope.type == "linear") return inv / rope.factor;
+  if (rope.type != "llama3") return inv;
+  // modeling_rope_utils._compute_llama3_parameters, in the same float32 steps.
+  const double low_wavelen = rope.original_max_position_embeddings / rope.low_freq_factor;
+  const double high_wavelen = rope.original_max_position_embeddings / rope.high_freq_factor;
+  auto wavelen = 2 * M_PI / inv;
+  auto scaled = at::where(wavelen > low_wavelen, inv / rope.factor, inv);
+  auto smooth = (rope.original_max_position_embeddings / wavelen - rope.low_freq_factor) /
+                (rope.high_freq_factor - rope.low_freq_factor);
+  auto smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled;
+  auto medium =
+      (wavelen < high_wavelen).logical_not().logical_and((wavelen > low_wavelen).logical_not());
+  return at::where(medium, smoothed, scaled);
+}
+
+Rotary rotary_at(const at::Tensor& position_ids, const at::Tensor& inv_freq, at::ScalarType dtype) {
+  // [batch, pos, dims/2] in float32, then cat(freqs, freqs) as Hugging Face does.
+  auto freqs = position_ids.to(at::kFloat).unsqueeze(-1) *
+               inv_freq.to(position_ids.device()).view({1, 1, -1});
+  auto angles = at::cat({freqs, freqs}, -1).unsqueeze(2);  // [batch, pos, 1, dims]
+  Rotary r;
+  r.dims = angles.size(-1);
+  r.cos = angles.cos().to(dtype);
+  r.sin = angles.sin().to(dtype);
+  return r;
+}
+
+at::Tensor apply_rotary(const at::Tensor& x, const Rotary& rotary) {
+  const int64_t d_head = x.size(-1), half = rotary.dims / 2;
+  auto rot = x.narrow(-1, 0, rotary.dims);
+  auto rotated_half = at::cat({-rot.narrow(-1, half, half), rot.narrow(-1, 0, half)}, -1);
+  auto out = rot * rotary.cos + rotated_half * rotary.sin;
+  if (rotary.dims == d_head) return out;
+  return at::cat({out, x.narrow(-1, rotary.dims, d_head - rotary.dims)}, -1);
+}
+
 at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const at::Tensor& q_proj,
                      const at::Tensor& k_proj, const at::Tensor& v_proj, int64_t heads,
-                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass) {
+                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass,
+                     const Rotary* rotary, int64_t kv_heads) {
   const int64_t batch = q_proj.size(0), pos = q_proj.size(1), width = q_proj.size(2);
   const int64_t d_head = width / heads;
+  if (kv_heads <= 0) kv_heads = heads;
   auto q = sites(ids.q, q_proj.view({batch, pos, heads, d_head}));
-  auto k = sites(ids.k, k_proj.view({batch, pos, heads, d_head}));
-  auto v = sites(ids.v, v_proj.view({batch, pos, heads, d_head}));
+  auto k = sites(ids.k, k_proj.view({batch, pos, kv_heads, d_head}));
+  auto v = sites(ids.v, v_proj.view({batch, pos, kv_heads, d_head}));
+  if (rotary) {
+    q = sites(ids.rot_q, apply_rotary(q, *rotary));
+    k = sites(ids.rot_k, apply_rotary(k, *rotary));
+  }
+  if (kv_heads != heads) {  // query head h reads kv head h / (heads / kv_heads)
+    k = k.repeat_interleave(heads / kv_heads, 2);
+    v = v.repeat_interleave(heads / kv_heads, 2);
+  }
 
   // [batch, head, query_pos, key_pos]
   auto q_heads = q.transpose(1, 2), k_heads = k.permute({0, 2, 3, 1});
@@ -289,11 +424,22 @@ at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const a
   if (scaling.divisor != 1.0) scores = scores / scaling.divisor;
   scores = sites(ids.scores,
                  scores.masked_fill(allowed.logical_not(), lowest_value(scores.scalar_type())));
-  auto pattern = sites(ids.pattern, at::softmax(scores, -1).to(v.scalar_type()));
+  auto pattern = sites(
+      ids.pattern,
+      (scaling.softmax_in_float32 ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1))
+          .to(v.scalar_type()));
   pass.keep_attention(pattern);
 
   auto z = sites(ids.z, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
   return sites(ids.merged, z.reshape({batch, pos, width}));
+}
+
+at::Tensor gated_mlp(const BlockSites& sites, const GatedMlpSites& ids, const Linear& gate,
+                     const Linear& up, const Linear& down, const std::string& activation_name,
+                     const at::Tensor& x) {
+  auto gated = sites(ids.act, activation(activation_name, sites(ids.gate, gate(x))));
+  auto product = sites(ids.product, gated * sites(ids.up, up(x)));
+  return sites(ids.down, down(product));
 }
 
 at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, const Linear& proj,

@@ -41,10 +41,12 @@ struct Linear {
   at::Tensor operator()(const at::Tensor& x) const;
 };
 
-// LayerNorm over the last dimension.
+// LayerNorm over the last dimension; or RMSNorm (Llama's: computed in float32, then scaled by
+// the weight in the input's dtype; no mean, no bias) when `rms`.
 struct Norm {
   at::Tensor weight, bias;
   double eps = 1e-5;
+  bool rms = false;
   at::Tensor operator()(const at::Tensor& x) const;
 };
 
@@ -70,6 +72,8 @@ class WeightReader {
                 Linear::Layout layout = Linear::Layout::kOutIn, bool with_bias = true);
   // "<name>.weight" and "<name>.bias", both [d].
   Norm layer_norm(const std::string& name, int64_t d, double eps);
+  // "<name>.weight" [d].
+  Norm rms_norm(const std::string& name, int64_t d, double eps);
   const NamedParameters& parameters() const { return parameters_; }
   // Unread tensors: those matching `ignored` are fine (buffers); weights of a layer at or past
   // `n_layer` (names "<prefix><layers>.<N>.") mean config and weights disagree; the rest warn.
@@ -211,26 +215,65 @@ class Pass {
 
 // How attention scores are formed from q·k.
 struct ScoreScaling {
-  bool by_sqrt_d_head = true;  // divide by sqrt(d_head)
-  double divisor = 1.0;        // and then by this (GPT-2's scale_attn_by_inverse_layer_idx)
-  bool in_float32 = false;     // compute scores and softmax in float32 (GPT-Neo)
+  bool by_sqrt_d_head = true;       // divide by sqrt(d_head)
+  double divisor = 1.0;             // and then by this (GPT-2's scale_attn_by_inverse_layer_idx)
+  bool in_float32 = false;          // compute scores and softmax in float32 (GPT-Neo)
+  bool softmax_in_float32 = false;  // only the softmax (Llama's eager attention)
 };
 
 // The hook sites of attention's steps, as local block sites (kNoSite where absent).
 struct AttentionSites {
-  int q, k, v;  // [batch, pos, head, d_head]
-  int scores;   // [batch, head, query_pos, key_pos], masked
-  int pattern;  // softmax of the scores
-  int z;        // [batch, pos, head, d_head]
-  int merged;   // [batch, pos, head * d_head]
+  int q, k, v;                           // [batch, pos, head, d_head]
+  int scores;                            // [batch, head, query_pos, key_pos], masked
+  int pattern;                           // softmax of the scores
+  int z;                                 // [batch, pos, head, d_head]
+  int merged;                            // [batch, pos, head * d_head]
+  int rot_q = kNoSite, rot_k = kNoSite;  // q and k after rotary, [batch, pos, head, d_head]
 };
 
+// Rotary position embedding, Hugging Face's rotate-half convention (dimension i pairs with
+// i + dims/2) on the first `dims` dimensions of each head; the rest pass through.
+struct Rotary {
+  int64_t dims = 0;
+  at::Tensor cos, sin;  // [batch, pos, 1, dims] in the activations' dtype
+};
+
+// base^(-2i/dims) for i < dims/2, in float32 (as Hugging Face computes them).
+at::Tensor rotary_inverse_frequencies(int64_t dims, double base);
+
+// Rotary settings as config.json gives them: transformers 5.x's rope_parameters, else 4.x's
+// rope_scaling with the base and fraction under the architecture's own keys.
+struct RopeConfig {
+  double theta = 10000;
+  double partial = 1;            // fraction of each head that rotates
+  std::string type = "default";  // default | linear | llama3
+  double factor = 1;
+  double low_freq_factor = 1, high_freq_factor = 4;  // llama3
+  double original_max_position_embeddings = 0;       // llama3
+};
+// `theta_keys` and `partial_keys` are 4.x's names, first match wins; absent: the defaults.
+RopeConfig read_rope_config(const nlohmann::json& config, const std::string& source,
+                            const std::vector<const char*>& theta_keys, double default_theta,
+                            const std::vector<const char*>& partial_keys, double default_partial);
+// The inverse frequencies for `dims` rotary dimensions, scaled as the type says
+// (modeling_rope_utils: linear divides them by factor; llama3 divides the low frequencies and
+// interpolates the middle band).
+at::Tensor rope_inverse_frequencies(const RopeConfig& rope, int64_t dims);
+// cos and sin at each position of `position_ids` [batch, pos] for `inv_freq` [dims/2].
+Rotary rotary_at(const at::Tensor& position_ids, const at::Tensor& inv_freq, at::ScalarType dtype);
+// x [batch, pos, heads, d_head] rotated.
+at::Tensor apply_rotary(const at::Tensor& x, const Rotary& rotary);
+
 // Multi-head attention from projected q, k, v [batch, pos, heads * d_head]: splits heads,
-// scores, masks (`allowed` [batch|1, 1, query, key], masked scores get the dtype's lowest value
-// as in Hugging Face), softmax, weights the values and merges heads again.
+// rotates q and k when `rotary` is given, scores, masks (`allowed` [batch|1, 1, query, key],
+// masked scores get the dtype's lowest value as in Hugging Face), softmax, weights the values
+// and merges heads again.
+// With grouped-query attention k and v have `kv_heads` heads (0: as many as q), each shared by
+// heads / kv_heads consecutive query heads; hook sites k and v see them before sharing.
 at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const at::Tensor& q,
                      const at::Tensor& k, const at::Tensor& v, int64_t heads,
-                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass);
+                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass,
+                     const Rotary* rotary = nullptr, int64_t kv_heads = 0);
 
 // The hook sites of the MLP's steps (kNoSite where absent).
 struct MlpSites {
@@ -244,5 +287,17 @@ struct MlpSites {
 // fc -> activation -> proj, returning the output of the dropout site.
 at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, const Linear& proj,
                const std::string& activation_name, const at::Tensor& x);
+
+// The hook sites of a gated MLP (Llama's): down(act(gate(x)) * up(x)).
+struct GatedMlpSites {
+  int gate;     // gate(x), before the activation ("hook_pre")
+  int up;       // up(x) ("hook_pre_linear")
+  int act;      // act(gate(x))
+  int product;  // act(gate(x)) * up(x), the input of down ("hook_post")
+  int down;     // the output
+};
+at::Tensor gated_mlp(const BlockSites& sites, const GatedMlpSites& ids, const Linear& gate,
+                     const Linear& up, const Linear& down, const std::string& activation_name,
+                     const at::Tensor& x);
 
 }  // namespace llmscope::detail

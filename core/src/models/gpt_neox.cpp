@@ -1,0 +1,327 @@
+// GPT-NeoX (GPTNeoXForCausalLM: Pythia): pre-LayerNorm blocks whose fused query_key_value is laid
+// out per head ([head, 3, d_head]), rotary position embedding on the first rotary_pct of each
+// head (rotate-half), attention scores in float32, parallel (x + attn(ln1 x) + mlp(ln2 x)) or
+// sequential residual, and an untied embed_out unless tie_word_embeddings. Every Hugging Face
+// module is a hook point.
+#include <nlohmann/json.hpp>
+
+#include <regex>
+
+#include "llmscope/error.hpp"
+#include "llmscope/gpt2_config.hpp"
+#include "models/architectures.hpp"
+#include "models/model_parts.hpp"
+
+namespace llmscope {
+namespace {
+
+// ---- Hook points, in the order forward() reaches them ----
+
+enum BeforeSite : int { kEmbedIn, kEmbDropout };
+const std::vector<HookPointSpec> kBeforeSites = {
+    {"gpt_neox.embed_in", "hook_embed", "[batch, pos, d_model]"},
+    {"gpt_neox.emb_dropout", nullptr, "[batch, pos, d_model]"},
+};
+
+enum BlockSite : int {
+  kBlockIn,
+  kLn1In,
+  kLn1,
+  kAttnIn,
+  kQkvIn,
+  kQkv,
+  kQ,
+  kK,
+  kV,
+  kRotQ,
+  kRotK,
+  kScores,
+  kPattern,
+  kZ,
+  kDenseIn,
+  kDense,
+  kAttn,
+  kAttnDropout,
+  kResidMid,
+  kLn2In,
+  kLn2,
+  kMlpIn,
+  kFcIn,
+  kFc,
+  kActIn,
+  kAct,
+  kProjIn,
+  kProj,
+  kMlp,
+  kMlpDropout,
+  kBlockOut,
+  kNumBlockSites
+};
+const std::vector<HookPointSpec> kBlockSites = {
+    {"gpt_neox.layers.{L}:input", "blocks.{L}.hook_resid_pre", "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.input_layernorm:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.input_layernorm", "blocks.{L}.ln1.hook_normalized",
+     "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.attention:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.attention.query_key_value:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.attention.query_key_value", nullptr,
+     "[batch, pos, 3 * d_model] (per head: q, k, v of head 0, then of head 1, ...)"},
+    {nullptr, "blocks.{L}.attn.hook_q", "[batch, pos, head, d_head]"},
+    {nullptr, "blocks.{L}.attn.hook_k", "[batch, pos, head, d_head]"},
+    {nullptr, "blocks.{L}.attn.hook_v", "[batch, pos, head, d_head]"},
+    {nullptr, "blocks.{L}.attn.hook_rot_q", "[batch, pos, head, d_head] (after rotary)"},
+    {nullptr, "blocks.{L}.attn.hook_rot_k", "[batch, pos, head, d_head] (after rotary)"},
+    {nullptr, "blocks.{L}.attn.hook_attn_scores",
+     "[batch, head, query_pos, key_pos] (masked, scaled, float32)"},
+    {nullptr, "blocks.{L}.attn.hook_pattern", "[batch, head, query_pos, key_pos]"},
+    {nullptr, "blocks.{L}.attn.hook_z", "[batch, pos, head, d_head]"},
+    {"gpt_neox.layers.{L}.attention.dense:input", nullptr, "[batch, pos, d_model] (heads merged)"},
+    {"gpt_neox.layers.{L}.attention.dense", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.attention", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.post_attention_dropout", "blocks.{L}.hook_attn_out",
+     "[batch, pos, d_model]"},
+    {nullptr, "blocks.{L}.hook_resid_mid",
+     "[batch, pos, d_model] (sequential residual only: never fires with use_parallel_residual)"},
+    {"gpt_neox.layers.{L}.post_attention_layernorm:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.post_attention_layernorm", "blocks.{L}.ln2.hook_normalized",
+     "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.mlp:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.mlp.dense_h_to_4h:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.mlp.dense_h_to_4h", "blocks.{L}.mlp.hook_pre", "[batch, pos, d_mlp]"},
+    {"gpt_neox.layers.{L}.mlp.act:input", nullptr, "[batch, pos, d_mlp]"},
+    {"gpt_neox.layers.{L}.mlp.act", "blocks.{L}.mlp.hook_post", "[batch, pos, d_mlp]"},
+    {"gpt_neox.layers.{L}.mlp.dense_4h_to_h:input", nullptr, "[batch, pos, d_mlp]"},
+    {"gpt_neox.layers.{L}.mlp.dense_4h_to_h", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.mlp", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}.post_mlp_dropout", "blocks.{L}.hook_mlp_out", "[batch, pos, d_model]"},
+    {"gpt_neox.layers.{L}", "blocks.{L}.hook_resid_post", "[batch, pos, d_model]"},
+};
+
+enum AfterSite : int { kLnFIn, kLnF, kModel, kHeadIn, kHead };
+const std::vector<HookPointSpec> kAfterSites = {
+    {"gpt_neox.final_layer_norm:input", nullptr, "[batch, pos, d_model]"},
+    {"gpt_neox.final_layer_norm", "ln_final.hook_normalized", "[batch, pos, d_model]"},
+    {"gpt_neox", nullptr, "[batch, pos, d_model] (last hidden state)"},
+    {"embed_out:input", nullptr, "[batch, pos, d_model]"},
+    {"embed_out", nullptr, "[batch, pos, vocab]"},
+};
+
+const detail::AttentionSites kAttentionSites = {kQ, kK,       kV,    kScores, kPattern,
+                                                kZ, kDenseIn, kRotQ, kRotK};
+const detail::MlpSites kMlpSites = {kFcIn,           kFc,     kActIn, kAct,
+                                    detail::kNoSite, kProjIn, kProj,  detail::kNoSite};
+
+// config.json as transformers 4.x (rotary_pct, rotary_emb_base, rope_scaling) and 5.x
+// (rope_parameters: rope_theta, partial_rotary_factor, rope_type) write it.
+struct GptNeoxConfig {
+  int64_t vocab_size = 0, hidden_size = 0, num_hidden_layers = 0, num_attention_heads = 0;
+  int64_t intermediate_size = 0, max_position_embeddings = 0, eos_token_id = -1;
+  double layer_norm_eps = 1e-5;
+  std::string hidden_act = "gelu";
+  detail::RopeConfig rope;  // rope.partial is rotary_pct
+  bool use_parallel_residual = true;
+  bool tie_word_embeddings = false;
+  bool attention_bias = true;
+
+  int64_t head_size() const { return hidden_size / num_attention_heads; }
+  int64_t rotary_dims() const {
+    return static_cast<int64_t>(static_cast<double>(head_size()) * rope.partial);
+  }
+
+  static GptNeoxConfig from_json(const nlohmann::json& json, const std::string& source);
+};
+
+bool flag_at(const nlohmann::json& json, const char* key, bool fallback,
+             const std::string& source) {
+  if (!json.contains(key) || json[key].is_null()) return fallback;
+  if (!json[key].is_boolean()) {
+    throw Error(source + ": " + key + " must be true or false, got " + json[key].dump());
+  }
+  return json[key].get<bool>();
+}
+
+GptNeoxConfig GptNeoxConfig::from_json(const nlohmann::json& json, const std::string& source) {
+  GptNeoxConfig c;
+  c.vocab_size = detail::required_positive_int(json, "vocab_size", source);
+  c.hidden_size = detail::required_positive_int(json, "hidden_size", source);
+  c.num_hidden_layers = detail::required_positive_int(json, "num_hidden_layers", source);
+  c.num_attention_heads = detail::required_positive_int(json, "num_attention_heads", source);
+  c.intermediate_size = detail::required_positive_int(json, "intermediate_size", source);
+  c.max_position_embeddings =
+      detail::required_positive_int(json, "max_position_embeddings", source);
+  if (json.contains("eos_token_id") && json["eos_token_id"].is_number_integer())
+    c.eos_token_id = json["eos_token_id"];
+  if (json.contains("layer_norm_eps") && json["layer_norm_eps"].is_number())
+    c.layer_norm_eps = json["layer_norm_eps"];
+  c.hidden_act = json.value("hidden_act", std::string("gelu"));
+  check_activation_name(c.hidden_act, source);
+  c.use_parallel_residual = flag_at(json, "use_parallel_residual", true, source);
+  c.tie_word_embeddings = flag_at(json, "tie_word_embeddings", false, source);
+  c.attention_bias = flag_at(json, "attention_bias", true, source);
+  if (c.hidden_size % c.num_attention_heads != 0) {
+    throw Error(source + ": hidden_size (" + std::to_string(c.hidden_size) +
+                ") must be divisible by num_attention_heads (" +
+                std::to_string(c.num_attention_heads) + ")");
+  }
+
+  c.rope = detail::read_rope_config(json, source, {"rotary_emb_base", "rope_theta"}, 10000,
+                                    {"rotary_pct", "partial_rotary_factor"}, 0.25);
+  if (c.rotary_dims() < 2 || c.rotary_dims() % 2 != 0) {
+    throw Error(source + ": rotary_pct " + std::to_string(c.rope.partial) + " of head size " +
+                std::to_string(c.head_size()) + " gives " + std::to_string(c.rotary_dims()) +
+                " rotary dimensions; an even number of at least 2 is needed");
+  }
+  return c;
+}
+
+class GptNeoxModel final : public detail::CheckpointModel {
+ public:
+  GptNeoxModel(const GptNeoxConfig& config, const models::Checkpoint& checkpoint);
+
+  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
+    return at::embedding(embed_in_, input_ids.to(device_, at::kLong));
+  }
+
+ private:
+  struct Block {
+    detail::Norm input_layernorm, post_attention_layernorm;
+    detail::Linear query_key_value, dense, dense_h_to_4h, dense_4h_to_h;
+  };
+  at::Tensor attention(int layer, const Block& block, const at::Tensor& x,
+                       const at::Tensor& allowed, const detail::Rotary& rotary,
+                       detail::Pass& pass) const;
+  at::Tensor block_forward(int layer, const Block& block, at::Tensor x, const at::Tensor& allowed,
+                           const detail::Rotary& rotary, detail::Pass& pass) const;
+
+  GptNeoxConfig config_;
+  at::Tensor embed_in_, embed_out_, inv_freq_;
+  std::vector<Block> blocks_;
+  detail::Norm final_layer_norm_;
+};
+
+GptNeoxModel::GptNeoxModel(const GptNeoxConfig& config, const models::Checkpoint& checkpoint)
+    : CheckpointModel({"gpt_neox", config.num_hidden_layers, config.hidden_size, config.vocab_size,
+                       config.max_position_embeddings, config.eos_token_id},
+                      models::gpt_neox_hook_points(static_cast<int>(config.num_hidden_layers)),
+                      checkpoint.dir, checkpoint.options),
+      config_(config) {
+  if (kBlockSites.size() != kNumBlockSites)
+    throw std::logic_error("GPT-NeoX block site table is out of sync");
+  const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
+  const double eps = config.layer_norm_eps;
+  const bool bias = config.attention_bias;
+  detail::WeightReader reader(
+      checkpoint.weights, checkpoint.options, "gpt_neox.", "embed_in.weight", "GPT-NeoX",
+      "config.json (num_hidden_layers=" + std::to_string(config.num_hidden_layers) +
+          ", hidden_size=" + std::to_string(d) + ", intermediate_size=" + std::to_string(inner) +
+          ", vocab_size=" + std::to_string(vocab) + ")");
+  embed_in_ = reader.read("gpt_neox.embed_in.weight", {vocab, d});
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    const std::string p = "gpt_neox.layers." + std::to_string(layer) + ".";
+    Block b;
+    b.input_layernorm = reader.layer_norm(p + "input_layernorm", d, eps);
+    b.post_attention_layernorm = reader.layer_norm(p + "post_attention_layernorm", d, eps);
+    b.query_key_value = reader.linear(p + "attention.query_key_value", d, 3 * d,
+                                      detail::Linear::Layout::kOutIn, bias);
+    b.dense = reader.linear(p + "attention.dense", d, d, detail::Linear::Layout::kOutIn, bias);
+    b.dense_h_to_4h = reader.linear(p + "mlp.dense_h_to_4h", d, inner);
+    b.dense_4h_to_h = reader.linear(p + "mlp.dense_4h_to_h", inner, d);
+    blocks_.push_back(std::move(b));
+  }
+  final_layer_norm_ = reader.layer_norm("gpt_neox.final_layer_norm", d, eps);
+  if (config.tie_word_embeddings) {
+    embed_out_ = embed_in_;
+    if (reader.has("embed_out.weight")) reader.check_tied_copy("embed_out.weight", {vocab, d});
+  } else {
+    embed_out_ = reader.read("embed_out.weight", {vocab, d});
+  }
+  // Buffers older transformers saved with the weights.
+  reader.check_unused(std::regex(R"(.*\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$)"),
+                      "layers", config.num_hidden_layers);
+  set_parameters(reader);
+  inv_freq_ = detail::rope_inverse_frequencies(config.rope, config.rotary_dims());
+}
+
+at::Tensor GptNeoxModel::attention(int layer, const Block& block, const at::Tensor& x,
+                                   const at::Tensor& allowed, const detail::Rotary& rotary,
+                                   detail::Pass& pass) const {
+  const auto site = pass.block(layer);
+  const int64_t batch = x.size(0), pos = x.size(1), heads = config_.num_attention_heads;
+  const int64_t d = config_.hidden_size, d_head = config_.head_size();
+  auto qkv = site(kQkv, block.query_key_value(site(kQkvIn, site(kAttnIn, x))));
+  // Per head: [q | k | v] of head 0, then of head 1, ...
+  auto per_head = qkv.view({batch, pos, heads, 3, d_head});
+  auto q = per_head.select(3, 0).reshape({batch, pos, d});
+  auto k = per_head.select(3, 1).reshape({batch, pos, d});
+  auto v = per_head.select(3, 2).reshape({batch, pos, d});
+  detail::ScoreScaling scaling;
+  scaling.in_float32 = true;
+  auto merged =
+      detail::attention(site, kAttentionSites, q, k, v, heads, allowed, scaling, pass, &rotary);
+  auto out = site(kAttn, site(kDense, block.dense(merged)));
+  return site(kAttnDropout, std::move(out));
+}
+
+at::Tensor GptNeoxModel::block_forward(int layer, const Block& block, at::Tensor x,
+                                       const at::Tensor& allowed, const detail::Rotary& rotary,
+                                       detail::Pass& pass) const {
+  const auto site = pass.block(layer);
+  auto resid_pre = site(kBlockIn, std::move(x));
+  auto ln1 = site(kLn1, block.input_layernorm(site(kLn1In, resid_pre)));
+  auto attn_out = attention(layer, block, ln1, allowed, rotary, pass);
+  auto mlp = [&](const at::Tensor& h) {
+    auto ln2 = site(kLn2, block.post_attention_layernorm(site(kLn2In, h)));
+    auto out = detail::mlp(site, kMlpSites, block.dense_h_to_4h, block.dense_4h_to_h,
+                           config_.hidden_act, site(kMlpIn, ln2));
+    return site(kMlpDropout, site(kMlp, std::move(out)));
+  };
+  if (config_.use_parallel_residual) {
+    auto mlp_out = mlp(resid_pre);
+    return site(kBlockOut, mlp_out + attn_out + resid_pre);
+  }
+  auto resid_mid = site(kResidMid, attn_out + resid_pre);
+  auto mlp_out = mlp(resid_mid);
+  return site(kBlockOut, mlp_out + resid_mid);
+}
+
+ForwardOutput GptNeoxModel::forward(const ForwardInput& input, const ForwardOptions& options) {
+  detail::Pass pass(*this, input, options,
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+  const auto& in = pass.input();
+  const at::Tensor allowed = detail::causal_mask(in);
+  auto tokens = in.has_ids ? pass.before(kEmbedIn, at::embedding(embed_in_, in.ids)) : in.embeds;
+  auto x = pass.before(kEmbDropout, tokens);  // [batch, pos, d_model]
+  const detail::Rotary rotary = detail::rotary_at(in.position_ids, inv_freq_, x.scalar_type());
+  for (int layer = 0; layer < pass.layers(); ++layer) {
+    pass.keep_hidden_state(x);
+    x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, rotary,
+                      pass);
+  }
+  if (pass.stops_early()) {
+    pass.keep_hidden_state(x);
+  } else {
+    auto final_hidden =
+        pass.after(kModel, pass.after(kLnF, final_layer_norm_(pass.after(kLnFIn, x))));
+    pass.keep_hidden_state(final_hidden);
+    auto head_in = pass.after(kHeadIn, final_hidden);
+    pass.output().logits = pass.after(kHead, at::matmul(head_in, embed_out_.t()));
+  }
+  return pass.finish();
+}
+
+}  // namespace
+
+namespace models {
+
+HookPointTable gpt_neox_hook_points(int n_layer) {
+  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
+}
+
+std::unique_ptr<Model> load_gpt_neox(const Checkpoint& checkpoint) {
+  return std::make_unique<GptNeoxModel>(
+      GptNeoxConfig::from_json(checkpoint.config, checkpoint.config_source), checkpoint);
+}
+
+}  // namespace models
+}  // namespace llmscope

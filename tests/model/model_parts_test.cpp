@@ -1,0 +1,91 @@
+// The shared model parts on their own (models/model_parts.hpp): rotary position embedding
+// against an independent formulation (rotation of the pairs (i, i + dims/2)), rope scaling, and
+// RMSNorm.
+#include <gmock/gmock.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "golden.hpp"
+#include "models/model_parts.hpp"
+
+namespace llmscope::testing {
+namespace {
+
+TEST(Rotary, InverseFrequenciesAreBaseToTheMinusTwoIOverDims) {
+  auto inv = detail::rotary_inverse_frequencies(8, 10000);
+  ASSERT_EQ(inv.sizes(), (at::IntArrayRef{4}));
+  for (int64_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(inv[i].item<double>(), std::pow(10000.0, -2.0 * i / 8), 1e-7) << i;
+  }
+}
+
+TEST(Rotary, RotatesPairsIAndIPlusHalfByPositionTimesFrequency) {
+  const int64_t batch = 2, pos = 5, heads = 3, d_head = 10, dims = 6, half = dims / 2;
+  at::manual_seed(3);
+  auto x = at::randn({batch, pos, heads, d_head}, at::kDouble);
+  auto position_ids = at::arange(pos, at::kLong).unsqueeze(0).repeat({batch, 1});
+  position_ids[1] = position_ids[1] + 7;  // a shifted row
+  auto inv = detail::rotary_inverse_frequencies(dims, 500);
+  auto rotary = detail::rotary_at(position_ids, inv, at::kDouble);
+  auto out = detail::apply_rotary(x, rotary);
+
+  auto expected = x.clone();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t p = 0; p < pos; ++p) {
+      const double position = static_cast<double>(position_ids[b][p].item<int64_t>());
+      for (int64_t i = 0; i < half; ++i) {
+        // inv_freq is float32 (as Hugging Face's); the angle uses exactly that value.
+        const double angle = position * static_cast<double>(inv[i].item<float>());
+        auto a = x.index({b, p, at::indexing::Slice(), i});
+        auto c = x.index({b, p, at::indexing::Slice(), i + half});
+        expected.index_put_({b, p, at::indexing::Slice(), i},
+                            a * std::cos(angle) - c * std::sin(angle));
+        expected.index_put_({b, p, at::indexing::Slice(), i + half},
+                            c * std::cos(angle) + a * std::sin(angle));
+      }
+    }
+  }
+  // float32 angles (as Hugging Face computes them), so compare at float32 precision.
+  EXPECT_TRUE(tensors_close(out, expected, 1e-5, 1e-5));
+  // Dimensions past `dims` pass through untouched.
+  EXPECT_TRUE(
+      tensors_close(out.narrow(-1, dims, d_head - dims), x.narrow(-1, dims, d_head - dims), 0, 0));
+}
+
+TEST(RopeScaling, Llama3KeepsHighFrequenciesInterpolatesTheBandAndDividesTheRest) {
+  // The llama-tiny fixture's settings (its README gives the expected outcome).
+  auto config = nlohmann::json::parse(R"({"rope_theta": 10000, "rope_scaling": {
+      "rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4,
+      "original_max_position_embeddings": 32}})");
+  auto rope = detail::read_rope_config(config, "config.json", {"rope_theta"}, 1, {}, 1.0);
+  EXPECT_EQ(rope.type, "llama3");
+  auto base = detail::rotary_inverse_frequencies(16, 10000);
+  auto scaled = detail::rope_inverse_frequencies(rope, 16);
+  auto ratio = scaled / base;
+  EXPECT_FLOAT_EQ(ratio[0].item<float>(), 1.0f);
+  EXPECT_NEAR(ratio[1].item<float>(), 0.303, 0.002);
+  for (int64_t i = 2; i < 8; ++i) EXPECT_FLOAT_EQ(ratio[i].item<float>(), 0.125f) << i;
+
+  config["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+  rope = detail::read_rope_config(config, "config.json", {"rope_theta"}, 1, {}, 1.0);
+  EXPECT_TRUE(tensors_close(detail::rope_inverse_frequencies(rope, 16), base / 4, 0, 0));
+}
+
+TEST(Norm, RmsNormScalesByTheRootMeanSquareInFloat32) {
+  at::manual_seed(5);
+  detail::Norm norm;
+  norm.rms = true;
+  norm.eps = 1e-6;
+  norm.weight = at::rand({8}) + 0.5;
+  auto x = at::randn({2, 3, 8});
+  auto x64 = x.to(at::kDouble);
+  auto expected = norm.weight.to(at::kDouble) * x64 / at::sqrt(x64.pow(2).mean({-1}, true) + 1e-6);
+  EXPECT_TRUE(tensors_close(norm(x), expected.to(at::kFloat), 1e-6, 1e-6));
+  // bfloat16 input: normalised in float32, then rounded once.
+  auto half = norm(x.to(at::kBFloat16));
+  EXPECT_EQ(half.scalar_type(), at::kFloat);  // float32 weight times bf16: promoted, as in HF
+}
+
+}  // namespace
+}  // namespace llmscope::testing
