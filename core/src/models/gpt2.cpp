@@ -199,15 +199,8 @@ ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions
     pass.keep_hidden_state(x);
     x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, pass);
   }
-  if (pass.stops_early()) {
-    pass.keep_hidden_state(x);
-  } else {
-    auto final_hidden = pass.after(kTransformer, pass.after(kLnF, ln_f_(pass.after(kLnFIn, x))));
-    pass.keep_hidden_state(final_hidden);
-    auto head_in = pass.after(kLmHeadIn, final_hidden);
-    pass.output().logits = pass.after(kLmHead, at::matmul(head_in, lm_head_.t()));
-  }
-  return pass.finish();
+  return pass.finish_causal_lm(x, ln_f_, lm_head_,
+                               {kLnFIn, kLnF, kTransformer, kLmHeadIn, kLmHead});
 }
 
 }  // namespace

@@ -273,15 +273,7 @@ ForwardOutput GptNeoModel::forward(const ForwardInput& input, const ForwardOptio
     const auto& block = blocks_[static_cast<size_t>(layer)];
     x = block_forward(layer, block, std::move(x), block.local ? local_mask : global_mask, pass);
   }
-  if (pass.stops_early()) {
-    pass.keep_hidden_state(x);
-  } else {
-    auto final_hidden = pass.after(kTransformer, pass.after(kLnF, ln_f_(pass.after(kLnFIn, x))));
-    pass.keep_hidden_state(final_hidden);
-    auto head_in = pass.after(kLmHeadIn, final_hidden);
-    pass.output().logits = pass.after(kLmHead, at::matmul(head_in, wte_.t()));
-  }
-  return pass.finish();
+  return pass.finish_causal_lm(x, ln_f_, wte_, {kLnFIn, kLnF, kTransformer, kLmHeadIn, kLmHead});
 }
 
 }  // namespace

@@ -298,16 +298,8 @@ ForwardOutput GptNeoxModel::forward(const ForwardInput& input, const ForwardOpti
     x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, rotary,
                       pass);
   }
-  if (pass.stops_early()) {
-    pass.keep_hidden_state(x);
-  } else {
-    auto final_hidden =
-        pass.after(kModel, pass.after(kLnF, final_layer_norm_(pass.after(kLnFIn, x))));
-    pass.keep_hidden_state(final_hidden);
-    auto head_in = pass.after(kHeadIn, final_hidden);
-    pass.output().logits = pass.after(kHead, at::matmul(head_in, embed_out_.t()));
-  }
-  return pass.finish();
+  return pass.finish_causal_lm(x, final_layer_norm_, embed_out_,
+                               {kLnFIn, kLnF, kModel, kHeadIn, kHead});
 }
 
 }  // namespace

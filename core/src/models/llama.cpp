@@ -314,15 +314,7 @@ ForwardOutput LlamaModel::forward(const ForwardInput& input, const ForwardOption
     x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, rotary,
                       pass);
   }
-  if (pass.stops_early()) {
-    pass.keep_hidden_state(x);
-  } else {
-    auto final_hidden = pass.after(kModel, pass.after(kNorm, norm_(pass.after(kNormIn, x))));
-    pass.keep_hidden_state(final_hidden);
-    auto head_in = pass.after(kHeadIn, final_hidden);
-    pass.output().logits = pass.after(kHead, at::matmul(head_in, lm_head_.t()));
-  }
-  return pass.finish();
+  return pass.finish_causal_lm(x, norm_, lm_head_, {kNormIn, kNorm, kModel, kHeadIn, kHead});
 }
 
 std::unique_ptr<Model> load_variant(const models::Checkpoint& checkpoint, Variant variant) {

@@ -263,6 +263,19 @@ void Pass::keep_attention(const at::Tensor& pattern) {
   if (options_.output_attentions) out_.attentions.push_back(pattern);
 }
 
+ForwardOutput Pass::finish_causal_lm(const at::Tensor& x, const Norm& final_norm,
+                                     const at::Tensor& head_weight, const HeadSites& sites) {
+  if (stops_early()) {
+    keep_hidden_state(x);
+  } else {
+    auto final_hidden = after(sites.model, after(sites.norm, final_norm(after(sites.norm_in, x))));
+    keep_hidden_state(final_hidden);
+    out_.logits =
+        after(sites.head, at::matmul(after(sites.head_in, final_hidden), head_weight.t()));
+  }
+  return finish();
+}
+
 ForwardOutput Pass::finish() {
   if (run_) {
     out_.cache = run_->take_cache();

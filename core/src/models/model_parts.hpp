@@ -202,6 +202,17 @@ class Pass {
   // never fired.
   ForwardOutput finish();
 
+  // The after-block sites of a causal LM's end: the final norm's input and output, the base
+  // model's output, the head's input and output.
+  struct HeadSites {
+    int norm_in, norm, model, head_in, head;
+  };
+  // The end of a causal LM's pass after its blocks: the final norm (whose output is the last
+  // hidden state, as in Hugging Face) and logits = hidden · head_weightᵀ; when the pass stopped
+  // early, only the hidden state. Then finish().
+  ForwardOutput finish_causal_lm(const at::Tensor& x, const Norm& final_norm,
+                                 const at::Tensor& head_weight, const HeadSites& sites);
+
  private:
   HookRun* run() { return run_ ? &*run_ : nullptr; }
 
