@@ -85,6 +85,15 @@ TEST(LlamaModel, GroupedQueryAttentionEqualsRepeatingKeysAndValuesPerQueryHead) 
   EXPECT_EQ(out.cache.get("blocks.0.attn.hook_v").sizes(), (at::IntArrayRef{1, 12, 2, 16}));
   EXPECT_EQ(out.cache.get("blocks.0.attn.hook_rot_k").sizes(), (at::IntArrayRef{1, 12, 2, 16}));
   EXPECT_EQ(out.cache.get("blocks.0.attn.hook_pattern").sizes(), (at::IntArrayRef{1, 4, 12, 12}));
+
+  // A hook that returns one k per query head is told why its shape is wrong.
+  ForwardOptions wrong;
+  wrong.hooks.push_back({"blocks.0.attn.hook_k", [](const at::Tensor& k, const HookContext&) {
+                           return k.repeat_interleave(2, 2);
+                         }});
+  EXPECT_THAT([&] { gqa->forward({ids()}, wrong); },
+              ::testing::ThrowsMessage<Error>(
+                  HasSubstr("num_key_value_heads heads under grouped-query attention")));
 }
 
 TEST(LlamaModel, AnExplicitHeadDimSizesTheProjections) {
