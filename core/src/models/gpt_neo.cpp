@@ -116,11 +116,9 @@ GptNeoConfig GptNeoConfig::from_json(const nlohmann::json& json, const std::stri
   c.hidden_size = detail::required_positive_int(json, "hidden_size", source);
   c.num_layers = detail::required_positive_int(json, "num_layers", source);
   c.num_heads = detail::required_positive_int(json, "num_heads", source);
-  c.intermediate_size = json.contains("intermediate_size") && !json["intermediate_size"].is_null()
-                            ? detail::required_positive_int(json, "intermediate_size", source)
-                            : 4 * c.hidden_size;
-  if (json.contains("window_size"))
-    c.window_size = detail::required_positive_int(json, "window_size", source);
+  c.intermediate_size =
+      detail::optional_positive_int(json, "intermediate_size", 4 * c.hidden_size, source);
+  c.window_size = detail::optional_positive_int(json, "window_size", c.window_size, source);
   c.layer_norm_epsilon = json.value("layer_norm_epsilon", 1e-5);
   c.activation_function = json.value("activation_function", std::string("gelu_new"));
   check_activation_name(c.activation_function, source);

@@ -131,15 +131,6 @@ struct GptNeoxConfig {
   static GptNeoxConfig from_json(const nlohmann::json& json, const std::string& source);
 };
 
-bool flag_at(const nlohmann::json& json, const char* key, bool fallback,
-             const std::string& source) {
-  if (!json.contains(key) || json[key].is_null()) return fallback;
-  if (!json[key].is_boolean()) {
-    throw Error(source + ": " + key + " must be true or false, got " + json[key].dump());
-  }
-  return json[key].get<bool>();
-}
-
 GptNeoxConfig GptNeoxConfig::from_json(const nlohmann::json& json, const std::string& source) {
   GptNeoxConfig c;
   c.vocab_size = detail::required_positive_int(json, "vocab_size", source);
@@ -155,9 +146,9 @@ GptNeoxConfig GptNeoxConfig::from_json(const nlohmann::json& json, const std::st
     c.layer_norm_eps = json["layer_norm_eps"];
   c.hidden_act = json.value("hidden_act", std::string("gelu"));
   check_activation_name(c.hidden_act, source);
-  c.use_parallel_residual = flag_at(json, "use_parallel_residual", true, source);
-  c.tie_word_embeddings = flag_at(json, "tie_word_embeddings", false, source);
-  c.attention_bias = flag_at(json, "attention_bias", true, source);
+  c.use_parallel_residual = detail::optional_flag(json, "use_parallel_residual", true, source);
+  c.tie_word_embeddings = detail::optional_flag(json, "tie_word_embeddings", false, source);
+  c.attention_bias = detail::optional_flag(json, "attention_bias", true, source);
   if (c.hidden_size % c.num_attention_heads != 0) {
     throw Error(source + ": hidden_size (" + std::to_string(c.hidden_size) +
                 ") must be divisible by num_attention_heads (" +

@@ -125,20 +125,6 @@ struct LlamaConfig {
                                Variant variant);
 };
 
-bool flag(const nlohmann::json& json, const char* key, bool fallback, const std::string& source) {
-  if (!json.contains(key) || json[key].is_null()) return fallback;
-  if (!json[key].is_boolean()) {
-    throw Error(source + ": " + key + " must be true or false, got " + json[key].dump());
-  }
-  return json[key].get<bool>();
-}
-
-int64_t optional_positive_int(const nlohmann::json& json, const char* key, int64_t fallback,
-                              const std::string& source) {
-  if (!json.contains(key) || json[key].is_null()) return fallback;
-  return detail::required_positive_int(json, key, source);
-}
-
 LlamaConfig LlamaConfig::from_json(const nlohmann::json& json, const std::string& source,
                                    Variant variant) {
   LlamaConfig c;
@@ -149,7 +135,7 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& json, const std::string
   c.num_hidden_layers = detail::required_positive_int(json, "num_hidden_layers", source);
   c.num_attention_heads = detail::required_positive_int(json, "num_attention_heads", source);
   c.num_key_value_heads =
-      optional_positive_int(json, "num_key_value_heads", c.num_attention_heads, source);
+      detail::optional_positive_int(json, "num_key_value_heads", c.num_attention_heads, source);
   c.max_position_embeddings =
       detail::required_positive_int(json, "max_position_embeddings", source);
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
@@ -186,16 +172,16 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& json, const std::string
                 " is not supported for this architecture (every dimension rotates)");
   }
   if (c.head_dim % 2 != 0) throw Error(source + ": head_dim must be even for rotary embeddings");
-  c.tie_word_embeddings = flag(json, "tie_word_embeddings", false, source);
+  c.tie_word_embeddings = detail::optional_flag(json, "tie_word_embeddings", false, source);
   if (variant == Variant::kQwen2) {
     c.qkv_bias = true;  // Qwen2's q/k/v always carry biases; o_proj and the MLP never do
-    if (flag(json, "use_sliding_window", false, source))
-      c.sliding_window = optional_positive_int(json, "sliding_window", 0, source);
+    if (detail::optional_flag(json, "use_sliding_window", false, source))
+      c.sliding_window = detail::optional_positive_int(json, "sliding_window", 0, source);
   } else {
-    c.qkv_bias = c.o_bias = flag(json, "attention_bias", false, source);
-    c.mlp_bias = flag(json, "mlp_bias", false, source);
+    c.qkv_bias = c.o_bias = detail::optional_flag(json, "attention_bias", false, source);
+    c.mlp_bias = detail::optional_flag(json, "mlp_bias", false, source);
     if (variant == Variant::kMistral)
-      c.sliding_window = optional_positive_int(json, "sliding_window", 0, source);
+      c.sliding_window = detail::optional_positive_int(json, "sliding_window", 0, source);
   }
   return c;
 }

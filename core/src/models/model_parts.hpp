@@ -23,6 +23,12 @@ namespace llmscope::detail {
 // json[key] as a positive integer; throws llmscope::Error naming `source` and the key.
 int64_t required_positive_int(const nlohmann::json& json, const char* key,
                               const std::string& source);
+// The same, `fallback` when the key is absent or null.
+int64_t optional_positive_int(const nlohmann::json& json, const char* key, int64_t fallback,
+                              const std::string& source);
+// json[key] as true or false, `fallback` when absent or null; anything else throws.
+bool optional_flag(const nlohmann::json& json, const char* key, bool fallback,
+                   const std::string& source);
 
 // The most negative finite value of `type`: what masked attention scores become, so a fully
 // masked row (a left-padding query) softmaxes to a uniform average instead of NaN.
