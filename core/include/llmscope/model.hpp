@@ -102,6 +102,12 @@ class Model {
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
                                   const LoadOptions& options = {});
 
+// A model built from a config.json alone, with random weights (N(0, 0.02) matrices, norm weights
+// 1, biases 0; the same seed gives the same weights): any architecture at a real checkpoint's
+// shape without its weights, for tests and benchmarks. Throws like load_model for the config.
+std::unique_ptr<Model> random_model(const std::filesystem::path& config_json, uint64_t seed,
+                                    const LoadOptions& options = {});
+
 // The model_type values load_model accepts ("gpt2", "gpt_neo", "bert", ...).
 std::vector<std::string> supported_model_types();
 // The hook point table of `model_type` with `n_layer` blocks, without loading any weights;

@@ -20,10 +20,11 @@ namespace llmscope::models {
 // What a loader gets: the parsed config.json, the weights, and where they came from.
 struct Checkpoint {
   const nlohmann::json& config;
-  std::string config_source;  // config.json's path, for errors
-  const SafetensorsSet& weights;
+  std::string config_source;      // config.json's path, for errors
+  const SafetensorsSet* weights;  // nullptr: random weights from `random_seed` (random_model)
   const LoadOptions& options;
   std::filesystem::path dir;
+  uint64_t random_seed = 0;
 };
 
 struct Architecture {

@@ -188,9 +188,8 @@ BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpo
     throw std::logic_error("BERT block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
   const double eps = config.layer_norm_eps;
-  const auto& weights = checkpoint.weights;
   detail::WeightReader reader(
-      weights, checkpoint.options, "bert.", "embeddings.word_embeddings.weight", "BERT",
+      checkpoint, "bert.", "embeddings.word_embeddings.weight", "BERT",
       "config.json (num_hidden_layers=" + std::to_string(config.num_hidden_layers) +
           ", hidden_size=" + std::to_string(d) + ", intermediate_size=" + std::to_string(inner) +
           ", vocab_size=" + std::to_string(vocab) +
@@ -214,8 +213,8 @@ BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpo
     l.output_norm = reader.layer_norm(p + "output.LayerNorm", d, eps);
     layers_.push_back(std::move(l));
   }
-  if (!weights.contains("cls.predictions.bias")) {
-    throw_file_error(weights.path(),
+  if (checkpoint.weights && !checkpoint.weights->contains("cls.predictions.bias")) {
+    throw_file_error(checkpoint.weights->path(),
                      "has no masked-LM head (cls.predictions.*): a BertForMaskedLM checkpoint is "
                      "needed, not a bare BertModel");
   }

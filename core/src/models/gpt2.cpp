@@ -133,7 +133,7 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, const models::Checkpoint& checkpo
   const double eps = config.layer_norm_epsilon;
   constexpr auto kConv1D = detail::Linear::Layout::kInOut;
   detail::WeightReader reader(
-      checkpoint.weights, checkpoint.options, "transformer.", "wte.weight", "GPT-2",
+      checkpoint, "transformer.", "wte.weight", "GPT-2",
       "config.json (n_layer=" + std::to_string(config.n_layer) + ", n_embd=" + std::to_string(d) +
           ", n_inner=" + std::to_string(inner) + ", vocab_size=" + std::to_string(vocab) +
           ", n_positions=" + std::to_string(config.n_positions) + ")");

@@ -202,7 +202,7 @@ GptNeoModel::GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& c
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
   const double eps = config.layer_norm_epsilon;
   detail::WeightReader reader(
-      checkpoint.weights, checkpoint.options, "transformer.", "wte.weight", "GPT-Neo",
+      checkpoint, "transformer.", "wte.weight", "GPT-Neo",
       "config.json (num_layers=" + std::to_string(config.num_layers) +
           ", hidden_size=" + std::to_string(d) + ", intermediate_size=" + std::to_string(inner) +
           ", vocab_size=" + std::to_string(vocab) +

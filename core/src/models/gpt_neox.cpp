@@ -203,7 +203,7 @@ GptNeoxModel::GptNeoxModel(const GptNeoxConfig& config, const models::Checkpoint
   const double eps = config.layer_norm_eps;
   const bool bias = config.attention_bias;
   detail::WeightReader reader(
-      checkpoint.weights, checkpoint.options, "gpt_neox.", "embed_in.weight", "GPT-NeoX",
+      checkpoint, "gpt_neox.", "embed_in.weight", "GPT-NeoX",
       "config.json (num_hidden_layers=" + std::to_string(config.num_hidden_layers) +
           ", hidden_size=" + std::to_string(d) + ", intermediate_size=" + std::to_string(inner) +
           ", vocab_size=" + std::to_string(vocab) + ")");

@@ -227,7 +227,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const models::Checkpoint& chec
   const double eps = config.rms_norm_eps;
   constexpr auto kOutIn = detail::Linear::Layout::kOutIn;
   detail::WeightReader reader(
-      checkpoint.weights, checkpoint.options, "model.", "embed_tokens.weight", "Llama",
+      checkpoint, "model.", "embed_tokens.weight", "Llama",
       "config.json (num_hidden_layers=" + std::to_string(config.num_hidden_layers) +
           ", hidden_size=" + std::to_string(d) +
           ", num_attention_heads=" + std::to_string(config.num_attention_heads) +

@@ -83,6 +83,49 @@ at::Device parse_device(const std::string& name) {
   return device;
 }
 
+namespace {
+
+// config.json parsed, for load_model and random_model alike.
+nlohmann::json read_config(const std::filesystem::path& config_path, const LoadOptions& options) {
+  if (options.dtype == at::kHalf && options.device.is_cpu()) {
+    throw Error(
+        "float16 needs a CUDA device: this libtorch has no CPU kernels for float16 "
+        "matmul and layer_norm (use bfloat16 or float32 on the CPU)");
+  }
+  std::ifstream in(config_path);
+  if (!in) throw_file_error(config_path, "cannot open (every model folder needs a config.json)");
+  nlohmann::json config;
+  try {
+    in >> config;
+  } catch (const nlohmann::json::parse_error& e) {
+    throw_file_error(config_path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
+  return config;
+}
+
+const models::Architecture* architecture_of(const nlohmann::json& config,
+                                            const std::filesystem::path& config_path) {
+  const std::string model_type = models::model_type_of(config);
+  const models::Architecture* arch = models::find_architecture(model_type);
+  if (!arch) {
+    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected " +
+                                      models::supported_list() + ")");
+  }
+  return arch;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> random_model(const std::filesystem::path& config_json, uint64_t seed,
+                                    const LoadOptions& options) {
+  const nlohmann::json config = read_config(config_json, options);
+  const models::Architecture* arch = architecture_of(config, config_json);
+  models::Checkpoint checkpoint{config,  config_json.string(),      nullptr,
+                                options, config_json.parent_path(), seed};
+  return arch->load(checkpoint);
+}
+
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
                                   const LoadOptions& options) {
   namespace fs = std::filesystem;
@@ -94,28 +137,9 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
     throw_file_error(
         dir, "not a folder (expected a model folder with config.json and model.safetensors)");
   }
-  if (options.dtype == at::kHalf && options.device.is_cpu()) {
-    throw Error(
-        "float16 needs a CUDA device: this libtorch has no CPU kernels for float16 "
-        "matmul and layer_norm (use bfloat16 or float32 on the CPU)");
-  }
   const auto config_path = dir / "config.json";
-  std::ifstream in(config_path);
-  if (!in) throw_file_error(config_path, "cannot open (every model folder needs a config.json)");
-  nlohmann::json config;
-  try {
-    in >> config;
-  } catch (const nlohmann::json::parse_error& e) {
-    throw_file_error(config_path, std::string("not valid JSON: ") + e.what());
-  }
-  if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
-
-  const std::string model_type = models::model_type_of(config);
-  const models::Architecture* arch = models::find_architecture(model_type);
-  if (!arch) {
-    throw_file_error(config_path, "model_type '" + model_type + "' is not supported (expected " +
-                                      models::supported_list() + ")");
-  }
+  const nlohmann::json config = read_config(config_path, options);
+  const models::Architecture* arch = architecture_of(config, config_path);
 
   const auto weights_path = dir / "model.safetensors";
   const auto index_path = dir / "model.safetensors.index.json";
@@ -134,7 +158,7 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir_or_name,
   const auto weights = fs::exists(weights_path)
                            ? SafetensorsSet(SafetensorsFile::open(weights_path))
                            : SafetensorsSet::open_index(index_path);
-  std::unique_ptr<Model> model = arch->load({config, config_path.string(), weights, options, dir});
+  std::unique_ptr<Model> model = arch->load({config, config_path.string(), &weights, options, dir});
   if (Tokenizer::exists_in(dir)) model->set_tokenizer(Tokenizer::load(dir));
   spdlog::debug("loaded {} from {}: {} parameters, {} on {}", model->architecture(), dir.string(),
                 model->num_parameters(), dtype_name(model->dtype()), model->device().str());

@@ -1,5 +1,6 @@
 #include "models/model_parts.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -80,21 +81,25 @@ at::Tensor Norm::operator()(const at::Tensor& x) const {
   return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
-WeightReader::WeightReader(const SafetensorsSet& file, const LoadOptions& options,
-                           std::string prefix, const std::string& probe,
-                           const std::string& architecture, std::string config_summary)
-    : file_(file),
-      options_(options),
+WeightReader::WeightReader(const models::Checkpoint& checkpoint, std::string prefix,
+                           const std::string& probe, const std::string& architecture,
+                           std::string config_summary)
+    : file_(checkpoint.weights),
+      options_(checkpoint.options),
       prefix_(std::move(prefix)),
       architecture_(architecture),
       config_summary_(std::move(config_summary)) {
+  if (file_ == nullptr) {
+    random_ = at::make_generator<at::CPUGeneratorImpl>(checkpoint.random_seed);
+    return;
+  }
   // Hub checkpoints of the base model have no prefix; save_pretrained of the LM head model adds
   // one.
-  if (file.contains(prefix_ + probe)) {
+  if (file_->contains(prefix_ + probe)) {
     stored_prefix_ = prefix_;
-  } else if (!file.contains(probe)) {
-    throw_file_error(file.path(), "neither '" + prefix_ + probe + "' nor '" + probe +
-                                      "' found: not a " + architecture + " checkpoint");
+  } else if (!file_->contains(probe)) {
+    throw_file_error(file_->path(), "neither '" + prefix_ + probe + "' nor '" + probe +
+                                        "' found: not a " + architecture + " checkpoint");
   }
 }
 
@@ -142,44 +147,56 @@ Norm WeightReader::rms_norm(const std::string& name, int64_t d, double eps) {
 
 at::Tensor WeightReader::load_checked(const std::string& name,
                                       const std::vector<int64_t>& expected) {
-  const std::string stored = stored_name(name);
-  if (!file_.contains(stored)) {
-    throw_file_error(file_.path(), "missing tensor '" + stored + "' (expected shape " +
-                                       shape_string(expected) + " from " + config_summary_ + ")");
+  if (file_ == nullptr) {
+    auto ends_with = [&](const char* suffix) {
+      const std::string s(suffix);
+      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    at::Tensor t = expected.size() == 1 && ends_with(".bias") ? at::zeros(expected)
+                   : expected.size() == 1 && ends_with(".weight")
+                       ? at::ones(expected)
+                       : at::randn(expected, *random_) * 0.02;
+    return t.to(options_.device, options_.dtype);
   }
-  const auto& entry = file_.entry(stored);
+  const std::string stored = stored_name(name);
+  if (!file_->contains(stored)) {
+    throw_file_error(file_->path(), "missing tensor '" + stored + "' (expected shape " +
+                                        shape_string(expected) + " from " + config_summary_ + ")");
+  }
+  const auto& entry = file_->entry(stored);
   if (!at::isFloatingType(entry.dtype)) {
-    throw_file_error(file_.file_of(stored).path(),
+    throw_file_error(file_->file_of(stored).path(),
                      "tensor '" + stored + "' has dtype " + entry.dtype_name +
                          ", expected a floating type (F32, F16 or BF16)");
   }
   if (entry.shape != expected) {
-    throw_file_error(file_.file_of(stored).path(),
+    throw_file_error(file_->file_of(stored).path(),
                      "tensor '" + stored + "' has shape " + shape_string(entry.shape) +
                          ", expected " + shape_string(expected) + " from " + config_summary_);
   }
   used_.insert(stored);
-  return file_.load(stored, options_.dtype, options_.device);
+  return file_->load(stored, options_.dtype, options_.device);
 }
 
 void WeightReader::check_unused(const std::regex& ignored, const std::string& layers,
                                 int64_t n_layer) const {
+  if (file_ == nullptr) return;
   const std::regex layer_pattern("(" + std::regex_replace(prefix_, std::regex(R"(\.)"), R"(\.)") +
                                  ")?" + std::regex_replace(layers, std::regex(R"(\.)"), R"(\.)") +
                                  R"(\.(\d+)\..*)");
   std::vector<std::string> unexpected;
-  for (const auto& entry : file_.entries()) {
+  for (const auto& entry : file_->entries()) {
     if (used_.count(entry.name) || std::regex_match(entry.name, ignored)) continue;
     std::smatch m;
     if (std::regex_match(entry.name, m, layer_pattern) && std::stoll(m[2]) >= n_layer) {
-      throw_file_error(file_.file_of(entry.name).path(),
+      throw_file_error(file_->file_of(entry.name).path(),
                        "has weights for layer " + m[2].str() + " ('" + entry.name + "') but " +
                            config_summary_ + " has " + std::to_string(n_layer) + " layers");
     }
     unexpected.push_back(entry.name);
   }
   if (!unexpected.empty()) {
-    spdlog::warn("{}: ignoring {} tensor(s) {} does not use: {}", file_.path().string(),
+    spdlog::warn("{}: ignoring {} tensor(s) {} does not use: {}", file_->path().string(),
                  unexpected.size(), architecture_, join(unexpected));
   }
 }

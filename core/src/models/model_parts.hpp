@@ -17,6 +17,7 @@
 #include "llmscope/hooks.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
+#include "models/architectures.hpp"
 
 namespace llmscope::detail {
 
@@ -65,11 +66,14 @@ class WeightReader {
  public:
   // `probe` is a parameter every checkpoint of the architecture has, named without the prefix;
   // `config_summary` says in errors what the config asked for.
-  WeightReader(const SafetensorsSet& file, const LoadOptions& options, std::string prefix,
-               const std::string& probe, const std::string& architecture,
-               std::string config_summary);
+  // A checkpoint without weights (random_model) gives every read random values of the shape
+  // asked for: norm weights 1, biases 0, the rest N(0, 0.02), from its seed.
+  WeightReader(const models::Checkpoint& checkpoint, std::string prefix, const std::string& probe,
+               const std::string& architecture, std::string config_summary);
 
-  bool has(const std::string& name) const { return file_.contains(stored_name(name)); }
+  bool has(const std::string& name) const {
+    return file_ != nullptr && file_->contains(stored_name(name));
+  }
   at::Tensor read(const std::string& name, const std::vector<int64_t>& expected);
   // Checked like read() but not listed: a stored copy of a tied weight.
   void check_tied_copy(const std::string& name, const std::vector<int64_t>& expected);
@@ -89,7 +93,8 @@ class WeightReader {
   std::string stored_name(const std::string& name) const;
   at::Tensor load_checked(const std::string& name, const std::vector<int64_t>& expected);
 
-  const SafetensorsSet& file_;
+  const SafetensorsSet* file_;  // nullptr: random weights from random_
+  std::optional<at::Generator> random_;
   const LoadOptions& options_;
   std::string prefix_;         // the Hugging Face prefix ("transformer.")
   std::string stored_prefix_;  // what this file uses: the prefix or ""
