@@ -5,6 +5,9 @@ find_package(spdlog REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# Tokenizers: Unicode normalization forms (NFC...) and SentencePiece models, each by its library.
+pkg_check_modules(ICU REQUIRED IMPORTED_TARGET icu-uc)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 
 # Debian's TorchConfig puts its flags on a plain list; wrap them in one target.
 if(NOT TARGET llmscope_torch)

@@ -1,5 +1,6 @@
 // llmscope bench: forward throughput with no hooks, with Lua observer hooks and with native
-// (C++) observer hooks on the same sites — the cost of the Lua bridge per hooked site.
+// (C++) observer hooks on the same sites — the cost of the Lua bridge per hooked site — and
+// greedy generation with and without the key/value cache.
 #include <chrono>
 #include <functional>
 #include <iomanip>
@@ -9,6 +10,7 @@
 
 #include "cli_common.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/generation.hpp"
 #include "llmscope/lua/host.hpp"
 
 namespace llmscope::cli {
@@ -45,6 +47,8 @@ int run_bench(const std::vector<std::string>& args) {
       "iterations", po::value<int>()->default_value(50),
       "timed forward passes per round (3 rounds per case)")(
       "hooks", po::value<int>()->default_value(12), "hooked sites in the hooked cases")(
+      "new-tokens", po::value<int64_t>()->default_value(32),
+      "tokens generated after each prompt in the generation cases (0: skip them)")(
       "json", po::bool_switch(), "print JSON");
   po::variables_map vm;
   if (!parse_args("bench", "--model DIR [--batch B] [--tokens T] [--iterations N] [--hooks H]",
@@ -55,6 +59,8 @@ int run_bench(const std::vector<std::string>& args) {
   const int iterations = vm["iterations"].as<int>(), hook_count = vm["hooks"].as<int>();
   if (batch < 1 || tokens < 1 || iterations < 1 || hook_count < 0)
     throw UsageError("sizes must be positive");
+  const int64_t new_tokens = vm["new-tokens"].as<int64_t>();
+  if (new_tokens < 0) throw UsageError("--new-tokens must be >= 0");
 
   lua::HostOptions host_options;
   host_options.model_dir = vm["model"].as<std::string>();
@@ -121,6 +127,31 @@ int run_bench(const std::vector<std::string>& args) {
       c.best = std::min(c.best, seconds_since(start) / iterations);
     }
   }
+  // Greedy generation of `new_tokens` after each prompt: each step recomputing the whole
+  // sequence, and with the key/value cache (one position per step). Best of 3 each.
+  struct GenerationCase {
+    std::string name;
+    bool cached;
+    double best = std::numeric_limits<double>::infinity();
+  };
+  std::vector<GenerationCase> generation_cases;
+  const int64_t generated = std::min(new_tokens, model->max_positions() - tokens);
+  if (generated > 0 && model->is_causal()) {
+    generation_cases = {{"generate, recomputing", false}, {"generate, key/value cache", true}};
+    GenerationOptions greedy;
+    greedy.max_new_tokens = generated;
+    greedy.eos_token_id = -1;
+    for (int r = 0; r < 3; ++r) {
+      for (auto& g : generation_cases) {
+        greedy.use_cache = g.cached;
+        auto start = Clock::now();
+        generate(*model, GenerationInput{ids, {}}, greedy);
+        g.best = std::min(g.best, seconds_since(start));
+      }
+    }
+  }
+  const double generated_count = static_cast<double>(batch * generated);
+
   auto per_hook_us = [&](const Case& c) {
     if (c.baseline < 0 || sites.empty()) return 0.0;
     return (c.best - cases[static_cast<size_t>(c.baseline)].best) /
@@ -136,6 +167,14 @@ int run_bench(const std::vector<std::string>& args) {
                               {"ms_per_pass", c.best * 1e3},
                               {"tokens_per_s", token_count / c.best},
                               {"us_per_hooked_site", per_hook_us(c)}});
+    }
+    for (const auto& g : generation_cases) {
+      out["generation"].push_back({{"name", g.name},
+                                   {"cached", g.cached},
+                                   {"prompt_tokens", tokens},
+                                   {"new_tokens", generated},
+                                   {"seconds", g.best},
+                                   {"new_tokens_per_s", generated_count / g.best}});
     }
     std::cout << out.dump(1) << "\n";
     return 0;
@@ -153,6 +192,18 @@ int run_bench(const std::vector<std::string>& args) {
                 << " us per hooked site)";
     }
     std::cout << "\n";
+  }
+  if (!generation_cases.empty()) {
+    std::cout << "greedy generation, batch " << batch << ", " << tokens << "-token prompts + "
+              << generated << " new tokens, best of 3\n";
+    for (const auto& g : generation_cases) {
+      std::cout << "  " << std::left << std::setw(28) << g.name << std::right << std::setw(12)
+                << std::fixed << std::setprecision(0) << generated_count / g.best
+                << " new tokens/s  " << std::setw(9) << std::setprecision(3) << g.best * 1e3
+                << " ms\n";
+    }
+    std::cout << "  cache speed-up: " << std::setprecision(2)
+              << generation_cases[0].best / generation_cases[1].best << "x\n";
   }
   return 0;
 }

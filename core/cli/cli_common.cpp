@@ -175,8 +175,8 @@ at::Tensor input_ids_from(const po::variables_map& vm, const Tokenizer* tokenize
   } else {
     if (!tokenizer) {
       throw Error(
-          "--text needs a tokenizer, and the model folder has none (vocab.json + merges.txt "
-          "or tokenizer.json); pass --ids instead");
+          "--text needs a tokenizer, and the model folder has none (tokenizer.json, "
+          "tokenizer.model, vocab.json + merges.txt or vocab.txt); pass --ids instead");
     }
     tokens = tokenizer->encode(vm["text"].as<std::string>(), EncodeOptions{allow_special});
     if (tokens.empty()) throw Error("--text: the text encodes to no tokens");

@@ -24,6 +24,8 @@ int run_generate(const std::vector<std::string>& args) {
       "eos", po::value<int64_t>(),
       "stop at this token id (default: the model's eos; -1 never stops)")(
       "special", po::bool_switch(), "treat special tokens in --text as such")(
+      "no-cache", po::bool_switch(),
+      "recompute every position at every step (no key/value cache; slower, same greedy ids)")(
       "json", po::bool_switch(), "print {\"ids\", \"new_ids\", \"text\"} as JSON");
   po::variables_map vm;
   if (!parse_args("generate",
@@ -44,6 +46,7 @@ int run_generate(const std::vector<std::string>& args) {
   if (vm.count("top-p")) generation.top_p = vm["top-p"].as<double>();
   if (vm.count("seed")) generation.seed = vm["seed"].as<uint64_t>();
   if (vm.count("eos")) generation.eos_token_id = vm["eos"].as<int64_t>();
+  generation.use_cache = !vm["no-cache"].as<bool>();
 
   auto model = load_model_from(vm);
   auto prompt = input_ids_from(vm, model->tokenizer(), vm["special"].as<bool>());

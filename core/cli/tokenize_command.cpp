@@ -32,12 +32,13 @@ int run_tokenize(const std::vector<std::string>& args) {
   options.add_options()("model,m", po::value<std::string>(),
                         "model folder holding the tokenizer files")(
       "tokenizer", po::value<std::string>(),
-      "tokenizer folder (vocab.json + merges.txt or tokenizer.json)")(
+      "tokenizer folder (tokenizer.json, tokenizer.model, vocab.json + merges.txt or vocab.txt)")(
       "text,t", po::value<std::string>(), "text to tokenize")(
       "file,f", po::value<std::string>(),
       "JSONL file: one {\"text\": ...} object or string per line")(
       "special", po::bool_switch(),
-      "treat special tokens written in the text (<|endoftext|>) as such");
+      "treat special tokens written in the text (<|endoftext|>, <s>) as such, as Hugging Face "
+      "does");
   po::variables_map vm;
   if (!parse_args("tokenize", "(--model DIR | --tokenizer DIR) (--text T | --file F.jsonl)", args,
                   options, vm)) {

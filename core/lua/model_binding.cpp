@@ -134,8 +134,10 @@ at::Tensor ids_from_tensor(const at::Tensor& t, int arg) {
 at::Tensor encode(lua_State* L, Model& model, const std::string& text, bool special) {
   const Tokenizer* tokenizer = model.tokenizer();
   if (!tokenizer) {
-    throw Error("this model has no tokenizer (no vocab.json + merges.txt or tokenizer.json in " +
-                model.source().string() + "); pass token ids instead");
+    throw Error(
+        "this model has no tokenizer (no tokenizer.json, tokenizer.model, vocab.json + "
+        "merges.txt or vocab.txt in " +
+        model.source().string() + "); pass token ids instead");
   }
   (void)L;
   return at::tensor(tokenizer->encode(text, EncodeOptions{special}), at::kLong);
@@ -387,8 +389,9 @@ int model_generate(lua_State* L) {
   ForwardInput input = input_from(L, 2, model, /*pad_left=*/true);
   if (!input.input_ids.defined())
     throw ArgError(2, "generate needs token ids or text, not embeddings");
-  check_option_keys(
-      L, 3, {"max_new_tokens", "greedy", "temperature", "top_k", "top_p", "seed", "eos", "hooks"});
+  check_option_keys(L, 3,
+                    {"max_new_tokens", "greedy", "temperature", "top_k", "top_p", "seed", "eos",
+                     "hooks", "cache"});
   GenerationOptions options;
   options.max_new_tokens = opt_integer(L, 3, "max_new_tokens").value_or(20);
   auto temperature = opt_number(L, 3, "temperature");
@@ -400,6 +403,7 @@ int model_generate(lua_State* L) {
   if (top_p) options.top_p = *top_p;
   if (auto seed = opt_integer(L, 3, "seed")) options.seed = static_cast<uint64_t>(*seed);
   if (auto eos = opt_integer(L, 3, "eos")) options.eos_token_id = *eos;
+  options.use_cache = opt_boolean(L, 3, "cache").value_or(true);
   if (!is_none_or_nil(L, 3)) {
     lua_getfield(L, 3, "hooks");
     options.hooks = hooks_from_table(L, -1, 3);
@@ -506,12 +510,15 @@ const Tokenizer& check_tokenizer(Model& model) {
   return *model.tokenizer();
 }
 
-// m:decode(ids) -> string
+// m:decode(ids, {skip_special = bool}) -> string
 int model_decode(lua_State* L) {
   Model& model = check_model(L, 1);
   const Tokenizer& tokenizer = check_tokenizer(model);
   auto ids = ids_argument(L, 2);
-  std::string text = tokenizer.decode(ids);
+  check_option_keys(L, 3, {"skip_special"});
+  std::string text = opt_boolean(L, 3, "skip_special").value_or(false)
+                         ? tokenizer.decode_skipping_special(ids)
+                         : tokenizer.decode(ids);
   lua_pushlstring(L, text.data(), text.size());
   return 1;
 }

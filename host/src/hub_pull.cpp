@@ -54,6 +54,7 @@ const char* const kTokenizerFiles[] = {"tokenizer.json",
                                        "special_tokens_map.json",
                                        "vocab.json",
                                        "merges.txt",
+                                       "tokenizer.model",
                                        "vocab.txt"};
 
 std::string human_bytes(uint64_t n) {

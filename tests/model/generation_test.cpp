@@ -60,6 +60,52 @@ TEST_F(Gpt2Golden, HooksRunOnEveryStep) {
   EXPECT_FALSE(got.equal(expected("generate.ids").narrow(1, 0, 8)));
 }
 
+// Rows of different lengths, padded on either side, continue exactly as each row alone.
+TEST_F(Gpt2Golden, PaddedBatchesContinueEachRowAsAlone) {
+  const auto prompt = expected("input_ids").narrow(1, 0, 6);
+  GenerationOptions options;
+  options.max_new_tokens = 5;
+  options.eos_token_id = -1;
+  const auto long_alone = generate(model(), {prompt.narrow(0, 0, 1)}, options);
+  const auto short_alone = generate(model(), {prompt.narrow(0, 1, 1).narrow(1, 0, 4)}, options);
+  for (const bool cached : {true, false}) {
+    SCOPED_TRACE(cached ? "cached" : "uncached");
+    options.use_cache = cached;
+    auto ids = prompt.clone();
+    auto mask = at::ones_like(ids);
+    mask[1].narrow(0, 4, 2).fill_(0);  // row 1: 4 tokens, right-padded
+    auto got = generate(model(), {ids, mask}, options);
+    EXPECT_TRUE(got[0].equal(long_alone[0]));
+    EXPECT_TRUE(got[1].narrow(0, 0, 4).equal(short_alone[0].narrow(0, 0, 4)));
+    EXPECT_TRUE(got[1].narrow(0, 6, 5).equal(short_alone[0].narrow(0, 4, 5)));
+
+    ids[1].narrow(0, 2, 4).copy_(prompt[1].narrow(0, 0, 4));  // the same row, left-padded
+    mask = at::ones_like(ids);
+    mask[1].narrow(0, 0, 2).fill_(0);
+    got = generate(model(), {ids, mask}, options);
+    EXPECT_TRUE(got[0].equal(long_alone[0]));
+    EXPECT_TRUE(got[1].narrow(0, 2, 9).equal(short_alone[0]));
+  }
+}
+
+TEST_F(Gpt2Golden, CachedHooksSeeOnlyTheNewPositions) {
+  std::vector<int64_t> seen;
+  GenerationOptions options;
+  options.max_new_tokens = 3;
+  options.hooks = {{"blocks.0.hook_resid_post", [&](const at::Tensor& a, const HookContext&) {
+                      seen.push_back(a.size(1));
+                      return a;
+                    }}};
+  const auto prompt = expected("generate.prompt");
+  generate(model(), {prompt}, options);
+  EXPECT_EQ(seen, (std::vector<int64_t>{prompt.size(-1), 1, 1}));
+  seen.clear();
+  options.use_cache = false;
+  generate(model(), {prompt}, options);
+  EXPECT_EQ(seen,
+            (std::vector<int64_t>{prompt.size(-1), prompt.size(-1) + 1, prompt.size(-1) + 2}));
+}
+
 TEST_F(Gpt2Golden, BadGenerationOptions) {
   GenerationOptions options;
   options.greedy = false;

@@ -158,12 +158,65 @@ TEST_P(Parity, MedianReplacementMatchesTheGolden) {
 
 TEST_P(Parity, GreedyGenerationGivesTheSameIds) {
   if (!causal()) GTEST_SKIP() << "not a causal language model";
-  GenerationOptions options;
-  options.max_new_tokens = 12;
-  auto got = generate(model(), {expected("generate.prompt")}, options);
   auto want = expected("generate.ids");
-  ASSERT_EQ(got.sizes(), want.sizes());
-  EXPECT_TRUE(got.equal(want)) << got << "\nexpected\n" << want;
+  for (const bool cached : {true, false}) {
+    SCOPED_TRACE(cached ? "with the key/value cache" : "recomputing every step");
+    GenerationOptions options;
+    options.max_new_tokens = 12;
+    options.use_cache = cached;
+    auto got = generate(model(), {expected("generate.prompt")}, options);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(got.equal(want)) << got << "\nexpected\n" << want;
+  }
+}
+
+// The masked batch (row 1 right-padded) in cached passes: all but the last four positions, then
+// one at a time twice, then the last two together; each pass's logits match the full pass at
+// the real positions (grouped-query attention, rotary and GPT-Neo's local window included).
+TEST_P(Parity, CachedPassesMatchTheFullPass) {
+  if (!causal()) GTEST_SKIP() << "not a causal language model";
+  at::NoGradGuard no_grad;
+  const auto full = model().forward({ids(), {}, mask()}).logits;
+  const int64_t pos = ids().size(1);
+  KvCache cache;
+  for (int64_t start = 0, step = pos - 4; start < pos; start += step, step = 1) {
+    if (start == pos - 2) step = 2;
+    SCOPED_TRACE("positions " + std::to_string(start) + ".." + std::to_string(start + step - 1));
+    const auto out = model().forward_cached(
+        {ids().narrow(1, start, step), {}, mask().narrow(1, start, step)}, {}, cache);
+    EXPECT_EQ(cache.length(), start + step);
+    const auto real = mask().narrow(1, start, step).ne(0).unsqueeze(-1).expand_as(out.logits);
+    EXPECT_TENSOR_CLOSE(out.logits, full.narrow(1, start, step), 1e-4, 1e-4, real);
+  }
+}
+
+TEST_P(Parity, CachedPassesRefuseWhatTheCacheCannotHold) {
+  KvCache cache;
+  if (!causal()) {
+    EXPECT_THAT(error_of([&] { model().forward_cached({first_row()}, {}, cache); }),
+                HasSubstr("masked language model"));
+    return;
+  }
+  at::NoGradGuard no_grad;
+  ForwardOptions stop;
+  stop.stop_at_layer = 1;
+  EXPECT_THAT(error_of([&] { model().forward_cached({first_row()}, stop, cache); }),
+              HasSubstr("stop_at_layer"));
+  EXPECT_EQ(cache.length(), 0);
+  model().forward_cached({first_row().narrow(1, 0, 4)}, {}, cache);
+  EXPECT_THAT(error_of([&] { model().forward_cached({ids().narrow(1, 4, 1)}, {}, cache); }),
+              HasSubstr("the cache holds 1 rows but the input has 2"));
+  // A hook that fails mid-pass leaves the cache as it was.
+  ForwardOptions failing;
+  failing.hooks = {{"blocks.0.hook_resid_post", [](const at::Tensor&, const HookContext&) {
+                      throw Error("stop here");
+                      return at::Tensor();
+                    }}};
+  EXPECT_THROW(model().forward_cached({first_row().narrow(1, 4, 1)}, failing, cache), Error);
+  EXPECT_EQ(cache.length(), 4);
+  const auto next = model().forward_cached({first_row().narrow(1, 4, 1)}, {}, cache).logits;
+  EXPECT_TENSOR_CLOSE(next.select(1, 0),
+                      model().forward({first_row().narrow(1, 0, 5)}).logits.select(1, 4));
 }
 
 TEST_P(Parity, InputIdsOutOfRangeAreRejected) {

@@ -1,7 +1,7 @@
 // Today's families at the shapes of real checkpoints (their config.json with two layers and a
 // small vocabulary), built by random_model without any weights, so size-dependent paths (head_dim
 // from the config, GQA at real ratios, partial rotary, rope scaling, tied heads) run in CI: a
-// pass, a hook, and greedy tokens.
+// pass, a hook, and 8 greedy tokens, cached and uncached alike.
 #include <gmock/gmock.h>
 
 #include <fstream>
@@ -77,8 +77,10 @@ TEST(RealShapes, APassAHookAndGreedyTokensRunAtEachFamilysRealWidth) {
     GenerationOptions greedy;
     greedy.max_new_tokens = 8;
     greedy.eos_token_id = -1;
-    auto generated = generate(*model, {ids.narrow(1, 0, 4)}, greedy);
+    auto generated = generate(*model, {ids.narrow(1, 0, 4)}, greedy);  // cached
     EXPECT_EQ(generated.sizes(), (at::IntArrayRef{1, 12}));
+    greedy.use_cache = false;
+    EXPECT_TRUE(generate(*model, {ids.narrow(1, 0, 4)}, greedy).equal(generated));
   }
 }
 

@@ -86,10 +86,12 @@ TEST(PluginHost, ExceptionsFromPluginFunctionsNameThePluginAndFunction) {
 }
 
 TEST(PluginHost, RefusesEachBrokenPluginWithItsReason) {
-  EXPECT_THAT(refusal("abi_major"),
-              HasSubstr("plugin ABI 99.0 is incompatible with this host's ABI 2.0"));
-  EXPECT_THAT(refusal("newer_minor"),
-              HasSubstr("plugin needs ABI 2.7 but this host provides 2.0 (update llmscope)"));
+  const std::string host_abi =
+      std::to_string(plugin::kAbiMajor) + "." + std::to_string(plugin::kAbiMinor);
+  EXPECT_THAT(refusal("abi_major"), HasSubstr("plugin ABI 99." + std::to_string(plugin::kAbiMinor) +
+                                              " is incompatible with this host's ABI " + host_abi));
+  EXPECT_THAT(refusal("newer_minor"), HasSubstr("plugin needs ABI 2.7 but this host provides " +
+                                                host_abi + " (update llmscope)"));
   EXPECT_THAT(refusal("old_torch"), HasSubstr("built against libtorch 0.13, this host uses 1.13"));
   EXPECT_THAT(refusal("other_cxx_abi"), HasSubstr("_GLIBCXX_USE_CXX11_ABI=2"));
   EXPECT_THAT(refusal("no_factory"), HasSubstr("missing entry symbol llmscope_plugin_factory"));
@@ -176,7 +178,8 @@ TEST(PluginHost, CliListsPluginsAndRefusals) {
       testing::run_command(testing::shell_quote(LLMSCOPE_CLI) + " plugins --plugin-path " +
                            testing::shell_quote(kDir.string()));
   EXPECT_EQ(exit_code, 0) << output;
-  EXPECT_THAT(output, HasSubstr("testing 2.1.0  ABI 2.0"));
+  EXPECT_THAT(output, HasSubstr("testing 2.1.0  ABI " + std::to_string(plugin::kAbiMajor) + "." +
+                                std::to_string(plugin::kAbiMinor)));
   EXPECT_THAT(output, HasSubstr("    add(a, b) -> number"));
   EXPECT_THAT(output, HasSubstr("hello 1.0.0"));
   EXPECT_THAT(output, HasSubstr("refused: "));

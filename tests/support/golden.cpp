@@ -24,6 +24,12 @@ std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+void write_text_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write test file " + path.string());
+}
+
 ::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table,
                                                  const std::string& snapshot) {
   std::ostringstream actual;

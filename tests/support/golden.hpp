@@ -52,6 +52,20 @@ template <typename Fn>
   return ::testing::AssertionFailure() << "nothing was thrown; expected: " << message;
 }
 
+// The message of the llmscope::Error that `fn` throws ("" if it throws none).
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Writes `text` to `path` as bytes, replacing the file (test inputs, broken on purpose or not).
+void write_text_file(const std::filesystem::path& path, const std::string& text);
+
 }  // namespace llmscope::testing
 
 #define EXPECT_TENSOR_CLOSE(actual, expected, ...) \

@@ -1,5 +1,5 @@
 // Text generation: greedy or sampled (temperature, top-k, top-p, seed) continuation of a
-// batch of prompts, with hooks active on every step.
+// batch of prompts, with a key/value cache, and hooks active on every step.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,6 +23,10 @@ struct GenerationOptions {
   // Stop a row once it produces this id (the model's eos by default; -1 never stops).
   std::optional<int64_t> eos_token_id;
   std::vector<NamedHook> hooks;  // scoped hooks, active on every step
+  // Keep each step's keys and values (Model::forward_cached), so a new token costs one
+  // position's work. Hooks then see the prompt on the first step and only the new token on
+  // each later one; without the cache every step recomputes, and hooks see every position.
+  bool use_cache = true;
 };
 
 struct GenerationInput {
@@ -31,8 +35,8 @@ struct GenerationInput {
 };
 
 // Returns [batch, pos + new] ids: each prompt followed by its continuation. Rows that stop at
-// eos are filled with eos afterwards. The whole sequence is recomputed each step, so hooks see
-// every position every step, as on a plain forward pass.
+// eos are filled with eos afterwards. Prompts may be left- or right-padded (the mask says
+// which); each row continues after its last real token. Cached and uncached greedy ids agree.
 at::Tensor generate(Model& model, const GenerationInput& input, const GenerationOptions& options);
 
 }  // namespace llmscope

@@ -45,6 +45,29 @@ struct ForwardOutput {
   std::vector<HookFiring> firings;  // every hook of the pass and how often it ran
 };
 
+// The keys and values a causal model has computed for the positions it has seen, per layer and
+// batch row, with which of them are padding: Model::forward_cached fills it, so that the next
+// pass runs only its new positions (cached generation). Opaque to callers; one cache belongs to
+// one model and one batch.
+class KvCache {
+ public:
+  KvCache();
+  ~KvCache();
+  KvCache(KvCache&&) noexcept;
+  KvCache& operator=(KvCache&&) noexcept;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  int64_t length() const;  // positions held, padding included; 0 when empty
+  void clear();
+
+  struct State;  // the models' view (core/src/models/model_parts.hpp)
+  State& state() { return *state_; }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
 struct LoadOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::Device(at::kCPU);
@@ -79,6 +102,15 @@ class Model {
   virtual ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options = {}) = 0;
   // Token embeddings for ids, as a model's embedding layer computes them ([batch, pos, d_model]).
   virtual at::Tensor embed_tokens(const at::Tensor& input_ids) const = 0;
+
+  // forward() of new positions that continue the ones `cache` holds: they attend to those and
+  // to themselves; positions go on from each row's real tokens so far; attention_mask (if given)
+  // covers the new positions only. Outputs, hooks and captures see the new positions only
+  // (attention patterns are [batch, head, new, held + new]). On success the cache holds the new
+  // keys and values too; on an error it is unchanged. stop_at_layer is refused (the cache would
+  // miss layers). Throws for a model without a cache (a masked LM). (Plugin ABI 2.1.)
+  virtual ForwardOutput forward_cached(const ForwardInput& input, const ForwardOptions& options,
+                                       KvCache& cache);
 
   // The tokenizer found beside the weights, or nullptr.
   const Tokenizer* tokenizer() const;

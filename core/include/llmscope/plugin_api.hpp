@@ -27,9 +27,10 @@ namespace llmscope::plugin {
 
 // Covers this header's types and Model's virtual interface (whose state plugins never see).
 // Major: incompatible changes. Minor: additions; a plugin built against minor m loads in any
-// host with minor >= m and the same major. 2: Model's state moved behind a pointer.
+// host with minor >= m and the same major. 2.0: Model's state moved behind a pointer.
+// 2.1: Tokenizer::is_special, Model::forward_cached.
 inline constexpr uint32_t kAbiMajor = 2;
-inline constexpr uint32_t kAbiMinor = 0;
+inline constexpr uint32_t kAbiMinor = 1;
 
 // Exported by every plugin as the C symbol `llmscope_plugin_descriptor`; read before any plugin
 // code runs.

@@ -1,6 +1,8 @@
-// Tokenizers: the abstract interface models use, GPT-2's byte-level BPE and BERT's WordPiece.
-// BPE matches Hugging Face `tokenizers` exactly: GPT-2's pre-tokenisation regex through PCRE2
-// (UTF + UCP), byte-to-unicode mapping, merges by rank, and lossy UTF-8 decoding.
+// Tokenizers: the abstract interface models use; byte-level BPE (GPT-2, Llama 3, Qwen2...),
+// BERT's WordPiece and SentencePiece (Llama 2, Mistral).
+// BPE matches Hugging Face `tokenizers` exactly: added tokens split out first, the file's
+// normalizer, its pre-tokenisation regexes through PCRE2 (UTF + UCP), byte-to-unicode mapping,
+// merges by rank (ignore_merges too), the post-processor's template, and lossy UTF-8 decoding.
 // WordPiece matches `tokenizers`' BertWordPieceTokenizer: BertNormalizer, BertPreTokenizer,
 // greedy longest-match-first WordPiece, and the [CLS] a [SEP] b [SEP] template.
 #pragma once
@@ -19,13 +21,16 @@
 namespace llmscope {
 
 struct EncodeOptions {
-  // BPE: when true, special tokens such as "<|endoftext|>" written in the text become their ids;
-  // when false (the default, as in Hugging Face) they are encoded as ordinary text.
+  // BPE and SentencePiece: when true, special tokens such as "<|endoftext|>" or "<s>" written in
+  // the text become their ids, as Hugging Face's tokenizers do; when false (the default) they are
+  // encoded as ordinary text, so text that merely mentions one cannot inject it. Added tokens
+  // that are not special are always split out.
   // WordPiece ignores it: "[MASK]", "[SEP]"... written in the text are always kept whole, as
   // Hugging Face's BERT tokenizers do.
   bool allow_special = false;
-  // Frame the ids as the model was trained to see them: [CLS] ... [SEP] for WordPiece. GPT-2's
-  // BPE has no framing tokens (as in Hugging Face), so it ignores this.
+  // Frame the ids as the model was trained to see them: [CLS] ... [SEP] for WordPiece, the
+  // post-processor's template of a tokenizer.json (Llama 3's <|begin_of_text|>), BOS/EOS as a
+  // SentencePiece folder's tokenizer_config.json says. GPT-2 has no framing tokens.
   bool add_special_tokens = true;
 };
 
@@ -40,21 +45,40 @@ class Tokenizer {
   // The token's text: BPE's decoded bytes (" world"), WordPiece's vocabulary entry ("##ing");
   // throws llmscope::Error for an id out of range.
   virtual std::string token_text(int64_t id) const = 0;
-  virtual std::string kind() const = 0;  // "bpe", "wordpiece"
+  virtual std::string kind() const = 0;  // "bpe", "wordpiece", "sentencepiece"
   // The id of a special token such as "<|endoftext|>" or "[MASK]", or -1 when it has none.
   virtual int64_t special_token_id(const std::string& token) const = 0;
 
-  // Loads whatever tokenizer files `dir` holds: tokenizer.json (BPE or WordPiece, by its
-  // model.type), else vocab.json + merges.txt (BPE), else vocab.txt (WordPiece, see
-  // WordPieceTokenizer::from_folder); throws llmscope::Error naming the folder when it has none.
+  // Loads whatever tokenizer files `dir` holds, in this order: tokenizer.json (byte-level BPE
+  // or WordPiece, by its model and pre_tokenizer), tokenizer.model (SentencePiece, also when a
+  // tokenizer.json beside it is a SentencePiece conversion), vocab.json + merges.txt (BPE),
+  // vocab.txt (WordPiece, see WordPieceTokenizer::from_folder). Throws llmscope::Error naming
+  // the folder and the files looked for when it has none.
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& dir);
   static bool exists_in(const std::filesystem::path& dir);
+
+  // Whether `id` is a special token (BOS, EOS, "<|endoftext|>", "[CLS]"...): what Hugging Face's
+  // decode(skip_special_tokens=True) drops. Throws llmscope::Error for an id out of range.
+  // (Added in plugin ABI 2.1, last in the table so plugins built for 2.0 still run.)
+  virtual bool is_special(int64_t id) const = 0;
+
+  // decode() of the ids that are not special, as HF's decode(ids, skip_special_tokens=True).
+  std::string decode_skipping_special(const std::vector<int64_t>& ids) const {
+    std::vector<int64_t> kept;
+    kept.reserve(ids.size());
+    for (const int64_t id : ids) {
+      if (!is_special(id)) kept.push_back(id);
+    }
+    return decode(kept);
+  }
 };
 
 class BpeTokenizer final : public Tokenizer {
  public:
   static std::unique_ptr<BpeTokenizer> from_files(const std::filesystem::path& vocab_json,
                                                   const std::filesystem::path& merges_txt);
+  // A byte-level tokenizer.json; throws llmscope::Error naming the file and the part llmscope
+  // does not run (a pre-tokenizer without ByteLevel, say) rather than give other ids than HF.
   static std::unique_ptr<BpeTokenizer> from_tokenizer_json(const std::filesystem::path& path);
   ~BpeTokenizer() override;
 
@@ -67,6 +91,7 @@ class BpeTokenizer final : public Tokenizer {
 
   // The id of a special token such as "<|endoftext|>", or -1.
   int64_t special_token_id(const std::string& token) const override;
+  bool is_special(int64_t id) const override;
 
   struct Impl;
 
@@ -138,11 +163,49 @@ class WordPieceTokenizer final : public Tokenizer {
 
   // The id of a special token such as "[MASK]", or -1.
   int64_t special_token_id(const std::string& token) const override;
+  bool is_special(int64_t id) const override;
 
   struct Impl;
 
  private:
   explicit WordPieceTokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// SentencePiece's BOS/EOS framing, as transformers' LlamaTokenizer reads it from
+// tokenizer_config.json (defaults: BOS yes, EOS no).
+struct SentencePieceOptions {
+  bool add_bos = true;
+  bool add_eos = false;
+};
+
+// A SentencePiece model (tokenizer.model) run by the SentencePiece library itself: its
+// normalization, the "▁" dummy prefix and byte fallback exactly as the model was trained.
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  static std::unique_ptr<SentencePieceTokenizer> from_model_file(
+      const std::filesystem::path& model, const SentencePieceOptions& options = {});
+  // `dir`/tokenizer.model, with add_bos_token, add_eos_token and added_tokens_decoder from
+  // `dir`/tokenizer_config.json when it has them.
+  static std::unique_ptr<SentencePieceTokenizer> from_folder(const std::filesystem::path& dir);
+  ~SentencePieceTokenizer() override;
+
+  std::vector<int64_t> encode(std::string_view text,
+                              const EncodeOptions& options = {}) const override;
+  // Special tokens are written as their text ("<s>"); the pieces between them decode as
+  // SentencePiece decodes (the dummy prefix's space dropped, byte pieces joined into UTF-8).
+  std::string decode(const std::vector<int64_t>& ids) const override;
+  int64_t vocab_size() const override;
+  // The piece with "▁" shown as a space; a byte piece ("<0xE2>") is its byte, lossily decoded.
+  std::string token_text(int64_t id) const override;
+  std::string kind() const override { return "sentencepiece"; }
+  int64_t special_token_id(const std::string& token) const override;
+  bool is_special(int64_t id) const override;
+
+  struct Impl;
+
+ private:
+  explicit SentencePieceTokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -155,7 +155,8 @@ class BertModel final : public detail::CheckpointModel {
  public:
   BertModel(const BertConfig& config, const models::Checkpoint& checkpoint);
 
-  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
+                    KvCache* cache) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(word_embeddings_, input_ids.to(device_, at::kLong));
   }
@@ -268,9 +269,11 @@ at::Tensor BertModel::token_types(const ForwardInput& input,
   return types;
 }
 
-ForwardOutput BertModel::forward(const ForwardInput& input, const ForwardOptions& options) {
+ForwardOutput BertModel::run(const ForwardInput& input, const ForwardOptions& options,
+                             KvCache* cache) {
   detail::Pass pass(*this, input, options,
-                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings},
+                    cache);
   const auto& in = pass.input();
   const at::Tensor types = token_types(input, in);
   // Every token sees every real token; padding is masked as a key for all queries.

@@ -2,6 +2,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <ATen/TensorIndexing.h>
+
 #include "llmscope/error.hpp"
 
 namespace llmscope {
@@ -28,6 +30,13 @@ at::Tensor pick_next(const at::Tensor& last_logits, const GenerationOptions& opt
   return at::multinomial(probs, 1, /*replacement=*/false, generator)
       .squeeze(-1)
       .to(last_logits.device());
+}
+
+// Per row, the index (among the last `width` columns of `mask`) of its last real token.
+at::Tensor last_real_position(const at::Tensor& mask, int64_t width) {
+  const auto tail = mask.narrow(1, mask.size(1) - width, width).ne(0).to(at::kLong);
+  const auto index = at::arange(width, tail.options());
+  return (tail * (index + 1)).argmax(1);  // all padding (never in practice): column 0
 }
 
 }  // namespace
@@ -67,9 +76,27 @@ at::Tensor generate(Model& model, const GenerationInput& input, const Generation
   auto finished =
       at::zeros({ids.size(0)}, at::TensorOptions().dtype(at::kBool).device(ids.device()));
   at::NoGradGuard no_grad;
+  KvCache cache;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    auto out = model.forward(ForwardInput{ids, {}, mask, {}}, forward_options);
-    auto next = pick_next(out.logits.select(1, -1), options, generator);  // [batch]
+    // Cached: the prompt once, then each new token alone against the held keys and values.
+    ForwardOutput out;
+    if (!options.use_cache) {
+      out = model.forward(ForwardInput{ids, {}, mask, {}}, forward_options);
+    } else if (step == 0) {
+      out = model.forward_cached(ForwardInput{ids, {}, mask, {}}, forward_options, cache);
+    } else {
+      out = model.forward_cached(ForwardInput{ids.narrow(1, -1, 1), {}, mask.narrow(1, -1, 1), {}},
+                                 forward_options, cache);
+    }
+    // The prediction after each row's last real token: with right padding that is not the last
+    // column on the first step (later steps end with the token just appended).
+    const at::Tensor last =
+        step == 0 || !options.use_cache
+            ? last_real_position(mask, out.logits.size(1))
+            : at::full({ids.size(0)}, out.logits.size(1) - 1,
+                       at::TensorOptions().dtype(at::kLong).device(ids.device()));
+    const auto rows = at::arange(ids.size(0), last.options());
+    auto next = pick_next(out.logits.index({rows, last}), options, generator);  // [batch]
     if (eos >= 0) {
       next = next.masked_fill(finished, eos);
       finished = finished.logical_or(next.eq(eos));

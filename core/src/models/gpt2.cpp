@@ -101,7 +101,8 @@ class Gpt2Model final : public detail::CheckpointModel {
  public:
   Gpt2Model(const Gpt2Config& config, const models::Checkpoint& checkpoint);
 
-  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
+                    KvCache* cache) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(wte_, input_ids.to(device_, at::kLong));
   }
@@ -186,9 +187,10 @@ at::Tensor Gpt2Model::block_forward(int layer, const Block& block, at::Tensor x,
   return site(kBlockOut, resid_mid + mlp_out);
 }
 
-ForwardOutput Gpt2Model::forward(const ForwardInput& input, const ForwardOptions& options) {
+ForwardOutput Gpt2Model::run(const ForwardInput& input, const ForwardOptions& options,
+                             KvCache* cache) {
   detail::Pass pass(*this, input, options,
-                    {config_.vocab_size, config_.n_embd, config_.n_positions});
+                    {config_.vocab_size, config_.n_embd, config_.n_positions}, cache);
   const auto& in = pass.input();
   const at::Tensor allowed = detail::causal_mask(in);
   auto tokens = in.has_ids ? pass.before(kWte, at::embedding(wte_, in.ids)) : in.embeds;

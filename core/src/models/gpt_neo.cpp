@@ -171,7 +171,8 @@ class GptNeoModel final : public detail::CheckpointModel {
  public:
   GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint);
 
-  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
+                    KvCache* cache) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(wte_, input_ids.to(device_, at::kLong));
   }
@@ -257,9 +258,11 @@ at::Tensor GptNeoModel::block_forward(int layer, const Block& block, at::Tensor 
   return site(kBlockOut, resid_mid + mlp_out);
 }
 
-ForwardOutput GptNeoModel::forward(const ForwardInput& input, const ForwardOptions& options) {
+ForwardOutput GptNeoModel::run(const ForwardInput& input, const ForwardOptions& options,
+                               KvCache* cache) {
   detail::Pass pass(*this, input, options,
-                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings},
+                    cache);
   const auto& in = pass.input();
   const at::Tensor global_mask = detail::causal_mask(in);
   const at::Tensor local_mask = detail::causal_mask(in, config_.window_size);

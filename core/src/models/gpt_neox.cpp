@@ -169,7 +169,8 @@ class GptNeoxModel final : public detail::CheckpointModel {
  public:
   GptNeoxModel(const GptNeoxConfig& config, const models::Checkpoint& checkpoint);
 
-  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
+                    KvCache* cache) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(embed_in_, input_ids.to(device_, at::kLong));
   }
@@ -276,9 +277,11 @@ at::Tensor GptNeoxModel::block_forward(int layer, const Block& block, at::Tensor
   return site(kBlockOut, mlp_out + resid_mid);
 }
 
-ForwardOutput GptNeoxModel::forward(const ForwardInput& input, const ForwardOptions& options) {
+ForwardOutput GptNeoxModel::run(const ForwardInput& input, const ForwardOptions& options,
+                                KvCache* cache) {
   detail::Pass pass(*this, input, options,
-                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings},
+                    cache);
   const auto& in = pass.input();
   const at::Tensor allowed = detail::causal_mask(in);
   auto tokens = in.has_ids ? pass.before(kEmbedIn, at::embedding(embed_in_, in.ids)) : in.embeds;

@@ -194,7 +194,8 @@ class LlamaModel final : public detail::CheckpointModel {
  public:
   LlamaModel(const LlamaConfig& config, const models::Checkpoint& checkpoint);
 
-  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) override;
+  ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
+                    KvCache* cache) override;
   at::Tensor embed_tokens(const at::Tensor& input_ids) const override {
     return at::embedding(embed_tokens_, input_ids.to(device_, at::kLong));
   }
@@ -287,9 +288,11 @@ at::Tensor LlamaModel::block_forward(int layer, const Block& block, at::Tensor x
   return site(kBlockOut, resid_mid + mlp_out);
 }
 
-ForwardOutput LlamaModel::forward(const ForwardInput& input, const ForwardOptions& options) {
+ForwardOutput LlamaModel::run(const ForwardInput& input, const ForwardOptions& options,
+                              KvCache* cache) {
   detail::Pass pass(*this, input, options,
-                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings});
+                    {config_.vocab_size, config_.hidden_size, config_.max_position_embeddings},
+                    cache);
   const auto& in = pass.input();
   const at::Tensor allowed = detail::causal_mask(in, config_.sliding_window);
   auto x = in.has_ids ? pass.before(kEmbedTokens, at::embedding(embed_tokens_, in.ids))

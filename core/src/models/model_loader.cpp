@@ -26,6 +26,10 @@ Model::Model(HookPointTable table, std::filesystem::path source)
     : state_(std::make_unique<State>(std::move(table), std::move(source))) {}
 Model::~Model() = default;
 
+ForwardOutput Model::forward_cached(const ForwardInput&, const ForwardOptions&, KvCache&) {
+  throw Error("forward_cached: this " + architecture() + " model has no key/value cache");
+}
+
 const HookPointTable& Model::hook_points() const { return state_->hook_points; }
 HookHandle Model::hook(const std::string& name, HookFn fn) {
   return state_->hooks.add(name, std::move(fn));

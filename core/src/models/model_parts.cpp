@@ -255,24 +255,30 @@ PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits
                            .unsqueeze(0)
                            .expand({out.batch, out.pos});
   }
+  out.key_keep = out.keep;
   return out;
 }
 
 at::Tensor causal_mask(const PreparedInput& input, int64_t window) {
-  const int64_t pos = input.pos;
-  auto allowed =
-      at::ones({pos, pos}, at::TensorOptions().dtype(at::kBool).device(input.keep.device())).tril();
-  if (window > 0) allowed = allowed.logical_and(allowed.tril(-window).logical_not());
-  return allowed.view({1, 1, pos, pos}).logical_and(input.keep.view({input.batch, 1, 1, pos}));
+  const int64_t pos = input.pos, keys = input.held + input.pos;
+  const auto index = at::TensorOptions().dtype(at::kLong).device(input.keep.device());
+  const auto query_at = (at::arange(pos, index) + input.held).view({pos, 1});
+  const auto key_at = at::arange(keys, index).view({1, keys});
+  auto allowed = key_at.le(query_at);
+  if (window > 0) allowed = allowed.logical_and(key_at.gt(query_at - window));
+  return allowed.view({1, 1, pos, keys})
+      .logical_and(input.key_keep.view({input.batch, 1, 1, keys}));
 }
 
 Pass::Pass(const Model& model, const ForwardInput& input, const ForwardOptions& options,
-           const InputLimits& limits)
+           const InputLimits& limits, KvCache* cache)
     : table_(model.hook_points()),
       options_(options),
       input_(prepare_input(input, limits, model.device(), model.dtype())),
       n_layer_(static_cast<int>(model.n_layer())),
-      layers_(n_layer_) {
+      layers_(n_layer_),
+      cache_(cache) {
+  if (cache_) continue_cache(limits);
   if (options.stop_at_layer) {
     int stop = *options.stop_at_layer;
     if (stop < 0) stop += n_layer_;
@@ -308,7 +314,63 @@ ForwardOutput Pass::finish_causal_lm(const at::Tensor& x, const Norm& final_norm
   return finish();
 }
 
+void Pass::continue_cache(const InputLimits& limits) {
+  if (options_.stop_at_layer) {
+    throw Error(
+        "forward_cached: stop_at_layer would leave the key/value cache without the "
+        "later layers; run the cached pass whole");
+  }
+  const KvCache::State& state = cache_->state();
+  const int64_t held = state.held();
+  auto& in = input_;
+  if (held > 0 && state.keep.size(0) != in.batch) {
+    throw Error("forward_cached: the cache holds " + std::to_string(state.keep.size(0)) +
+                " rows but the input has " + std::to_string(in.batch));
+  }
+  if (held + in.pos > limits.max_positions) {
+    throw Error("forward_cached: " + std::to_string(held) + " held positions plus " +
+                std::to_string(in.pos) + " new ones exceed n_positions (" +
+                std::to_string(limits.max_positions) + ")");
+  }
+  if (held == 0) return;
+  in.held = held;
+  in.key_keep = at::cat({state.keep.to(in.keep.device()), in.keep}, 1);
+  in.position_ids =
+      (state.real_tokens.to(in.keep.device()).unsqueeze(1) + in.keep.to(at::kLong).cumsum(-1) - 1)
+          .clamp_min(0);
+}
+
+std::pair<at::Tensor, at::Tensor> Pass::extend_kv(int layer, at::Tensor k, at::Tensor v) {
+  if (!cache_) return {std::move(k), std::move(v)};
+  const KvCache::State& state = cache_->state();
+  if (state.held() > 0) {
+    k = at::cat({state.keys.at(static_cast<size_t>(layer)), k}, 1);
+    v = at::cat({state.values.at(static_cast<size_t>(layer)), v}, 1);
+  }
+  if (new_keys_.size() <= static_cast<size_t>(layer)) {
+    new_keys_.resize(static_cast<size_t>(layer) + 1);
+    new_values_.resize(static_cast<size_t>(layer) + 1);
+  }
+  new_keys_[static_cast<size_t>(layer)] = k;
+  new_values_[static_cast<size_t>(layer)] = v;
+  return {std::move(k), std::move(v)};
+}
+
 ForwardOutput Pass::finish() {
+  if (cache_) {
+    // Only now, once every block ran: a pass that failed leaves the cache as it was.
+    if (static_cast<int>(new_keys_.size()) != n_layer_) {
+      throw std::logic_error("forward_cached: attention stored keys for " +
+                             std::to_string(new_keys_.size()) + " of " + std::to_string(n_layer_) +
+                             " layers");
+    }
+    KvCache::State& state = cache_->state();
+    const auto new_real = input_.keep.to(at::kLong).sum(1);
+    state.real_tokens = state.held() > 0 ? state.real_tokens + new_real : new_real;
+    state.keep = input_.key_keep;
+    state.keys = std::move(new_keys_);
+    state.values = std::move(new_values_);
+  }
   if (run_) {
     out_.cache = run_->take_cache();
     out_.firings = run_->firings();
@@ -453,6 +515,7 @@ at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const a
     q = sites(ids.rot_q, apply_rotary(q, *rotary));
     k = sites(ids.rot_k, apply_rotary(k, *rotary));
   }
+  std::tie(k, v) = pass.extend_kv(sites.layer(), std::move(k), std::move(v));
   if (kv_heads != heads) {  // query head h reads kv head h / (heads / kv_heads)
     k = k.repeat_interleave(heads / kv_heads, 2);
     v = v.repeat_interleave(heads / kv_heads, 2);
@@ -496,3 +559,26 @@ at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, c
 }
 
 }  // namespace llmscope::detail
+
+namespace llmscope {
+
+KvCache::KvCache() : state_(std::make_unique<State>()) {}
+KvCache::~KvCache() = default;
+KvCache::KvCache(KvCache&&) noexcept = default;
+KvCache& KvCache::operator=(KvCache&&) noexcept = default;
+int64_t KvCache::length() const { return state_->held(); }
+void KvCache::clear() { *state_ = State(); }
+
+namespace detail {
+
+ForwardOutput CheckpointModel::forward_cached(const ForwardInput& input,
+                                              const ForwardOptions& options, KvCache& cache) {
+  if (!is_causal()) {
+    throw Error("forward_cached: " + architecture() +
+                " is a masked language model; it attends both ways and has no key/value cache");
+  }
+  return run(input, options, &cache);
+}
+
+}  // namespace detail
+}  // namespace llmscope

@@ -118,6 +118,11 @@ struct ModelShape {
 
 class CheckpointModel : public Model {
  public:
+  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) final {
+    return run(input, options, nullptr);
+  }
+  ForwardOutput forward_cached(const ForwardInput& input, const ForwardOptions& options,
+                               KvCache& cache) final;
   std::string architecture() const override { return shape_.architecture; }
   int64_t n_layer() const override { return shape_.n_layer; }
   int64_t d_model() const override { return shape_.d_model; }
@@ -140,6 +145,9 @@ class CheckpointModel : public Model {
         shape_(std::move(shape)) {}
   // Call once every weight is read.
   void set_parameters(const WeightReader& reader) { parameters_ = reader.parameters(); }
+  // The architecture's pass; `cache` (causal models only) as forward_cached says, else nullptr.
+  virtual ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
+                            KvCache* cache) = 0;
 
   at::ScalarType dtype_;
   at::Device device_;
@@ -149,6 +157,21 @@ class CheckpointModel : public Model {
   NamedParameters parameters_;
 };
 
+}  // namespace llmscope::detail
+
+namespace llmscope {
+// Per layer, keys (after rotary) and values [batch, held, kv_heads, d_head] as attention's k and
+// v sites see them; which held positions are real tokens; each row's real tokens so far.
+struct KvCache::State {
+  std::vector<at::Tensor> keys, values;
+  at::Tensor keep;         // [batch, held] bool
+  at::Tensor real_tokens;  // [batch] int64: the position the next real token takes
+  int64_t held() const { return keep.defined() ? keep.size(1) : 0; }
+};
+}  // namespace llmscope
+
+namespace llmscope::detail {
+
 struct PreparedInput {
   bool has_ids = false;
   at::Tensor ids;           // [batch, pos] int64 on the model's device, when given ids
@@ -156,6 +179,8 @@ struct PreparedInput {
   at::Tensor keep;          // [batch, pos] bool, true = real token (all true without a mask)
   at::Tensor position_ids;  // [batch, pos]: counts real tokens, so padding never shifts positions
   int64_t batch = 0, pos = 0;
+  int64_t held = 0;     // positions before these, held in a KvCache (0 without one)
+  at::Tensor key_keep;  // [batch, held + pos]: keep of every key the queries may see
 };
 
 struct InputLimits {
@@ -166,8 +191,9 @@ struct InputLimits {
 PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits, at::Device device,
                             at::ScalarType dtype);
 
-// Which keys each query may attend to, [batch, 1, query, key]: causal, never padding, and
-// within `window` positions back when window > 0 (GPT-Neo's local attention).
+// Which keys each query may attend to, [batch, 1, query, held + query]: causal, never padding,
+// and within `window` positions back when window > 0 (GPT-Neo's local attention, Mistral's
+// sliding window); held positions of a KvCache come first.
 at::Tensor causal_mask(const PreparedInput& input, int64_t window = 0);
 
 // A site an architecture does not have: its step runs without a hook.
@@ -194,8 +220,9 @@ class BlockSites {
 // or cached), the blocks to run, and the output being filled.
 class Pass {
  public:
+  // With `cache`, the input continues the positions it holds (see Model::forward_cached).
   Pass(const Model& model, const ForwardInput& input, const ForwardOptions& options,
-       const InputLimits& limits);
+       const InputLimits& limits, KvCache* cache = nullptr);
   Pass(const Pass&) = delete;
   Pass& operator=(const Pass&) = delete;
 
@@ -206,11 +233,14 @@ class Pass {
   at::Tensor before(int site, at::Tensor t) { return at_site(run(), table_.before_id(site), t); }
   at::Tensor after(int site, at::Tensor t) { return at_site(run(), table_.after_id(site), t); }
   BlockSites block(int layer) { return BlockSites(run(), table_, layer); }
+  // Layer `layer`'s keys and values [batch, pos, kv_heads, d_head] with the cache's held ones
+  // before them (unchanged without a cache); finish() stores them in the cache.
+  std::pair<at::Tensor, at::Tensor> extend_kv(int layer, at::Tensor k, at::Tensor v);
   void keep_hidden_state(const at::Tensor& x);
   void keep_attention(const at::Tensor& pattern);
   ForwardOutput& output() { return out_; }
   // Moves the cache and fire counts into the output; with strict_hooks, throws for hooks that
-  // never fired.
+  // never fired. With a KvCache, stores this pass's keys and values in it.
   ForwardOutput finish();
 
   // The after-block sites of a causal LM's end: the final norm's input and output, the base
@@ -226,6 +256,7 @@ class Pass {
 
  private:
   HookRun* run() { return run_ ? &*run_ : nullptr; }
+  void continue_cache(const InputLimits& limits);
 
   const HookPointTable& table_;
   const ForwardOptions& options_;
@@ -233,6 +264,8 @@ class Pass {
   int n_layer_, layers_;
   std::optional<HookRun> run_;
   ForwardOutput out_;
+  KvCache* cache_ = nullptr;
+  std::vector<at::Tensor> new_keys_, new_values_;  // per layer, held + new
 };
 
 // How attention scores are formed from q·k.

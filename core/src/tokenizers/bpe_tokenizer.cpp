@@ -1,18 +1,21 @@
-// GPT-2 byte-level BPE: loading vocab.json + merges.txt or tokenizer.json, PCRE2
-// pre-tokenisation, merges by rank with a per-word cache, and lossy UTF-8 decoding.
+// Byte-level BPE as Hugging Face `tokenizers` runs it: GPT-2's vocab.json + merges.txt, or any
+// byte-level tokenizer.json (GPT-2, Llama 3, Qwen2...): added tokens split out first, the
+// normalizer between them, the pre-tokenizer's regex splits, the byte-level alphabet, merges by
+// rank (or a whole piece when ignore_merges), the post-processor's template, and lossy UTF-8
+// decoding.
 #include "llmscope/tokenizer.hpp"
 
 #include "base/file_reading.hpp"
 #include "base/utf8.hpp"
+#include "tokenizers/added_tokens.hpp"
+#include "tokenizers/byte_level.hpp"
+#include "tokenizers/normalizer.hpp"
+#include "tokenizers/regex_split.hpp"
 #include "tokenizers/tokenizer_json.hpp"
-
-#include <pcre2.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <array>
-#include <fstream>
 #include <limits>
 #include <mutex>
 #include <queue>
@@ -26,157 +29,12 @@ namespace llmscope {
 namespace {
 
 namespace fs = std::filesystem;
-using detail::append_utf8;
 using detail::find_invalid_utf8;
 using detail::utf8_lossy;
-using detail::utf8_sequence;
 using json = nlohmann::json;
-
-// ---------------------------------------------------------------------------------------------
-// GPT-2's bytes_to_unicode: every byte gets a printable character, so a vocabulary of strings
-// can hold arbitrary bytes. Printable Latin-1 bytes map to themselves, the rest to U+0100 onward.
-
-struct ByteMap {
-  std::array<std::string, 256> byte_to_char;  // UTF-8 of the stand-in character
-  std::unordered_map<uint32_t, unsigned char> char_to_byte;
-
-  ByteMap() {
-    uint32_t next = 256;
-    for (uint32_t b = 0; b < 256; ++b) {
-      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
-      const uint32_t cp = printable ? b : next++;
-      append_utf8(byte_to_char[b], cp);
-      char_to_byte[cp] = static_cast<unsigned char>(b);
-    }
-  }
-};
-
-const ByteMap& byte_map() {
-  static const ByteMap map;
-  return map;
-}
-
-// The bytes a vocabulary string stands for. A string holding a character outside the byte map
-// (an added token, say) stands for its own UTF-8, as Hugging Face's ByteLevel decoder does.
-std::string token_bytes(const std::string& token) {
-  const auto& map = byte_map().char_to_byte;
-  const auto* s = reinterpret_cast<const unsigned char*>(token.data());
-  std::string out;
-  size_t i = 0;
-  while (i < token.size()) {
-    size_t bad = 0;
-    const size_t len = utf8_sequence(s, token.size(), i, &bad);
-    if (len == 0) {
-      return token;
-    }
-    uint32_t cp = (len == 1) ? s[i] : (s[i] & (0x7F >> len));
-    for (size_t k = 1; k < len; ++k) {
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    const auto it = map.find(cp);
-    if (it == map.end()) {
-      return token;
-    }
-    out += static_cast<char>(it->second);
-    i += len;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pre-tokenisation: GPT-2's regex, compiled once for the process.
-
-constexpr const char* kGpt2Pattern =
-    R"('(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-class Pretokenizer {
- public:
-  Pretokenizer() {
-    int code = 0;
-    PCRE2_SIZE offset = 0;
-    re_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern), PCRE2_ZERO_TERMINATED,
-                        PCRE2_UTF | PCRE2_UCP, &code, &offset, nullptr);
-    if (re_ == nullptr) {
-      PCRE2_UCHAR buf[256];
-      pcre2_get_error_message(code, buf, sizeof(buf));
-      throw Error(std::string("GPT-2 pre-tokenizer regex failed to compile: ") +
-                  reinterpret_cast<const char*>(buf));
-    }
-    // JIT is an optimisation only; without it (unsupported CPU, W^X policy) matching still works.
-    pcre2_jit_compile(re_, PCRE2_JIT_COMPLETE);
-  }
-  ~Pretokenizer() { pcre2_code_free(re_); }
-  Pretokenizer(const Pretokenizer&) = delete;
-  Pretokenizer& operator=(const Pretokenizer&) = delete;
-
-  // Calls fn(piece) for each piece of `text`, which must be valid UTF-8 (checked by the caller,
-  // since PCRE2_NO_UTF_CHECK on invalid input is undefined behaviour).
-  template <typename Fn>
-  void split(std::string_view text, Fn&& fn) const {
-    if (text.empty()) {
-      return;
-    }
-    // Match data is per call so concurrent encodes never share it.
-    std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
-        pcre2_match_data_create_from_pattern(re_, nullptr), &pcre2_match_data_free);
-    if (!md) {
-      throw Error("out of memory creating PCRE2 match data");
-    }
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    size_t pos = 0;
-    while (pos < text.size()) {
-      const int rc =
-          pcre2_match(re_, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
-      if (rc == PCRE2_ERROR_NOMATCH) {
-        fn(text.substr(pos));
-        return;
-      }
-      if (rc < 0) {
-        PCRE2_UCHAR buf[256];
-        pcre2_get_error_message(rc, buf, sizeof(buf));
-        throw Error(std::string("pre-tokenizer regex failed: ") +
-                    reinterpret_cast<const char*>(buf));
-      }
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-      const size_t start = ov[0];
-      const size_t end = ov[1];
-      // Every character matches some alternative, so gaps cannot occur; keep them if they do,
-      // as Hugging Face's Split(Isolated) would.
-      if (start > pos) {
-        fn(text.substr(pos, start - pos));
-      }
-      if (end == start) {  // an empty match cannot happen either; never loop forever
-        pos = start + 1;
-        while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) {
-          ++pos;
-        }
-        continue;
-      }
-      fn(text.substr(start, end - start));
-      pos = end;
-    }
-  }
-
- private:
-  pcre2_code* re_ = nullptr;
-};
-
-const Pretokenizer& gpt2_pretokenizer() {
-  static const Pretokenizer pre;
-  return pre;
-}
-
-// ---------------------------------------------------------------------------------------------
-// File reading
 
 using detail::parse_json;
 using detail::read_file;
-
-struct PairHash {
-  size_t operator()(const std::pair<std::string, std::string>& p) const {
-    return std::hash<std::string>()(p.first) * 31 + std::hash<std::string>()(p.second);
-  }
-};
 
 }  // namespace
 
@@ -187,10 +45,10 @@ void gpt2_pretokenize(std::string_view text, const std::function<void(std::strin
   if (bad != std::string_view::npos) {
     throw Error("text is not valid UTF-8 at byte " + std::to_string(bad));
   }
-  gpt2_pretokenizer().split(text, fn);
+  detail::gpt2_split().split(text, fn);
 }
 
-const std::array<std::string, 256>& gpt2_byte_to_unicode() { return byte_map().byte_to_char; }
+const std::array<std::string, 256>& gpt2_byte_to_unicode() { return detail::byte_level_chars(); }
 
 // ---------------------------------------------------------------------------------------------
 
@@ -199,19 +57,24 @@ struct BpeTokenizer::Impl {
     int32_t rank;
     int64_t result;
   };
-  struct AddedToken {
-    std::string content;
-    int64_t id;
-    bool special;
-  };
 
-  std::unordered_map<std::string, int64_t> vocab;  // byte-mapped token string → id
+  std::unordered_map<std::string, int64_t> vocab;  // byte-level token string → id
   std::unordered_map<uint64_t, Merge> merges;      // (left id, right id) → merge
   std::array<int64_t, 256> byte_token{};           // id of each single-byte token, or -1
   std::vector<std::string> id_bytes;               // id → the bytes it stands for
   std::vector<bool> id_known;                      // false for holes in the id range
-  std::vector<AddedToken> added;
+  std::vector<detail::AddedToken> added;
+  std::vector<bool> id_special;  // ids of added tokens marked special
   int64_t size = 0;
+
+  // The pipeline around the model, from tokenizer.json (GPT-2's when read from vocab.json).
+  detail::Normalizer normalizer;
+  std::vector<std::unique_ptr<detail::RegexSplit>> own_splits;
+  std::vector<const detail::RegexSplit*> splits = {&detail::gpt2_split()};  // applied in turn
+  bool add_prefix_space = false;
+  bool ignore_merges = false;  // a piece that is itself in the vocabulary is one token
+  int64_t unk = -1;            // for bytes the vocabulary lacks, or -1 (then an error)
+  detail::SingleTemplate framing;
 
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int64_t>> cache;  // piece bytes → ids
@@ -220,28 +83,27 @@ struct BpeTokenizer::Impl {
     return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b);
   }
 
-  // Builds the id tables once vocab, merges and added tokens are in place.
+  // Builds the id tables once vocab, merges and added tokens are in place. An added token whose
+  // content is already in the vocabulary keeps that id, as HF does when it loads the file.
   void finish() {
     size = 0;
-    for (const auto& [tok, id] : vocab) {
-      size = std::max(size, id + 1);
-    }
-    for (const auto& a : added) {
-      size = std::max(size, a.id + 1);
-    }
+    for (const auto& [tok, id] : vocab) size = std::max(size, id + 1);
+    for (const auto& a : added) size = std::max(size, a.id + 1);
     id_bytes.assign(static_cast<size_t>(size), std::string());
     id_known.assign(static_cast<size_t>(size), false);
+    id_special.assign(static_cast<size_t>(size), false);
     for (const auto& a : added) {
-      id_bytes[a.id] = token_bytes(a.content);
+      id_bytes[a.id] = detail::from_byte_level(a.content);
       id_known[a.id] = true;
+      id_special[a.id] = a.special;
     }
     for (const auto& [tok, id] : vocab) {
-      id_bytes[id] = token_bytes(tok);
+      id_bytes[id] = detail::from_byte_level(tok);
       id_known[id] = true;
     }
-    const auto& map = byte_map();
+    const auto& chars = detail::byte_level_chars();
     for (int b = 0; b < 256; ++b) {
-      const auto it = vocab.find(map.byte_to_char[b]);
+      const auto it = vocab.find(chars[b]);
       byte_token[b] = it == vocab.end() ? -1 : it->second;
     }
   }
@@ -264,6 +126,10 @@ struct BpeTokenizer::Impl {
   // BPE on one pre-tokenised piece: start from single bytes and apply the lowest-ranked merge
   // (leftmost on ties) until none applies. A heap keeps long pieces (runs of spaces) O(n log n).
   std::vector<int64_t> bpe(std::string_view piece) const {
+    if (ignore_merges) {
+      const auto it = vocab.find(detail::to_byte_level(piece));
+      if (it != vocab.end()) return {it->second};
+    }
     struct Sym {
       int64_t id;
       int prev, next;
@@ -272,7 +138,8 @@ struct BpeTokenizer::Impl {
     syms.reserve(piece.size());
     for (size_t i = 0; i < piece.size(); ++i) {
       const auto byte = static_cast<unsigned char>(piece[i]);
-      const int64_t id = byte_token[byte];
+      int64_t id = byte_token[byte];
+      if (id < 0 && unk >= 0) id = unk;
       if (id < 0) {
         throw Error("cannot encode byte 0x" + std::string(1, "0123456789abcdef"[byte >> 4]) +
                     std::string(1, "0123456789abcdef"[byte & 15]) +
@@ -333,34 +200,52 @@ struct BpeTokenizer::Impl {
     return out;
   }
 
-  void encode_ordinary(std::string_view text, std::vector<int64_t>& out) const {
+  void encode_piece(std::string_view piece, std::vector<int64_t>& out) const {
     // Pieces are short and repeat a lot in natural text; very long ones (whitespace runs,
     // base64) would only bloat the cache.
     constexpr size_t kMaxCachedPiece = 64;
     constexpr size_t kMaxCacheEntries = 1 << 16;
-    gpt2_pretokenizer().split(text, [&](std::string_view piece) {
-      if (piece.size() <= kMaxCachedPiece) {
-        std::string key(piece);
-        {
-          std::lock_guard<std::mutex> lock(cache_mutex);
-          const auto it = cache.find(key);
-          if (it != cache.end()) {
-            out.insert(out.end(), it->second.begin(), it->second.end());
-            return;
-          }
-        }
-        std::vector<int64_t> ids = bpe(piece);
-        out.insert(out.end(), ids.begin(), ids.end());
-        std::lock_guard<std::mutex> lock(cache_mutex);
-        if (cache.size() >= kMaxCacheEntries) {
-          cache.clear();
-        }
-        cache.emplace(std::move(key), std::move(ids));
-      } else {
-        const std::vector<int64_t> ids = bpe(piece);
-        out.insert(out.end(), ids.begin(), ids.end());
+    if (piece.size() > kMaxCachedPiece) {
+      const std::vector<int64_t> ids = bpe(piece);
+      out.insert(out.end(), ids.begin(), ids.end());
+      return;
+    }
+    std::string key(piece);
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex);
+      const auto it = cache.find(key);
+      if (it != cache.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        return;
       }
-    });
+    }
+    std::vector<int64_t> ids = bpe(piece);
+    out.insert(out.end(), ids.begin(), ids.end());
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    if (cache.size() >= kMaxCacheEntries) {
+      cache.clear();
+    }
+    cache.emplace(std::move(key), std::move(ids));
+  }
+
+  // The pre-tokenizer's splits in turn (each refines the pieces of the one before), then BPE.
+  void split_and_encode(std::string_view text, size_t level, std::vector<int64_t>& out) const {
+    if (level == splits.size()) {
+      encode_piece(text, out);
+      return;
+    }
+    splits[level]->split(text,
+                         [&](std::string_view piece) { split_and_encode(piece, level + 1, out); });
+  }
+
+  // Text between added tokens, already normalized.
+  void encode_ordinary(std::string_view text, std::vector<int64_t>& out) const {
+    if (add_prefix_space && !text.empty() && text.front() != ' ') {
+      const std::string spaced = " " + std::string(text);
+      split_and_encode(spaced, 0, out);
+      return;
+    }
+    split_and_encode(text, 0, out);
   }
 
   void check_id(int64_t id) const {
@@ -394,6 +279,126 @@ void read_vocab_object(const json& obj, const fs::path& file, const std::string&
   }
   if (impl.vocab.empty()) {
     throw_file_error(file, where + " is empty, expected at least one token");
+  }
+}
+
+// The pre_tokenizer of a byte-level tokenizer.json: ByteLevel (use_regex: GPT-2's split), or a
+// Sequence of Split(Regex or String, Isolated) ending in ByteLevel. Anything else would give
+// other pieces than Hugging Face, so it is refused with what was found.
+void read_pre_tokenizer(const json& doc, const fs::path& path, BpeTokenizer::Impl& impl) {
+  const json pre = doc.value("pre_tokenizer", json());
+  std::vector<json> steps;
+  if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
+      pre["pretokenizers"].is_array()) {
+    steps.assign(pre["pretokenizers"].begin(), pre["pretokenizers"].end());
+  } else {
+    steps.push_back(pre);
+  }
+  impl.splits.clear();
+  auto refuse = [&](const std::string& what) {
+    throw_file_error(path, "pre_tokenizer: " + what +
+                               "; llmscope runs byte-level BPE whose pre_tokenizer is ByteLevel "
+                               "or a Sequence of Split(Isolated) steps ending in ByteLevel");
+  };
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const json& step = steps[i];
+    const std::string type = step.is_object() ? step.value("type", std::string("?")) : step.dump();
+    if (type == "ByteLevel") {
+      if (i + 1 != steps.size()) refuse("ByteLevel must be the last step");
+      impl.add_prefix_space = step.value("add_prefix_space", false);
+      if (step.value("use_regex", true)) impl.splits.push_back(&detail::gpt2_split());
+      return;
+    }
+    if (type != "Split") refuse(type + " is not supported (expected ByteLevel)");
+    if (step.value("behavior", std::string("?")) != "Isolated" || step.value("invert", false)) {
+      refuse("Split with behavior " + step.value("behavior", std::string("?")) +
+             (step.value("invert", false) ? " and invert" : "") + " is not supported");
+    }
+    const json pattern = step.value("pattern", json());
+    std::string regex;
+    if (pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string()) {
+      regex = pattern["Regex"].get<std::string>();
+    } else if (pattern.is_object() && pattern.contains("String") && pattern["String"].is_string()) {
+      regex = "\\Q" + pattern["String"].get<std::string>() + "\\E";
+    } else {
+      refuse("Split's pattern " + pattern.dump() +
+             " is neither {\"Regex\": ...} nor {\"String\": ...}");
+    }
+    impl.own_splits.push_back(
+        std::make_unique<detail::RegexSplit>(regex, path.string() + ": pre_tokenizer Split"));
+    impl.splits.push_back(impl.own_splits.back().get());
+  }
+  refuse(pre.is_null() ? std::string("none (the vocabulary's byte alphabet would never be used)")
+                       : "no ByteLevel step");
+}
+
+// The decoder must turn byte-level characters back into bytes.
+void check_decoder(const json& doc, const fs::path& path) {
+  const json dec = doc.value("decoder", json());
+  if (dec.is_null()) return;
+  std::vector<json> steps;
+  if (dec.is_object() && dec.value("type", "") == "Sequence" && dec.contains("decoders")) {
+    steps.assign(dec["decoders"].begin(), dec["decoders"].end());
+  } else {
+    steps.push_back(dec);
+  }
+  for (const json& step : steps) {
+    const std::string type = step.is_object() ? step.value("type", std::string("?")) : "?";
+    if (type != "ByteLevel") {
+      throw_file_error(
+          path, "decoder " + type + " is not supported for byte-level BPE (expected ByteLevel)");
+    }
+  }
+}
+
+void read_bpe_model(const json& model, const fs::path& path, BpeTokenizer::Impl& impl) {
+  if (model.contains("type") && model["type"] != "BPE") {
+    throw_file_error(path, "model.type is " + model["type"].dump() + ", expected \"BPE\"");
+  }
+  if (!model.contains("vocab")) {
+    throw_file_error(path, "expected model.vocab (an object mapping token strings to ids)");
+  }
+  read_vocab_object(model["vocab"], path, "model.vocab", impl);
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
+      throw_file_error(path, std::string("model.") + key + " is " + model[key].dump() +
+                                 "; byte-level BPE with word affixes is not supported");
+    }
+  }
+  if (model.value("dropout", json()).is_number() && model["dropout"].get<double>() > 0) {
+    throw_file_error(path, "model.dropout is set; BPE dropout is for training, not supported");
+  }
+  impl.ignore_merges = model.value("ignore_merges", false);
+  if (model.contains("unk_token") && model["unk_token"].is_string()) {
+    const auto it = impl.vocab.find(model["unk_token"].get<std::string>());
+    if (it != impl.vocab.end()) impl.unk = it->second;
+  }
+
+  if (!model.contains("merges") || !model["merges"].is_array()) {
+    throw_file_error(path, "expected model.merges (an array of \"a b\" strings or [a, b] pairs)");
+  }
+  int32_t rank = 0;
+  for (const auto& m : model["merges"]) {
+    const std::string where = "model.merges[" + std::to_string(rank) + "]";
+    std::string a;
+    std::string b;
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t sp = s.find(' ');
+      if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() ||
+          s.find(' ', sp + 1) != std::string::npos) {
+        throw_file_error(path,
+                         where + ": expected two tokens separated by one space, got \"" + s + "\"");
+      }
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    } else {
+      throw_file_error(path, where + ": expected \"a b\" or [\"a\", \"b\"], got " + m.dump());
+    }
+    impl.add_merge(a, b, rank++, path, where);
   }
 }
 
@@ -435,7 +440,11 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_files(const fs::path& vocab_jso
   // GPT-2's vocab.json carries its one special token as an ordinary entry.
   const auto eot = impl->vocab.find("<|endoftext|>");
   if (eot != impl->vocab.end()) {
-    impl->added.push_back({eot->first, eot->second, true});
+    detail::AddedToken token;
+    token.content = eot->first;
+    token.id = eot->second;
+    token.special = true;
+    impl->added.push_back(std::move(token));
   }
   impl->finish();
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(impl)));
@@ -443,59 +452,20 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_files(const fs::path& vocab_jso
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& path) {
   const json doc = detail::read_tokenizer_json(path);
-  const json& model = doc["model"];
-  if (model.contains("type") && model["type"] != "BPE") {
-    throw_file_error(path, "model.type is " + model["type"].dump() + ", expected \"BPE\"");
-  }
-  // Only GPT-2-style byte-level BPE is implemented; any other pre-tokenizer would silently give
-  // different ids, so refuse it.
-  if (doc.contains("pre_tokenizer") && !doc["pre_tokenizer"].is_null()) {
-    const json& pre = doc["pre_tokenizer"];
-    if (!pre.is_object() || pre.value("type", "") != "ByteLevel") {
-      throw_file_error(path,
-                       "pre_tokenizer is " +
-                           (pre.is_object() ? pre.value("type", std::string("?")) : pre.dump()) +
-                           ", expected ByteLevel (only GPT-2 byte-level BPE is supported)");
-    }
-  }
-
   auto impl = std::make_unique<Impl>();
-  if (!model.contains("vocab")) {
-    throw_file_error(path, "expected model.vocab (an object mapping token strings to ids)");
-  }
-  read_vocab_object(model["vocab"], path, "model.vocab", *impl);
-
-  if (!model.contains("merges") || !model["merges"].is_array()) {
-    throw_file_error(path, "expected model.merges (an array of \"a b\" strings or [a, b] pairs)");
-  }
-  int32_t rank = 0;
-  for (const auto& m : model["merges"]) {
-    const std::string where = "model.merges[" + std::to_string(rank) + "]";
-    std::string a;
-    std::string b;
-    if (m.is_string()) {
-      const std::string s = m.get<std::string>();
-      const size_t sp = s.find(' ');
-      if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() ||
-          s.find(' ', sp + 1) != std::string::npos) {
-        throw_file_error(path,
-                         where + ": expected two tokens separated by one space, got \"" + s + "\"");
-      }
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get<std::string>();
-      b = m[1].get<std::string>();
-    } else {
-      throw_file_error(path, where + ": expected \"a b\" or [\"a\", \"b\"], got " + m.dump());
-    }
-    impl->add_merge(a, b, rank++, path, where);
-  }
-
-  for (auto& t : detail::read_added_tokens(doc, path)) {
-    impl->added.push_back({std::move(t.content), t.id, t.special});
-  }
+  read_pre_tokenizer(doc, path, *impl);
+  check_decoder(doc, path);
+  impl->normalizer = detail::Normalizer::from_json(doc.value("normalizer", json()), path);
+  read_bpe_model(doc["model"], path, *impl);
+  impl->added = detail::read_added_tokens(doc, path);
   impl->finish();
+  impl->framing = detail::read_single_template(doc.value("post_processor", json()), path);
+  for (const int64_t id : impl->framing.ids()) {
+    if (id < 0 || id >= impl->size || !impl->id_known[static_cast<size_t>(id)]) {
+      throw_file_error(path, "post_processor adds token id " + std::to_string(id) +
+                                 ", which is neither in model.vocab nor an added token");
+    }
+  }
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(impl)));
 }
 
@@ -512,38 +482,32 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text,
     throw Error("text is not valid UTF-8 at byte " + std::to_string(bad));
   }
   // Non-special added tokens are always split out (as Hugging Face does); special ones only
-  // when asked, so text that merely mentions "<|endoftext|>" cannot inject one.
-  std::vector<const Impl::AddedToken*> active;
+  // when asked, so text that merely mentions "<|endoftext|>" cannot inject one. Tokens marked
+  // `normalized` are looked for in the normalized text, the others in the raw text.
+  std::vector<const detail::AddedToken*> raw;
+  std::vector<const detail::AddedToken*> normalized;
   for (const auto& a : impl_->added) {
-    if (!a.special || options.allow_special) {
-      active.push_back(&a);
-    }
+    if (!a.special || options.allow_special) (a.normalized ? normalized : raw).push_back(&a);
   }
   std::vector<int64_t> out;
-  out.reserve(text.size() / 3 + 1);
-  size_t pos = 0;
-  while (pos < text.size()) {
-    // Leftmost occurrence of any active token, the longest on ties.
-    size_t best = std::string_view::npos;
-    const Impl::AddedToken* tok = nullptr;
-    for (const auto* a : active) {
-      const size_t at = text.find(a->content, pos);
-      if (at == std::string_view::npos) {
-        continue;
-      }
-      if (at < best || (at == best && a->content.size() > tok->content.size())) {
-        best = at;
-        tok = a;
-      }
-    }
-    if (tok == nullptr) {
-      impl_->encode_ordinary(text.substr(pos), out);
-      break;
-    }
-    impl_->encode_ordinary(text.substr(pos, best - pos), out);
-    out.push_back(tok->id);
-    pos = best + tok->content.size();
-  }
+  out.reserve(text.size() / 3 + 2);
+  const auto& prefix = impl_->framing.prefix;
+  if (options.add_special_tokens) out.insert(out.end(), prefix.begin(), prefix.end());
+  auto push_token = [&](const detail::AddedToken& token) { out.push_back(token.id); };
+  auto encode_normalized = [&](std::string_view piece) { impl_->encode_ordinary(piece, out); };
+  detail::split_added_tokens(
+      text, raw,
+      [&](std::string_view between) {
+        if (impl_->normalizer.empty()) {
+          detail::split_added_tokens(between, normalized, encode_normalized, push_token);
+          return;
+        }
+        const std::string n = impl_->normalizer.apply(std::string(between));
+        detail::split_added_tokens(n, normalized, encode_normalized, push_token);
+      },
+      push_token);
+  const auto& suffix = impl_->framing.suffix;
+  if (options.add_special_tokens) out.insert(out.end(), suffix.begin(), suffix.end());
   return out;
 }
 
@@ -572,58 +536,9 @@ int64_t BpeTokenizer::special_token_id(const std::string& token) const {
   return -1;
 }
 
-// ---------------------------------------------------------------------------------------------
-
-namespace {
-
-// model.type of a tokenizer.json ("BPE", "WordPiece"...), or "" when it has none. Everything
-// below the second level is discarded while parsing, so a large vocabulary costs little here.
-std::string tokenizer_json_model_type(const fs::path& path) {
-  const std::string text = read_file(path);
-  json doc;
-  try {
-    doc = json::parse(text, [](int depth, json::parse_event_t event, json& parsed) {
-      return !(event == json::parse_event_t::key && depth >= 2 && parsed != "type");
-    });
-  } catch (const json::parse_error& e) {
-    throw_file_error(path, std::string("not valid JSON (expected a Hugging Face tokenizer.json "
-                                       "object): ") +
-                               e.what());
-  }
-  if (!doc.is_object() || !doc.contains("model") || !doc["model"].is_object() ||
-      !doc["model"].contains("type") || !doc["model"]["type"].is_string()) {
-    return "";
-  }
-  return doc["model"]["type"].get<std::string>();
-}
-
-}  // namespace
-
-bool Tokenizer::exists_in(const fs::path& dir) {
-  std::error_code ec;
-  return fs::is_regular_file(dir / "tokenizer.json", ec) ||
-         (fs::is_regular_file(dir / "vocab.json", ec) &&
-          fs::is_regular_file(dir / "merges.txt", ec)) ||
-         fs::is_regular_file(dir / "vocab.txt", ec);
-}
-
-std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& dir) {
-  std::error_code ec;
-  if (fs::is_regular_file(dir / "tokenizer.json", ec)) {
-    if (tokenizer_json_model_type(dir / "tokenizer.json") == "WordPiece") {
-      return WordPieceTokenizer::from_tokenizer_json(dir / "tokenizer.json");
-    }
-    return BpeTokenizer::from_tokenizer_json(dir / "tokenizer.json");
-  }
-  if (fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec)) {
-    return BpeTokenizer::from_files(dir / "vocab.json", dir / "merges.txt");
-  }
-  if (fs::is_regular_file(dir / "vocab.txt", ec)) {
-    return WordPieceTokenizer::from_folder(dir);
-  }
-  throw_file_error(dir,
-                   "no tokenizer found (expected tokenizer.json, vocab.json and merges.txt, or "
-                   "vocab.txt)");
+bool BpeTokenizer::is_special(int64_t id) const {
+  impl_->check_id(id);
+  return impl_->id_special[static_cast<size_t>(id)];
 }
 
 }  // namespace llmscope

@@ -2,13 +2,83 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
+
 #include "base/file_reading.hpp"
 #include "llmscope/error.hpp"
 
 namespace llmscope::detail {
 
-nlohmann::json read_tokenizer_json(const std::filesystem::path& path) {
-  nlohmann::json doc = parse_json(path, "a Hugging Face tokenizer.json object");
+namespace {
+
+using json = nlohmann::json;
+
+int64_t pair_id(const json& post, const char* key, const std::filesystem::path& path) {
+  const json pair = post.value(key, json());
+  if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() ||
+      !pair[1].is_number_integer()) {
+    throw_file_error(path, std::string("post_processor.") + key +
+                               ": expected [\"token\", id], got " + pair.dump());
+  }
+  return pair[1].get<int64_t>();
+}
+
+void add_template(const json& post, const std::filesystem::path& path, SingleTemplate& out) {
+  if (post.is_null()) return;
+  const std::string type = post.is_object() ? post.value("type", std::string("?")) : post.dump();
+  if (type == "Sequence") {
+    for (const json& inner : post.value("processors", json::array())) {
+      add_template(inner, path, out);
+    }
+  } else if (type == "ByteLevel") {
+    // Offsets only; the ids stay as they are.
+  } else if (type == "BertProcessing" || type == "RobertaProcessing") {
+    out.prefix.insert(out.prefix.begin(), pair_id(post, "cls", path));
+    out.suffix.push_back(pair_id(post, "sep", path));
+  } else if (type == "TemplateProcessing") {
+    const json single = post.value("single", json::array());
+    const json specials = post.value("special_tokens", json::object());
+    std::vector<int64_t> before;
+    std::vector<int64_t> after;
+    int sequences = 0;
+    for (const json& piece : single) {
+      if (piece.contains("Sequence")) {
+        ++sequences;
+        continue;
+      }
+      const std::string name =
+          piece.contains("SpecialToken") ? piece["SpecialToken"].value("id", std::string()) : "";
+      const auto it = specials.find(name);
+      if (name.empty() || it == specials.end() || !it->contains("ids") ||
+          !(*it)["ids"].is_array()) {
+        throw_file_error(path, "post_processor.single: " + piece.dump() +
+                                   " is neither a Sequence nor a SpecialToken listed in "
+                                   "special_tokens with its ids");
+      }
+      for (const json& id : (*it)["ids"]) {
+        if (!id.is_number_integer()) {
+          throw_file_error(
+              path, "post_processor.special_tokens[\"" + name + "\"].ids: expected integers");
+        }
+        (sequences == 0 ? before : after).push_back(id.get<int64_t>());
+      }
+    }
+    if (sequences != 1) {
+      throw_file_error(path, "post_processor.single: expected the sequence $A exactly once");
+    }
+    out.prefix.insert(out.prefix.begin(), before.begin(), before.end());
+    out.suffix.insert(out.suffix.end(), after.begin(), after.end());
+  } else {
+    throw_file_error(path, "post_processor " + type +
+                               " is not supported (expected TemplateProcessing, "
+                               "RobertaProcessing, BertProcessing, ByteLevel or a Sequence)");
+  }
+}
+
+}  // namespace
+
+json read_tokenizer_json(const std::filesystem::path& path) {
+  json doc = parse_json(path, "a Hugging Face tokenizer.json object");
   if (!doc.is_object()) throw_file_error(path, "expected a JSON object at the top level");
   const auto model = doc.find("model");
   if (model == doc.end() || !model->is_object()) {
@@ -17,24 +87,15 @@ nlohmann::json read_tokenizer_json(const std::filesystem::path& path) {
   return doc;
 }
 
-std::vector<AddedTokenEntry> read_added_tokens(const nlohmann::json& doc,
-                                               const std::filesystem::path& path) {
-  std::vector<AddedTokenEntry> out;
-  if (!doc.contains("added_tokens") || doc["added_tokens"].is_null()) return out;
-  const nlohmann::json& list = doc["added_tokens"];
-  if (!list.is_array()) throw_file_error(path, "expected added_tokens to be an array");
-  for (size_t i = 0; i < list.size(); ++i) {
-    const nlohmann::json& t = list[i];
-    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
-        t["id"].get<int64_t>() < 0 || !t.contains("content") || !t["content"].is_string()) {
-      throw_file_error(path, "added_tokens[" + std::to_string(i) +
-                                 "]: expected an object with an integer \"id\" and a string "
-                                 "\"content\"");
-    }
-    AddedTokenEntry entry{t["content"].get<std::string>(), t["id"].get<int64_t>(),
-                          t.value("special", false)};
-    if (!entry.content.empty()) out.push_back(std::move(entry));
-  }
+std::vector<int64_t> SingleTemplate::ids() const {
+  std::vector<int64_t> all = prefix;
+  all.insert(all.end(), suffix.begin(), suffix.end());
+  return all;
+}
+
+SingleTemplate read_single_template(const json& post, const std::filesystem::path& path) {
+  SingleTemplate out;
+  add_template(post, path, out);
   return out;
 }
 

@@ -1,12 +1,11 @@
-// Hugging Face tokenizer.json, read the same way by both tokenizers (internal header): the file
-// and its "model" object, and the "added_tokens" list.
+// Hugging Face tokenizer.json, read the same way by every tokenizer (internal): the file and its
+// "model" object, and what the "post_processor" adds around one sequence.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <filesystem>
-#include <string>
 #include <vector>
 
 namespace llmscope::detail {
@@ -15,16 +14,16 @@ namespace llmscope::detail {
 // llmscope::Error naming `path` otherwise.
 nlohmann::json read_tokenizer_json(const std::filesystem::path& path);
 
-struct AddedTokenEntry {
-  std::string content;
-  int64_t id = 0;
-  bool special = false;
+// The ids a post-processor puts before and after one sequence when special tokens are added.
+struct SingleTemplate {
+  std::vector<int64_t> prefix;
+  std::vector<int64_t> suffix;
+  std::vector<int64_t> ids() const;
 };
 
-// doc["added_tokens"] (absent or null: none): an array of objects with an integer "id" >= 0 and
-// a string "content". Empty contents are skipped: they could never match, and HF ignores them
-// too. Throws llmscope::Error naming `path` and the entry that is malformed.
-std::vector<AddedTokenEntry> read_added_tokens(const nlohmann::json& doc,
-                                               const std::filesystem::path& path);
+// From "post_processor" (null: nothing): TemplateProcessing's "single" ($A once, special tokens
+// around it), RobertaProcessing and BertProcessing (cls $A sep), ByteLevel (ids unchanged) and a
+// Sequence of these. Throws llmscope::Error naming `path` for anything else.
+SingleTemplate read_single_template(const nlohmann::json& post, const std::filesystem::path& path);
 
 }  // namespace llmscope::detail

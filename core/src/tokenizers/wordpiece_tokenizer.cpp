@@ -27,6 +27,7 @@
 
 #include "base/file_reading.hpp"
 #include "base/utf8.hpp"
+#include "tokenizers/added_tokens.hpp"
 #include "tokenizers/tokenizer_json.hpp"
 #include "tokenizers/unicode_tables.hpp"
 
@@ -295,15 +296,10 @@ using detail::read_file;
 // ---------------------------------------------------------------------------------------------
 
 struct WordPieceTokenizer::Impl {
-  struct AddedToken {
-    std::string content;
-    int64_t id;
-  };
-
   std::unordered_map<std::string, int64_t> vocab;  // token → id
   std::vector<std::string> id_token;               // id → token
   std::vector<bool> id_known;                      // false for holes in the id range
-  std::vector<AddedToken> added;                   // split out of the raw text before normalisation
+  std::vector<detail::AddedToken> added;           // split out of the raw text before normalisation
   std::string prefix = "##";                       // continuing_subword_prefix
   size_t max_chars_per_word = 100;
   size_t max_token_bytes = 0;  // no vocabulary entry is longer, so no longer piece is looked up
@@ -465,28 +461,11 @@ struct WordPieceTokenizer::Impl {
     check_utf8(text);
     std::vector<int64_t> out;
     out.reserve(text.size() / 4 + 2);
-    size_t pos = 0;
-    while (pos < text.size()) {
-      size_t best = std::string_view::npos;
-      const AddedToken* tok = nullptr;
-      for (const auto& a : added) {
-        const size_t at = text.find(a.content, pos);
-        if (at == std::string_view::npos) {
-          continue;
-        }
-        if (at < best || (at == best && a.content.size() > tok->content.size())) {
-          best = at;
-          tok = &a;
-        }
-      }
-      if (tok == nullptr) {
-        encode_plain(text.substr(pos), out);
-        break;
-      }
-      encode_plain(text.substr(pos, best - pos), out);
-      out.push_back(tok->id);
-      pos = best + tok->content.size();
-    }
+    std::vector<const detail::AddedToken*> tokens;
+    for (const auto& a : added) tokens.push_back(&a);
+    detail::split_added_tokens(
+        text, tokens, [&](std::string_view piece) { encode_plain(piece, out); },
+        [&](const detail::AddedToken& token) { out.push_back(token.id); });
     return out;
   }
 
@@ -532,7 +511,11 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_txt(
   for (const char* special : kBertSpecials) {
     const int64_t sid = impl->find(special);
     if (sid >= 0) {
-      impl->added.push_back({special, sid});
+      detail::AddedToken token;
+      token.content = special;
+      token.id = sid;
+      token.special = true;
+      impl->added.push_back(std::move(token));
     }
   }
   impl->unk = impl->find("[UNK]");
@@ -661,7 +644,7 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(cons
   // Added tokens are split out of the raw text; ids outside model.vocab extend it.
   for (auto& t : detail::read_added_tokens(doc, path)) {
     impl->vocab.emplace(t.content, t.id);
-    impl->added.push_back({std::move(t.content), t.id});
+    impl->added.push_back(std::move(t));
   }
   impl->finish();
   impl->pad = impl->find("[PAD]");
@@ -833,6 +816,14 @@ int64_t WordPieceTokenizer::special_token_id(const std::string& token) const {
     }
   }
   return -1;
+}
+
+bool WordPieceTokenizer::is_special(int64_t id) const {
+  impl_->check_id(id);
+  for (const auto& a : impl_->added) {
+    if (a.id == id) return a.special;
+  }
+  return false;
 }
 
 }  // namespace llmscope

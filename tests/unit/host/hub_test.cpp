@@ -334,6 +334,11 @@ TEST_F(HubTest, ChoosesTheFilesLlmscopeReads) {
   EXPECT_EQ(hub::files_to_pull(ref, {"config.json", "model.safetensors.index.json",
                                      "model-00001-of-00002.safetensors", "vocab.txt"}),
             (std::vector<std::string>{"config.json", "vocab.txt", "model.safetensors.index.json"}));
+  // Llama 2 and Mistral: SentencePiece's tokenizer.model beside its tokenizer.json conversion.
+  EXPECT_EQ(hub::files_to_pull(ref, {"config.json", "model.safetensors", "tokenizer.model",
+                                     "tokenizer.json", "tokenizer_config.json"}),
+            (std::vector<std::string>{"config.json", "tokenizer.json", "tokenizer_config.json",
+                                      "tokenizer.model", "model.safetensors"}));
   EXPECT_THAT(error_of([&] {
                 hub::files_to_pull(ref, {"config.json", "pytorch_model.bin"});
               }),

@@ -1,0 +1,145 @@
+// SentencePiece through the library: the Llama-2-style golden (byte fallback, split digits, the
+// dummy prefix, BOS from tokenizer_config.json), special tokens, token texts, the folder rules
+// (tokenizer.model beside a SentencePiece-converted tokenizer.json) and broken files.
+#include "llmscope/tokenizer.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "golden.hpp"
+
+namespace llmscope {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::error_of;
+using ::testing::HasSubstr;
+using testing::write_text_file;
+
+fs::path sp_dir() { return testing::golden_path("tokenizers/sentencepiece"); }
+
+class SentencePieceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { tok_ = Tokenizer::load(sp_dir()); }
+  static void TearDownTestSuite() { tok_.reset(); }
+  static std::unique_ptr<Tokenizer> tok_;
+};
+std::unique_ptr<Tokenizer> SentencePieceTest::tok_;
+
+TEST_F(SentencePieceTest, MatchesEveryGoldenCase) {
+  std::ifstream in(testing::golden_path("tokenizers/sentencepiece_golden.json"));
+  const json golden = json::parse(in);
+  const json& cases = golden.at("cases");
+  ASSERT_EQ(cases.size(), 501u);
+  int encode_mismatches = 0;
+  int decode_mismatches = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string text = cases[i].at("text");
+    const auto expected = cases[i].at("ids").get<std::vector<int64_t>>();
+    const auto got = tok_->encode(text);
+    if (got != expected && encode_mismatches++ == 0) {
+      ADD_FAILURE() << "first encode mismatch: case " << i << " " << json(text).dump()
+                    << "\n  expected " << json(expected).dump() << "\n  got      "
+                    << json(got).dump();
+    }
+    const std::string decoded = tok_->decode_skipping_special(expected);
+    if (decoded != cases[i].at("decoded").get<std::string>() && decode_mismatches++ == 0) {
+      ADD_FAILURE() << "first decode mismatch: case " << i << " " << json(text).dump()
+                    << "\n  expected " << cases[i]["decoded"].dump() << "\n  got      "
+                    << json(decoded).dump();
+    }
+  }
+  EXPECT_EQ(encode_mismatches, 0) << "of " << cases.size() << " cases";
+  EXPECT_EQ(decode_mismatches, 0) << "of " << cases.size() << " cases";
+}
+
+TEST_F(SentencePieceTest, SpecialTokensAndTokenTexts) {
+  EXPECT_EQ(tok_->kind(), "sentencepiece");
+  EXPECT_EQ(tok_->vocab_size(), 4000);
+  EXPECT_EQ(tok_->special_token_id("<s>"), 1);
+  EXPECT_EQ(tok_->special_token_id("</s>"), 2);
+  EXPECT_TRUE(tok_->is_special(1));
+  EXPECT_FALSE(tok_->is_special(436));
+  EncodeOptions bare;
+  bare.add_special_tokens = false;
+  const auto hello = tok_->encode("Hello world", bare);
+  EXPECT_EQ(hello, (std::vector<int64_t>{436, 307, 3927, 889}));
+  // "▁" shows as a space; the pieces spell the text with its dummy prefix.
+  std::string spelled;
+  for (const int64_t id : hello) spelled += tok_->token_text(id);
+  EXPECT_EQ(spelled, " Hello world");
+  // "<s>" in the text is text unless asked; asked, it is the BOS.
+  const auto as_text = tok_->encode("a<s>b", bare);
+  EXPECT_EQ(std::count(as_text.begin(), as_text.end(), 1), 0);
+  bare.allow_special = true;
+  const auto split = tok_->encode("a<s>b", bare);
+  EXPECT_EQ(std::count(split.begin(), split.end(), 1), 1);
+  EXPECT_EQ(tok_->decode({1, 436, 307, 3927}), "<s>Hello");
+  // A character outside the vocabulary goes through byte pieces; each shows as its byte.
+  const auto snow = tok_->encode("\xE2\x98\x83", EncodeOptions{false, false});
+  ASSERT_GE(snow.size(), 3u);
+  EXPECT_EQ(tok_->decode(snow), "\xE2\x98\x83");
+  EXPECT_EQ(tok_->token_text(snow.back()), "\xEF\xBF\xBD");
+  EXPECT_THAT(error_of([&] { tok_->decode({4000}); }), HasSubstr("out of range"));
+}
+
+TEST(SentencePieceFolderTest, ConfigSaysBosAndEos) {
+  const fs::path dir = testing::scratch_dir("eos");
+  fs::copy_file(sp_dir() / "tokenizer.model", dir / "tokenizer.model");
+  write_text_file(dir / "tokenizer_config.json",
+                  R"({"add_bos_token": false, "add_eos_token": true})");
+  EXPECT_EQ(Tokenizer::load(dir)->encode("Hello world"),
+            (std::vector<int64_t>{436, 307, 3927, 889, 2}));
+}
+
+TEST(SentencePieceFolderTest, ModelFileWinsOverASentencePieceConversion) {
+  // Llama 2 and Mistral ship both; their tokenizer.json has a Metaspace pre-tokenizer (or
+  // none) and byte fallback, which llmscope leaves to the SentencePiece library.
+  const fs::path dir = testing::scratch_dir("both");
+  fs::copy_file(sp_dir() / "tokenizer.model", dir / "tokenizer.model");
+  write_text_file(dir / "tokenizer.json",
+                  R"({"model": {"type": "BPE", "vocab": {}, "merges": [], "byte_fallback": true},
+                      "normalizer": {"type": "Sequence", "normalizers": [
+                        {"type": "Prepend", "prepend": "▁"},
+                        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+                      "pre_tokenizer": null})");
+  const auto tok = Tokenizer::load(dir);
+  EXPECT_EQ(tok->kind(), "sentencepiece");
+  fs::remove(dir / "tokenizer.model");
+  const std::string msg = error_of([&] { Tokenizer::load(dir); });
+  EXPECT_THAT(msg, HasSubstr("tokenizer.model"));
+  EXPECT_THAT(msg, HasSubstr("pre_tokenizer null"));
+}
+
+TEST(SentencePieceFolderTest, BrokenFilesNameThemselves) {
+  const fs::path dir = testing::scratch_dir("broken");
+  write_text_file(dir / "tokenizer.model", "not a protobuf at all");
+  std::string msg = error_of([&] { Tokenizer::load(dir); });
+  EXPECT_THAT(msg, HasSubstr((dir / "tokenizer.model").string()));
+  EXPECT_THAT(msg, HasSubstr("not a SentencePiece model"));
+
+  fs::copy_file(sp_dir() / "tokenizer.model", dir / "tokenizer.model",
+                fs::copy_options::overwrite_existing);
+  write_text_file(dir / "tokenizer_config.json", R"({"add_bos_token": "yes"})");
+  msg = error_of([&] { Tokenizer::load(dir); });
+  EXPECT_THAT(msg, HasSubstr("tokenizer_config.json"));
+  EXPECT_THAT(msg, HasSubstr("add_bos_token"));
+
+  write_text_file(dir / "tokenizer_config.json",
+                  R"({"added_tokens_decoder": {"1": {"content": "<bos>", "special": true}}})");
+  msg = error_of([&] { Tokenizer::load(dir); });
+  EXPECT_THAT(msg, HasSubstr("added_tokens_decoder[\"1\"]"));
+  EXPECT_THAT(msg, HasSubstr("\"<s>\""));
+
+  const fs::path empty = testing::scratch_dir("none");
+  msg = error_of([&] { Tokenizer::load(empty); });
+  EXPECT_THAT(msg, HasSubstr("tokenizer.json, tokenizer.model, vocab.json + merges.txt, or "
+                             "vocab.txt"));
+}
+
+}  // namespace
+}  // namespace llmscope
