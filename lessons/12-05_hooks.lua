@@ -18,7 +18,8 @@ local L = lesson.start {
   },
   summary = "Persistent hooks (`m:hook(name, fn)`) store the query activations of two layers in a table " ..
     "keyed like the course's (`attn_5_q`, `attn_output_5`), once through the Hugging Face module path " ..
-    "(GPT-2's fused `attn.c_attn`, sliced to its first d_model columns) and once through the portable " ..
+    "(GPT-2's fused `attn.c_attn` sliced to its first d_model columns; each architecture's own layout " ..
+    "elsewhere, lib/hf_paths) and once through the portable " ..
     "alias `blocks.L.attn.hook_q`. Every pass overwrites the table; removing a handle leaves its entry stale.",
 }
 local m = L.model
@@ -33,31 +34,22 @@ end
 if layer_a < 0 then error("lesson 12-05 needs a model with at least 2 layers", 0) end
 local layer_acc, layer_manual = pick(L.opts.layer_acc, 4), pick(L.opts.layer_manual, 3)
 
--- Hugging Face module paths of the query projection and the MLP output, per architecture; the
--- aliases (blocks.L.attn.hook_q, blocks.L.hook_mlp_out) name the same sites everywhere.
-local paths = ({
-  gpt2 = { q = "transformer.h.%s.attn.c_attn", q_in = "transformer.h.%s.attn.c_attn:input",
-           weight = "transformer.h.%s.attn.c_attn.weight", bias = "transformer.h.%s.attn.c_attn.bias",
-           conv1d = true, attn = "transformer.h.%s.attn", mlp_out = "transformer.h.%s.mlp.c_proj" },
-  gpt_neo = { q = "transformer.h.%s.attn.attention.q_proj", q_in = "transformer.h.%s.attn.attention:input",
-              weight = "transformer.h.%s.attn.attention.q_proj.weight",
-              attn = "transformer.h.%s.attn", mlp_out = "transformer.h.%s.mlp.c_proj" },
-  bert = { q = "bert.encoder.layer.%s.attention.self.query", q_in = "bert.encoder.layer.%s.attention.self:input",
-           weight = "bert.encoder.layer.%s.attention.self.query.weight",
-           bias = "bert.encoder.layer.%s.attention.self.query.bias",
-           attn = "bert.encoder.layer.%s.attention.output.dense", mlp_out = "bert.encoder.layer.%s.output.dense" },
-})[m.architecture]
-if not paths then error("lesson 12-05 knows the module paths of gpt2, gpt_neo and bert, not " .. m.architecture, 0) end
-local function path(kind, layer) return paths[kind]:format(layer) end
+-- Hugging Face module paths of the query projection and the attention output (lib/hf_paths).
+local hf = require("lib.hf_paths")
+local paths = hf.of(m, "12-05")
+local function path(kind, layer) return hf.path(paths, kind, layer) end
+local heads
+m:forward(L.opts.first, { hooks = { ["blocks.0.attn.hook_q"] = function(q) heads = q:size(2) end } })
+local function q_columns(out) return hf.q_of(paths, out, d, heads) end
 local function shape(t) return "[" .. table.concat(t:shape(), ", ") .. "]" end
 local function max_diff(a, b) return (a - b):abs():max():item() end
 
 -- 1. Calling a layer by hand ------------------------------------------------------------------
 -- The course calls model.h[3].attn.c_attn on random numbers. Here the projection is rebuilt from
 -- its weights; the same function applied to what the module received reproduces its output.
-local weight = m:parameter(path("weight", layer_manual))
-local bias = paths.bias and m:parameter(path("bias", layer_manual)) or nil
-local function projection(x)                       -- [pos, d_model] -> [pos, 3 d_model] (GPT-2) or [pos, d_model]
+local weight = m:parameter(path("q_weight", layer_manual))
+local bias = paths.q_bias and hf.optional_parameter(m, path("q_bias", layer_manual)) or nil
+local function projection(x)                       -- [pos, d_model] -> [pos, 3 d_model] (fused QKV) or [pos, d_model]
   local y = paths.conv1d and x:matmul(weight) or x:matmul(weight:t())
   if bias then y = y + bias end
   return y
@@ -71,9 +63,10 @@ m:forward(L.opts.first, { hooks = {
 } })
 local manual_diff = max_diff(projection(seen.input), seen.output)
 report.text(("## 1. A layer called by hand\n\nThe query projection of block %d (`%s`) applied to random " ..
-  "input `[20, %d]` gives `%s`; its first %d columns are Q. Applied to the input the module received on " ..
+  "input `[20, %d]` gives `%s`; %s. Applied to the input the module received on " ..
   "%q, it reproduces the module's output to %s (max |difference|).")
-  :format(layer_manual, path("q", layer_manual), d, shape(random_out), d, L.opts.first, lesson.fmt(manual_diff)))
+  :format(layer_manual, path("q", layer_manual), d, shape(random_out), paths.q_note, L.opts.first,
+    lesson.fmt(manual_diff)))
 
 -- 2. A hook factory storing Q and the attention output of two layers ---------------------------
 local activations = {}                           -- keys like the course: attn_5_q, attn_output_5
@@ -83,7 +76,7 @@ local function implant_hooks(layer)
   calls[q_key], calls[out_key] = 0, 0
   return {
     m:hook(path("q", layer), function(qkv)
-      activations[q_key] = qkv:slice(-1, 0, d):clone()    -- [batch, pos, d_model]: the Q columns
+      activations[q_key] = q_columns(qkv):clone()    -- [batch, pos, d_model]: the Q columns
       calls[q_key] = calls[q_key] + 1
     end),
     m:hook(path("attn", layer), function(out)
@@ -202,14 +195,14 @@ local sentences = {   -- the course's four sentences, the first one twice
 }
 local collected = {}
 do
-  local h <close> = m:hook(path("mlp_out", layer_acc), function(out) collected[#collected + 1] = out:clone() end)
+  local h <close> = m:hook(path("mlp_proj", layer_acc), function(out) collected[#collected + 1] = out:clone() end)
   for _, s in ipairs(sentences) do m:forward(s) end
 end
 local acc_rows = {}
 for i, t in ipairs(collected) do acc_rows[#acc_rows + 1] = { i - 1, sentences[i], shape(t) } end
 report.text(("## 4. An accumulating hook\n\nA hook on `%s` appends each pass's output to a list instead of " ..
   "overwriting one entry. Four sentences give four entries (0-based, as everything in llmscope); the " ..
-  "repeated sentence gives identical entries."):format(path("mlp_out", layer_acc)))
+  "repeated sentence gives identical entries."):format(path("mlp_proj", layer_acc)))
 report.table("Accumulated activations", { columns = { "entry", "sentence", "shape" }, rows = acc_rows })
 local repeat_diff = #collected >= 2 and max_diff(collected[1], collected[2]) or 0 / 0
 
@@ -233,7 +226,7 @@ L:finding("Accumulating hook over 4 sentences", "4 list elements of shape [1, T,
 L:finding("Hooks slow inference; remove them when not needed", "slower",
   ("%.2f ms per pass without hooks, %.2f ms with a cloning hook in every block"):format(plain_ms, hooked_ms))
 
-L:check("Q from the Hugging Face path (first d_model columns) = blocks.L.attn.hook_q", alias_diff == 0,
+L:check("Q from the Hugging Face path (its Q columns) = blocks.L.attn.hook_q", alias_diff == 0,
   "max |diff| " .. lesson.fmt(alias_diff))
 L:check("the projection called by hand = the module's output", manual_diff < 1e-4, "max |diff| " .. lesson.fmt(manual_diff))
 if m.is_causal then

@@ -18,21 +18,17 @@ local L = lesson.start {
 }
 local m = L.model
 if m.n_layer < 2 then error("lesson 12-06 needs at least 2 layers", 0) end
--- In GPT-2 and GPT-Neo hidden_states[n_layer] is after the final LayerNorm (lesson 12-07), so the
--- last block that can be rebuilt from hidden_states is n_layer - 2 (BERT has no final norm).
+-- In causal models hidden_states[n_layer] is after the final norm (lesson 12-07), so the last
+-- block that can be rebuilt from hidden_states is n_layer - 2 (BERT has no final norm).
 local last_block = m.is_causal and m.n_layer - 2 or m.n_layer - 1
 local layer = L.opts.layer >= 0 and L.opts.layer or L:layer(10, 12)
 local clamped = layer > last_block
 layer = math.min(layer, last_block)
 
--- The Hugging Face output projections (as the course hooks them) per architecture.
-local hf = ({
-  gpt2 = { attn = "transformer.h.%d.attn.c_proj", mlp = "transformer.h.%d.mlp.c_proj" },
-  gpt_neo = { attn = "transformer.h.%d.attn.attention.out_proj", mlp = "transformer.h.%d.mlp.c_proj" },
-  bert = { attn = "bert.encoder.layer.%d.attention.output.dense", mlp = "bert.encoder.layer.%d.output.dense" },
-})[m.architecture]
-if not hf then error("lesson 12-06 knows the module paths of gpt2, gpt_neo and bert, not " .. m.architecture, 0) end
-local attn_path, mlp_path = hf.attn:format(layer), hf.mlp:format(layer)
+-- The Hugging Face output projections (as the course hooks them), per architecture (lib/hf_paths).
+local hf = require("lib.hf_paths")
+local paths = hf.of(m, "12-06")
+local attn_path, mlp_path = hf.path(paths, "attn_proj", layer), hf.path(paths, "mlp_proj", layer)
 local pre = "blocks." .. layer .. "."
 
 local stored = {}

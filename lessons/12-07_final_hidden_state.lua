@@ -14,7 +14,7 @@ local L = lesson.start {
     "compared with its hidden state too.",
 }
 local m = L.model
-if not m.is_causal then error("lesson 12-07 needs a GPT-style model with a final LayerNorm (got " .. m.architecture .. ")", 0) end
+if not m.is_causal then error("lesson 12-07 needs a causal model with a final norm (got " .. m.architecture .. ")", 0) end
 local last = m.n_layer - 1
 local middle = math.max(0, last - 1)
 
@@ -32,11 +32,19 @@ local before = (block_out - final):abs():max():item()
 local after = (stored.ln_f[0][-1] - final):abs():max():item()
 local middle_diff = (stored.blocks[middle][0][-1] - out.hidden_states[middle + 1][0][-1]):abs():max():item()
 
--- The course's step 3: model.transformer.ln_f(block_out), here from ln_f's weights (GPT-2 and
--- GPT-Neo both use eps 1e-5).
+-- The course's step 3: model.transformer.ln_f(block_out), here from the final norm's weights and
+-- the epsilon of config.json: LayerNorm, or RMSNorm (Llama, Mistral, Qwen2: no mean, no bias).
 local d = m.d_model
-local ln_w, ln_b = m:parameter("transformer.ln_f.weight"), m:parameter("transformer.ln_f.bias")
-local by_hand = block_out:layer_norm({ d }, ln_w, ln_b, 1e-5)
+local hf = require("lib.hf_paths")
+local paths = hf.of(m, "12-07")
+local eps = hf.config_number(m, paths.eps_key, paths.eps_default)
+local ln_w = m:parameter(paths.final_norm .. ".weight")
+local by_hand
+if paths.final_norm_rms then
+  by_hand = block_out / math.sqrt((block_out * block_out):mean():item() + eps) * ln_w
+else
+  by_hand = block_out:layer_norm({ d }, ln_w, m:parameter(paths.final_norm .. ".bias"), eps)
+end
 local by_hand_diff = (by_hand - final):abs():max():item()
 
 report.text(("## Differences at the last token of %q"):format(L.opts.prompt))

@@ -74,14 +74,14 @@ local single = g.noun_tokens:eq(1):nonzero():flatten()
 if single:numel() > 0 then
   local i = single[0]:item()
   local _, cache = m:run_with_cache(g.nouns[i + 1], { names = g.site, stop_at_layer = g.layer + 1 })
-  local direct = cache[g.site][0][0]:float()
+  local direct = cache[g.site][0][g.noun_starts[i]:item()]:float()
   L:check("a one-token noun's row is its activation run alone", direct:allclose(noun_acts[i], 1e-4, 1e-5),
     ("'%s'"):format(g.nouns[i + 1]))
 end
 if multi > 0 then
   local i = g.noun_tokens:gt(1):nonzero():flatten()[0]:item()
   local _, cache = m:run_with_cache(g.nouns[i + 1], { names = g.site, stop_at_layer = g.layer + 1 })
-  local direct = cache[g.site][0]:float():mean(0)
+  local direct = cache[g.site][0]:narrow(0, g.noun_starts[i]:item(), g.noun_tokens[i]:item()):float():mean(0)
   L:check("a multi-token noun's row is the mean over its tokens", direct:allclose(noun_acts[i], 1e-4, 1e-5),
     ("'%s', %d tokens"):format(g.nouns[i + 1], g.noun_tokens[i]:item()))
 end

@@ -63,7 +63,7 @@ local idx = thin(without:numel())
 local one_without, one_with = sp.n_tokens[0]:eq(1):sum():item(), sp.n_tokens[1]:eq(1):sum():item()
 local same_ids = 0   -- words whose two spellings tokenise alike (WordPiece drops the space)
 for _, w in ipairs(words) do
-  if m:tokenize(w):equal(m:tokenize(" " .. w)) then same_ids = same_ids + 1 end
+  if lesson.word_ids(m, w):equal(lesson.word_ids(m, " " .. w)) then same_ids = same_ids + 1 end
 end
 report.text(("## 1. Words with and without a leading space\n\n%d nouns (%s), block %d (`%s`, %d units). " ..
   "Without a space %d of them are a single token, with a space %d; %d of them tokenise the same either way. " ..

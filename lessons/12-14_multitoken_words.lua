@@ -47,7 +47,7 @@ for i, t in ipairs(targets) do
   local names = {}
   for _, h in ipairs(hits[i]) do names[#names + 1] = ("%q@%d"):format(targets[h.target], h.pos) end
   local sentence_tokens = m:tokens(sentences[i])
-  rows[#rows + 1] = { i - 1, ("%q"):format(t), m:tokenize(t):numel(), table.concat(sentence_tokens, "|"),
+  rows[#rows + 1] = { i - 1, ("%q"):format(t), lesson.word_ids(m, t):numel(), table.concat(sentence_tokens, "|"),
     table.concat(names, " "), final[i], ("%q"):format(sentence_tokens[final[i] + 1]) }
 end
 local borrowed = 0
@@ -100,7 +100,7 @@ report.tensor("diff_norms", tensor.stack({ tensor.new(d_final), tensor.new(d_bef
 -- The course's loop keeps one `targetloc` per sentence and overwrites it with every later match.
 local repeated = L.opts.frame .. "time machine, and the time machine's inventor"
 local ids = m:tokenize(repeated)
-local target_ids = m:tokenize(" time machine"):tolist()
+local target_ids = lesson.word_ids(m, " time machine"):tolist()
 local course_loc
 local list = ids:tolist()
 for ti = #target_ids, #list do
@@ -123,7 +123,7 @@ for i = 1, #targets do
   -- Every target ends its sentence, so the final token is the sentence's last token, and the
   -- matched target's span decodes back to that target.
   local sentence_ids = m:tokenize(sentences[i])
-  local n_target = m:tokenize(targets[matched[i]]):numel()
+  local n_target = lesson.word_ids(m, targets[matched[i]]):numel()
   local span = m:decode(sentence_ids:narrow(0, final[i] - n_target + 1, n_target))
   if final[i] ~= sentence_ids:numel() - 1 or span ~= targets[matched[i]] then ok_final = false end
   detail[#detail + 1] = final[i] .. "/" .. (sentence_ids:numel() - 1)

@@ -87,7 +87,7 @@ local ok = true
 for i, s in ipairs(c.sentences) do
   local ids = m:tokenize(s)
   local t = category.targets[c.target[i - 1]:item() + 1]
-  local n_t = m:tokenize(t):numel()
+  local n_t = lesson.word_ids(m, t):numel()
   if m:decode(ids:narrow(0, check_pos[i] - n_t + 1, n_t)) ~= t then ok = false end
 end
 L:check("every final-token index ends its sentence's target", ok, #c.sentences .. " sentences")

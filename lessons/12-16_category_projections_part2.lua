@@ -146,7 +146,7 @@ L:check("every marked token ends its target", (function()
   for k = 0, rows2:numel() - 1 do
     local t = category.targets[target2[k]:item() + 1]
     local ids = m:tokenize(mixed[rows2[k]:item() + 1])
-    local n_t = m:tokenize(t):numel()
+    local n_t = lesson.word_ids(m, t):numel()
     if m:decode(ids:narrow(0, positions2[k]:item() - n_t + 1, n_t)) ~= t then return false end
   end
   return true

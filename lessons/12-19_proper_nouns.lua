@@ -39,7 +39,8 @@ report.set({ seed = o.seed })
 local brown = corpus.brown()
 local _, validation = brown:split()
 local text, owner, tags = proper.tagged_text(brown, validation, 2 * o.seq_len * 8)
-local ids = m:tokenize(text)
+-- Without framing tokens (a BOS would spell nothing): the windows are cut from one token stream.
+local ids = m:tokenize(text, { add_special_tokens = false })
 if ids:numel() < 2 * o.seq_len then
   error(("lesson 12-19: the held-out text has %d tokens; two batches of %d need more (try a smaller --seq-len)")
     :format(ids:numel(), o.seq_len), 0)

@@ -107,6 +107,9 @@ L:finding("legend of the Q/K/V plot", "swapped: the curve labelled K is V, the o
   "each curve labelled by its own matrix (the plugin's test compares each with hook_q/k/v)")
 L:check("results come in the order Q, K, V", r.parts[1] == "q" and r.parts[2] == "k" and r.parts[3] == "v",
   table.concat(r.parts, ", "))
-L:check("Bonferroni over all 3 x d_model units of a layer", r.tested_units == 3 * r.units and
-  r.q.significant:equal(r.q.p:lt(0.05 / r.tested_units)), ("p < 0.05/%d"):format(r.tested_units))
+-- Under grouped-query attention K and V have fewer units than Q (num_key_value_heads heads).
+local qkv_units = r.q.p:size(1) + r.k.p:size(1) + r.v.p:size(1)
+L:check("Bonferroni over all Q, K and V units of a layer (3 x d_model without grouped-query attention)",
+  r.tested_units == qkv_units and r.q.significant:equal(r.q.p:lt(0.05 / r.tested_units)),
+  ("p < 0.05/%d"):format(r.tested_units))
 L:finish()

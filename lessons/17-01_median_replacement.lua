@@ -39,7 +39,7 @@ local ids = m:tokenize(L.opts.prompt)
 local target = tonumber(L.opts.target) or L.opts.target
 local target_note = ""
 if type(target) == "string" then
-  local pieces = m:tokenize(target)
+  local pieces = lesson.word_ids(m, target)
   if pieces:numel() > 1 then
     target_note = (" (%q is %d tokens for this tokenizer; as the course, the first one is the target)"):format(target, pieces:numel())
   end

@@ -131,7 +131,10 @@ at::Tensor ids_from_tensor(const at::Tensor& t, int arg) {
   return t.dim() == 1 ? t.unsqueeze(0) : t;
 }
 
-at::Tensor encode(lua_State* L, Model& model, const std::string& text, bool special) {
+// `framed`: with the tokens the model's template adds (Llama 3's <|begin_of_text|>, BERT's
+// [CLS] ... [SEP]); a target to look for or a piece of text to splice is encoded without them.
+at::Tensor encode(lua_State* L, Model& model, const std::string& text, bool special,
+                  bool framed = true) {
   const Tokenizer* tokenizer = model.tokenizer();
   if (!tokenizer) {
     throw Error(
@@ -140,7 +143,7 @@ at::Tensor encode(lua_State* L, Model& model, const std::string& text, bool spec
         model.source().string() + "); pass token ids instead");
   }
   (void)L;
-  return at::tensor(tokenizer->encode(text, EncodeOptions{special}), at::kLong);
+  return at::tensor(tokenizer->encode(text, EncodeOptions{special, framed}), at::kLong);
 }
 
 // Model input from a string, a list of strings (padded on `pad_left` or the right, with a mask),
@@ -490,12 +493,13 @@ int model_fill_mask(lua_State* L) {
   return 1;
 }
 
-// m:tokenize(text, {special = bool}) -> 1-D int64 tensor
+// m:tokenize(text, {special = bool, add_special_tokens = bool}) -> 1-D int64 tensor
 int model_tokenize(lua_State* L) {
   Model& model = check_model(L, 1);
   std::string text = check_string(L, 2);
-  check_option_keys(L, 3, {"special"});
-  push_tensor(L, encode(L, model, text, opt_boolean(L, 3, "special").value_or(false)));
+  check_option_keys(L, 3, {"special", "add_special_tokens"});
+  push_tensor(L, encode(L, model, text, opt_boolean(L, 3, "special").value_or(false),
+                        opt_boolean(L, 3, "add_special_tokens").value_or(true)));
   return 1;
 }
 
@@ -547,7 +551,7 @@ int model_find_tokens(lua_State* L) {
   if (!input.input_ids.defined()) throw ArgError(2, "find_tokens needs token ids, not embeddings");
   std::vector<int64_t> target;
   if (lua_type(L, 3) == LUA_TSTRING) {
-    at::Tensor ids = encode(L, model, lua_tostring(L, 3), false);
+    at::Tensor ids = encode(L, model, lua_tostring(L, 3), false, /*framed=*/false);
     target.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
   } else if (test_tensor(L, 3) != nullptr || lua_type(L, 3) == LUA_TTABLE) {
     target = ids_argument(L, 3);
@@ -692,6 +696,25 @@ int model_load(lua_State* L) {
   return 1;
 }
 
+// model.random(config_json, {seed = n, dtype = ..., device = ..., tokenizer = dir}) -> model with
+// random weights at that config's shape; `tokenizer` attaches the tokenizer files of a folder.
+int model_random(lua_State* L) {
+  HostContext& host = host_context(L);
+  const std::string config = check_string(L, 1);
+  check_option_keys(L, 2, {"seed", "dtype", "device", "tokenizer"});
+  LoadOptions options = host.options.load;
+  if (auto dtype = opt_string(L, 2, "dtype")) options.dtype = parse_dtype(*dtype);
+  if (auto device = opt_string(L, 2, "device")) options.device = parse_device(*device);
+  const auto seed = opt_integer(L, 2, "seed").value_or(0);
+  if (seed < 0) throw ArgError(2, "seed must be >= 0");
+  std::shared_ptr<Model> model = random_model(config, static_cast<uint64_t>(seed), options);
+  if (auto tokenizer = opt_string(L, 2, "tokenizer")) {
+    model->set_tokenizer(Tokenizer::load(*tokenizer));
+  }
+  push_userdata<ModelBox>(L, kModelType, ModelBox{std::move(model)});
+  return 1;
+}
+
 // ---- hook handles ----
 
 int handle_remove(lua_State* L) {
@@ -748,6 +771,8 @@ void open_model(lua_State* L) {
   lua_newtable(L);
   lua_pushcfunction(L, entry<model_load>);
   lua_setfield(L, -2, "load");
+  lua_pushcfunction(L, entry<model_random>);
+  lua_setfield(L, -2, "random");
   lua_setglobal(L, "model");
 }
 

@@ -1,5 +1,6 @@
 -- Lessons 12-08 and 12-09: the noun and verb lists derived from the Brown corpus' own
 -- part-of-speech tags, and each word's MLP pre-activations run alone (mean over its tokens).
+local lesson = require("lib.lesson")
 local grammar = {}
 
 -- Every lower-cased word under a tag pattern, most frequent first, with its counts and a
@@ -41,16 +42,21 @@ function grammar.word_lists(n)
 end
 
 -- Each word run alone (no leading space; a right-padded batch with its attention mask), the
--- site's activations averaged over the word's own tokens: [words, units] float32, and the
--- number of tokens of each word.
+-- site's activations averaged over the word's own tokens (after a BOS where the model adds
+-- one): [words, units] float32, the number of tokens of each word, and where they start.
 function grammar.word_means(m, words, site, layer)
-  local counts = {}
-  for i, w in ipairs(words) do counts[i] = m:tokenize(w):numel() end
-  local n_tokens = tensor.new(counts)                                          -- [words] int64
+  local counts, starts = {}, {}
+  for i, w in ipairs(words) do
+    local own = lesson.word_ids(m, w)
+    counts[i] = own:numel()
+    starts[i] = m:find_tokens(w, own)[0]:item() - counts[i] + 1
+  end
+  local n_tokens, first = tensor.new(counts), tensor.new(starts)               -- [words] int64
   local _, cache = m:run_with_cache(words, { names = site, stop_at_layer = layer + 1 })
   local acts = cache[site]:float()                                             -- [words, pos, units]
-  local mask = tensor.arange(acts:size(1)):unsqueeze(0):lt(n_tokens:unsqueeze(1)):float()  -- [words, pos]
-  return (acts * mask:unsqueeze(2)):sum(1) / n_tokens:float():unsqueeze(1), n_tokens
+  local pos = tensor.arange(acts:size(1)):unsqueeze(0)
+  local mask = pos:ge(first:unsqueeze(1)):float() * pos:lt((first + n_tokens):unsqueeze(1)):float()
+  return (acts * mask:unsqueeze(2)):sum(1) / n_tokens:float():unsqueeze(1), n_tokens, first
 end
 
 -- The lists and activations both lessons use: { nouns, verbs, rows, layer, site, acts } with
@@ -61,10 +67,10 @@ function grammar.setup(L)
   local site = "blocks." .. layer .. ".mlp.hook_pre"
   local nouns, verbs, rows = grammar.word_lists(o.n_words)
   local verb_acts = grammar.word_means(m, verbs, site, layer)
-  local noun_acts, noun_tokens = grammar.word_means(m, nouns, site, layer)
+  local noun_acts, noun_tokens, noun_starts = grammar.word_means(m, nouns, site, layer)
   return {
     nouns = nouns, verbs = verbs, rows = rows, layer = layer, site = site,
-    acts = tensor.stack({ verb_acts, noun_acts }), noun_tokens = noun_tokens,
+    acts = tensor.stack({ verb_acts, noun_acts }), noun_tokens = noun_tokens, noun_starts = noun_starts,
   }
 end
 

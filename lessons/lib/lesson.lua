@@ -166,7 +166,7 @@ function Lesson:tokens(opts)
   opts = opts or {}
   local text, source = self:text(opts)
   if opts.max_chars and #text > opts.max_chars then text = text:sub(1, opts.max_chars) end
-  local ids = self.model:tokenize(text)
+  local ids = self.model:tokenize(text, { add_special_tokens = false })  -- one stream, no BOS
   if opts.max_tokens and ids:numel() > opts.max_tokens then ids = ids:narrow(0, 0, opts.max_tokens) end
   return ids, source
 end
@@ -211,6 +211,12 @@ function Lesson:finish()
 end
 
 -- Formats a number for tables and findings.
+-- A word's or target's own ids, without the framing tokens (a BOS) a whole input gets: what
+-- find_tokens looks for and how many tokens the word itself takes.
+function lesson.word_ids(m, text)
+  return m:tokenize(text, { add_special_tokens = false })
+end
+
 function lesson.fmt(x, digits)
   if x == nil then return "n/a" end
   if type(x) ~= "number" then return tostring(x) end
