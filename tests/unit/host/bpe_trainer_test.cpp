@@ -23,15 +23,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using Merge = std::pair<std::string, std::string>;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 std::string read(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

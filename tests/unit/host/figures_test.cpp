@@ -75,15 +75,7 @@ std::vector<std::string> files_in(const fs::path& dir) {
   return names;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using llmscope::testing::error_of;
 
 Options titled(const std::string& title) {
   Options o;

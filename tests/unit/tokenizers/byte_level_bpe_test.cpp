@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "golden.hpp"
+#include "tokenizer_golden.hpp"
 
 namespace llmscope {
 namespace {
@@ -23,11 +24,6 @@ using testing::write_text_file;
 
 fs::path llama3_dir() { return testing::golden_path("tokenizers/llama3-style"); }
 
-json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  return json::parse(in);
-}
-
 class Llama3StyleTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { tok_ = Tokenizer::load(llama3_dir()); }
@@ -39,31 +35,9 @@ std::unique_ptr<Tokenizer> Llama3StyleTest::tok_;
 // ids = encode(text, add_special_tokens=True) with special-token strings split out, as HF's
 // tokenizers do; decoded = decode(ids, skip_special_tokens=True).
 TEST_F(Llama3StyleTest, MatchesEveryGoldenCase) {
-  const json golden = read_json(testing::golden_path("tokenizers/llama3_bpe_golden.json"));
-  const json& cases = golden.at("cases");
-  ASSERT_EQ(cases.size(), 1720u);
   EncodeOptions hf;
   hf.allow_special = true;
-  int encode_mismatches = 0;
-  int decode_mismatches = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const std::string text = cases[i].at("text");
-    const auto expected = cases[i].at("ids").get<std::vector<int64_t>>();
-    const auto got = tok_->encode(text, hf);
-    if (got != expected && encode_mismatches++ == 0) {
-      ADD_FAILURE() << "first encode mismatch: case " << i << " " << json(text).dump()
-                    << "\n  expected " << json(expected).dump() << "\n  got      "
-                    << json(got).dump();
-    }
-    const std::string decoded = tok_->decode_skipping_special(expected);
-    if (decoded != cases[i].at("decoded").get<std::string>() && decode_mismatches++ == 0) {
-      ADD_FAILURE() << "first decode mismatch: case " << i << " " << json(text).dump()
-                    << "\n  expected " << cases[i]["decoded"].dump() << "\n  got      "
-                    << json(decoded).dump();
-    }
-  }
-  EXPECT_EQ(encode_mismatches, 0) << "of " << cases.size() << " cases";
-  EXPECT_EQ(decode_mismatches, 0) << "of " << cases.size() << " cases";
+  testing::expect_golden_cases(*tok_, "tokenizers/llama3_bpe_golden.json", 1720, hf, true);
 }
 
 TEST_F(Llama3StyleTest, BosComesFromThePostProcessorOnlyWhenFraming) {

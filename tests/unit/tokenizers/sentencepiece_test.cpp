@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "golden.hpp"
+#include "tokenizer_golden.hpp"
 
 namespace llmscope {
 namespace {
@@ -31,30 +32,7 @@ class SentencePieceTest : public ::testing::Test {
 std::unique_ptr<Tokenizer> SentencePieceTest::tok_;
 
 TEST_F(SentencePieceTest, MatchesEveryGoldenCase) {
-  std::ifstream in(testing::golden_path("tokenizers/sentencepiece_golden.json"));
-  const json golden = json::parse(in);
-  const json& cases = golden.at("cases");
-  ASSERT_EQ(cases.size(), 501u);
-  int encode_mismatches = 0;
-  int decode_mismatches = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const std::string text = cases[i].at("text");
-    const auto expected = cases[i].at("ids").get<std::vector<int64_t>>();
-    const auto got = tok_->encode(text);
-    if (got != expected && encode_mismatches++ == 0) {
-      ADD_FAILURE() << "first encode mismatch: case " << i << " " << json(text).dump()
-                    << "\n  expected " << json(expected).dump() << "\n  got      "
-                    << json(got).dump();
-    }
-    const std::string decoded = tok_->decode_skipping_special(expected);
-    if (decoded != cases[i].at("decoded").get<std::string>() && decode_mismatches++ == 0) {
-      ADD_FAILURE() << "first decode mismatch: case " << i << " " << json(text).dump()
-                    << "\n  expected " << cases[i]["decoded"].dump() << "\n  got      "
-                    << json(decoded).dump();
-    }
-  }
-  EXPECT_EQ(encode_mismatches, 0) << "of " << cases.size() << " cases";
-  EXPECT_EQ(decode_mismatches, 0) << "of " << cases.size() << " cases";
+  testing::expect_golden_cases(*tok_, "tokenizers/sentencepiece_golden.json", 501, {}, true);
 }
 
 TEST_F(SentencePieceTest, SpecialTokensAndTokenTexts) {

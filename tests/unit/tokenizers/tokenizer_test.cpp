@@ -11,6 +11,7 @@
 
 #include "golden.hpp"
 #include "llmscope/error.hpp"
+#include "tokenizer_golden.hpp"
 
 namespace llmscope {
 namespace {
@@ -19,21 +20,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
-// The message of the llmscope::Error that `fn` throws ("" if it throws none).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
+using testing::write_text_file;
 
 fs::path gpt2_dir() { return testing::golden_path("tokenizers/gpt2"); }
 
@@ -92,7 +81,7 @@ json tiny_tokenizer_json() {
 
 std::unique_ptr<BpeTokenizer> tiny_tokenizer() {
   const fs::path dir = testing::scratch_dir("tiny");
-  write_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
+  write_text_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
   return BpeTokenizer::from_tokenizer_json(dir / "tokenizer.json");
 }
 
@@ -107,42 +96,7 @@ class Gpt2BpeTokenizerTest : public ::testing::Test {
 std::unique_ptr<BpeTokenizer> Gpt2BpeTokenizerTest::tok_;
 
 TEST_F(Gpt2BpeTokenizerTest, MatchesEveryGoldenCase) {
-  std::ifstream in(testing::golden_path("tokenizers/gpt2_bpe_golden.json"));
-  ASSERT_TRUE(in) << "missing gpt2_bpe_golden.json";
-  const json golden = json::parse(in);
-  const json& cases = golden.at("cases");
-  ASSERT_EQ(cases.size(), 1538u);
-
-  std::vector<std::string> texts;
-  std::vector<std::vector<int64_t>> expected_ids;
-  for (const auto& c : cases) {
-    texts.push_back(c.at("text").get<std::string>());
-    expected_ids.push_back(c.at("ids").get<std::vector<int64_t>>());
-  }
-
-  std::vector<std::vector<int64_t>> got(texts.size());
-  for (size_t i = 0; i < texts.size(); ++i) got[i] = tok_->encode(texts[i]);
-
-  int encode_mismatches = 0, decode_mismatches = 0;
-  for (size_t i = 0; i < cases.size(); ++i) {
-    if (got[i] != expected_ids[i]) {
-      if (encode_mismatches++ == 0) {
-        ADD_FAILURE() << "first encode mismatch: case " << i << " text " << cases[i]["text"].dump()
-                      << "\n  expected " << json(expected_ids[i]).dump() << "\n  got      "
-                      << json(got[i]).dump();
-      }
-    }
-    const std::string decoded = tok_->decode(expected_ids[i]);
-    if (decoded != cases[i].at("decoded").get<std::string>()) {
-      if (decode_mismatches++ == 0) {
-        ADD_FAILURE() << "first decode mismatch: case " << i << " text " << cases[i]["text"].dump()
-                      << "\n  expected " << cases[i]["decoded"].dump() << "\n  got      "
-                      << json(decoded).dump();
-      }
-    }
-  }
-  EXPECT_EQ(encode_mismatches, 0) << "of " << cases.size() << " cases";
-  EXPECT_EQ(decode_mismatches, 0) << "of " << cases.size() << " cases";
+  testing::expect_golden_cases(*tok_, "tokenizers/gpt2_bpe_golden.json", 1538, {}, false);
 }
 
 TEST_F(Gpt2BpeTokenizerTest, BasicsAndTokenText) {
@@ -232,7 +186,7 @@ TEST(TokenizerLoadTest, LoadFindsVocabAndMerges) {
 
 TEST(TokenizerLoadTest, LoadPrefersTokenizerJson) {
   const fs::path dir = testing::scratch_dir("both");
-  write_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
+  write_text_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
   fs::copy_file(gpt2_dir() / "vocab.json", dir / "vocab.json");
   fs::copy_file(gpt2_dir() / "merges.txt", dir / "merges.txt");
   EXPECT_EQ(Tokenizer::load(dir)->vocab_size(), 262);
@@ -245,7 +199,7 @@ TEST(TokenizerLoadTest, EmptyFolderIsAnErrorNamingIt) {
   EXPECT_THAT(msg, HasSubstr(dir.string()));
   EXPECT_THAT(msg, HasSubstr("tokenizer.json"));
   // vocab.json alone is not enough.
-  write_file(dir / "vocab.json", "{}");
+  write_text_file(dir / "vocab.json", "{}");
   EXPECT_FALSE(Tokenizer::exists_in(dir));
 }
 
@@ -285,13 +239,13 @@ TEST(TokenizerJsonTest, MissingModelVocabIsAnError) {
   const fs::path dir = testing::scratch_dir("novocab");
   json doc = tiny_tokenizer_json();
   doc["model"].erase("vocab");
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   const std::string msg = error_of([&] { Tokenizer::load(dir); });
   EXPECT_THAT(msg, HasSubstr("tokenizer.json"));
   EXPECT_THAT(msg, HasSubstr("model.vocab"));
 
   doc.erase("model");
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("\"model\""));
 }
 
@@ -299,20 +253,20 @@ TEST(TokenizerJsonTest, BadMergeAndUnsupportedModelAreErrors) {
   const fs::path dir = testing::scratch_dir("badmerge");
   json doc = tiny_tokenizer_json();
   doc["model"]["merges"].push_back("h e l");
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("model.merges[5]"));
 
   doc = tiny_tokenizer_json();
   doc["model"]["merges"].push_back("zz q");
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("not in the vocabulary"));
 
   doc = tiny_tokenizer_json();
   doc["pre_tokenizer"] = {{"type", "Metaspace"}};
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("is not byte-level"));
 
-  write_file(dir / "tokenizer.json", "{not json");
+  write_text_file(dir / "tokenizer.json", "{not json");
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("not valid JSON"));
 }
 
@@ -326,18 +280,18 @@ class BpeFilesTest : public ::testing::Test {
 };
 
 TEST_F(BpeFilesTest, VocabNotJsonNamesTheFile) {
-  write_file(dir_ / "vocab.json", "{\"a\": 0,");
-  write_file(dir_ / "merges.txt", "#version: 0.2\n");
+  write_text_file(dir_ / "vocab.json", "{\"a\": 0,");
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\n");
   const std::string msg = load_error();
   EXPECT_THAT(msg, HasSubstr("vocab.json"));
   EXPECT_THAT(msg, HasSubstr("not valid JSON"));
 }
 
 TEST_F(BpeFilesTest, VocabNotAnObjectOfIds) {
-  write_file(dir_ / "merges.txt", "#version: 0.2\n");
-  write_file(dir_ / "vocab.json", "[1, 2, 3]");
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\n");
+  write_text_file(dir_ / "vocab.json", "[1, 2, 3]");
   EXPECT_THAT(load_error(), HasSubstr("JSON object mapping token strings to integer ids"));
-  write_file(dir_ / "vocab.json", R"({"a": 0, "b": "one"})");
+  write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": "one"})");
   const std::string msg = load_error();
   EXPECT_THAT(msg, HasSubstr("vocab.json"));
   EXPECT_THAT(msg, HasSubstr("\"b\""));
@@ -345,20 +299,20 @@ TEST_F(BpeFilesTest, VocabNotAnObjectOfIds) {
 }
 
 TEST_F(BpeFilesTest, BadMergesLineReportsFileAndLine) {
-  write_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
-  write_file(dir_ / "merges.txt", "#version: 0.2\na b\nab\n");
+  write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\na b\nab\n");
   const std::string msg = load_error();
   EXPECT_THAT(msg, HasSubstr("merges.txt"));
   EXPECT_THAT(msg, HasSubstr("line 3"));
   EXPECT_THAT(msg, HasSubstr("two tokens"));
 
-  write_file(dir_ / "merges.txt", "a b c\n");
+  write_text_file(dir_ / "merges.txt", "a b c\n");
   EXPECT_THAT(load_error(), HasSubstr("line 1"));
 }
 
 TEST_F(BpeFilesTest, MergeOfUnknownTokenReportsLine) {
-  write_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
-  write_file(dir_ / "merges.txt", "#version: 0.2\na b\nab c\n");
+  write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\na b\nab c\n");
   const std::string msg = load_error();
   EXPECT_THAT(msg, HasSubstr("merges.txt"));
   EXPECT_THAT(msg, HasSubstr("line 3"));
@@ -367,12 +321,12 @@ TEST_F(BpeFilesTest, MergeOfUnknownTokenReportsLine) {
 }
 
 TEST_F(BpeFilesTest, MissingFilesAreNamed) {
-  write_file(dir_ / "merges.txt", "#version: 0.2\n");
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\n");
   std::string msg = load_error();
   EXPECT_THAT(msg, HasSubstr((dir_ / "vocab.json").string()));
   EXPECT_THAT(msg, HasSubstr("not found"));
 
-  write_file(dir_ / "vocab.json", R"({"a": 0})");
+  write_text_file(dir_ / "vocab.json", R"({"a": 0})");
   fs::remove(dir_ / "merges.txt");
   msg = load_error();
   EXPECT_THAT(msg, HasSubstr((dir_ / "merges.txt").string()));
@@ -384,8 +338,8 @@ TEST_F(BpeFilesTest, MissingFilesAreNamed) {
 
 TEST_F(BpeFilesTest, CrlfMergesAndMissingByteTokens) {
   // Windows line endings are tolerated; a byte with no token is a clear error, not a crash.
-  write_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
-  write_file(dir_ / "merges.txt", "#version: 0.2\r\na b\r\n");
+  write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\r\na b\r\n");
   const auto tok = BpeTokenizer::from_files(dir_ / "vocab.json", dir_ / "merges.txt");
   EXPECT_EQ(tok->encode("abba"), (std::vector<int64_t>{2, 1, 0}));
   EXPECT_THAT(error_of([&] { tok->encode("abc"); }), HasSubstr("no token"));

@@ -20,21 +20,9 @@ using json = nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// The message of the llmscope::Error that `fn` throws ("" if it throws none).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
+using testing::write_text_file;
 
 fs::path wordpiece_dir() { return testing::golden_path("tokenizers/wordpiece"); }
 
@@ -211,7 +199,7 @@ constexpr const char* kTinyVocab[] = {
 fs::path write_tiny_vocab(const fs::path& dir) {
   std::string text;
   for (const char* t : kTinyVocab) text += std::string(t) + "\n";
-  write_file(dir / "vocab.txt", text);
+  write_text_file(dir / "vocab.txt", text);
   return dir / "vocab.txt";
 }
 
@@ -282,7 +270,7 @@ TEST(WordPieceNormalizationTest, LongWordsBecomeOneUnknown) {
 
 TEST(WordPieceNormalizationTest, CasedOptionsKeepCaseAndAccents) {
   const fs::path dir = testing::scratch_dir("cased");
-  write_file(dir / "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nCafé\ncafe\nAb\n");
+  write_text_file(dir / "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nCafé\ncafe\nAb\n");
   WordPieceOptions cased;
   cased.lowercase = false;
   const auto tok = WordPieceTokenizer::from_vocab_txt(dir / "vocab.txt", cased);
@@ -290,13 +278,13 @@ TEST(WordPieceNormalizationTest, CasedOptionsKeepCaseAndAccents) {
   EXPECT_EQ(tiny_tokens(*tok, "cafe café"), (std::vector<std::string>{"cafe", "[UNK]"}));
 
   // The same through the folder: tokenizer_config.json's do_lower_case, as transformers reads.
-  write_file(dir / "tokenizer_config.json", R"({"do_lower_case": false})");
+  write_text_file(dir / "tokenizer_config.json", R"({"do_lower_case": false})");
   EXPECT_EQ(tiny_tokens(*Tokenizer::load(dir), "Café Ab"),
             (std::vector<std::string>{"Café", "Ab"}));
-  write_file(dir / "tokenizer_config.json", R"({"do_lower_case": true})");
+  write_text_file(dir / "tokenizer_config.json", R"({"do_lower_case": true})");
   EXPECT_EQ(tiny_tokens(*Tokenizer::load(dir), "Café AB"),
             (std::vector<std::string>{"cafe", "[UNK]"}));
-  write_file(dir / "tokenizer_config.json", R"({"do_lower_case": "yes"})");
+  write_text_file(dir / "tokenizer_config.json", R"({"do_lower_case": "yes"})");
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("\"do_lower_case\""));
 }
 
@@ -373,8 +361,8 @@ TEST(WordPieceLoadTest, TokenizerJsonMatchesGoldenWithEitherPostProcessor) {
   for (const bool tp : {false, true}) {
     SCOPED_TRACE(tp ? "TemplateProcessing" : "BertProcessing");
     const fs::path dir = testing::scratch_dir(tp ? "json_tp" : "json_bp");
-    write_file(dir / "tokenizer.json",
-               bert_tokenizer_json(wordpiece_dir() / "vocab.txt", tp).dump());
+    write_text_file(dir / "tokenizer.json",
+                    bert_tokenizer_json(wordpiece_dir() / "vocab.txt", tp).dump());
     const auto tok = Tokenizer::load(dir);
     ASSERT_EQ(tok->kind(), "wordpiece");
     expect_matches_golden(*tok, golden);
@@ -393,24 +381,24 @@ TEST(WordPieceLoadTest, UnsupportedTokenizerJsonPartsAreNamed) {
   const fs::path vocab = wordpiece_dir() / "vocab.txt";
   json doc = bert_tokenizer_json(vocab, false);
   doc["pre_tokenizer"] = {{"type", "Whitespace"}};
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }),
               HasSubstr("pre_tokenizer is Whitespace, expected BertPreTokenizer"));
 
   doc = bert_tokenizer_json(vocab, false);
   doc["normalizer"] = {{"type", "NFKC"}};
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("normalizer is NFKC"));
 
   doc = bert_tokenizer_json(vocab, false);
   doc["model"]["unk_token"] = "<unk>";
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }),
               HasSubstr("model.unk_token \"<unk>\" is not in model.vocab"));
 
   doc = bert_tokenizer_json(vocab, true);
   doc["post_processor"]["single"].erase(0);
-  write_file(dir / "tokenizer.json", doc.dump());
+  write_text_file(dir / "tokenizer.json", doc.dump());
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("TemplateProcessing"));
 }
 
@@ -432,20 +420,20 @@ TEST(WordPieceErrorTest, MissingVocabNamesTheFolder) {
 
 TEST(WordPieceErrorTest, VocabWithoutUnkOrFramingTokens) {
   const fs::path dir = testing::scratch_dir("nounk");
-  write_file(dir / "vocab.txt", "[PAD]\n[CLS]\n[SEP]\nhello\n");
+  write_text_file(dir / "vocab.txt", "[PAD]\n[CLS]\n[SEP]\nhello\n");
   std::string msg = error_of([&] { Tokenizer::load(dir); });
   EXPECT_THAT(msg, HasSubstr((dir / "vocab.txt").string()));
   EXPECT_THAT(msg, HasSubstr("no \"[UNK]\" token"));
 
-  write_file(dir / "vocab.txt", "[UNK]\n[SEP]\nhello\n");
+  write_text_file(dir / "vocab.txt", "[UNK]\n[SEP]\nhello\n");
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("no \"[CLS]\" token"));
-  write_file(dir / "vocab.txt", "");
+  write_text_file(dir / "vocab.txt", "");
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("vocabulary is empty"));
 }
 
 TEST(WordPieceErrorTest, CrlfVocabLoads) {
   const fs::path dir = testing::scratch_dir("crlf");
-  write_file(dir / "vocab.txt", "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\nhello\r\n##s");
+  write_text_file(dir / "vocab.txt", "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\nhello\r\n##s");
   const auto tok = Tokenizer::load(dir);
   EXPECT_EQ(tok->vocab_size(), 6);
   EXPECT_EQ(tok->encode("Hellos"), (std::vector<int64_t>{2, 4, 5, 3}));
