@@ -35,7 +35,8 @@ int run_tokenize(const std::vector<std::string>& args) {
       "tokenizer folder (tokenizer.json, tokenizer.model, vocab.json + merges.txt or vocab.txt)")(
       "text,t", po::value<std::string>(), "text to tokenize")(
       "file,f", po::value<std::string>(),
-      "JSONL file: one {\"text\": ...} object or string per line")(
+      "JSONL file: one {\"text\": ...} object or string per line; one result line each "
+      "(null for a blank line)")(
       "special", po::bool_switch(),
       "treat special tokens written in the text (<|endoftext|>, <s>) as such, as Hugging Face "
       "does");
@@ -66,8 +67,13 @@ int run_tokenize(const std::vector<std::string>& args) {
   std::ifstream in(file);
   if (!in) throw Error(file + ": cannot open");
   std::string line;
+  // One result line per input line, so results join their inputs by line number: a blank
+  // line (no text at all) gives null.
   for (size_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) {
+      std::cout << "null\n";
+      continue;
+    }
     emit(text_of_line(line, file, number));
   }
   return 0;

@@ -113,12 +113,12 @@ TEST(Cli, TokenizeReadsLlama3AndSentencePieceFolders) {
   // Llama 3's tokenizer.json frames with <|begin_of_text|>; SentencePiece's BOS comes from
   // tokenizer_config.json. One result line per input line either way.
   auto file = scratch_dir("modern") / "texts.jsonl";
-  std::ofstream(file) << "\"Hello world\"\n{\"text\": \"Hi<|eot_id|>\"}\n";
+  std::ofstream(file) << "\"Hello world\"\n\n{\"text\": \"Hi<|eot_id|>\"}\n";
   auto result =
       llmscope({"tokenize", "--tokenizer", golden_path("tokenizers/llama3-style").string(),
                 "--file", file.string(), "--special"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_EQ(result.output, "[50268,15496,995]\n[50268,17250,50277]\n");
+  EXPECT_EQ(result.output, "[50268,15496,995]\nnull\n[50268,17250,50277]\n");
   result = llmscope({"tokenize", "--tokenizer", golden_path("tokenizers/sentencepiece").string(),
                      "--text", "Hello world"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
