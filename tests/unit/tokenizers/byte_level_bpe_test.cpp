@@ -189,6 +189,24 @@ TEST(ByteLevelJsonTest, SplitSequenceAndTemplates) {
   EXPECT_EQ(tok->decode_skipping_special(tok->encode("ab12 ab")), "ab12 ab");
 }
 
+TEST(ByteLevelJsonTest, PrefixSpaceRobertaFramingAndCompatibilityForms) {
+  json doc = small_tokenizer_json();
+  // RoBERTa-style: ByteLevel adds a space before text that has none; <s> ... </s> around it.
+  doc["pre_tokenizer"]["add_prefix_space"] = true;
+  doc["added_tokens"] = json::array(
+      {added(258, "<s>", {{"special", true}}), added(259, "</s>", {{"special", true}})});
+  doc["post_processor"] = {{"type", "RobertaProcessing"},
+                           {"sep", json::array({"</s>", 259})},
+                           {"cls", json::array({"<s>", 258})}};
+  doc["normalizer"] = {{"type", "NFKC"}};
+  const auto tok = load_json(doc, "roberta");
+  EXPECT_EQ(tok->encode("ab"), (std::vector<int64_t>{258, 257, 259}));   // " ab"
+  EXPECT_EQ(tok->encode(" ab"), (std::vector<int64_t>{258, 257, 259}));  // already spaced
+  // NFKC folds the full-width letters to "ab".
+  EXPECT_EQ(tok->encode("\xEF\xBD\x81\xEF\xBD\x82"), tok->encode("ab"));
+  EXPECT_EQ(tok->decode_skipping_special(tok->encode("ab")), " ab");
+}
+
 TEST(ByteLevelJsonTest, FilesLlmscopeDoesNotRunAreRefusedWithWhatWasFound) {
   json doc = small_tokenizer_json();
   doc["pre_tokenizer"] = {{"type", "Sequence"},
