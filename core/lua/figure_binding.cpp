@@ -215,6 +215,24 @@ bool entry_is_values(lua_State* L, int arg, const std::string& where) {
   return lua_rawlen(L, -1) > 0;
 }
 
+// What every figure's list of series shares: each entry of opts[key] is its values alone (a
+// tensor or a list of numbers) or a table with them under `values_key`, a label and the
+// figure's own `keys`. `fill(values, entry, where)` gets entry 0 for values alone, else the
+// table's stack index, to read the figure's own fields from.
+template <typename Fill>
+void each_series(lua_State* L, const char* key, const char* expected, const char* values_key,
+                 std::initializer_list<const char*> keys, Fill fill) {
+  each_entry(L, 1, key, expected, [&](const std::string& where) {
+    if (entry_is_values(L, 1, where)) {
+      fill(top_tensor(L, 1, where), 0, where);
+      return;
+    }
+    check_entry_keys(L, 1, where, keys);
+    const int entry = lua_gettop(L);
+    fill(field_tensor(L, entry, 1, values_key, where + "." + values_key, true), entry, where);
+  });
+}
+
 std::optional<double> opt_alpha(lua_State* L, int opts) {
   auto alpha = opt_number(L, opts, "alpha");
   if (alpha && !(*alpha > 0 && *alpha <= 1))
@@ -235,25 +253,22 @@ int f_line(lua_State* L) {
   lo.x = field_tensor(L, 1, 1, "x", "option 'x'", false);
   lo.markers = opt_boolean(L, 1, "markers").value_or(false);
   std::vector<fig::LineSeries> series;
-  each_entry(L, 1, "series",
-             "a list of {y = tensor, x = tensor?, label = string?, marker = string?, color = "
-             "string?, dashed = bool?}",
-             [&](const std::string& where) {
-               fig::LineSeries s;
-               if (entry_is_values(L, 1, where)) {
-                 s.y = top_tensor(L, 1, where);
-               } else {
-                 check_entry_keys(L, 1, where, {"y", "x", "label", "marker", "color", "dashed"});
-                 const int entry = lua_gettop(L);
-                 s.y = field_tensor(L, entry, 1, "y", where + ".y", true);
-                 s.x = field_tensor(L, entry, 1, "x", where + ".x", false);
-                 s.label = field_label(L, entry, 1, where);
-                 s.marker = opt_string(L, entry, "marker").value_or("");
-                 s.color = opt_string(L, entry, "color").value_or("");
-                 s.dashed = opt_boolean(L, entry, "dashed").value_or(false);
-               }
-               series.push_back(std::move(s));
-             });
+  each_series(L, "series",
+              "a list of {y = tensor, x = tensor?, label = string?, marker = string?, color = "
+              "string?, dashed = bool?}",
+              "y", {"y", "x", "label", "marker", "color", "dashed"},
+              [&](at::Tensor y, int entry, const std::string& where) {
+                fig::LineSeries s;
+                s.y = std::move(y);
+                if (entry) {
+                  s.x = field_tensor(L, entry, 1, "x", where + ".x", false);
+                  s.label = field_label(L, entry, 1, where);
+                  s.marker = opt_string(L, entry, "marker").value_or("");
+                  s.color = opt_string(L, entry, "color").value_or("");
+                  s.dashed = opt_boolean(L, entry, "dashed").value_or(false);
+                }
+                series.push_back(std::move(s));
+              });
   fig::Options o = common_options(L, 1, true, true);
   push_userdata<fig::Figure>(L, kFigureType, fig::line(series, lo, o));
   return 1;
@@ -294,19 +309,13 @@ int f_histogram(lua_State* L) {
   ho.density = opt_boolean(L, 1, "density").value_or(false);
   ho.alpha = opt_alpha(L, 1);
   std::vector<fig::HistogramSeries> series;
-  each_entry(L, 1, "series", "a list of {values = tensor, label = string?}",
-             [&](const std::string& where) {
-               fig::HistogramSeries s;
-               if (entry_is_values(L, 1, where)) {
-                 s.values = top_tensor(L, 1, where);
-               } else {
-                 check_entry_keys(L, 1, where, {"values", "label"});
-                 const int entry = lua_gettop(L);
-                 s.values = field_tensor(L, entry, 1, "values", where + ".values", true);
-                 s.label = field_label(L, entry, 1, where);
-               }
-               series.push_back(std::move(s));
-             });
+  each_series(L, "series", "a list of {values = tensor, label = string?}", "values",
+              {"values", "label"}, [&](at::Tensor values, int entry, const std::string& where) {
+                fig::HistogramSeries s;
+                s.values = std::move(values);
+                if (entry) s.label = field_label(L, entry, 1, where);
+                series.push_back(std::move(s));
+              });
   fig::Options o = common_options(L, 1, false, true);
   push_userdata<fig::Figure>(L, kFigureType, fig::histogram(series, ho, o));
   return 1;
@@ -339,25 +348,17 @@ int f_bar(lua_State* L) {
   std::vector<std::string> categories = top_string_list(L, 1, "option 'categories'");
   lua_pop(L, 1);
   std::vector<fig::BarSeries> series;
-  each_entry(L, 1, "series", "a list of {values = tensor or {numbers}, label = string?}",
-             [&](const std::string& where) {
-               fig::BarSeries s;
-               at::Tensor values;
-               if (entry_is_values(L, 1, where)) {
-                 values = top_tensor(L, 1, where);
-               } else {
-                 check_entry_keys(L, 1, where, {"values", "label"});
-                 const int entry = lua_gettop(L);
-                 values = field_tensor(L, entry, 1, "values", where + ".values", true);
-                 s.label = field_label(L, entry, 1, where);
-               }
-               if (values.dim() != 1)
-                 throw ArgError(1, where + ".values must be a list of numbers (1-D)");
-               if (values.is_complex()) throw ArgError(1, where + ".values must be real numbers");
-               at::Tensor v = values.detach().to(at::kCPU).to(at::kDouble).contiguous();
-               s.values.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
-               series.push_back(std::move(s));
-             });
+  each_series(L, "series", "a list of {values = tensor or {numbers}, label = string?}", "values",
+              {"values", "label"}, [&](at::Tensor values, int entry, const std::string& where) {
+                fig::BarSeries s;
+                if (entry) s.label = field_label(L, entry, 1, where);
+                if (values.dim() != 1)
+                  throw ArgError(1, where + ".values must be a list of numbers (1-D)");
+                if (values.is_complex()) throw ArgError(1, where + ".values must be real numbers");
+                at::Tensor v = values.detach().to(at::kCPU).to(at::kDouble).contiguous();
+                s.values.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+                series.push_back(std::move(s));
+              });
   fig::Options o = common_options(L, 1, false, false);
   push_userdata<fig::Figure>(L, kFigureType, fig::bar(categories, series, o));
   return 1;
@@ -378,20 +379,17 @@ int f_strip(lua_State* L) {
   so.vmax = opt_number(L, 1, "vmax");
   so.colorbar_label = opt_string(L, 1, "colorbar_label").value_or("");
   std::vector<fig::StripGroup> groups;
-  each_entry(L, 1, "groups", "a list of {values = tensor, label = string?, color = tensor?}",
-             [&](const std::string& where) {
-               fig::StripGroup g;
-               if (entry_is_values(L, 1, where)) {
-                 g.values = top_tensor(L, 1, where);
-               } else {
-                 check_entry_keys(L, 1, where, {"values", "label", "color"});
-                 const int entry = lua_gettop(L);
-                 g.values = field_tensor(L, entry, 1, "values", where + ".values", true);
-                 g.color = field_tensor(L, entry, 1, "color", where + ".color", false);
-                 g.label = field_label(L, entry, 1, where);
-               }
-               groups.push_back(std::move(g));
-             });
+  each_series(L, "groups", "a list of {values = tensor, label = string?, color = tensor?}",
+              "values", {"values", "label", "color"},
+              [&](at::Tensor values, int entry, const std::string& where) {
+                fig::StripGroup g;
+                g.values = std::move(values);
+                if (entry) {
+                  g.color = field_tensor(L, entry, 1, "color", where + ".color", false);
+                  g.label = field_label(L, entry, 1, where);
+                }
+                groups.push_back(std::move(g));
+              });
   fig::Options o = common_options(L, 1, false, false);
   push_userdata<fig::Figure>(L, kFigureType, fig::strip(groups, so, o));
   return 1;
