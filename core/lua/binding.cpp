@@ -179,26 +179,39 @@ std::optional<std::string> opt_string(lua_State* L, int opts, const char* key) {
   return value;
 }
 
+std::optional<std::string> unknown_key(lua_State* L, int table,
+                                       const std::vector<const char*>& known, bool* is_string) {
+  table = lua_absindex(L, table);
+  lua_pushnil(L);
+  while (lua_next(L, table) != 0) {
+    lua_pop(L, 1);  // value
+    const bool string_key = lua_type(L, -1) == LUA_TSTRING;
+    std::string key = string_key ? lua_tostring(L, -1) : "(a " + type_name(L, -1) + " key)";
+    bool found = false;
+    for (const char* k : known) found = found || (string_key && key == k);
+    if (!found) {
+      lua_pop(L, 1);  // the key: the walk ends here
+      if (is_string) *is_string = string_key;
+      return key;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string key_list(const std::vector<const char*>& known) {
+  std::string list;
+  for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+  return list;
+}
+
 void check_option_keys(lua_State* L, int opts, const std::vector<const char*>& known) {
   if (is_none_or_nil(L, opts)) return;
   if (lua_type(L, opts) != LUA_TTABLE) type_error(L, opts, "table of options");
-  opts = lua_absindex(L, opts);
-  lua_pushnil(L);
-  while (lua_next(L, opts) != 0) {
-    lua_pop(L, 1);  // value
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pop(L, 1);
-      throw ArgError(opts, "options must have string keys");
-    }
-    std::string key = lua_tostring(L, -1);
-    bool found = false;
-    for (const char* k : known) found = found || key == k;
-    if (!found) {
-      lua_pop(L, 1);
-      std::string list;
-      for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-      throw ArgError(opts, "unknown option '" + key + "' (expected " + list + ")");
-    }
+  opts = lua_absindex(L, opts);  // the argument number the error names
+  bool is_string = true;
+  if (auto key = unknown_key(L, opts, known, &is_string)) {
+    if (!is_string) throw ArgError(opts, "options must have string keys");
+    throw ArgError(opts, "unknown option '" + *key + "' (expected " + key_list(known) + ")");
   }
 }
 

@@ -82,6 +82,13 @@ std::optional<bool> opt_boolean(lua_State* L, int opts, const char* key);
 std::optional<std::string> opt_string(lua_State* L, int opts, const char* key);
 // Every key of the options table must be one of `known` (catches typos such as {lr_=1}).
 void check_option_keys(lua_State* L, int opts, const std::vector<const char*>& known);
+// The first key of the table at `table` that is not one of `known`, as text (a key that is not
+// a string as "(a number key)", with *is_string false), or nullopt when every key is known.
+std::optional<std::string> unknown_key(lua_State* L, int table,
+                                       const std::vector<const char*>& known,
+                                       bool* is_string = nullptr);
+// "a, b, c": the known keys, for the message that names an unknown one.
+std::string key_list(const std::vector<const char*>& known);
 
 // ---- Userdata ----
 template <typename T, typename... Args>

@@ -163,21 +163,9 @@ std::string field_label(lua_State* L, int table, int arg, const std::string& whe
 
 // Every key of the entry table on top of the stack is one of `known`.
 void check_entry_keys(lua_State* L, int arg, const std::string& where,
-                      std::initializer_list<const char*> known) {
-  const int entry = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, entry) != 0) {
-    lua_pop(L, 1);
-    std::string key =
-        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(a " + type_name(L, -1) + " key)";
-    bool found = false;
-    for (const char* k : known) found = found || key == k;
-    if (!found) {
-      lua_pop(L, 1);
-      std::string list;
-      for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-      throw ArgError(arg, where + ": unknown key '" + key + "' (expected " + list + ")");
-    }
+                      const std::vector<const char*>& known) {
+  if (auto key = unknown_key(L, lua_gettop(L), known)) {
+    throw ArgError(arg, where + ": unknown key '" + *key + "' (expected " + key_list(known) + ")");
   }
 }
 
@@ -221,7 +209,7 @@ bool entry_is_values(lua_State* L, int arg, const std::string& where) {
 // table's stack index, to read the figure's own fields from.
 template <typename Fill>
 void each_series(lua_State* L, const char* key, const char* expected, const char* values_key,
-                 std::initializer_list<const char*> keys, Fill fill) {
+                 const std::vector<const char*>& keys, Fill fill) {
   each_entry(L, 1, key, expected, [&](const std::string& where) {
     if (entry_is_values(L, 1, where)) {
       fill(top_tensor(L, 1, where), 0, where);
