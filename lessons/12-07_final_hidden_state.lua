@@ -47,6 +47,11 @@ else
 end
 local by_hand_diff = (by_hand - final):abs():max():item()
 
+local norm_kind = paths.final_norm_rms and "RMSNorm" or "LayerNorm"
+if paths.final_norm ~= "transformer.ln_f" then
+  report.text(("On this model the course's `ln_f` is `%s`, a%s %s with eps %g (from config.json); " ..
+    "`ln_f` below names it."):format(paths.final_norm, norm_kind == "RMSNorm" and "n" or "", norm_kind, eps))
+end
 report.text(("## Differences at the last token of %q"):format(L.opts.prompt))
 report.table("Differences", {
   columns = { "comparison", "max |difference|" },
@@ -66,7 +71,8 @@ report.figure(figure.line {
   },
   title = "Last token, every dimension", xlabel = "dimension", ylabel = "difference",
 },
-  { name = "differences", caption = "Only the LayerNormed block output equals the final hidden state." })
+  { name = "differences", caption = ("Only the block output after ln_f (%s) equals the final hidden state.")
+    :format(norm_kind) })
 
 -- Every block: its hooked output against hidden_states[l + 1], and the norms a laminar plot shows.
 local per_block, worst_earlier = {}, 0

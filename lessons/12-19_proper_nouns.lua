@@ -46,6 +46,11 @@ if ids:numel() < 2 * o.seq_len then
     :format(ids:numel(), o.seq_len), 0)
 end
 ids = ids:narrow(0, 0, 2 * o.seq_len)
+if m:tokenize(""):numel() > 0 then
+  report.text("Substitution: this model's tokenizer frames each input (a BOS, or [CLS] ... [SEP]); the course's GPT-2 " ..
+    "has no framing, " ..
+    "so the batches here are cut from one token stream without it, as the course cuts GPT-2's.")
+end
 local tokens = m:tokens(ids)
 local covered = 0
 for _, t in ipairs(tokens) do covered = covered + #t end

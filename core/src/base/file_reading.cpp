@@ -29,4 +29,13 @@ nlohmann::json parse_json(const std::filesystem::path& path, const std::string& 
   }
 }
 
+bool optional_flag(const nlohmann::json& json, const char* key, bool fallback,
+                   const std::string& source) {
+  if (!json.contains(key) || json[key].is_null()) return fallback;
+  if (!json[key].is_boolean()) {
+    throw Error(source + ": " + key + " must be true or false, got " + json[key].dump());
+  }
+  return json[key].get<bool>();
+}
+
 }  // namespace llmscope::detail

@@ -31,15 +31,6 @@ int64_t optional_positive_int(const nlohmann::json& json, const char* key, int64
   return required_positive_int(json, key, source);
 }
 
-bool optional_flag(const nlohmann::json& json, const char* key, bool fallback,
-                   const std::string& source) {
-  if (!json.contains(key) || json[key].is_null()) return fallback;
-  if (!json[key].is_boolean()) {
-    throw Error(source + ": " + key + " must be true or false, got " + json[key].dump());
-  }
-  return json[key].get<bool>();
-}
-
 double lowest_value(at::ScalarType type) {
   switch (type) {
     case at::kHalf:

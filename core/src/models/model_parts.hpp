@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/file_reading.hpp"
 #include "llmscope/hooks.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
@@ -27,9 +28,6 @@ int64_t required_positive_int(const nlohmann::json& json, const char* key,
 // The same, `fallback` when the key is absent or null.
 int64_t optional_positive_int(const nlohmann::json& json, const char* key, int64_t fallback,
                               const std::string& source);
-// json[key] as true or false, `fallback` when absent or null; anything else throws.
-bool optional_flag(const nlohmann::json& json, const char* key, bool fallback,
-                   const std::string& source);
 
 // The most negative finite value of `type`: what masked attention scores become, so a fully
 // masked row (a left-padding query) softmaxes to a uniform average instead of NaN.

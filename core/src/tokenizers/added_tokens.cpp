@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/file_reading.hpp"
 #include "base/utf8.hpp"
 #include "llmscope/error.hpp"
 #include "tokenizers/regex_split.hpp"
@@ -17,11 +18,9 @@ AddedToken added_token_from(const json& t, int64_t id, const std::filesystem::pa
   if (!t.is_object() || !t.contains("content") || !t["content"].is_string()) {
     throw_file_error(path, where + ": expected an object with a string \"content\"");
   }
+  const std::string source = path.string() + ": " + where;
   auto flag = [&](const char* key, bool fallback) {
-    const auto it = t.find(key);
-    if (it == t.end() || it->is_null()) return fallback;
-    if (!it->is_boolean()) throw_file_error(path, where + "." + key + ": expected true or false");
-    return it->get<bool>();
+    return optional_flag(t, key, fallback, source);
   };
   AddedToken token;
   token.content = t["content"].get<std::string>();

@@ -87,15 +87,8 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::from_folder(cons
   if (fs::is_regular_file(config_path, ec)) {
     const json config = detail::parse_json(config_path, "a JSON object of tokenizer settings");
     if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
-    auto flag = [&](const char* key, bool fallback) {
-      const auto it = config.find(key);
-      if (it == config.end() || it->is_null()) return fallback;
-      if (!it->is_boolean())
-        throw_file_error(config_path, std::string(key) + ": expected true or false");
-      return it->get<bool>();
-    };
-    options.add_bos = flag("add_bos_token", true);
-    options.add_eos = flag("add_eos_token", false);
+    options.add_bos = detail::optional_flag(config, "add_bos_token", true, config_path.string());
+    options.add_eos = detail::optional_flag(config, "add_eos_token", false, config_path.string());
     added = detail::read_added_tokens_decoder(config, config_path);
   }
   auto tokenizer = from_model_file(dir / "tokenizer.model", options);

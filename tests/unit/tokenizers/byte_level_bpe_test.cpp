@@ -231,6 +231,22 @@ TEST(ByteLevelJsonTest, FilesLlmscopeDoesNotRunAreRefusedWithWhatWasFound) {
               HasSubstr("normalizer Precompiled is not supported"));
 
   doc = small_tokenizer_json();
+  doc["post_processor"] = {
+      {"type", "TemplateProcessing"},
+      {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}})},
+      {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
+  EXPECT_THAT(error_of([&] { load_json(doc, "no_sequence"); }),
+              HasSubstr("post_processor.single: expected the sequence $A exactly once"));
+  doc["post_processor"]["single"].push_back({{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}});
+  EXPECT_THAT(error_of([&] { load_json(doc, "unlisted"); }),
+              HasSubstr("neither a Sequence nor a SpecialToken listed in special_tokens"));
+
+  doc = small_tokenizer_json();
+  doc["added_tokens"] = json::array({added(258, "<x>", {{"special", 1}})});
+  msg = error_of([&] { load_json(doc, "flag"); });
+  EXPECT_THAT(msg, HasSubstr("added_tokens[0]: special must be true or false, got 1"));
+
+  doc = small_tokenizer_json();
   doc["post_processor"] = {{"type", "Unknown"}};
   EXPECT_THAT(error_of([&] { load_json(doc, "post"); }),
               HasSubstr("post_processor Unknown is not supported"));

@@ -108,6 +108,10 @@ TEST(SentencePieceFolderTest, BrokenFilesNameThemselves) {
   EXPECT_THAT(msg, HasSubstr("add_bos_token"));
 
   write_text_file(dir / "tokenizer_config.json",
+                  R"({"added_tokens_decoder": {"one": {"content": "<s>", "special": true}}})");
+  EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }),
+              HasSubstr("added_tokens_decoder[\"one\"]: expected the key to be a token id >= 0"));
+  write_text_file(dir / "tokenizer_config.json",
                   R"({"added_tokens_decoder": {"1": {"content": "<bos>", "special": true}}})");
   msg = error_of([&] { Tokenizer::load(dir); });
   EXPECT_THAT(msg, HasSubstr("added_tokens_decoder[\"1\"]"));
