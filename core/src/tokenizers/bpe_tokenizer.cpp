@@ -1,15 +1,17 @@
-// Byte-level BPE as Hugging Face `tokenizers` runs it: GPT-2's vocab.json + merges.txt, or any
-// byte-level tokenizer.json (GPT-2, Llama 3, Qwen2...): added tokens split out first, the
-// normalizer between them, the pre-tokenizer's regex splits, the byte-level alphabet, merges by
-// rank (or a whole piece when ignore_merges), the post-processor's template, and lossy UTF-8
-// decoding.
+// BPE as Hugging Face `tokenizers` runs it: GPT-2's vocab.json + merges.txt, or any BPE
+// tokenizer.json, byte-level (GPT-2, Llama 3, Qwen2...) or SentencePiece-style (Llama 2 and
+// Mistral conversions: Metaspace, byte fallback): added tokens split out first, the normalizer
+// between them, the pre-tokenizer's pieces, merges by rank (or a whole piece when
+// ignore_merges), the post-processor's template, and the file's decoder.
 #include "llmscope/tokenizer.hpp"
 
 #include "base/file_reading.hpp"
 #include "base/utf8.hpp"
 #include "tokenizers/added_tokens.hpp"
 #include "tokenizers/byte_level.hpp"
+#include "tokenizers/decoder.hpp"
 #include "tokenizers/normalizer.hpp"
+#include "tokenizers/pre_tokenizer.hpp"
 #include "tokenizers/regex_split.hpp"
 #include "tokenizers/tokenizer_json.hpp"
 
@@ -58,10 +60,9 @@ struct BpeTokenizer::Impl {
     int64_t result;
   };
 
-  std::unordered_map<std::string, int64_t> vocab;  // byte-level token string → id
+  std::unordered_map<std::string, int64_t> vocab;  // token string → id
   std::unordered_map<uint64_t, Merge> merges;      // (left id, right id) → merge
-  std::array<int64_t, 256> byte_token{};           // id of each single-byte token, or -1
-  std::vector<std::string> id_bytes;               // id → the bytes it stands for
+  std::vector<std::string> id_token;               // id → its string (added: its content)
   std::vector<bool> id_known;                      // false for holes in the id range
   std::vector<detail::AddedToken> added;
   std::vector<bool> id_special;  // ids of added tokens marked special
@@ -69,15 +70,20 @@ struct BpeTokenizer::Impl {
 
   // The pipeline around the model, from tokenizer.json (GPT-2's when read from vocab.json).
   detail::Normalizer normalizer;
-  std::vector<std::unique_ptr<detail::RegexSplit>> own_splits;
-  std::vector<const detail::RegexSplit*> splits = {&detail::gpt2_split()};  // applied in turn
-  bool add_prefix_space = false;
+  detail::PreTokenizer pre = detail::PreTokenizer::gpt2();
+  detail::Decoder decoder = detail::Decoder::byte_level();
   bool ignore_merges = false;  // a piece that is itself in the vocabulary is one token
-  int64_t unk = -1;            // for bytes the vocabulary lacks, or -1 (then an error)
+  bool byte_fallback = false;  // a character missing from the vocabulary becomes <0xNN> tokens
+  bool fuse_unk = false;       // consecutive unknown characters become one unk
+  int64_t unk = -1;            // for characters the vocabulary lacks, or -1 (then an error)
+  std::array<int64_t, 256> byte_fallback_token{};  // id of "<0xNN>", or -1
+  // Ids of the one-character tokens below U+0200 (ASCII and the whole byte-level alphabet), or
+  // -1: most first symbols are found here without hashing.
+  std::array<int64_t, 512> small_char_token{};
   detail::SingleTemplate framing;
 
   mutable std::mutex cache_mutex;
-  mutable std::unordered_map<std::string, std::vector<int64_t>> cache;  // piece bytes → ids
+  mutable std::unordered_map<std::string, std::vector<int64_t>> cache;  // piece → ids
 
   static uint64_t pair_key(int64_t a, int64_t b) {
     return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b);
@@ -89,22 +95,31 @@ struct BpeTokenizer::Impl {
     size = 0;
     for (const auto& [tok, id] : vocab) size = std::max(size, id + 1);
     for (const auto& a : added) size = std::max(size, a.id + 1);
-    id_bytes.assign(static_cast<size_t>(size), std::string());
+    id_token.assign(static_cast<size_t>(size), std::string());
     id_known.assign(static_cast<size_t>(size), false);
     id_special.assign(static_cast<size_t>(size), false);
     for (const auto& a : added) {
-      id_bytes[a.id] = detail::from_byte_level(a.content);
+      id_token[a.id] = a.content;
       id_known[a.id] = true;
       id_special[a.id] = a.special;
     }
     for (const auto& [tok, id] : vocab) {
-      id_bytes[id] = detail::from_byte_level(tok);
+      id_token[id] = tok;
       id_known[id] = true;
     }
-    const auto& chars = detail::byte_level_chars();
+    small_char_token.fill(-1);
+    for (const auto& [tok, id] : vocab) {
+      size_t i = 0;
+      uint32_t cp = 0;
+      if (detail::next_code_point(tok, &i, &cp) && i == tok.size() &&
+          cp < small_char_token.size()) {
+        small_char_token[cp] = id;
+      }
+    }
     for (int b = 0; b < 256; ++b) {
-      const auto it = vocab.find(chars[b]);
-      byte_token[b] = it == vocab.end() ? -1 : it->second;
+      static const char* hex = "0123456789ABCDEF";
+      const auto it = vocab.find(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+      byte_fallback_token[b] = it == vocab.end() ? -1 : it->second;
     }
   }
 
@@ -123,29 +138,76 @@ struct BpeTokenizer::Impl {
     merges.emplace(pair_key(ia->second, ib->second), Merge{rank, ir->second});
   }
 
-  // BPE on one pre-tokenised piece: start from single bytes and apply the lowest-ranked merge
+  // A piece's first symbols, as HF's BPE builds a word: one per character; a character missing
+  // from the vocabulary becomes its <0xNN> byte tokens (byte_fallback) or unk, runs of unk fused
+  // into one when fuse_unk.
+  std::vector<int64_t> first_symbols(std::string_view piece) const {
+    std::vector<int64_t> ids;
+    ids.reserve(piece.size());
+    bool after_unk = false;
+    for (size_t i = 0; i < piece.size();) {
+      size_t bad = 0;  // pieces are valid UTF-8; a bad byte would stand alone
+      size_t n = detail::utf8_sequence(reinterpret_cast<const unsigned char*>(piece.data()),
+                                       piece.size(), i, &bad);
+      if (n == 0) n = std::max<size_t>(bad, 1);
+      if (n <= 2) {
+        size_t at = i;
+        uint32_t cp = 0;
+        if (detail::next_code_point(piece, &at, &cp) && cp < small_char_token.size() &&
+            small_char_token[cp] >= 0) {
+          ids.push_back(small_char_token[cp]);
+          after_unk = false;
+          i += n;
+          continue;
+        }
+      }
+      const std::string ch(piece.substr(i, n));
+      i += n;
+      if (const auto it = vocab.find(ch); it != vocab.end()) {
+        ids.push_back(it->second);
+        after_unk = false;
+        continue;
+      }
+      if (byte_fallback && std::all_of(ch.begin(), ch.end(), [&](char c) {
+            return byte_fallback_token[static_cast<unsigned char>(c)] >= 0;
+          })) {
+        for (const char c : ch) ids.push_back(byte_fallback_token[static_cast<unsigned char>(c)]);
+        after_unk = false;
+        continue;
+      }
+      if (unk < 0) {
+        std::string shown = pre.byte_level() ? detail::from_byte_level(ch) : ch;
+        std::string hex;
+        for (const char c : shown) {
+          hex += (hex.empty() ? "0x" : " 0x") +
+                 std::string(1, "0123456789abcdef"[static_cast<unsigned char>(c) >> 4]) +
+                 std::string(1, "0123456789abcdef"[static_cast<unsigned char>(c) & 15]);
+        }
+        throw Error("cannot encode \"" + utf8_lossy(shown) + "\" (bytes " + hex +
+                    "): this tokenizer's vocabulary has no token for it and no unk_token");
+      }
+      if (!(fuse_unk && after_unk)) ids.push_back(unk);
+      after_unk = true;
+    }
+    return ids;
+  }
+
+  // BPE on one pre-tokenised piece: start from single characters and apply the lowest-ranked merge
   // (leftmost on ties) until none applies. A heap keeps long pieces (runs of spaces) O(n log n).
   std::vector<int64_t> bpe(std::string_view piece) const {
     if (ignore_merges) {
-      const auto it = vocab.find(detail::to_byte_level(piece));
+      const auto it = vocab.find(std::string(piece));
       if (it != vocab.end()) return {it->second};
     }
     struct Sym {
       int64_t id;
       int prev, next;
     };
+    const std::vector<int64_t> first = first_symbols(piece);
     std::vector<Sym> syms;
-    syms.reserve(piece.size());
-    for (size_t i = 0; i < piece.size(); ++i) {
-      const auto byte = static_cast<unsigned char>(piece[i]);
-      int64_t id = byte_token[byte];
-      if (id < 0 && unk >= 0) id = unk;
-      if (id < 0) {
-        throw Error("cannot encode byte 0x" + std::string(1, "0123456789abcdef"[byte >> 4]) +
-                    std::string(1, "0123456789abcdef"[byte & 15]) +
-                    ": this tokenizer's vocabulary has no token for it");
-      }
-      syms.push_back({id, static_cast<int>(i) - 1, static_cast<int>(i) + 1});
+    syms.reserve(first.size());
+    for (size_t i = 0; i < first.size(); ++i) {
+      syms.push_back({first[i], static_cast<int>(i) - 1, static_cast<int>(i) + 1});
     }
     if (syms.empty()) {
       return {};
@@ -228,24 +290,9 @@ struct BpeTokenizer::Impl {
     cache.emplace(std::move(key), std::move(ids));
   }
 
-  // The pre-tokenizer's splits in turn (each refines the pieces of the one before), then BPE.
-  void split_and_encode(std::string_view text, size_t level, std::vector<int64_t>& out) const {
-    if (level == splits.size()) {
-      encode_piece(text, out);
-      return;
-    }
-    splits[level]->split(text,
-                         [&](std::string_view piece) { split_and_encode(piece, level + 1, out); });
-  }
-
-  // Text between added tokens, already normalized.
-  void encode_ordinary(std::string_view text, std::vector<int64_t>& out) const {
-    if (add_prefix_space && !text.empty() && text.front() != ' ') {
-      const std::string spaced = " " + std::string(text);
-      split_and_encode(spaced, 0, out);
-      return;
-    }
-    split_and_encode(text, 0, out);
+  // Text between added tokens, already normalized; `at_start`: it begins the input.
+  void encode_ordinary(std::string_view text, bool at_start, std::vector<int64_t>& out) const {
+    pre.run(text, at_start, [&](std::string_view piece) { encode_piece(piece, out); });
   }
 
   void check_id(int64_t id) const {
@@ -282,76 +329,8 @@ void read_vocab_object(const json& obj, const fs::path& file, const std::string&
   }
 }
 
-// The pre_tokenizer of a byte-level tokenizer.json: ByteLevel (use_regex: GPT-2's split), or a
-// Sequence of Split(Regex or String, Isolated) ending in ByteLevel. Anything else would give
-// other pieces than Hugging Face, so it is refused with what was found.
-void read_pre_tokenizer(const json& doc, const fs::path& path, BpeTokenizer::Impl& impl) {
-  const json pre = doc.value("pre_tokenizer", json());
-  std::vector<json> steps;
-  if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
-      pre["pretokenizers"].is_array()) {
-    steps.assign(pre["pretokenizers"].begin(), pre["pretokenizers"].end());
-  } else {
-    steps.push_back(pre);
-  }
-  impl.splits.clear();
-  auto refuse = [&](const std::string& what) {
-    throw_file_error(path, "pre_tokenizer: " + what +
-                               "; llmscope runs byte-level BPE whose pre_tokenizer is ByteLevel "
-                               "or a Sequence of Split(Isolated) steps ending in ByteLevel");
-  };
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const json& step = steps[i];
-    const std::string type = step.is_object() ? step.value("type", std::string("?")) : step.dump();
-    if (type == "ByteLevel") {
-      if (i + 1 != steps.size()) refuse("ByteLevel must be the last step");
-      impl.add_prefix_space = step.value("add_prefix_space", false);
-      if (step.value("use_regex", true)) impl.splits.push_back(&detail::gpt2_split());
-      return;
-    }
-    if (type != "Split") refuse(type + " is not supported (expected ByteLevel)");
-    if (step.value("behavior", std::string("?")) != "Isolated" || step.value("invert", false)) {
-      refuse("Split with behavior " + step.value("behavior", std::string("?")) +
-             (step.value("invert", false) ? " and invert" : "") + " is not supported");
-    }
-    const json pattern = step.value("pattern", json());
-    std::string regex;
-    if (pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string()) {
-      regex = pattern["Regex"].get<std::string>();
-    } else if (pattern.is_object() && pattern.contains("String") && pattern["String"].is_string()) {
-      regex = "\\Q" + pattern["String"].get<std::string>() + "\\E";
-    } else {
-      refuse("Split's pattern " + pattern.dump() +
-             " is neither {\"Regex\": ...} nor {\"String\": ...}");
-    }
-    impl.own_splits.push_back(
-        std::make_unique<detail::RegexSplit>(regex, path.string() + ": pre_tokenizer Split"));
-    impl.splits.push_back(impl.own_splits.back().get());
-  }
-  refuse(pre.is_null() ? std::string("none (the vocabulary's byte alphabet would never be used)")
-                       : "no ByteLevel step");
-}
-
-// The decoder must turn byte-level characters back into bytes.
-void check_decoder(const json& doc, const fs::path& path) {
-  const json dec = doc.value("decoder", json());
-  if (dec.is_null()) return;
-  std::vector<json> steps;
-  if (dec.is_object() && dec.value("type", "") == "Sequence" && dec.contains("decoders")) {
-    steps.assign(dec["decoders"].begin(), dec["decoders"].end());
-  } else {
-    steps.push_back(dec);
-  }
-  for (const json& step : steps) {
-    const std::string type = step.is_object() ? step.value("type", std::string("?")) : "?";
-    if (type != "ByteLevel") {
-      throw_file_error(
-          path, "decoder " + type + " is not supported for byte-level BPE (expected ByteLevel)");
-    }
-  }
-}
-
 void read_bpe_model(const json& model, const fs::path& path, BpeTokenizer::Impl& impl) {
+  const std::string where_model = path.string() + ": model";
   if (model.contains("type") && model["type"] != "BPE") {
     throw_file_error(path, "model.type is " + model["type"].dump() + ", expected \"BPE\"");
   }
@@ -362,13 +341,15 @@ void read_bpe_model(const json& model, const fs::path& path, BpeTokenizer::Impl&
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
       throw_file_error(path, std::string("model.") + key + " is " + model[key].dump() +
-                                 "; byte-level BPE with word affixes is not supported");
+                                 "; BPE with word affixes is not supported");
     }
   }
   if (model.value("dropout", json()).is_number() && model["dropout"].get<double>() > 0) {
     throw_file_error(path, "model.dropout is set; BPE dropout is for training, not supported");
   }
-  impl.ignore_merges = model.value("ignore_merges", false);
+  impl.ignore_merges = detail::optional_flag(model, "ignore_merges", false, where_model);
+  impl.byte_fallback = detail::optional_flag(model, "byte_fallback", false, where_model);
+  impl.fuse_unk = detail::optional_flag(model, "fuse_unk", false, where_model);
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
     const auto it = impl.vocab.find(model["unk_token"].get<std::string>());
     if (it != impl.vocab.end()) impl.unk = it->second;
@@ -453,13 +434,23 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_files(const fs::path& vocab_jso
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& path) {
   const json doc = detail::read_tokenizer_json(path);
   auto impl = std::make_unique<Impl>();
-  read_pre_tokenizer(doc, path, *impl);
-  check_decoder(doc, path);
+  impl->pre = detail::PreTokenizer::from_json(doc.value("pre_tokenizer", json()), path);
+  impl->decoder =
+      detail::Decoder::from_json(doc.value("decoder", json()), path, impl->pre.byte_level());
   impl->normalizer = detail::Normalizer::from_json(doc.value("normalizer", json()), path);
   read_bpe_model(doc["model"], path, *impl);
   impl->added = detail::read_added_tokens(doc, path);
   impl->finish();
   impl->framing = detail::read_single_template(doc.value("post_processor", json()), path);
+  const auto from_config = detail::read_config_template(
+      path.parent_path() / "tokenizer_config.json", [&](const std::string& text) -> int64_t {
+        for (const auto& a : impl->added) {
+          if (a.content == text) return a.id;
+        }
+        const auto it = impl->vocab.find(text);
+        return it == impl->vocab.end() ? -1 : it->second;
+      });
+  if (from_config) impl->framing = *from_config;
   for (const int64_t id : impl->framing.ids()) {
     if (id < 0 || id >= impl->size || !impl->id_known[static_cast<size_t>(id)]) {
       throw_file_error(path, "post_processor adds token id " + std::to_string(id) +
@@ -494,16 +485,21 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text,
   const auto& prefix = impl_->framing.prefix;
   if (options.add_special_tokens) out.insert(out.end(), prefix.begin(), prefix.end());
   auto push_token = [&](const detail::AddedToken& token) { out.push_back(token.id); };
-  auto encode_normalized = [&](std::string_view piece) { impl_->encode_ordinary(piece, out); };
+  // Metaspace's prepend_scheme "first" needs to know which piece begins the input.
   detail::split_added_tokens(
       text, raw,
       [&](std::string_view between) {
-        if (impl_->normalizer.empty()) {
-          detail::split_added_tokens(between, normalized, encode_normalized, push_token);
-          return;
-        }
-        const std::string n = impl_->normalizer.apply(std::string(between));
-        detail::split_added_tokens(n, normalized, encode_normalized, push_token);
+        const bool first = between.data() == text.data();
+        const std::string n = impl_->normalizer.empty()
+                                  ? std::string()
+                                  : impl_->normalizer.apply(std::string(between));
+        const std::string_view normal = impl_->normalizer.empty() ? between : std::string_view(n);
+        detail::split_added_tokens(
+            normal, normalized,
+            [&](std::string_view piece) {
+              impl_->encode_ordinary(piece, first && piece.data() == normal.data(), out);
+            },
+            push_token);
       },
       push_token);
   const auto& suffix = impl_->framing.suffix;
@@ -512,19 +508,20 @@ std::vector<int64_t> BpeTokenizer::encode(std::string_view text,
 }
 
 std::string BpeTokenizer::decode(const std::vector<int64_t>& ids) const {
-  std::string bytes;
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
   for (const int64_t id : ids) {
     impl_->check_id(id);
-    bytes += impl_->id_bytes[static_cast<size_t>(id)];
+    tokens.push_back(impl_->id_token[static_cast<size_t>(id)]);
   }
-  return utf8_lossy(bytes);
+  return impl_->decoder.decode(std::move(tokens));
 }
 
 int64_t BpeTokenizer::vocab_size() const { return impl_->size; }
 
 std::string BpeTokenizer::token_text(int64_t id) const {
   impl_->check_id(id);
-  return utf8_lossy(impl_->id_bytes[static_cast<size_t>(id)]);
+  return impl_->decoder.decode({impl_->id_token[static_cast<size_t>(id)]}, /*alone=*/true);
 }
 
 int64_t BpeTokenizer::special_token_id(const std::string& token) const {

@@ -44,6 +44,11 @@ RegexSplit::~RegexSplit() { pcre2_code_free(re_); }
 
 void RegexSplit::split(std::string_view text,
                        const std::function<void(std::string_view)>& fn) const {
+  split_marked(text, [&](std::string_view piece, bool) { fn(piece); });
+}
+
+void RegexSplit::split_marked(std::string_view text,
+                              const std::function<void(std::string_view, bool)>& fn) const {
   if (text.empty()) return;
   const MatchData md = match_data(re_);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
@@ -62,11 +67,11 @@ void RegexSplit::split(std::string_view text,
       while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
       continue;
     }
-    if (start > emitted) fn(text.substr(emitted, start - emitted));  // a gap is a piece too
-    fn(text.substr(start, end - start));
+    if (start > emitted) fn(text.substr(emitted, start - emitted), false);  // a gap is a piece
+    fn(text.substr(start, end - start), true);
     emitted = pos = end;
   }
-  if (emitted < text.size()) fn(text.substr(emitted));
+  if (emitted < text.size()) fn(text.substr(emitted), false);
 }
 
 size_t RegexSplit::match_at(std::string_view text, size_t pos) const {

@@ -27,6 +27,10 @@ class RegexSplit {
   // told not to check, and invalid input would be undefined behaviour).
   void split(std::string_view text, const std::function<void(std::string_view)>& fn) const;
 
+  // The same pieces, each with whether it is a match (true) or a gap between matches (false).
+  void split_marked(std::string_view text,
+                    const std::function<void(std::string_view, bool)>& fn) const;
+
   // Length of the match that starts exactly at `pos`, or npos when none does.
   size_t match_at(std::string_view text, size_t pos) const;
 

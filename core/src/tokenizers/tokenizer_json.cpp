@@ -99,4 +99,46 @@ SingleTemplate read_single_template(const json& post, const std::filesystem::pat
   return out;
 }
 
+std::optional<SingleTemplate> read_config_template(
+    const std::filesystem::path& config_path,
+    const std::function<int64_t(const std::string&)>& id_of) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(config_path, ec)) return std::nullopt;
+  const json config = parse_json(config_path, "a JSON object of tokenizer settings");
+  if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");
+  std::string cls = config.value("tokenizer_class", json()).is_string()
+                        ? config["tokenizer_class"].get<std::string>()
+                        : "";
+  if (cls.size() > 4 && cls.compare(cls.size() - 4, 4, "Fast") == 0) cls.resize(cls.size() - 4);
+  const bool gemma = cls == "GemmaTokenizer";
+  if (cls != "LlamaTokenizer" && cls != "CodeLlamaTokenizer" && !gemma) return std::nullopt;
+  // Each class's own defaults stand where the file is silent.
+  auto token = [&](const char* key, const char* fallback) -> std::string {
+    if (!config.contains(key)) return fallback;
+    const json& value = config[key];
+    if (value.is_string()) return value.get<std::string>();
+    if (value.is_object() && value.value("content", json()).is_string()) {
+      return value["content"].get<std::string>();
+    }
+    if (value.is_null()) return "";
+    throw_file_error(config_path, std::string(key) + " is " + value.dump() +
+                                      ", expected a token string or an object with \"content\"");
+  };
+  SingleTemplate out;
+  auto add = [&](const char* flag, bool fallback, const char* key, const char* default_token,
+                 std::vector<int64_t>& side) {
+    if (!optional_flag(config, flag, fallback, config_path.string())) return;
+    const std::string text = token(key, default_token);
+    const int64_t id = text.empty() ? -1 : id_of(text);
+    if (id < 0) {
+      throw_file_error(config_path, std::string(flag) + " is true but " + key + " \"" + text +
+                                        "\" is not a token of this tokenizer");
+    }
+    side.push_back(id);
+  };
+  add("add_bos_token", true, "bos_token", gemma ? "<bos>" : "<s>", out.prefix);
+  add("add_eos_token", false, "eos_token", gemma ? "<eos>" : "</s>", out.suffix);
+  return out;
+}
+
 }  // namespace llmscope::detail

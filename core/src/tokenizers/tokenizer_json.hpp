@@ -6,6 +6,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace llmscope::detail {
@@ -25,5 +28,15 @@ struct SingleTemplate {
 // around it), RobertaProcessing and BertProcessing (cls $A sep), ByteLevel (ids unchanged) and a
 // Sequence of these. Throws llmscope::Error naming `path` for anything else.
 SingleTemplate read_single_template(const nlohmann::json& post, const std::filesystem::path& path);
+
+// The template that transformers' LlamaTokenizerFast (and its Code Llama and Gemma kin) builds
+// in place of the file's, from tokenizer_config.json: BOS when add_bos_token (default true), EOS
+// when add_eos_token (default false). Nothing when `config_path` is absent or names another
+// tokenizer_class, since other classes keep tokenizer.json's template. `id_of` gives a token's
+// id or -1. Throws llmscope::Error naming `config_path` for a flag that is not a boolean or a
+// BOS/EOS that is asked for but missing from the vocabulary.
+std::optional<SingleTemplate> read_config_template(
+    const std::filesystem::path& config_path,
+    const std::function<int64_t(const std::string&)>& id_of);
 
 }  // namespace llmscope::detail

@@ -33,31 +33,20 @@ json tokenizer_json_outline(const fs::path& path) {
   }
 }
 
-bool mentions_byte_level(const json& node) {
-  if (node.is_object()) {
-    if (node.value("type", "") == "ByteLevel") return true;
-    for (const auto& [key, value] : node.items()) {
-      if (mentions_byte_level(value)) return true;
-    }
-  } else if (node.is_array()) {
-    for (const auto& value : node) {
-      if (mentions_byte_level(value)) return true;
-    }
-  }
-  return false;
-}
-
-enum class JsonKind { byte_level_bpe, wordpiece, other };
+enum class JsonKind { bpe, wordpiece, other };
 
 JsonKind kind_of(const json& outline, std::string* described) {
   const json model = outline.is_object() ? outline.value("model", json()) : json();
   const std::string type = model.is_object() ? model.value("type", std::string()) : "";
   if (type == "WordPiece") return JsonKind::wordpiece;
-  const json pre = outline.is_object() ? outline.value("pre_tokenizer", json()) : json();
-  if ((type == "BPE" || type.empty()) && mentions_byte_level(pre)) return JsonKind::byte_level_bpe;
-  *described = (type.empty() ? std::string("model without a type") : type + " model") +
-               " with pre_tokenizer " +
-               (pre.is_object() ? pre.value("type", std::string("?")) : pre.dump());
+  if (!model.is_object()) return JsonKind::bpe;  // whose reader names what is missing
+  // HF reads a model without a type by its fields: Unigram's unk_id and WordPiece's
+  // max_input_chars_per_word tell them from BPE.
+  if (type == "BPE" || (type.empty() && model.is_object() && !model.contains("unk_id") &&
+                        !model.contains("max_input_chars_per_word"))) {
+    return JsonKind::bpe;
+  }
+  *described = type.empty() ? std::string("model without a type") : type + " model";
   return JsonKind::other;
 }
 
@@ -80,17 +69,16 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& dir) {
     switch (kind_of(tokenizer_json_outline(dir / "tokenizer.json"), &described)) {
       case JsonKind::wordpiece:
         return WordPieceTokenizer::from_tokenizer_json(dir / "tokenizer.json");
-      case JsonKind::byte_level_bpe:
+      case JsonKind::bpe:
+        // As in Hugging Face, tokenizer.json wins over a tokenizer.model beside it (Llama 2 and
+        // Mistral ship both; AutoTokenizer runs the fast one).
         return BpeTokenizer::from_tokenizer_json(dir / "tokenizer.json");
       case JsonKind::other:
-        // Llama 2 and Mistral ship a SentencePiece conversion beside tokenizer.model; the model
-        // file is the original, and the SentencePiece library runs it exactly.
         if (has_model) return SentencePieceTokenizer::from_folder(dir);
         throw_file_error(dir / "tokenizer.json",
                          "a " + described +
-                             " is not byte-level; llmscope reads byte-level BPE and WordPiece "
-                             "tokenizer.json files, and SentencePiece tokenizers from "
-                             "tokenizer.model, which " +
+                             " is not supported; llmscope reads BPE and WordPiece tokenizer.json "
+                             "files, and SentencePiece tokenizers from tokenizer.model, which " +
                              dir.string() + " does not have");
     }
   }

@@ -1,6 +1,6 @@
 // SentencePiece through the library: the Llama-2-style golden (byte fallback, split digits, the
-// dummy prefix, BOS from tokenizer_config.json), special tokens, token texts, the folder rules
-// (tokenizer.model beside a SentencePiece-converted tokenizer.json) and broken files.
+// dummy prefix, BOS from tokenizer_config.json), special tokens, token texts and broken files.
+// (A SentencePiece-converted tokenizer.json beside tokenizer.model: bpe_json_pipeline_test.)
 #include "llmscope/tokenizer.hpp"
 
 #include <gmock/gmock.h>
@@ -72,25 +72,6 @@ TEST(SentencePieceFolderTest, ConfigSaysBosAndEos) {
                   R"({"add_bos_token": false, "add_eos_token": true})");
   EXPECT_EQ(Tokenizer::load(dir)->encode("Hello world"),
             (std::vector<int64_t>{436, 307, 3927, 889, 2}));
-}
-
-TEST(SentencePieceFolderTest, ModelFileWinsOverASentencePieceConversion) {
-  // Llama 2 and Mistral ship both; their tokenizer.json has a Metaspace pre-tokenizer (or
-  // none) and byte fallback, which llmscope leaves to the SentencePiece library.
-  const fs::path dir = testing::scratch_dir("both");
-  fs::copy_file(sp_dir() / "tokenizer.model", dir / "tokenizer.model");
-  write_text_file(dir / "tokenizer.json",
-                  R"({"model": {"type": "BPE", "vocab": {}, "merges": [], "byte_fallback": true},
-                      "normalizer": {"type": "Sequence", "normalizers": [
-                        {"type": "Prepend", "prepend": "▁"},
-                        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
-                      "pre_tokenizer": null})");
-  const auto tok = Tokenizer::load(dir);
-  EXPECT_EQ(tok->kind(), "sentencepiece");
-  fs::remove(dir / "tokenizer.model");
-  const std::string msg = error_of([&] { Tokenizer::load(dir); });
-  EXPECT_THAT(msg, HasSubstr("tokenizer.model"));
-  EXPECT_THAT(msg, HasSubstr("pre_tokenizer null"));
 }
 
 TEST(SentencePieceFolderTest, BrokenFilesNameThemselves) {

@@ -262,9 +262,10 @@ TEST(TokenizerJsonTest, BadMergeAndUnsupportedModelAreErrors) {
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("not in the vocabulary"));
 
   doc = tiny_tokenizer_json();
-  doc["pre_tokenizer"] = {{"type", "Metaspace"}};
+  doc["model"]["type"] = "WordLevel";
   write_text_file(dir / "tokenizer.json", doc.dump());
-  EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("is not byte-level"));
+  EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }),
+              HasSubstr("a WordLevel model is not supported"));
 
   write_text_file(dir / "tokenizer.json", "{not json");
   EXPECT_THAT(error_of([&] { Tokenizer::load(dir); }), HasSubstr("not valid JSON"));
