@@ -8,6 +8,8 @@
 // - QuantileSketch: per-neuron quantiles (medians) within a reported error bound.
 // - TopK: per-neuron top-k activations with (document, position) indices: Neuroscope-style
 //   max-activating examples.
+// - CovarianceStream: the neurons' covariance matrix and its PCA spectrum (explained variance),
+//   equal to stats::pca of all the data.
 //
 // Layout as in stats.hpp: samples along dim 0 of a batch, every other dim a neuron dim, fixed by
 // the first batch. Groups, documents and positions are 0-based.
@@ -148,5 +150,37 @@ class TopK {
   int64_t documents_ = 0;
   at::Tensor values_, doc_, pos_;  // [k, neurons]
 };
+
+// The covariance between all neurons over every sample added: mean [n] and co-moment matrix
+// [n, n] in float64, merged batch by batch (Chan et al.'s pairwise update), so the PCA spectrum
+// of more samples than fit in memory costs n x n memory. Effective dimensionality (how many
+// components reach 95% of the variance) is read from explained_variance_ratio().
+class CovarianceStream {
+ public:
+  void add(const at::Tensor& batch);  // [rows, ...]; neurons flattened
+  void merge(const CovarianceStream& other);
+
+  bool started() const { return mean_.defined(); }
+  int64_t count() const { return count_; }
+  int64_t neurons() const;
+  at::Tensor mean() const;                        // [n] float64
+  at::Tensor covariance(int64_t ddof = 1) const;  // [n, n]: co-moment / (count - ddof)
+  // Eigenvalues of the covariance, descending and clamped at 0: stats::pca's explained_variance
+  // over all n components (those beyond the data's rank are 0).
+  at::Tensor explained_variance() const;
+  at::Tensor explained_variance_ratio() const;  // each one's share of the total
+
+ private:
+  void check_started(const char* what) const;
+
+  int64_t count_ = 0;
+  std::vector<int64_t> neuron_shape_;
+  at::Tensor mean_, comoment_;  // [n], [n, n] float64
+};
+
+// How many leading components `cumulative` [..., k] (a cumulative explained-variance ratio,
+// ascending along the last dim) needs to reach each threshold in (0, 1]: [..., thresholds]
+// int64, between 1 and k (k when rounding leaves the total just below a threshold of 1).
+at::Tensor components_to_reach(const at::Tensor& cumulative, const std::vector<double>& thresholds);
 
 }  // namespace llmscope::stats

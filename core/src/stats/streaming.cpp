@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <sstream>
 #include <vector>
 
 #include "llmscope/error.hpp"
@@ -383,6 +384,106 @@ void TopK::add(const at::Tensor& values, int64_t doc_offset) {
 TopK::Result TopK::result() const {
   if (!values_.defined()) throw Error("TopK: no data added yet");
   return {values_.clone(), doc_.clone(), pos_.clone()};
+}
+
+// ---- CovarianceStream ----
+
+void CovarianceStream::add(const at::Tensor& batch) {
+  at::Tensor x = batch_rows(batch, neuron_shape_, started(), mean_, "CovarianceStream");
+  if (!started()) {
+    mean_ = at::zeros({x.size(1)}, x.options());
+    comoment_ = at::zeros({x.size(1), x.size(1)}, x.options());
+  }
+  const int64_t nb = x.size(0);
+  if (nb == 0) return;
+  // The batch's own moments, then Chan's merge: C = C_a + C_b + delta delta^T * na nb / n.
+  at::Tensor mean_b = x.mean(0);
+  at::Tensor centred = x - mean_b;
+  at::Tensor comoment_b = centred.t().mm(centred);
+  const double na = static_cast<double>(count_);
+  const double n = na + static_cast<double>(nb);
+  at::Tensor delta = mean_b - mean_;
+  comoment_.add_(comoment_b).add_(at::outer(delta, delta), na * static_cast<double>(nb) / n);
+  mean_.add_(delta, static_cast<double>(nb) / n);
+  count_ += nb;
+}
+
+void CovarianceStream::merge(const CovarianceStream& other) {
+  if (!other.started() || other.count_ == 0) return;
+  if (!started()) {
+    count_ = other.count_;
+    neuron_shape_ = other.neuron_shape_;
+    mean_ = other.mean_.clone();
+    comoment_ = other.comoment_.clone();
+    return;
+  }
+  if (other.neuron_shape_ != neuron_shape_) {
+    throw Error("CovarianceStream: cannot merge " + neuron_shape_text(other.neuron_shape_) +
+                " neurons into " + neuron_shape_text(neuron_shape_));
+  }
+  const double na = static_cast<double>(count_);
+  const double nb = static_cast<double>(other.count_);
+  at::Tensor delta = other.mean_.to(mean_.device()) - mean_;
+  comoment_.add_(other.comoment_.to(mean_.device()))
+      .add_(at::outer(delta, delta), na * nb / (na + nb));
+  mean_.add_(delta, nb / (na + nb));
+  count_ += other.count_;
+}
+
+void CovarianceStream::check_started(const char* what) const {
+  if (!started() || count_ == 0) {
+    throw Error(std::string("CovarianceStream: ") + what + " needs data; none added yet");
+  }
+}
+
+int64_t CovarianceStream::neurons() const { return started() ? mean_.size(0) : 0; }
+
+at::Tensor CovarianceStream::mean() const {
+  check_started("mean");
+  return mean_.clone();
+}
+
+at::Tensor CovarianceStream::covariance(int64_t ddof) const {
+  check_started("covariance");
+  if (count_ - ddof <= 0) {
+    throw Error("CovarianceStream: covariance with ddof " + std::to_string(ddof) +
+                " needs more than " + std::to_string(ddof) + " samples, got " +
+                std::to_string(count_));
+  }
+  return comoment_ / static_cast<double>(count_ - ddof);
+}
+
+at::Tensor CovarianceStream::explained_variance() const {
+  // eigvalsh is ascending; tiny negative values are rounding of a rank-deficient matrix.
+  return at::linalg_eigvalsh(covariance(1)).flip({0}).clamp_min(0.0);
+}
+
+at::Tensor CovarianceStream::explained_variance_ratio() const {
+  at::Tensor ev = explained_variance();
+  const double total = ev.sum().item<double>();
+  if (!(total > 0.0)) throw Error("CovarianceStream: the data has no variance");
+  return ev / total;
+}
+
+at::Tensor components_to_reach(const at::Tensor& cumulative,
+                               const std::vector<double>& thresholds) {
+  if (!cumulative.defined() || cumulative.dim() == 0 || cumulative.size(-1) == 0) {
+    throw Error("components_to_reach: expected cumulative ratios [..., k] with k >= 1");
+  }
+  std::vector<at::Tensor> counts;
+  const int64_t k = cumulative.size(-1);
+  for (const double t : thresholds) {
+    if (!(t > 0.0 && t <= 1.0)) {
+      std::ostringstream shown;
+      shown << t;
+      throw Error("components_to_reach: thresholds must be in (0, 1], got " + shown.str());
+    }
+    // The number of components below the threshold, plus the one that reaches it.
+    at::Tensor below = cumulative.lt(t - 1e-12).sum(-1);
+    counts.push_back((below + 1).clamp_max(k));
+  }
+  if (counts.empty()) throw Error("components_to_reach: no thresholds");
+  return at::stack(counts, -1).to(at::kLong);
 }
 
 }  // namespace llmscope::stats

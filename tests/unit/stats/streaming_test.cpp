@@ -272,3 +272,88 @@ TEST(StreamingTopK, UnfilledRowsAndErrors) {
 
 }  // namespace
 }  // namespace llmscope::stats
+
+namespace llmscope::stats {
+namespace {
+
+TEST_F(StreamingTest, CovarianceStreamEqualsThePcaOfAllTheData) {
+  const at::Tensor x = a_.reshape({a_.size(0), -1});  // [137, 15], offset 1000
+  CovarianceStream whole;
+  CovarianceStream pieces;
+  for (const auto& part : chunks(a_, {1, 40, 0, 96})) pieces.add(part);
+  whole.add(a_);
+  EXPECT_EQ(pieces.count(), 137);
+  EXPECT_EQ(pieces.neurons(), 15);
+  const at::Tensor centred = x - x.mean(0);
+  const at::Tensor cov = centred.t().mm(centred) / 136.0;
+  EXPECT_TRUE(tensors_close(pieces.covariance(), cov, 1e-10, 1e-10));
+  EXPECT_TRUE(tensors_close(pieces.mean(), x.mean(0), 1e-10, 1e-10));
+  EXPECT_TRUE(tensors_close(pieces.covariance(0), cov * 136.0 / 137.0, 1e-10, 1e-10));
+  const Pca p = pca(x);
+  EXPECT_TRUE(tensors_close(pieces.explained_variance(), p.explained_variance, 1e-9, 1e-9));
+  EXPECT_TRUE(
+      tensors_close(pieces.explained_variance_ratio(), p.explained_variance_ratio, 1e-10, 1e-10));
+
+  // Merging two streams equals one stream fed both.
+  CovarianceStream other;
+  other.add(b_);
+  CovarianceStream both = whole;
+  both.merge(other);
+  CovarianceStream fed;
+  fed.add(a_);
+  fed.add(b_);
+  EXPECT_TRUE(tensors_close(both.covariance(), fed.covariance(), 1e-10, 1e-10));
+  const at::Tensor all = at::cat({x, b_.reshape({b_.size(0), -1})});
+  EXPECT_TRUE(tensors_close(both.covariance(), at::cov(all.t()), 1e-10, 1e-10));
+}
+
+TEST(StreamingCovariance, FewerSamplesThanNeuronsGiveZerosBeyondTheRank) {
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({6, 20}, at::kDouble);
+  CovarianceStream s;
+  s.add(x.to(at::kFloat));  // any floating dtype; the state is float64
+  const at::Tensor ratio = s.explained_variance_ratio();
+  EXPECT_EQ(ratio.size(0), 20);
+  EXPECT_NEAR(ratio.sum().item<double>(), 1.0, 1e-12);
+  EXPECT_LT(ratio.slice(0, 5).sum().item<double>(), 1e-10);  // rank 5 after centring
+  EXPECT_TRUE(tensors_close(
+      ratio.slice(0, 0, 5),
+      pca(x.to(at::kFloat).to(at::kDouble)).explained_variance_ratio.slice(0, 0, 5), 1e-6, 1e-6));
+}
+
+TEST(StreamingCovariance, ComponentsToReachAThreshold) {
+  const at::Tensor cumulative = at::tensor({0.5, 0.9, 0.95, 0.99, 1.0}, at::kDouble);
+  EXPECT_TRUE(at::equal(components_to_reach(cumulative, {0.5, 0.95, 0.99, 1.0, 0.1}),
+                        at::tensor({1, 3, 4, 5, 1}, at::kLong)));
+  const at::Tensor rows =
+      at::stack({cumulative, at::tensor({0.2, 0.4, 0.6, 0.8, 0.9999999}, at::kDouble)});
+  EXPECT_TRUE(at::equal(components_to_reach(rows, {0.6, 1.0}),
+                        at::tensor({2, 5, 3, 5}, at::kLong).reshape({2, 2})));
+  EXPECT_TRUE(throws_message([&] { components_to_reach(cumulative, {1.5}); },
+                             "components_to_reach: thresholds must be in (0, 1], got 1.5"));
+}
+
+TEST(StreamingCovariance, Errors) {
+  CovarianceStream s;
+  EXPECT_TRUE(throws_message([&] { s.covariance(); },
+                             "CovarianceStream: covariance needs data; none added yet"));
+  s.add(at::ones({1, 3}));
+  EXPECT_TRUE(
+      throws_message([&] { s.covariance(); },
+                     "CovarianceStream: covariance with ddof 1 needs more than 1 samples, got 1"));
+  s.add(at::ones({1, 3}));
+  EXPECT_TRUE(throws_message([&] { s.explained_variance_ratio(); },
+                             "CovarianceStream: the data has no variance"));
+  EXPECT_TRUE(throws_message(
+      [&] {
+        s.add(at::ones({2, 4}));
+      },
+      "CovarianceStream: batch has 4 neurons, expected 3 (as in the first batch)"));
+  CovarianceStream other;
+  other.add(at::ones({2, 2}));
+  EXPECT_TRUE(
+      throws_message([&] { s.merge(other); }, "CovarianceStream: cannot merge 2 neurons into 3"));
+}
+
+}  // namespace
+}  // namespace llmscope::stats

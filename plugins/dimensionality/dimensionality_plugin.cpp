@@ -1,0 +1,200 @@
+// dimensionality: how many dimensions a model's hidden states use (lessons 13-06, 13-07). Every
+// real token of every row is a sample; per hidden state (or hook site) the covariance over the
+// samples is accumulated pass by pass on the model's device (stats::CovarianceStream), so the
+// PCA spectrum of a whole book costs d x d memory per site, never tokens x d on the host.
+#include <llmscope/plugin.hpp>
+#include <llmscope/streaming.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace {
+
+using llmscope::plugin::ArgumentError;
+using llmscope::plugin::check_options;
+using llmscope::plugin::List;
+using llmscope::plugin::ModelPtr;
+using llmscope::plugin::option;
+using llmscope::plugin::Table;
+using llmscope::plugin::Value;
+
+constexpr int kRows = 2;
+constexpr int kOpts = 3;
+
+// What to read: the model's hidden states (HF's output_hidden_states: [0] the embeddings, [l] the
+// output of block l-1, the last after the final norm), or hook sites.
+struct Plan {
+  bool hidden_states = true;
+  std::vector<llmscope::plugin::Site> sites;
+  std::vector<double> thresholds = {0.95, 0.99};
+  int64_t batch_size = 8;
+  int64_t skip = 0;
+};
+
+Plan plan_from(const llmscope::Model& model, const Table& opts) {
+  check_options(opts, {"sites", "layers", "thresholds", "batch_size", "skip"}, kOpts);
+  Plan plan;
+  const Value* sites = llmscope::plugin::find_option(opts, "sites");
+  if (sites != nullptr) {
+    std::vector<std::string> patterns;
+    if (const auto* one = std::get_if<std::string>(&sites->data)) {
+      patterns.push_back(*one);
+    } else {
+      patterns = option<std::vector<std::string>>(opts, "sites", {}, kOpts);
+    }
+    if (patterns.empty()) throw ArgumentError(kOpts, "option 'sites' is empty");
+    const auto layers = llmscope::plugin::layers_option(model, opts, "layers", kOpts);
+    for (const auto& pattern : patterns) {
+      const bool templated = pattern.find("{L}") != std::string::npos;
+      const auto found = llmscope::plugin::sites_at(
+          model, pattern, templated ? layers : std::vector<int64_t>{0}, kOpts, "option 'sites'");
+      plan.sites.insert(plan.sites.end(), found.begin(), found.end());
+    }
+    plan.hidden_states = false;
+  } else if (llmscope::plugin::find_option(opts, "layers") != nullptr) {
+    throw ArgumentError(kOpts,
+                        "option 'layers' picks the layers of a 'sites' template; "
+                        "without 'sites' every hidden state is read");
+  }
+  plan.thresholds = option<std::vector<double>>(opts, "thresholds", plan.thresholds, kOpts);
+  if (plan.thresholds.empty()) throw ArgumentError(kOpts, "option 'thresholds' is empty");
+  for (const double t : plan.thresholds) {
+    if (!(t > 0.0 && t <= 1.0)) {
+      throw ArgumentError(kOpts,
+                          "option 'thresholds': each must be in (0, 1], got " + std::to_string(t));
+    }
+  }
+  plan.batch_size = option<int64_t>(opts, "batch_size", plan.batch_size, kOpts);
+  if (plan.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+  plan.skip = option<int64_t>(opts, "skip", 0, kOpts);
+  if (plan.skip < 0) throw ArgumentError(kOpts, "option 'skip' must be 0 or more");
+  return plan;
+}
+
+}  // namespace
+
+LLMSCOPE_PLUGIN("dimensionality", "0.1.0",
+                "Effective dimensionality: PCA spectra of hidden states over every token") {
+  module.def(
+      "spectrum",
+      "spectrum(model, rows, opts) -> {explained, cumulative, n_components, ...}: PCA per hidden "
+      "state\n"
+      "rows: token ids [rows, pos], {ids =, mask =} right-padded, or a list of texts. Every real\n"
+      "token (padding and the first `skip` positions of each row left out) is one sample; per\n"
+      "hidden state the covariance over all samples is accumulated on the model's device and its\n"
+      "eigenvalues give the PCA spectrum, as an SVD of the mean-centred [tokens, d] matrix would.\n"
+      "opts: sites (a hook point or list of them, {L} templates expanded over `layers`; default\n"
+      "the n_layer + 1 hidden states, Hugging Face's output_hidden_states), layers (for "
+      "templates,\n"
+      "default all), thresholds (default {0.95, 0.99}), batch_size (rows per pass, default 8),\n"
+      "skip (positions left out at the start of each row, e.g. 1 for a BOS; default 0).\n"
+      "Returns explained [sites, units] float64 (each component's share of the variance,\n"
+      "descending), cumulative [sites, units], n_components [sites, thresholds] int64 (components\n"
+      "needed to reach each threshold), thresholds, sites (names; 'hidden_states.<l>' by\n"
+      "default), n_tokens, units, max_components (min(n_tokens - 1, units): the most a\n"
+      "threshold can need).",
+      [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
+        const Plan plan = plan_from(*model, opts);
+        const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
+        for (size_t i = 0; i < rows.lengths.size(); ++i) {
+          if (rows.lengths[i] <= plan.skip) {
+            throw ArgumentError(kRows, "rows: row " + std::to_string(i) + " has " +
+                                           std::to_string(rows.lengths[i]) +
+                                           " tokens, none left after skipping " +
+                                           std::to_string(plan.skip));
+          }
+        }
+        const size_t n_sites =
+            plan.hidden_states ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
+        std::vector<llmscope::stats::CovarianceStream> streams(n_sites);
+
+        at::NoGradGuard no_grad;
+        const auto device = model->device();
+        int64_t n_tokens = 0;
+        for (int64_t start = 0; start < rows.size(); start += plan.batch_size) {
+          const int64_t stop = std::min<int64_t>(rows.size(), start + plan.batch_size);
+          int64_t width = 0;
+          for (int64_t i = start; i < stop; ++i) width = std::max(width, rows.lengths[i]);
+          const at::Tensor ids = rows.ids.slice(0, start, stop).slice(1, 0, width);
+          // 1 = token, 0 = padding, for the pass; `take` also leaves out the skipped positions.
+          const at::Tensor positions = at::arange(width, at::kLong).unsqueeze(0);
+          const at::Tensor lengths = at::tensor(std::vector<int64_t>(rows.lengths.begin() + start,
+                                                                     rows.lengths.begin() + stop),
+                                                at::kLong)
+                                         .unsqueeze(1);
+          const at::Tensor mask = (positions < lengths).to(at::kLong);
+          const at::Tensor take = ((positions < lengths) & (positions >= plan.skip)).to(device);
+          n_tokens += take.sum().item<int64_t>();
+
+          // Activations [batch, pos, ...] → the taken tokens [n, units], added on the device.
+          auto add = [&](size_t index, const at::Tensor& act) {
+            streams[index].add(act.flatten(2).index({take}));
+          };
+          llmscope::ForwardOptions forward;
+          forward.strict_hooks = true;
+          if (plan.hidden_states) {
+            forward.output_hidden_states = true;
+          } else {
+            int64_t deepest = -1;
+            for (size_t s = 0; s < plan.sites.size(); ++s) {
+              deepest = std::max<int64_t>(deepest, plan.sites[s].layer);
+              forward.hooks.push_back(
+                  {plan.sites[s].name, [&, s](const at::Tensor& act, const llmscope::HookContext&) {
+                     if (act.dim() < 3) {
+                       throw llmscope::Error("site '" + plan.sites[s].name +
+                                             "' is not [batch, pos, ...] (got " +
+                                             std::to_string(act.dim()) + " dims)");
+                     }
+                     add(s, act);
+                     return at::Tensor();
+                   }});
+            }
+            // Sites outside the blocks (the final norm) need the whole pass.
+            const bool outside = std::any_of(plan.sites.begin(), plan.sites.end(),
+                                             [](const auto& s) { return s.layer < 0; });
+            if (!outside) forward.stop_at_layer = static_cast<int>(deepest + 1);
+          }
+          const auto out = model->forward(
+              llmscope::ForwardInput{ids.to(device), {}, mask.to(device), {}}, forward);
+          if (plan.hidden_states) {
+            for (size_t l = 0; l < out.hidden_states.size(); ++l) add(l, out.hidden_states[l]);
+          }
+        }
+        if (n_tokens < 2) {
+          throw ArgumentError(
+              kRows, "rows: a spectrum needs at least 2 tokens, got " + std::to_string(n_tokens));
+        }
+
+        std::vector<at::Tensor> explained;
+        List names;
+        for (size_t s = 0; s < n_sites; ++s) {
+          explained.push_back(streams[s].explained_variance_ratio());
+          names.push_back(plan.hidden_states ? "hidden_states." + std::to_string(s)
+                                             : plan.sites[s].name);
+        }
+        const int64_t units = explained.front().size(0);
+        for (const auto& e : explained) {
+          if (e.size(0) != units) {
+            throw ArgumentError(kOpts,
+                                "option 'sites': all sites must have the same number of "
+                                "units to be stacked; read sites of different widths in "
+                                "separate calls");
+          }
+        }
+        const at::Tensor ratio = at::stack(explained).cpu();
+        const at::Tensor cumulative = ratio.cumsum(1);
+        Table result;
+        result["explained"] = ratio;
+        result["cumulative"] = cumulative;
+        result["n_components"] = llmscope::stats::components_to_reach(cumulative, plan.thresholds);
+        List thresholds;
+        for (const double t : plan.thresholds) thresholds.push_back(t);
+        result["thresholds"] = thresholds;
+        result["sites"] = names;
+        result["n_tokens"] = n_tokens;
+        result["units"] = units;
+        result["max_components"] = std::min(n_tokens - 1, units);
+        return result;
+      });
+}
