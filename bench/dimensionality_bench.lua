@@ -12,17 +12,8 @@ local m = model.load()
 local dimensionality = plugin("dimensionality")
 seq_len = math.min(seq_len, m.max_positions)
 
--- Brown fiction when the model has a tokenizer; random ids (the timing is the same) when not.
-local text = corpus.brown():text({ category = "fiction" })
-local ok, ids = pcall(m.tokenize, m, text:sub(1, 16 * n_tokens), { add_special_tokens = false })
-local source = "Brown fiction"
-if ok then
-  ids = ids:narrow(0, 0, n_tokens)
-else
-  tensor.manual_seed(1)
-  ids = (tensor.rand({ n_tokens }) * m.vocab_size):long()
-  source = "random ids"
-end
+local ids, source = bench.fiction_ids(m, n_tokens)
+n_tokens = ids:numel()
 local rows = ids:narrow(0, 0, (n_tokens // seq_len) * seq_len):reshape({ -1, seq_len })
 
 local plugin_out

@@ -106,6 +106,16 @@ function bench.random_gpt2(dir, spec)
   return dir
 end
 
+-- `n_tokens` token ids (1-D int64) of Brown fiction when `m` has a tokenizer, else random ids
+-- (seeded; a pass costs the same whatever the ids), and which of the two it is.
+function bench.fiction_ids(m, n_tokens)
+  local text = corpus.brown():text({ category = "fiction" })
+  local ok, ids = pcall(m.tokenize, m, text:sub(1, 16 * n_tokens), { add_special_tokens = false })
+  if ok then return ids:narrow(0, 0, math.min(n_tokens, ids:numel())), "Brown fiction" end
+  ids = (tensor.rand({ n_tokens }, { seed = 1 }) * m.vocab_size):long():clamp(0, m.vocab_size - 1)
+  return ids, "random ids"
+end
+
 -- Wall-clock seconds. os.clock counts the CPU time of every thread, so the wall clock comes from
 -- `date`, whose start-up cost (tens of milliseconds on a busy machine) bench.timed takes off.
 function bench.now()

@@ -593,6 +593,16 @@ int model_embed(lua_State* L) {
   return 1;
 }
 
+// m:unembed(resid, {full_head = true}) -> logits [..., vocab]: the output head on residual-stream
+// vectors (the logit lens); full_head = false skips the final norm (masked LMs: the transform).
+int model_unembed(lua_State* L) {
+  Model& model = check_model(L, 1);
+  at::Tensor resid = to_tensor(L, 2);
+  check_option_keys(L, 3, {"full_head"});
+  push_tensor(L, model.unembed(resid, opt_boolean(L, 3, "full_head").value_or(true)));
+  return 1;
+}
+
 int model_parameter(lua_State* L) {
   Model& model = check_model(L, 1);
   std::string name = check_string(L, 2);
@@ -653,6 +663,7 @@ const luaL_Reg kModelMethods[] = {
     {"find_tokens", entry<model_find_tokens>},
     {"hook_points", entry<model_hook_points>},
     {"embed", entry<model_embed>},
+    {"unembed", entry<model_unembed>},
     {"parameter", entry<model_parameter>},
     {"parameters", entry<model_parameters>},
     {nullptr, nullptr},

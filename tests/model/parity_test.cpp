@@ -83,6 +83,43 @@ TEST_P(Parity, HiddenStatesFollowHuggingFaceIndexing) {
   }
 }
 
+// The logit lens's building block: the output head on residual-stream vectors. The last block's
+// output through the whole head, and the last hidden state (after a causal LM's final norm,
+// which full_head = false leaves out) through the unembedding alone, give Hugging Face's logits.
+TEST_P(Parity, UnembedGivesTheLogitsFromTheResidualStream) {
+  at::NoGradGuard no_grad;
+  ForwardOptions options;
+  options.output_hidden_states = true;
+  const std::string last = "blocks." + std::to_string(model().n_layer() - 1) + ".hook_resid_post";
+  options.cache = {last};
+  auto out = model().forward({ids(), {}, mask()}, options);
+  const auto valid = valid_positions(1).expand_as(out.logits);
+  // A causal LM's last block output comes before its final norm; BERT's last hidden state is the
+  // encoder's output (its blocks end in their own LayerNorm, after hook_resid_post).
+  const at::Tensor before_head = causal() ? out.cache.get(last) : out.hidden_states.back();
+  EXPECT_TENSOR_CLOSE(model().unembed(before_head, true), expected("logits"), 1e-4, 1e-4, valid);
+  if (causal()) {
+    EXPECT_TENSOR_CLOSE(model().unembed(out.hidden_states.back(), false), expected("logits"), 1e-4,
+                        1e-4, valid);
+  } else {
+    // BERT's decoder alone: the tied word embeddings and the prediction bias.
+    at::Tensor words, bias;
+    for (const auto& [name, t] : model().named_parameters()) {
+      if (name == "bert.embeddings.word_embeddings.weight") words = t;
+      if (name == "cls.predictions.bias") bias = t;
+    }
+    ASSERT_TRUE(words.defined() && bias.defined());
+    const auto h = out.hidden_states.back();
+    EXPECT_TENSOR_CLOSE(model().unembed(h, false), at::linear(h, words, bias), 1e-6, 1e-6);
+  }
+  EXPECT_TRUE(throws_message(
+      [&] {
+        model().unembed(at::zeros({2, 3}), true);
+      },
+      "unembed: expected residual-stream vectors [..., " + std::to_string(model().d_model()) +
+          "] of floats, got [2, 3] Float"));
+}
+
 TEST_P(Parity, AttentionPatternsMatchForRealQueries) {
   at::NoGradGuard no_grad;
   ForwardOptions options;

@@ -19,7 +19,7 @@ for host_header in figures.hpp report.hpp training.hpp corpus.hpp bpe_trainer.hp
   fi
 done
 core_lib=$(ls "$work"/prefix/lib/libllmscope_core.so.* | head -n 1)
-if readelf -d "$core_lib" | grep -q 'NEEDED.*libcurl'; then
+if readelf -d "$core_lib" | grep 'NEEDED.*libcurl' > /dev/null; then
   echo "$core_lib links libcurl; plugins must not" >&2
   exit 1
 fi
@@ -43,5 +43,8 @@ LUA
 grep -q "loaded from $work/hello_build/libllmscope_plugin_hello.so" "$work/run.log"
 grep -q "hello, out-of-tree!" "$work/run.log"
 grep -q "^3.0$" "$work/run.log"
-"$work/prefix/bin/llmscope" plugins --plugin-path "$work/hello_build" | grep -q "^hello 1.0.0"
+# Through a file: `| grep -q` would stop reading at the first match and, under pipefail, fail the
+# script on llmscope's SIGPIPE once the listing outgrows the pipe's buffer.
+"$work/prefix/bin/llmscope" plugins --plugin-path "$work/hello_build" > "$work/plugins.log"
+grep -q "^hello 1.0.0" "$work/plugins.log"
 echo "out-of-tree plugin built against the installed SDK and called from Lua"

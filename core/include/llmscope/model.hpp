@@ -112,6 +112,14 @@ class Model {
   virtual ForwardOutput forward_cached(const ForwardInput& input, const ForwardOptions& options,
                                        KvCache& cache);
 
+  // The output head applied to residual-stream vectors `resid` [..., d_model] (any leading
+  // dims; moved to the model's device and dtype): logits [..., vocab], as forward() computes them
+  // from the last block's output. full_head = false leaves out what stands between the residual
+  // stream and the unembedding: a causal LM's final norm (the raw logit lens) or a masked LM's
+  // prediction transform (dense, activation, LayerNorm), keeping the decoder's weight and bias.
+  // No hook fires. Throws for a model without an output head. (Plugin ABI 2.2.)
+  virtual at::Tensor unembed(const at::Tensor& resid, bool full_head) const;
+
   // The tokenizer found beside the weights, or nullptr.
   const Tokenizer* tokenizer() const;
   void set_tokenizer(std::shared_ptr<const Tokenizer> tokenizer);

@@ -226,6 +226,8 @@ BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpo
   reader.check_unused(std::regex(R"(.*(position_ids|pooler\..*|cls\.predictions\.decoder\..*)$)"),
                       "encoder.layer", config.num_hidden_layers);
   set_parameters(reader);
+  set_output_head(
+      {transform_, config_.hidden_act, transform_norm_, word_embeddings_, decoder_bias_});
 }
 
 at::Tensor BertModel::layer_forward(int layer, const Layer& w, at::Tensor x,

@@ -162,6 +162,7 @@ Gpt2Model::Gpt2Model(const Gpt2Config& config, const models::Checkpoint& checkpo
   // Old checkpoints carry the causal mask as buffers; they are rebuilt, not read.
   reader.check_unused(std::regex(R"(.*\.attn\.(bias|masked_bias)$)"), "h", config.n_layer);
   set_parameters(reader);
+  set_output_head({std::nullopt, "", ln_f_, lm_head_, {}});
 }
 
 at::Tensor Gpt2Model::block_forward(int layer, const Block& block, at::Tensor x,

@@ -231,6 +231,7 @@ GptNeoModel::GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& c
   reader.check_unused(std::regex(R"(.*\.attn\.attention\.(bias|masked_bias)$)"), "h",
                       config.num_layers);
   set_parameters(reader);
+  set_output_head({std::nullopt, "", ln_f_, wte_, {}});
 }
 
 at::Tensor GptNeoModel::block_forward(int layer, const Block& block, at::Tensor x,

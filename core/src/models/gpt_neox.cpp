@@ -232,6 +232,7 @@ GptNeoxModel::GptNeoxModel(const GptNeoxConfig& config, const models::Checkpoint
   reader.check_unused(std::regex(R"(.*\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$)"),
                       "layers", config.num_hidden_layers);
   set_parameters(reader);
+  set_output_head({std::nullopt, "", final_layer_norm_, embed_out_, {}});
   inv_freq_ = detail::rope_inverse_frequencies(config.rope, config.rotary_dims());
 }
 

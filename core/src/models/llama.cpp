@@ -260,6 +260,7 @@ LlamaModel::LlamaModel(const LlamaConfig& config, const models::Checkpoint& chec
   reader.check_unused(std::regex(R"(.*\.self_attn\.rotary_emb\.inv_freq$)"), "layers",
                       config.num_hidden_layers);
   set_parameters(reader);
+  set_output_head({std::nullopt, "", norm_, lm_head_, {}});
   inv_freq_ = detail::rope_inverse_frequencies(config.rope, config.head_dim);
 }
 

@@ -30,6 +30,10 @@ ForwardOutput Model::forward_cached(const ForwardInput&, const ForwardOptions&, 
   throw Error("forward_cached: this " + architecture() + " model has no key/value cache");
 }
 
+at::Tensor Model::unembed(const at::Tensor&, bool) const {
+  throw Error("unembed: this " + architecture() + " model has no output head");
+}
+
 const HookPointTable& Model::hook_points() const { return state_->hook_points; }
 HookHandle Model::hook(const std::string& name, HookFn fn) {
   return state_->hooks.add(name, std::move(fn));

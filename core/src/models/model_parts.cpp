@@ -72,6 +72,16 @@ at::Tensor Norm::operator()(const at::Tensor& x) const {
   return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
+at::Tensor OutputHead::operator()(const at::Tensor& x, bool full) const {
+  at::Tensor h = x;
+  if (full) {
+    if (transform) h = activation(transform_activation, (*transform)(h));
+    h = norm(h);
+  }
+  // The same calls as the passes make, so unembed(last block output) equals their logits.
+  return bias.defined() ? at::linear(h, weight, bias) : at::matmul(h, weight.t());
+}
+
 WeightReader::WeightReader(const models::Checkpoint& checkpoint, std::string prefix,
                            const std::string& probe, const std::string& architecture,
                            std::string config_summary)
@@ -561,6 +571,19 @@ int64_t KvCache::length() const { return state_->held(); }
 void KvCache::clear() { *state_ = State(); }
 
 namespace detail {
+
+at::Tensor CheckpointModel::unembed(const at::Tensor& resid, bool full_head) const {
+  if (!head_) return Model::unembed(resid, full_head);
+  if (!resid.defined() || !at::isFloatingType(resid.scalar_type()) || resid.dim() == 0 ||
+      resid.size(-1) != d_model()) {
+    throw Error("unembed: expected residual-stream vectors [..., " + std::to_string(d_model()) +
+                "] of floats, got " +
+                (resid.defined() ? shape_string(resid.sizes()) + " " +
+                                       std::string(c10::toString(resid.scalar_type()))
+                                 : std::string("an undefined tensor")));
+  }
+  return (*head_)(resid.to(device_, dtype_), full_head);
+}
 
 ForwardOutput CheckpointModel::forward_cached(const ForwardInput& input,
                                               const ForwardOptions& options, KvCache& cache) {

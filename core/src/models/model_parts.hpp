@@ -55,6 +55,18 @@ struct Norm {
   at::Tensor operator()(const at::Tensor& x) const;
 };
 
+// What turns the last block's output into logits: for a masked LM a prediction transform
+// (dense, then `transform_activation`), then `norm` (a causal LM's final norm, a masked LM's
+// transform LayerNorm), then the unembedding `weight` [vocab, d_model] with an optional `bias`.
+struct OutputHead {
+  std::optional<Linear> transform;
+  std::string transform_activation;
+  Norm norm;
+  at::Tensor weight, bias;
+  // Logits from x [..., d_model]; without `full`, the unembedding alone.
+  at::Tensor operator()(const at::Tensor& x, bool full) const;
+};
+
 using NamedParameters = std::vector<std::pair<std::string, at::Tensor>>;
 
 // Reads parameters by their Hugging Face names, checking presence, dtype and shape, and
@@ -133,6 +145,7 @@ class CheckpointModel : public Model {
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override {
     return parameters_;
   }
+  at::Tensor unembed(const at::Tensor& resid, bool full_head) const override;
 
  protected:
   CheckpointModel(ModelShape shape, HookPointTable table, std::filesystem::path source,
@@ -143,6 +156,8 @@ class CheckpointModel : public Model {
         shape_(std::move(shape)) {}
   // Call once every weight is read.
   void set_parameters(const WeightReader& reader) { parameters_ = reader.parameters(); }
+  // Call once the head's weights are read; unembed() runs it.
+  void set_output_head(OutputHead head) { head_ = std::move(head); }
   // The architecture's pass; `cache` (causal models only) as forward_cached says, else nullptr.
   virtual ForwardOutput run(const ForwardInput& input, const ForwardOptions& options,
                             KvCache* cache) = 0;
@@ -153,6 +168,7 @@ class CheckpointModel : public Model {
  private:
   ModelShape shape_;
   NamedParameters parameters_;
+  std::optional<OutputHead> head_;
 };
 
 }  // namespace llmscope::detail

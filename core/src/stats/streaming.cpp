@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <string>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "llmscope/error.hpp"
