@@ -1,5 +1,5 @@
 // The `stats` module: batch statistics over [samples, neurons] tensors (t-tests, corrections,
-// per-neuron logistic regression, correlation, histograms, PCA, cosine similarity) and the
+// per-neuron logistic regression, correlation, histograms, PCA, cosine similarity, RSA) and the
 // streaming reducers (llmscope.RunningStats, llmscope.TopK, llmscope.HistogramStream,
 // llmscope.QuantileSketch). Groups, documents, positions and neurons are 0-based.
 #include <cstdio>
@@ -187,6 +187,72 @@ int s_cosine_matrix(lua_State* L) {
   at::Tensor x = tensor_arg(L, 1);
   at::Tensor y = is_none_or_nil(L, 2) ? at::Tensor() : tensor_arg(L, 2);
   push_tensor(L, stats::cosine_matrix(x, y));
+  return 1;
+}
+
+// stats.correlation_matrix(x, y?)
+int s_correlation_matrix(lua_State* L) {
+  at::Tensor x = tensor_arg(L, 1);
+  at::Tensor y = is_none_or_nil(L, 2) ? at::Tensor() : tensor_arg(L, 2);
+  push_tensor(L, stats::correlation_matrix(x, y));
+  return 1;
+}
+
+// stats.rank(x)
+int s_rank(lua_State* L) {
+  push_tensor(L, stats::rank_average(tensor_arg(L, 1)));
+  return 1;
+}
+
+// stats.spearman(acts, v)
+int s_spearman(lua_State* L) {
+  at::Tensor acts = tensor_arg(L, 1);
+  push_tensor(L, stats::spearman(acts, tensor_arg(L, 2)));
+  return 1;
+}
+
+// stats.correlation_p(r, n)
+int s_correlation_p(lua_State* L) {
+  at::Tensor r = tensor_arg(L, 1);
+  push_tensor(L, stats::correlation_p(r, check_integer(L, 2)));
+  return 1;
+}
+
+// stats.upper_triangle(s)
+int s_upper_triangle(lua_State* L) {
+  push_tensor(L, stats::upper_triangle(tensor_arg(L, 1)));
+  return 1;
+}
+
+// stats.rsa(a, b, {method = "pearson" | "spearman"})
+int s_rsa(lua_State* L) {
+  at::Tensor a = tensor_arg(L, 1);
+  at::Tensor b = tensor_arg(L, 2);
+  check_option_keys(L, 3, {"method"});
+  const std::string method = opt_string(L, 3, "method").value_or("pearson");
+  if (method != "pearson" && method != "spearman") {
+    throw ArgError(3,
+                   "option 'method' must be \"pearson\" or \"spearman\", got \"" + method + "\"");
+  }
+  stats::Rsa r = stats::rsa(a, b,
+                            method == "spearman" ? stats::CorrelationMethod::kSpearman
+                                                 : stats::CorrelationMethod::kPearson);
+  lua_createtable(L, 0, 3);
+  set_tensor(L, "r", r.r);
+  set_tensor(L, "p", r.p);
+  lua_pushinteger(L, static_cast<lua_Integer>(r.pairs));
+  lua_setfield(L, -2, "pairs");
+  return 1;
+}
+
+// stats.selectivity(s, labels)
+int s_selectivity(lua_State* L) {
+  at::Tensor s = tensor_arg(L, 1);
+  stats::Selectivity r = stats::selectivity(s, to_tensor(L, 2));
+  lua_createtable(L, 0, 3);
+  set_tensor(L, "within", r.within);
+  set_tensor(L, "between", r.between);
+  set_tensor(L, "ratio", r.ratio);
   return 1;
 }
 
@@ -525,6 +591,13 @@ void open_stats(lua_State* L) {
       {"histogram", entry<s_histogram>},
       {"pca", entry<s_pca>},
       {"cosine_matrix", entry<s_cosine_matrix>},
+      {"correlation_matrix", entry<s_correlation_matrix>},
+      {"rank", entry<s_rank>},
+      {"spearman", entry<s_spearman>},
+      {"correlation_p", entry<s_correlation_p>},
+      {"upper_triangle", entry<s_upper_triangle>},
+      {"rsa", entry<s_rsa>},
+      {"selectivity", entry<s_selectivity>},
       {"running", entry<s_running>},
       {"topk", entry<s_topk>},
       {"histogram_stream", entry<s_histogram_stream>},

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -25,8 +26,8 @@ constexpr int kOpts = 3;
 // What to read: the model's hidden states (HF's output_hidden_states: [0] the embeddings, [l] the
 // output of block l-1, the last after the final norm), or hook sites.
 struct Plan {
-  bool hidden_states = true;
-  std::vector<llmscope::plugin::Site> sites;
+  bool hidden_states = true;                  // no `sites`
+  std::vector<llmscope::plugin::Site> sites;  // empty: the hidden states
   std::vector<double> thresholds = {0.95, 0.99};
   int64_t batch_size = 8;
   int64_t skip = 0;
@@ -35,27 +36,9 @@ struct Plan {
 Plan plan_from(const llmscope::Model& model, const Table& opts) {
   check_options(opts, {"sites", "layers", "thresholds", "batch_size", "skip"}, kOpts);
   Plan plan;
-  const Value* sites = llmscope::plugin::find_option(opts, "sites");
-  if (sites != nullptr) {
-    std::vector<std::string> patterns;
-    if (const auto* one = std::get_if<std::string>(&sites->data)) {
-      patterns.push_back(*one);
-    } else {
-      patterns = option<std::vector<std::string>>(opts, "sites", {}, kOpts);
-    }
-    if (patterns.empty()) throw ArgumentError(kOpts, "option 'sites' is empty");
-    const auto layers = llmscope::plugin::layers_option(model, opts, "layers", kOpts);
-    for (const auto& pattern : patterns) {
-      const bool templated = pattern.find("{L}") != std::string::npos;
-      const auto found = llmscope::plugin::sites_at(
-          model, pattern, templated ? layers : std::vector<int64_t>{0}, kOpts, "option 'sites'");
-      plan.sites.insert(plan.sites.end(), found.begin(), found.end());
-    }
+  if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
+    plan.sites = std::move(*sites);
     plan.hidden_states = false;
-  } else if (llmscope::plugin::find_option(opts, "layers") != nullptr) {
-    throw ArgumentError(kOpts,
-                        "option 'layers' picks the layers of a 'sites' template; "
-                        "without 'sites' every hidden state is read");
   }
   plan.thresholds = option<std::vector<double>>(opts, "thresholds", plan.thresholds, kOpts);
   if (plan.thresholds.empty()) throw ArgumentError(kOpts, "option 'thresholds' is empty");
@@ -112,55 +95,16 @@ LLMSCOPE_PLUGIN("dimensionality", "0.1.0",
         at::NoGradGuard no_grad;
         const auto device = model->device();
         int64_t n_tokens = 0;
-        for (int64_t start = 0; start < rows.size(); start += plan.batch_size) {
-          const int64_t stop = std::min<int64_t>(rows.size(), start + plan.batch_size);
-          int64_t width = 0;
-          for (int64_t i = start; i < stop; ++i) width = std::max(width, rows.lengths[i]);
-          const at::Tensor ids = rows.ids.slice(0, start, stop).slice(1, 0, width);
-          // 1 = token, 0 = padding, for the pass; `take` also leaves out the skipped positions.
-          const at::Tensor positions = at::arange(width, at::kLong).unsqueeze(0);
-          const at::Tensor lengths = at::tensor(std::vector<int64_t>(rows.lengths.begin() + start,
-                                                                     rows.lengths.begin() + stop),
-                                                at::kLong)
-                                         .unsqueeze(1);
-          const at::Tensor mask = (positions < lengths).to(at::kLong);
-          const at::Tensor take = ((positions < lengths) & (positions >= plan.skip)).to(device);
+        llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
+          const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
+          // The real tokens without the skipped positions are the samples.
+          const at::Tensor take = (batch.real & (positions >= plan.skip)).to(device);
           n_tokens += take.sum().item<int64_t>();
-
-          // Activations [batch, pos, ...] → the taken tokens [n, units], added on the device.
-          auto add = [&](size_t index, const at::Tensor& act) {
-            streams[index].add(act.flatten(2).index({take}));
-          };
-          llmscope::ForwardOptions forward;
-          forward.strict_hooks = true;
-          if (plan.hidden_states) {
-            forward.output_hidden_states = true;
-          } else {
-            int64_t deepest = -1;
-            for (size_t s = 0; s < plan.sites.size(); ++s) {
-              deepest = std::max<int64_t>(deepest, plan.sites[s].layer);
-              forward.hooks.push_back(
-                  {plan.sites[s].name, [&, s](const at::Tensor& act, const llmscope::HookContext&) {
-                     if (act.dim() < 3) {
-                       throw llmscope::Error("site '" + plan.sites[s].name +
-                                             "' is not [batch, pos, ...] (got " +
-                                             std::to_string(act.dim()) + " dims)");
-                     }
-                     add(s, act);
-                     return at::Tensor();
-                   }});
-            }
-            // Sites outside the blocks (the final norm) need the whole pass.
-            const bool outside = std::any_of(plan.sites.begin(), plan.sites.end(),
-                                             [](const auto& s) { return s.layer < 0; });
-            if (!outside) forward.stop_at_layer = static_cast<int>(deepest + 1);
-          }
-          const auto out = model->forward(
-              llmscope::ForwardInput{ids.to(device), {}, mask.to(device), {}}, forward);
-          if (plan.hidden_states) {
-            for (size_t l = 0; l < out.hidden_states.size(); ++l) add(l, out.hidden_states[l]);
-          }
-        }
+          llmscope::plugin::read_sites(*model, batch, plan.sites,
+                                       [&](size_t index, const at::Tensor& act) {
+                                         streams[index].add(act.flatten(2).index({take}));
+                                       });
+        });
         if (n_tokens < 2) {
           throw ArgumentError(
               kRows, "rows: a spectrum needs at least 2 tokens, got " + std::to_string(n_tokens));

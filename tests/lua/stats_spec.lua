@@ -202,6 +202,39 @@ describe("pearson, histogram, pca, cosine_matrix", function()
   end)
 end)
 
+describe("similarity: correlation_matrix, rank, spearman, rsa, selectivity", function()
+  -- The scipy 1.10 values of tests/unit/stats/similarity_test.cpp, through the Lua entry points.
+  local x = T({ 3, 1, 4, 1, 5, 9, 2, 6, 5, 3 }, { dtype = "float64" })
+  local y = T({ 2, 7, 1, 8, 2, 8, 1, 8, 2, 8 }, { dtype = "float64" })
+
+  it("ranks, Spearman and its p-value match scipy", function()
+    close(stats.rank(x), { 4.5, 1.5, 6.0, 1.5, 7.5, 10.0, 3.0, 9.0, 7.5, 4.5 }, 0, "ranks")
+    local rho = stats.spearman(x, y)
+    near(rho:item(), 0.13471506281091267, 1e-14)
+    near(stats.correlation_p(rho, 10):item(), 0.71060088052238291, 1e-12)
+    raises(function() stats.correlation_p(rho) end,
+      "bad argument #2 to 'correlation_p' (number expected, got no value)")
+  end)
+
+  it("correlation_matrix centres each row; rsa and selectivity take stacks", function()
+    local a = T({ { 1, 2, 4, 7 }, { 2, 1, 0, 3 }, { 5, 5, 6, 1 } }, { dtype = "float64" })
+    near(stats.correlation_matrix(a)[0][2]:item(), -0.7670578361316337, 1e-14)
+    close(stats.correlation_matrix(a), stats.cosine_matrix(a - a:mean(1, true)), 1e-12, "centred cosine")
+    local s = stats.correlation_matrix(a:t():contiguous())   -- [4, 4]
+    local same_twice = stats.rsa(tensor.stack({ s, s }), tensor.stack({ s, s }), { method = "spearman" })
+    same(same_twice.r:shape(), { 2 })
+    near(same_twice.r[1]:item(), 1, 1e-12)
+    eq(same_twice.pairs, 6)
+    same(stats.upper_triangle(s):shape(), { 6 })
+    local sel = stats.selectivity(s, { 0, 0, 1, 1 })
+    near(sel.ratio:item(), sel.within:item() / sel.between:item(), 1e-14)
+    raises(function() stats.rsa(s, s, { method = "kendall" }) end,
+      "bad argument #3 to 'rsa' (option 'method' must be \"pearson\" or \"spearman\", got \"kendall\")")
+    raises(function() stats.selectivity(s, { 0, 0, 0, 0 }) end,
+      "selectivity: every item has the same label (no between pair)")
+  end)
+end)
+
 describe("stats.running", function()
   it("equals the batch tests when fed in uneven chunks", function()
     local a, b = G["ttest.a"], G["ttest.b"]

@@ -1,6 +1,7 @@
 // Batch statistics over activations: t-tests, multiple-comparison corrections, per-neuron
-// logistic regression, correlation, histograms, PCA and cosine similarity — each computed for
-// every neuron in one call on a [samples, neurons] tensor, on the tensor's own device.
+// logistic regression, correlation, histograms, PCA, cosine similarity and the similarity
+// analyses (correlation matrices, ranks, RSA, category selectivity) — each computed for every
+// neuron in one call on a [samples, neurons] tensor, on the tensor's own device.
 //
 // Conventions (shared with streaming.hpp and the Lua `stats` module):
 // - Samples run along dim 0; every other dim is a "neuron" dim, so a [samples, n] input gives
@@ -134,6 +135,54 @@ Pca pca(const at::Tensor& x, int64_t k = 0, bool center = true);
 // undefined): [rows, rows2], in x's floating dtype. Norms are clamped at 1e-8 as in
 // torch.nn.functional.cosine_similarity, so a zero row gives 0, not nan.
 at::Tensor cosine_matrix(const at::Tensor& x, const at::Tensor& y = at::Tensor());
+
+// ---- similarity: correlation matrices, ranks, RSA, category selectivity ----
+
+// Pearson correlation between the rows of x [rows, d] and the rows of y [rows2, d] (y = x when
+// undefined): [rows, rows2] float64. Each row is centred over its own d values, so this is the
+// cosine of the centred rows (np.corrcoef of the rows); nan where a row is constant.
+at::Tensor correlation_matrix(const at::Tensor& x, const at::Tensor& y = at::Tensor());
+
+// Ranks 1..samples of x [samples, ...] along dim 0, ties sharing their average rank
+// (scipy.stats.rankdata, method 'average'), float64 and shaped like x. A neuron with a nan value
+// gets nan ranks throughout (scipy's nan_policy 'propagate').
+at::Tensor rank_average(const at::Tensor& x);
+
+// Spearman's rho between v [samples] and every neuron of acts [samples, ...]: Pearson r of the
+// ranks (scipy.stats.spearmanr); nan where either side is constant.
+at::Tensor spearman(const at::Tensor& acts, const at::Tensor& v);
+
+// Two-sided p-values of correlations r (any shape) from n pairs each: Student's t with n - 2
+// degrees of freedom on t = r sqrt((n - 2) / (1 - r^2)), as scipy's spearmanr and, exactly,
+// pearsonr. |r| = 1 gives 0; n < 3 or nan r gives nan.
+at::Tensor correlation_p(const at::Tensor& r, int64_t n);
+
+// The entries above the diagonal of square matrices s [..., n, n], row by row (i < j):
+// [..., n (n - 1) / 2], s's dtype.
+at::Tensor upper_triangle(const at::Tensor& s);
+
+struct Rsa {
+  at::Tensor r;  // [...]: correlation of the two matrices' upper triangles
+  // [...]: correlation_p over the pairs. The pairs share items, so they are not independent
+  // samples: a guide, not an exact test (a permutation test of the items is).
+  at::Tensor p;
+  int64_t pairs;  // n (n - 1) / 2 entries compared
+};
+enum class CorrelationMethod { kPearson, kSpearman };
+// Representational similarity analysis of two stacks of similarity matrices a, b [..., n, n]
+// (same shape, n >= 3): for each matrix pair, the Pearson or Spearman correlation of their
+// upper triangles (the diagonal and the mirrored half left out).
+Rsa rsa(const at::Tensor& a, const at::Tensor& b, CorrelationMethod method);
+
+struct Selectivity {
+  at::Tensor within;   // [...]: mean of s[i, j] over pairs i != j with the same label
+  at::Tensor between;  // [...]: mean of s[i, j] over pairs with different labels
+  at::Tensor ratio;    // within / between
+};
+// Category selectivity of similarity matrices s [..., n, n] for items labelled `labels` [n]
+// (integers): both means over ordered pairs, so an asymmetric s counts both halves. Needs at
+// least one pair of each kind (a label shared by two items, and two different labels).
+Selectivity selectivity(const at::Tensor& s, const at::Tensor& labels);
 
 // ---- helpers shared with streaming.hpp ----
 

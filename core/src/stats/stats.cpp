@@ -559,4 +559,142 @@ at::Tensor cosine_matrix(const at::Tensor& x, const at::Tensor& y) {
   return xn.mm((y.defined() ? unit_rows(other) : xn).t());  // [rows, rows2]
 }
 
+// ---- similarity ----
+
+at::Tensor correlation_matrix(const at::Tensor& x, const at::Tensor& y) {
+  check_real(x, "correlation_matrix: x");
+  if (x.dim() != 2 || x.size(1) < 2) {
+    throw Error("correlation_matrix: x must be [rows, d] with d >= 2, got shape " +
+                shape_string(x.sizes()));
+  }
+  if (y.defined()) {
+    check_real(y, "correlation_matrix: y");
+    if (y.dim() != 2 || y.size(1) != x.size(1)) {
+      throw Error("correlation_matrix: y must be [rows, " + std::to_string(x.size(1)) +
+                  "] like x, got shape " + shape_string(y.sizes()));
+    }
+    same_device(x, y, "correlation_matrix");
+  }
+  auto centred_unit = [](const at::Tensor& t) {
+    at::Tensor c = to_double(t);
+    c = c - c.mean(1, /*keepdim=*/true);
+    return c / c.norm(2, {1}, /*keepdim=*/true);  // a constant row: 0 / 0 = nan, as np.corrcoef
+  };
+  at::Tensor xn = centred_unit(x);
+  return xn.mm((y.defined() ? centred_unit(y) : xn).t()).clamp(-1.0, 1.0);
+}
+
+at::Tensor rank_average(const at::Tensor& x) {
+  at::Tensor X = as_samples_by_neurons(x, "rank_average: x");  // [s, n]
+  // Rank = (values below) + (ties, itself included, + 1) / 2, from two binary searches of each
+  // neuron's sorted values: (left + right + 1) / 2 with left = #below, right = #below-or-equal.
+  at::Tensor by_neuron = X.t().contiguous();  // [n, s]
+  at::Tensor sorted = std::get<0>(by_neuron.sort(1));
+  at::Tensor left = at::searchsorted(sorted, by_neuron, /*out_int32=*/false, /*right=*/false);
+  at::Tensor right = at::searchsorted(sorted, by_neuron, /*out_int32=*/false, /*right=*/true);
+  at::Tensor ranks = (left + right + 1).to(at::kDouble).div_(2.0);
+  ranks.masked_fill_(by_neuron.isnan().any(1, /*keepdim=*/true), kNan);
+  return ranks.t().reshape(x.sizes());
+}
+
+at::Tensor spearman(const at::Tensor& acts, const at::Tensor& v) {
+  const int64_t samples = as_samples_by_neurons(acts, "spearman: acts").size(0);
+  check_real(v, "spearman: v");
+  if (v.dim() != 1 || v.size(0) != samples) {
+    throw Error("spearman: v must be a [samples] vector with one value per row of acts (acts has " +
+                std::to_string(samples) + " samples, v has shape " + shape_string(v.sizes()) + ")");
+  }
+  same_device(acts, v, "spearman");
+  return pearson(rank_average(acts), rank_average(v));
+}
+
+at::Tensor correlation_p(const at::Tensor& r, int64_t n) {
+  check_real(r, "correlation_p: r");
+  at::Tensor R = to_double(r);
+  if (n < 3) return full_like_double(R, kNan);
+  const double df = static_cast<double>(n - 2);
+  at::Tensor t = R * (df / (1.0 - R.square())).sqrt();  // |r| = 1: inf, p = 0
+  return student_t_two_sided_p(t, full_like_double(R, df));
+}
+
+at::Tensor upper_triangle(const at::Tensor& s) {
+  if (!s.defined() || s.dim() < 2 || s.size(-1) != s.size(-2)) {
+    throw Error("upper_triangle: expected square matrices [..., n, n], got " +
+                (s.defined() ? "shape " + shape_string(s.sizes()) : std::string("undefined")));
+  }
+  const int64_t n = s.size(-1);
+  at::Tensor index = at::triu_indices(n, n, 1, at::TensorOptions().device(s.device()));
+  return s.flatten(-2).index_select(-1, index[0] * n + index[1]);
+}
+
+namespace {
+
+void check_square_stack(const at::Tensor& s, const char* what) {
+  check_real(s, what);
+  if (s.dim() < 2 || s.size(-1) != s.size(-2)) {
+    throw Error(std::string(what) + " must be square matrices [..., n, n], got shape " +
+                shape_string(s.sizes()));
+  }
+}
+
+// Pearson r along the last dim of a and b [..., k], element by element over the leading dims.
+at::Tensor pearson_last_dim(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor ac = a - a.mean(-1, /*keepdim=*/true);
+  at::Tensor bc = b - b.mean(-1, /*keepdim=*/true);
+  return ((ac * bc).sum(-1) / (ac.square().sum(-1) * bc.square().sum(-1)).sqrt()).clamp(-1.0, 1.0);
+}
+
+}  // namespace
+
+Rsa rsa(const at::Tensor& a, const at::Tensor& b, CorrelationMethod method) {
+  check_square_stack(a, "rsa: a");
+  check_square_stack(b, "rsa: b");
+  if (a.sizes() != b.sizes()) {
+    throw Error("rsa: a and b must have the same shape (" + shape_string(a.sizes()) + " vs " +
+                shape_string(b.sizes()) + ")");
+  }
+  same_device(a, b, "rsa");
+  if (a.size(-1) < 3) {
+    throw Error("rsa: needs matrices of at least 3 items (3 pairs), got " +
+                std::to_string(a.size(-1)));
+  }
+  at::Tensor ua = to_double(upper_triangle(a));  // [..., pairs]
+  at::Tensor ub = to_double(upper_triangle(b));
+  if (method == CorrelationMethod::kSpearman) {
+    ua = rank_average(ua.movedim(-1, 0)).movedim(0, -1);
+    ub = rank_average(ub.movedim(-1, 0)).movedim(0, -1);
+  }
+  const int64_t pairs = ua.size(-1);
+  at::Tensor r = pearson_last_dim(ua, ub);
+  return {r, correlation_p(r, pairs), pairs};
+}
+
+Selectivity selectivity(const at::Tensor& s, const at::Tensor& labels) {
+  check_square_stack(s, "selectivity: s");
+  const int64_t n = s.size(-1);
+  if (!labels.defined() || labels.dim() != 1 || labels.size(0) != n ||
+      at::isFloatingType(labels.scalar_type()) || at::isComplexType(labels.scalar_type())) {
+    throw Error(
+        "selectivity: labels must be [" + std::to_string(n) + "] integers, one per item, got " +
+        (labels.defined()
+             ? shape_string(labels.sizes()) + " " + std::string(c10::toString(labels.scalar_type()))
+             : std::string("an undefined tensor")));
+  }
+  at::Tensor l = labels.to(s.device(), at::kLong);
+  at::Tensor same = l.unsqueeze(0).eq(l.unsqueeze(1));  // [n, n]
+  at::Tensor off_diagonal = at::eye(n, same.options()).logical_not();
+  at::Tensor within_mask = same.logical_and(off_diagonal).to(at::kDouble);
+  at::Tensor between_mask = same.logical_not().to(at::kDouble);
+  const double n_within = within_mask.sum().item<double>();
+  const double n_between = between_mask.sum().item<double>();
+  if (n_within == 0) throw Error("selectivity: no two items share a label (no within-group pair)");
+  if (n_between == 0) throw Error("selectivity: every item has the same label (no between pair)");
+  at::Tensor S = to_double(s);
+  Selectivity r;
+  r.within = (S * within_mask).sum({-2, -1}) / n_within;
+  r.between = (S * between_mask).sum({-2, -1}) / n_between;
+  r.ratio = r.within / r.between;
+  return r;
+}
+
 }  // namespace llmscope::stats

@@ -10,7 +10,8 @@
 // version, libtorch version, C++ ABI, name, version, description) and the factory that builds
 // the Module (exported with BOOST_DLL_ALIAS). Functions take and return plain C++ types; see
 // llmscope/plugin_api.hpp; options every plugin shares (layers, sites) are read by
-// llmscope/plugin_args.hpp. Build with llmscope_add_plugin() from find_package(llmscope).
+// llmscope/plugin_args.hpp, batched passes read at sites by llmscope/plugin_passes.hpp. Build with
+// llmscope_add_plugin() from find_package(llmscope).
 #pragma once
 
 #ifndef BOOST_DLL_USE_STD_FS
@@ -22,6 +23,7 @@
 #include "llmscope/plugin_api.hpp"
 #include "llmscope/plugin_args.hpp"
 #include "llmscope/plugin_inputs.hpp"
+#include "llmscope/plugin_passes.hpp"
 
 #define LLMSCOPE_PLUGIN(NAME, VERSION, DESCRIPTION)                                               \
   static void llmscope_plugin_init(::llmscope::plugin::Module& module);                           \

@@ -114,4 +114,37 @@ inline std::vector<Site> sites_at(const Model& model, const std::string& pattern
   return out;
 }
 
+// The option `key` as sites: a hook point name or a list of them, each "{L}" template expanded
+// over the layers of option `layers_key` (default every layer), a name without {L} read once.
+// nullopt when `key` is absent; `layers_key` without `key` is an error (it would pick nothing).
+inline std::optional<std::vector<Site>> sites_option(const Model& model, const Table& opts,
+                                                     const std::string& key,
+                                                     const std::string& layers_key, int arg) {
+  const auto given = opts.find(key);
+  if (given == opts.end() || given->second.is_nil()) {
+    const auto layers_given = opts.find(layers_key);
+    if (layers_given != opts.end() && !layers_given->second.is_nil()) {
+      throw ArgumentError(arg, "option '" + layers_key + "' picks the layers of a '" + key +
+                                   "' template; give '" + key + "' with it");
+    }
+    return std::nullopt;
+  }
+  std::vector<std::string> patterns;
+  if (const auto* one = std::get_if<std::string>(&given->second.data)) {
+    patterns.push_back(*one);
+  } else {
+    patterns = FromValue<std::vector<std::string>>::get(given->second, arg);
+  }
+  if (patterns.empty()) throw ArgumentError(arg, "option '" + key + "' is empty");
+  const auto layers = layers_option(model, opts, layers_key, arg);
+  std::vector<Site> out;
+  for (const auto& pattern : patterns) {
+    const bool templated = pattern.find("{L}") != std::string::npos;
+    const auto found = sites_at(model, pattern, templated ? layers : std::vector<int64_t>{0}, arg,
+                                "option '" + key + "'");
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
 }  // namespace llmscope::plugin

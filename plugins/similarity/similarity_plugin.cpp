@@ -1,0 +1,195 @@
+// similarity: the vectors that similarity analyses compare (lessons 13-01 to 13-05). One batched
+// pass per group of rows; native hooks at each site keep only the target token's vector of each
+// row (and, when asked, every other real token's), gathered on the model's device, so a scan of
+// Q, K and V over every layer never copies whole activations to the host. The comparisons
+// themselves (cosine and correlation matrices, RSA, selectivity) are in the `stats` module.
+#include <llmscope/plugin.hpp>
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using llmscope::plugin::ArgumentError;
+using llmscope::plugin::check_options;
+using llmscope::plugin::List;
+using llmscope::plugin::ModelPtr;
+using llmscope::plugin::option;
+using llmscope::plugin::Table;
+using llmscope::plugin::Value;
+
+constexpr int kRows = 2;
+constexpr int kOpts = 3;
+
+struct Plan {
+  bool hidden_states = true;                  // no `sites`: HF's output_hidden_states
+  std::vector<llmscope::plugin::Site> sites;  // empty: the hidden states
+  bool others = false;
+  int64_t skip = 0;
+  int64_t batch_size = 8;
+};
+
+Plan plan_from(const llmscope::Model& model, const Table& opts) {
+  check_options(opts, {"sites", "layers", "positions", "target", "others", "skip", "batch_size"},
+                kOpts);
+  Plan plan;
+  if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
+    plan.sites = std::move(*sites);
+    plan.hidden_states = false;
+  }
+  plan.others = option<bool>(opts, "others", false, kOpts);
+  plan.skip = option<int64_t>(opts, "skip", 0, kOpts);
+  if (plan.skip < 0) throw ArgumentError(kOpts, "option 'skip' must be 0 or more");
+  plan.batch_size = option<int64_t>(opts, "batch_size", plan.batch_size, kOpts);
+  if (plan.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+  return plan;
+}
+
+// Each row's target position: `positions` (one per row, negative from the row's end), or the
+// first occurrence of `target` at or after `skip`.
+std::vector<int64_t> target_positions(const llmscope::Model& model,
+                                      const llmscope::plugin::TokenRows& rows, const Table& opts,
+                                      int64_t skip) {
+  const Value* positions = llmscope::plugin::find_option(opts, "positions");
+  const Value* target = llmscope::plugin::find_option(opts, "target");
+  if ((positions == nullptr) == (target == nullptr)) {
+    throw ArgumentError(kOpts, "give either option 'positions' (one per row) or option 'target'");
+  }
+  std::vector<int64_t> out;
+  if (positions != nullptr) {
+    out = llmscope::plugin::integers(*positions, kOpts, "option 'positions'");
+    if (static_cast<int64_t>(out.size()) != rows.size()) {
+      throw ArgumentError(kOpts, "option 'positions': " + std::to_string(out.size()) +
+                                     " positions for " + std::to_string(rows.size()) + " rows");
+    }
+    for (int64_t i = 0; i < rows.size(); ++i) {
+      const int64_t length = rows.lengths[static_cast<size_t>(i)];
+      int64_t& p = out[static_cast<size_t>(i)];
+      if (p < -length || p >= length) {
+        throw ArgumentError(kOpts, "option 'positions': " + std::to_string(p) + " is outside row " +
+                                       std::to_string(i) + " (" + std::to_string(length) +
+                                       " tokens)");
+      }
+      if (p < 0) p += length;
+    }
+    return out;
+  }
+  const int64_t id = llmscope::plugin::token(model, *target, kOpts, "option 'target'");
+  for (int64_t i = 0; i < rows.size(); ++i) {
+    const at::Tensor row = rows.ids[i].narrow(0, 0, rows.lengths[static_cast<size_t>(i)]);
+    const at::Tensor hits = (row == id).nonzero().flatten();
+    const at::Tensor after = hits.index({hits >= skip});
+    if (after.numel() == 0) {
+      throw ArgumentError(kRows, "rows: row " + std::to_string(i) +
+                                     " does not contain the target token " + std::to_string(id) +
+                                     (skip > 0 ? " after position " + std::to_string(skip) : ""));
+    }
+    out.push_back(after[0].item<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+LLMSCOPE_PLUGIN("similarity", "0.1.0",
+                "Similarity analyses: a target token's vectors at many sites across sentences") {
+  module.def(
+      "vectors",
+      "vectors(model, rows, opts) -> {vectors, positions, shape, ...}: a target's vectors\n"
+      "rows: token ids [rows, pos], {ids =, mask =} right-padded, or a list of texts (sentences\n"
+      "that each hold the target). One batched pass per `batch_size` rows; at every site the\n"
+      "vector at each row's target position is gathered on the model's device.\n"
+      "opts: target (a token id or one-token text; its first occurrence at or after `skip` in\n"
+      "each row) or positions (one per row, negative from the row's end); sites (a hook point or\n"
+      "list, {L} templates expanded over `layers`; default the n_layer + 1 hidden states);\n"
+      "layers; others (also every other real token's vector, default false); skip (positions\n"
+      "left out of `others` and of the target search at the start of each row, e.g. 1 for a\n"
+      "BOS); batch_size (default 8).\n"
+      "Returns vectors [sites, rows, units] float32 (a per-head site flattened to heads x d_head\n"
+      "units), positions [rows] int64, ids [rows] (the target tokens), shape (a site's per-token\n"
+      "shape, e.g. {12, 64} for attn.hook_q), units, sites (names; 'hidden_states.<l>' by\n"
+      "default); with others: other_vectors [sites, n, units], other_rows, other_positions and\n"
+      "other_ids [n] int64, in reading order.",
+      [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
+        const Plan plan = plan_from(*model, opts);
+        const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
+        const std::vector<int64_t> targets = target_positions(*model, rows, opts, plan.skip);
+        const size_t n_sites =
+            plan.hidden_states ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
+        std::vector<std::vector<at::Tensor>> picked(n_sites), others(n_sites);
+        std::vector<int64_t> site_shape;
+
+        at::NoGradGuard no_grad;
+        const auto device = model->device();
+        std::vector<int64_t> other_rows, other_positions;
+        llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
+          const at::Tensor batch_targets = at::tensor(
+              std::vector<int64_t>(targets.begin() + batch.start, targets.begin() + batch.stop),
+              at::kLong);
+          const at::Tensor in_batch = at::arange(batch.size(), at::kLong);
+          at::Tensor other_mask;  // [batch, width]: real tokens past `skip`, not the target
+          if (plan.others) {
+            const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
+            other_mask = batch.real & (positions >= plan.skip);
+            other_mask.index_put_({in_batch, batch_targets}, false);
+            const at::Tensor where = other_mask.nonzero();  // [n, 2] in reading order
+            for (int64_t k = 0; k < where.size(0); ++k) {
+              other_rows.push_back(batch.start + where[k][0].item<int64_t>());
+              other_positions.push_back(where[k][1].item<int64_t>());
+            }
+            other_mask = other_mask.to(device);
+          }
+          const at::Tensor batch_rows = in_batch.to(device);
+          const at::Tensor target_index = batch_targets.to(device);
+          // [batch, pos, ...] -> the target rows [batch, units] and the others [n, units].
+          llmscope::plugin::read_sites(
+              *model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
+                if (site_shape.empty()) site_shape = act.sizes().slice(2).vec();
+                const at::Tensor flat = act.flatten(2);
+                picked[index].push_back(
+                    flat.index({batch_rows, target_index}).to(at::kFloat).cpu());
+                if (plan.others) {
+                  others[index].push_back(flat.index({other_mask}).to(at::kFloat).cpu());
+                }
+              });
+        });
+
+        std::vector<at::Tensor> vectors, other_vectors;
+        List names, shape;
+        for (size_t s = 0; s < n_sites; ++s) {
+          vectors.push_back(at::cat(picked[s], 0));
+          if (plan.others) other_vectors.push_back(at::cat(others[s], 0));
+          names.push_back(plan.hidden_states ? "hidden_states." + std::to_string(s)
+                                             : plan.sites[s].name);
+        }
+        const int64_t units = vectors.front().size(1);
+        for (const auto& v : vectors) {
+          if (v.size(1) != units) {
+            throw ArgumentError(kOpts,
+                                "option 'sites': all sites must have the same number of units to "
+                                "be stacked; read sites of different widths in separate calls");
+          }
+        }
+        for (const int64_t d : site_shape) shape.push_back(d);
+        const at::Tensor target_tensor = at::tensor(targets, at::kLong);
+        Table result;
+        result["vectors"] = at::stack(vectors);
+        result["positions"] = target_tensor;
+        result["ids"] =
+            rows.ids.gather(1, target_tensor.unsqueeze(1)).squeeze(1).to(at::kLong).contiguous();
+        result["shape"] = shape;
+        result["units"] = units;
+        result["sites"] = names;
+        if (plan.others) {
+          const at::Tensor r = at::tensor(other_rows, at::kLong);
+          const at::Tensor p = at::tensor(other_positions, at::kLong);
+          result["other_vectors"] = at::stack(other_vectors);
+          result["other_rows"] = r;
+          result["other_positions"] = p;
+          result["other_ids"] = rows.ids.index({r, p}).to(at::kLong).contiguous();
+        }
+        return result;
+      });
+}

@@ -1,0 +1,91 @@
+// Batched passes over token rows, read at hook sites: the loop every plugin that scans many rows
+// writes otherwise (cut the rows into batches, mask the padding, hook each site or ask for the
+// hidden states, stop after the deepest block needed). Header-only, on the public plugin API.
+//
+//   for_each_batch(rows, 8, [&](const RowBatch& batch) {
+//     read_sites(*model, batch, sites, [&](size_t index, const at::Tensor& act) {
+//       // act [batch, pos, ...] at sites[index] (or hidden state `index` when sites is empty)
+//     });
+//   });
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "llmscope/model.hpp"
+#include "llmscope/plugin_args.hpp"
+#include "llmscope/plugin_inputs.hpp"
+
+namespace llmscope::plugin {
+
+// Rows [start, stop) of a TokenRows, cut to their longest row.
+struct RowBatch {
+  int64_t start = 0, stop = 0;
+  at::Tensor ids;   // [batch, width] int64, on the CPU
+  at::Tensor real;  // [batch, width] bool, on the CPU: true at real tokens, false at padding
+  int64_t size() const { return stop - start; }
+};
+
+// Calls fn(batch) for consecutive batches of at most `batch_size` rows (>= 1), in order.
+inline void for_each_batch(const TokenRows& rows, int64_t batch_size,
+                           const std::function<void(const RowBatch&)>& fn) {
+  for (int64_t start = 0; start < rows.size(); start += batch_size) {
+    RowBatch batch;
+    batch.start = start;
+    batch.stop = std::min<int64_t>(rows.size(), start + batch_size);
+    int64_t width = 0;
+    for (int64_t i = batch.start; i < batch.stop; ++i) width = std::max(width, rows.lengths[i]);
+    batch.ids = rows.ids.slice(0, batch.start, batch.stop).slice(1, 0, width);
+    const at::Tensor lengths = at::tensor(std::vector<int64_t>(rows.lengths.begin() + batch.start,
+                                                               rows.lengths.begin() + batch.stop),
+                                          at::kLong)
+                                   .unsqueeze(1);
+    batch.real = at::arange(width, at::kLong).unsqueeze(0) < lengths;
+    fn(batch);
+  }
+}
+
+// One forward pass of `batch` (padding masked) on the model's device that calls
+// read(index, act [batch, pos, ...]) for each of `sites` in pass order, or, when `sites` is empty,
+// for each of the n_layer + 1 hidden states (Hugging Face's output_hidden_states: the
+// embeddings, each block's output, the last after the final norm). The pass stops after the
+// deepest block a site needs. A site that is not [batch, pos, ...] is an error naming it.
+inline void read_sites(Model& model, const RowBatch& batch, const std::vector<Site>& sites,
+                       const std::function<void(size_t, const at::Tensor&)>& read) {
+  ForwardOptions forward;
+  forward.strict_hooks = true;
+  if (sites.empty()) {
+    forward.output_hidden_states = true;
+  } else {
+    int64_t deepest = -1;
+    for (size_t s = 0; s < sites.size(); ++s) {
+      deepest = std::max<int64_t>(deepest, sites[s].layer);
+      forward.hooks.push_back(
+          {sites[s].name, [&sites, &read, s](const at::Tensor& act, const HookContext&) {
+             if (act.dim() < 3) {
+               throw Error("site '" + sites[s].name + "' is not [batch, pos, ...] (got " +
+                           std::to_string(act.dim()) + " dims)");
+             }
+             read(s, act);
+             return at::Tensor();
+           }});
+    }
+    // Sites outside the blocks (the final norm) need the whole pass.
+    const bool outside =
+        std::any_of(sites.begin(), sites.end(), [](const Site& s) { return s.layer < 0; });
+    if (!outside) forward.stop_at_layer = static_cast<int>(deepest + 1);
+  }
+  const auto device = model.device();
+  const auto out = model.forward(
+      ForwardInput{batch.ids.to(device), {}, batch.real.to(at::kLong).to(device), {}}, forward);
+  if (sites.empty()) {
+    for (size_t l = 0; l < out.hidden_states.size(); ++l) read(l, out.hidden_states[l]);
+  }
+}
+
+}  // namespace llmscope::plugin
