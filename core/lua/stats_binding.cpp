@@ -1,5 +1,6 @@
 // The `stats` module: batch statistics over [samples, neurons] tensors (t-tests, corrections,
-// per-neuron logistic regression, correlation, histograms, PCA, cosine similarity, RSA) and the
+// per-neuron logistic regression, correlation, histograms, PCA, cosine similarity, RSA, mutual
+// information, Kendall's tau) and the
 // streaming reducers (llmscope.RunningStats, llmscope.TopK, llmscope.HistogramStream,
 // llmscope.QuantileSketch). Groups, documents, positions and neurons are 0-based.
 #include <cstdio>
@@ -253,6 +254,52 @@ int s_selectivity(lua_State* L) {
   set_tensor(L, "within", r.within);
   set_tensor(L, "between", r.between);
   set_tensor(L, "ratio", r.ratio);
+  return 1;
+}
+
+// stats.entropy(x, {bins = 15})
+int s_entropy(lua_State* L) {
+  at::Tensor x = tensor_arg(L, 1);
+  check_option_keys(L, 2, {"bins"});
+  push_tensor(L, stats::entropy_binned(x, opt_integer(L, 2, "bins").value_or(15)));
+  return 1;
+}
+
+// stats.mi_binned(x, y, {bins = 15})
+int s_mi_binned(lua_State* L) {
+  at::Tensor x = tensor_arg(L, 1);
+  at::Tensor y = tensor_arg(L, 2);
+  check_option_keys(L, 3, {"bins"});
+  push_tensor(L, stats::mutual_information_binned(x, y, opt_integer(L, 3, "bins").value_or(15)));
+  return 1;
+}
+
+// stats.mi_matrix(x, {bins = 15})
+int s_mi_matrix(lua_State* L) {
+  at::Tensor x = tensor_arg(L, 1);
+  check_option_keys(L, 2, {"bins"});
+  push_tensor(L, stats::mutual_information_matrix(x, opt_integer(L, 2, "bins").value_or(15)));
+  return 1;
+}
+
+// stats.mi_knn(x, y, {k = 3})
+int s_mi_knn(lua_State* L) {
+  at::Tensor x = tensor_arg(L, 1);
+  at::Tensor y = tensor_arg(L, 2);
+  check_option_keys(L, 3, {"k"});
+  push_tensor(L, stats::mutual_information_knn(x, y, opt_integer(L, 3, "k").value_or(3)));
+  return 1;
+}
+
+// stats.kendall(x, y) -> {tau, p}
+int s_kendall(lua_State* L) {
+  at::Tensor x = tensor_arg(L, 1);
+  const stats::Kendall k = stats::kendall_tau(x, tensor_arg(L, 2));
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, k.tau);
+  lua_setfield(L, -2, "tau");
+  lua_pushnumber(L, k.p);
+  lua_setfield(L, -2, "p");
   return 1;
 }
 
@@ -598,6 +645,11 @@ void open_stats(lua_State* L) {
       {"upper_triangle", entry<s_upper_triangle>},
       {"rsa", entry<s_rsa>},
       {"selectivity", entry<s_selectivity>},
+      {"entropy", entry<s_entropy>},
+      {"mi_binned", entry<s_mi_binned>},
+      {"mi_matrix", entry<s_mi_matrix>},
+      {"mi_knn", entry<s_mi_knn>},
+      {"kendall", entry<s_kendall>},
       {"running", entry<s_running>},
       {"topk", entry<s_topk>},
       {"histogram_stream", entry<s_histogram_stream>},

@@ -88,6 +88,36 @@ function spec.golden(golden_dir, name)
 end
 
 -- Prints the closing line and fails the script (non-zero exit) when anything failed.
+-- The activations of one row (1-D ids) run alone: for each of `sites` (a list of hook points) its
+-- [pos, units] from run_with_cache (per-head sites flattened), or without `sites` each hidden state's
+-- [pos, d_model] from forward{hidden_states = true}; a list indexed from 1 (1 = hidden state 0).
+function spec.row_states(m, row, sites)
+  local states = {}
+  if sites then
+    local _, cache = m:run_with_cache(row:unsqueeze(0), { names = sites })
+    for i, name in ipairs(sites) do states[i] = cache[name][0]:flatten(1) end
+  else
+    local _, out = m:forward(row:unsqueeze(0), { hidden_states = true })
+    for l = 0, m.n_layer do states[l + 1] = out.hidden_states[l][0] end
+  end
+  return states
+end
+
+-- The real tokens of every row (a list of 1-D ids) run alone, each row's first `skip` positions
+-- left out, stacked per site or hidden state (spec.row_states): a list of [tokens, units].
+function spec.tokens_alone(m, rows, skip, sites)
+  local parts = {}
+  for _, row in ipairs(rows) do
+    for i, st in ipairs(spec.row_states(m, row, sites)) do
+      parts[i] = parts[i] or {}
+      table.insert(parts[i], st:narrow(0, skip, st:size(0) - skip))
+    end
+  end
+  local out = {}
+  for i, p in ipairs(parts) do out[i] = tensor.cat(p, 0) end
+  return out
+end
+
 function spec.finish()
   io.write(string.format("%d passed, %d failed\n", spec.passed, spec.failed))
   if spec.failed > 0 then

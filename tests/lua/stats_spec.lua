@@ -235,6 +235,45 @@ describe("similarity: correlation_matrix, rank, spearman, rsa, selectivity", fun
   end)
 end)
 
+describe("information: entropy, mi_binned, mi_knn, kendall", function()
+  local I = (function()
+    local f = assert(io.open(golden_dir .. "/stats/information.json"))
+    local text = f:read("a")
+    f:close()
+    return text
+  end)()
+  -- The first case of information.json (independent x and y, 200 samples), read by pattern.
+  local function numbers(key)
+    local list = I:match('"' .. key .. '": %[(.-)%]')
+    local out = {}
+    for v in list:gmatch("[^,%s]+") do out[#out + 1] = tonumber(v) end
+    return T(out, { dtype = "float64" })
+  end
+  local function number(key) return tonumber(I:match('"' .. key .. '": ([^,%s]+)')) end
+
+  it("match numpy's histograms and scikit-learn's KSG (in bits)", function()
+    local x, y = numbers("x"), numbers("y")
+    near(stats.mi_binned(x, y):item(), number("binned15"), 1e-12)
+    near(stats.mi_binned(x, y, { bins = 7 }):item(), number("binned7"), 1e-12)
+    near(stats.entropy(x):item(), number("entropy15_x"), 1e-12)
+    near(stats.mi_knn(x, y):item() * math.log(2), number("knn3_unclipped_nats"), 1e-12)
+    same(stats.mi_binned(tensor.stack({ x, y }, 1), tensor.stack({ y, x }, 1)):shape(), { 2 })
+    local m = stats.mi_matrix(tensor.stack({ x, y }, 1))
+    near(m[0][1]:item(), number("binned15"), 1e-12)
+    near(m[0][0]:item(), number("entropy15_x"), 1e-12)
+    raises(function() stats.mi_knn(x, y, { neighbours = 3 }) end,
+      "bad argument #3 to 'mi_knn' (unknown option 'neighbours' (expected k))")
+  end)
+
+  it("kendall gives tau-b and the asymptotic p-value as scipy", function()
+    local k = stats.kendall(T({ 3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9 }),
+      T({ 2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4 }))
+    near(k.tau, 0.1570874410539306, 1e-14)
+    near(k.p, 0.44489368769586524, 1e-12)
+    raises(function() stats.kendall(T({ 1, 2 }), T({ 1 })) end, "kendall_tau: x and y must be vectors of the same length")
+  end)
+end)
+
 describe("stats.running", function()
   it("equals the batch tests when fed in uneven chunks", function()
     local a, b = G["ttest.a"], G["ttest.b"]

@@ -17,31 +17,7 @@ local function svd_shares(x)
   return v / v:sum()
 end
 
--- Per hidden state (or per site, when `sites` is given), the real tokens of every row run alone,
--- each row's first `skip` positions left out: a list indexed from 1 of [n, units] tensors.
-local function reference_tokens(m, rows, skip, sites)
-  local parts = {}
-  for _, row in ipairs(rows) do
-    local ids = row:unsqueeze(0)
-    local states
-    if sites then
-      local _, cache = m:run_with_cache(ids, { names = sites })
-      states = {}
-      for i, name in ipairs(sites) do states[i] = cache[name][0]:flatten(1) end
-    else
-      local _, out = m:forward(ids, { hidden_states = true })
-      states = {}
-      for l = 0, m.n_layer do states[l + 1] = out.hidden_states[l][0] end
-    end
-    for i, st in ipairs(states) do
-      parts[i] = parts[i] or {}
-      table.insert(parts[i], st:narrow(0, skip, st:size(0) - skip))
-    end
-  end
-  local out = {}
-  for i, p in ipairs(parts) do out[i] = tensor.cat(p, 0) end
-  return out
-end
+local reference_tokens = spec.tokens_alone
 
 -- Rows of different lengths as {ids =, mask =}, right-padded with `pad`.
 local function padded(rows, pad)

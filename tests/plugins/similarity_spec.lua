@@ -17,15 +17,7 @@ local function max_diff(a, b) return (a:float() - b:float()):abs():max():item() 
 local function reference(m, rows, positions, sites, skip)
   local picked, others, other_rows, other_positions = {}, {}, {}, {}
   for r, row in ipairs(rows) do
-    local states = {}
-    if sites then
-      local _, cache = m:run_with_cache(row:unsqueeze(0), { names = sites })
-      for i, name in ipairs(sites) do states[i] = cache[name][0]:flatten(1) end
-    else
-      local _, out = m:forward(row:unsqueeze(0), { hidden_states = true })
-      for l = 0, m.n_layer do states[l + 1] = out.hidden_states[l][0] end
-    end
-    for i, st in ipairs(states) do
+    for i, st in ipairs(spec.row_states(m, row, sites)) do
       picked[i] = picked[i] or {}
       others[i] = others[i] or {}
       table.insert(picked[i], st[positions[r]])

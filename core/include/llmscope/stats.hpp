@@ -184,6 +184,42 @@ struct Selectivity {
 // least one pair of each kind (a label shared by two items, and two different labels).
 Selectivity selectivity(const at::Tensor& s, const at::Tensor& labels);
 
+// ---- information: entropy, mutual information, Kendall's tau (information.cpp) ----
+//
+// x and y are [samples] or [samples, pairs] (the same shape): one estimate per column pair
+// (x[:, j], y[:, j]), float64 [pairs] (0-d for 1-D inputs), in bits.
+
+// Entropy of the histogram of each column of x [samples, ...]: `bins` equal-width bins over the
+// column's range (np.histogram(x, bins)), H = -sum p log2 p. [...] float64.
+at::Tensor entropy_binned(const at::Tensor& x, int64_t bins = 15);
+
+// The plug-in estimate from a bins x bins histogram over each column's range
+// (np.histogram2d(x, y, bins)): H(x) + H(y) - H(x, y). Fast, and biased upward with finite
+// samples: independent variables give about (bins - 1)^2 / (2 N ln 2) bits, not 0.
+at::Tensor mutual_information_binned(const at::Tensor& x, const at::Tensor& y, int64_t bins = 15);
+
+// Kraskov, Stoegbauer and Grassberger's k-nearest-neighbour estimator (their algorithm 1), as
+// scikit-learn's mutual_info_regression computes it for one feature but without its rescaling,
+// added noise and clipping at 0: for each sample the max-norm distance e to its k-th neighbour in
+// (x, y), the numbers n_x, n_y of other samples closer than e in x and in y, and
+// psi(N) + psi(k) - mean(psi(n_x + 1) + psi(n_y + 1)), here in bits. Nearly unbiased: independent
+// variables give about 0, sometimes a little below (so averages over repetitions stay unbiased).
+// Tied values make distances 0; add a little noise first where values repeat. O(N^2) per pair.
+at::Tensor mutual_information_knn(const at::Tensor& x, const at::Tensor& y, int64_t k = 3);
+
+// The binned estimate between every pair of columns of x [samples, n]: [n, n] float64,
+// symmetric, the diagonal each column's entropy (MI of a variable with itself). Each column is
+// binned once; the joint histograms are built in chunks. For 768 columns this is 295,000 pairs.
+at::Tensor mutual_information_matrix(const at::Tensor& x, int64_t bins = 15);
+
+struct Kendall {
+  double tau;  // tau-b: ties in either variable corrected for
+  double p;    // two-sided, from the normal approximation (scipy's method='asymptotic')
+};
+// Kendall's rank correlation between x [n] and y [n] (scipy.stats.kendalltau); nan when either is
+// constant.
+Kendall kendall_tau(const at::Tensor& x, const at::Tensor& y);
+
 // ---- helpers shared with streaming.hpp ----
 
 // x as float64 [samples, neurons] (a 1-D x is one neuron), after checking that it has a

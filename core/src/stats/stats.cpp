@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "checks.hpp"
 #include "llmscope/error.hpp"
 
 namespace llmscope::stats {
@@ -29,12 +30,9 @@ using QuietPolicy = boost::math::policies::policy<
     boost::math::policies::underflow_error<boost::math::policies::ignore_error>,
     boost::math::policies::evaluation_error<boost::math::policies::ignore_error>>;
 
-void check_real(const at::Tensor& x, const std::string& what) {
-  if (!x.defined()) throw Error(what + " is an undefined tensor");
-  if (at::isComplexType(x.scalar_type())) throw Error(what + " must be real, got a complex tensor");
-}
-
-at::Tensor to_double(const at::Tensor& x) { return x.detach().to(at::kDouble); }
+using detail::check_real;
+using detail::same_device;
+using detail::to_double;
 
 // Count, mean and unbiased variance along dim 0 of x [samples, n] (two passes, as numpy).
 struct Moments {
@@ -59,13 +57,6 @@ void same_neurons(const at::Tensor& a, const at::Tensor& b, const char* function
     throw Error(std::string(function) + ": a and b must have the same number of neurons (" +
                 neuron_shape_text(a.sizes().slice(1)) + " vs " +
                 neuron_shape_text(b.sizes().slice(1)) + ")");
-  }
-}
-
-void same_device(const at::Tensor& a, const at::Tensor& b, const char* function) {
-  if (a.device() != b.device()) {
-    throw Error(std::string(function) + ": a and b are on different devices (" + a.device().str() +
-                " and " + b.device().str() + ")");
   }
 }
 
@@ -480,7 +471,7 @@ at::Tensor histogram_counts(const at::Tensor& x, const at::Tensor& edges) {
   for (int64_t size : x.sizes().slice(1)) neurons *= size;
   if (x.numel() == 0) return at::zeros(shape, x.options().dtype(at::kLong));
 
-  at::Tensor X = to_double(x).reshape({x.size(0), neurons});  // [s, n]
+  at::Tensor X = to_double(x).reshape({x.size(0), neurons}).contiguous();  // [s, n]
   // Bin i holds [e_i, e_i+1); the last also holds its right edge. nan fails both comparisons.
   at::Tensor bin = at::searchsorted(e, X, /*out_int32=*/false, /*right=*/true) - 1;
   at::Tensor last = e[bins];

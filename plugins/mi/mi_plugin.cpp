@@ -1,0 +1,151 @@
+// mi: mutual information between the units of a model's hidden states or hook sites (lessons
+// 13-09 to 13-14). Every real token is a sample; the chosen units of each site are gathered in
+// native hooks on the model's device, pass by pass, and the binned MI of every pair of units
+// (stats::mutual_information_matrix) is computed there, so the host receives [units, units] per
+// site, never the activations.
+#include <llmscope/plugin.hpp>
+#include <llmscope/stats.hpp>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using llmscope::plugin::ArgumentError;
+using llmscope::plugin::check_options;
+using llmscope::plugin::List;
+using llmscope::plugin::ModelPtr;
+using llmscope::plugin::option;
+using llmscope::plugin::Table;
+using llmscope::plugin::Value;
+
+constexpr int kRows = 2;
+constexpr int kOpts = 3;
+
+struct Plan {
+  std::vector<llmscope::plugin::Site> sites;  // empty: the hidden states
+  std::vector<int64_t> units;                 // empty: every unit
+  int64_t bins = 15;
+  int64_t skip = 0;
+  int64_t batch_size = 8;
+  std::optional<int64_t> shuffle;  // seed of the shuffled control
+};
+
+Plan plan_from(const llmscope::Model& model, const Table& opts) {
+  check_options(opts, {"sites", "layers", "units", "bins", "skip", "batch_size", "shuffle"}, kOpts);
+  Plan plan;
+  if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
+    plan.sites = std::move(*sites);
+  }
+  if (const Value* units = llmscope::plugin::find_option(opts, "units")) {
+    plan.units = llmscope::plugin::integers(*units, kOpts, "option 'units'");
+    if (plan.units.size() < 2) throw ArgumentError(kOpts, "option 'units': give at least 2 units");
+    for (const int64_t u : plan.units) {
+      if (u < 0)
+        throw ArgumentError(kOpts, "option 'units': " + std::to_string(u) + " is negative");
+    }
+  }
+  plan.bins = option<int64_t>(opts, "bins", plan.bins, kOpts);
+  if (plan.bins < 2) throw ArgumentError(kOpts, "option 'bins' must be at least 2");
+  plan.skip = option<int64_t>(opts, "skip", 0, kOpts);
+  if (plan.skip < 0) throw ArgumentError(kOpts, "option 'skip' must be 0 or more");
+  plan.batch_size = option<int64_t>(opts, "batch_size", plan.batch_size, kOpts);
+  if (plan.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+  if (llmscope::plugin::find_option(opts, "shuffle") != nullptr) {
+    plan.shuffle = option<int64_t>(opts, "shuffle", 0, kOpts);
+  }
+  return plan;
+}
+
+}  // namespace
+
+LLMSCOPE_PLUGIN("mi", "0.1.0",
+                "Mutual information between the units of hidden states or hook sites") {
+  module.def(
+      "pairwise",
+      "pairwise(model, rows, opts) -> {mi, units, n_tokens, sites}: MI between units over tokens\n"
+      "rows: token ids [rows, pos], {ids =, mask =} right-padded, or a list of texts. Every real\n"
+      "token (padding and the first `skip` positions of each row left out) is one sample; the\n"
+      "chosen units of each site are gathered on the model's device and the binned mutual\n"
+      "information (np.histogram2d over each unit's range, in bits) of every pair of units is\n"
+      "computed there.\n"
+      "opts: sites (a hook point or list, {L} templates expanded over `layers`; default the\n"
+      "n_layer + 1 hidden states), layers, units (the unit indices to pair, default all: 768\n"
+      "units are 295,000 pairs), bins (default 15), skip (e.g. 1 for a BOS), batch_size (8),\n"
+      "shuffle (a seed: also the control with each unit's values shuffled across tokens on its\n"
+      "own, which keeps every unit's distribution and removes any dependence between units).\n"
+      "Returns mi [sites, units, units] float64 (symmetric; the diagonal is each unit's entropy),\n"
+      "with shuffle mi_shuffled [sites, units, units], units [units] int64, n_tokens, sites\n"
+      "(names; 'hidden_states.<l>' by default).",
+      [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
+        const Plan plan = plan_from(*model, opts);
+        const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
+        const size_t n_sites =
+            plan.sites.empty() ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
+        std::vector<std::vector<at::Tensor>> samples(n_sites);
+
+        at::NoGradGuard no_grad;
+        const auto device = model->device();
+        at::Tensor units;  // on the device, once a site's width is known
+        int64_t n_tokens = 0;
+        llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
+          const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
+          const at::Tensor take = (batch.real & (positions >= plan.skip)).to(device);
+          n_tokens += take.sum().item<int64_t>();
+          llmscope::plugin::read_sites(
+              *model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
+                const at::Tensor flat = act.flatten(2);
+                const int64_t width = flat.size(2);
+                if (!units.defined()) {
+                  std::vector<int64_t> chosen = plan.units;
+                  if (chosen.empty()) {
+                    for (int64_t u = 0; u < width; ++u) chosen.push_back(u);
+                  }
+                  units = at::tensor(chosen, at::kLong).to(device);
+                }
+                const int64_t largest = units.max().item<int64_t>();
+                if (largest >= width) {
+                  throw ArgumentError(kOpts, "option 'units': " + std::to_string(largest) +
+                                                 " is not a unit of a site " +
+                                                 std::to_string(width) + " units wide");
+                }
+                samples[index].push_back(flat.index({take}).index_select(1, units).to(at::kDouble));
+              });
+        });
+        if (n_tokens < 2) {
+          throw ArgumentError(kRows, "rows: mutual information needs at least 2 tokens, got " +
+                                         std::to_string(n_tokens));
+        }
+        std::vector<at::Tensor> matrices, shuffled;
+        List names;
+        at::Generator generator;
+        if (plan.shuffle) {
+          generator = at::detail::createCPUGenerator(static_cast<uint64_t>(*plan.shuffle));
+        }
+        for (size_t s = 0; s < n_sites; ++s) {
+          const at::Tensor x = at::cat(samples[s], 0);  // [tokens, units]
+          matrices.push_back(llmscope::stats::mutual_information_matrix(x, plan.bins).cpu());
+          if (plan.shuffle) {
+            // Each column in its own random order (drawn on the CPU, so the same on any device).
+            const at::Tensor order =
+                at::rand(x.sizes(), generator, at::TensorOptions().dtype(at::kDouble))
+                    .argsort(/*dim=*/int64_t{0});
+            shuffled.push_back(llmscope::stats::mutual_information_matrix(
+                                   x.gather(0, order.to(x.device())), plan.bins)
+                                   .cpu());
+          }
+          samples[s].clear();  // free each site's samples as soon as its matrix is done
+          names.push_back(plan.sites.empty() ? "hidden_states." + std::to_string(s)
+                                             : plan.sites[s].name);
+        }
+        Table result;
+        result["mi"] = at::stack(matrices);
+        if (plan.shuffle) result["mi_shuffled"] = at::stack(shuffled);
+        result["units"] = units.cpu();
+        result["n_tokens"] = n_tokens;
+        result["sites"] = names;
+        return result;
+      });
+}
