@@ -32,8 +32,10 @@ struct Plan {
 };
 
 Plan plan_from(const llmscope::Model& model, const Table& opts) {
-  check_options(opts, {"sites", "layers", "positions", "target", "others", "skip", "batch_size"},
-                kOpts);
+  check_options(
+      opts,
+      {"sites", "layers", "positions", "occurrences", "target", "others", "skip", "batch_size"},
+      kOpts);
   Plan plan;
   if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
     plan.sites = std::move(*sites);
@@ -47,32 +49,81 @@ Plan plan_from(const llmscope::Model& model, const Table& opts) {
   return plan;
 }
 
-// Each row's target position: `positions` (one per row, negative from the row's end), or the
-// first occurrence of `target` at or after `skip`.
-std::vector<int64_t> target_positions(const llmscope::Model& model,
-                                      const llmscope::plugin::TokenRows& rows, const Table& opts,
-                                      int64_t skip) {
-  const Value* positions = llmscope::plugin::find_option(opts, "positions");
-  const Value* target = llmscope::plugin::find_option(opts, "target");
-  if ((positions == nullptr) == (target == nullptr)) {
-    throw ArgumentError(kOpts, "give either option 'positions' (one per row) or option 'target'");
+// The vectors to read, as (row, position) pairs in reading order.
+struct Occurrences {
+  std::vector<int64_t> rows, positions;
+};
+
+// A position of row `row`, negative from its end; `what` names the option in errors.
+int64_t position_in_row(const llmscope::plugin::TokenRows& rows, int64_t row, int64_t p,
+                        const std::string& what) {
+  const int64_t length = rows.lengths[static_cast<size_t>(row)];
+  if (p < -length || p >= length) {
+    throw ArgumentError(kOpts, what + ": " + std::to_string(p) + " is outside row " +
+                                   std::to_string(row) + " (" + std::to_string(length) +
+                                   " tokens)");
   }
-  std::vector<int64_t> out;
+  return p < 0 ? p + length : p;
+}
+
+// `positions` (one per row, negative from the row's end), `occurrences` ({rows =, positions =},
+// any number per row, as m:find_tokens returns them), or the first occurrence of `target` in each
+// row at or after `skip`.
+Occurrences find_occurrences(const llmscope::Model& model, const llmscope::plugin::TokenRows& rows,
+                             const Table& opts, int64_t skip) {
+  const Value* positions = llmscope::plugin::find_option(opts, "positions");
+  const Value* occurrences = llmscope::plugin::find_option(opts, "occurrences");
+  const Value* target = llmscope::plugin::find_option(opts, "target");
+  if ((positions != nullptr) + (occurrences != nullptr) + (target != nullptr) != 1) {
+    throw ArgumentError(kOpts,
+                        "give one of option 'target', 'positions' (one per row) or "
+                        "'occurrences' ({rows =, positions =})");
+  }
+  Occurrences out;
   if (positions != nullptr) {
-    out = llmscope::plugin::integers(*positions, kOpts, "option 'positions'");
-    if (static_cast<int64_t>(out.size()) != rows.size()) {
-      throw ArgumentError(kOpts, "option 'positions': " + std::to_string(out.size()) +
+    const auto given = llmscope::plugin::integers(*positions, kOpts, "option 'positions'");
+    if (static_cast<int64_t>(given.size()) != rows.size()) {
+      throw ArgumentError(kOpts, "option 'positions': " + std::to_string(given.size()) +
                                      " positions for " + std::to_string(rows.size()) + " rows");
     }
     for (int64_t i = 0; i < rows.size(); ++i) {
-      const int64_t length = rows.lengths[static_cast<size_t>(i)];
-      int64_t& p = out[static_cast<size_t>(i)];
-      if (p < -length || p >= length) {
-        throw ArgumentError(kOpts, "option 'positions': " + std::to_string(p) + " is outside row " +
-                                       std::to_string(i) + " (" + std::to_string(length) +
-                                       " tokens)");
+      out.rows.push_back(i);
+      out.positions.push_back(
+          position_in_row(rows, i, given[static_cast<size_t>(i)], "option 'positions'"));
+    }
+    return out;
+  }
+  if (occurrences != nullptr) {
+    const auto* table = std::get_if<Table>(&occurrences->data);
+    if (table == nullptr) {
+      throw ArgumentError(kOpts, "option 'occurrences' must be a table {rows =, positions =}");
+    }
+    check_options(*table, {"rows", "positions"}, kOpts);
+    const Value* r = llmscope::plugin::find_option(*table, "rows");
+    const Value* p = llmscope::plugin::find_option(*table, "positions");
+    if (r == nullptr || p == nullptr) {
+      throw ArgumentError(kOpts, "option 'occurrences' needs both 'rows' and 'positions'");
+    }
+    const auto rs = llmscope::plugin::integers(*r, kOpts, "option 'occurrences.rows'");
+    const auto ps = llmscope::plugin::integers(*p, kOpts, "option 'occurrences.positions'");
+    if (rs.size() != ps.size() || rs.empty()) {
+      throw ArgumentError(kOpts, "option 'occurrences': " + std::to_string(rs.size()) +
+                                     " rows and " + std::to_string(ps.size()) +
+                                     " positions; give one row per position, at least one");
+    }
+    for (size_t k = 0; k < rs.size(); ++k) {
+      if (rs[k] < 0 || rs[k] >= rows.size()) {
+        throw ArgumentError(kOpts, "option 'occurrences.rows': " + std::to_string(rs[k]) +
+                                       " is not a row (0 to " + std::to_string(rows.size() - 1) +
+                                       ")");
       }
-      if (p < 0) p += length;
+      if (k > 0 && (rs[k] < rs[k - 1] || (rs[k] == rs[k - 1] && ps[k] <= ps[k - 1]))) {
+        throw ArgumentError(kOpts, "option 'occurrences': not in reading order at entry " +
+                                       std::to_string(k + 1) + " (as m:find_tokens returns them)");
+      }
+      out.rows.push_back(rs[k]);
+      out.positions.push_back(
+          position_in_row(rows, rs[k], ps[k], "option 'occurrences.positions'"));
     }
     return out;
   }
@@ -86,7 +137,8 @@ std::vector<int64_t> target_positions(const llmscope::Model& model,
                                      " does not contain the target token " + std::to_string(id) +
                                      (skip > 0 ? " after position " + std::to_string(skip) : ""));
     }
-    out.push_back(after[0].item<int64_t>());
+    out.rows.push_back(i);
+    out.positions.push_back(after[0].item<int64_t>());
   }
   return out;
 }
@@ -97,25 +149,26 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
                 "Similarity analyses: a target token's vectors at many sites across sentences") {
   module.def(
       "vectors",
-      "vectors(model, rows, opts) -> {vectors, positions, shape, ...}: a target's vectors\n"
-      "rows: token ids [rows, pos], {ids =, mask =} right-padded, or a list of texts (sentences\n"
-      "that each hold the target). One batched pass per `batch_size` rows; at every site the\n"
-      "vector at each row's target position is gathered on the model's device.\n"
-      "opts: target (a token id or one-token text; its first occurrence at or after `skip` in\n"
-      "each row) or positions (one per row, negative from the row's end); sites (a hook point or\n"
-      "list, {L} templates expanded over `layers`; default the n_layer + 1 hidden states);\n"
-      "layers; others (also every other real token's vector, default false); skip (positions\n"
-      "left out of `others` and of the target search at the start of each row, e.g. 1 for a\n"
-      "BOS); batch_size (default 8).\n"
-      "Returns vectors [sites, rows, units] float32 (a per-head site flattened to heads x d_head\n"
-      "units), positions [rows] int64, ids [rows] (the target tokens), shape (a site's per-token\n"
+      "vectors(model, rows, opts) -> {vectors, rows, positions, shape, ...}: a target's vectors\n"
+      "rows: token ids [rows, pos], {ids =, mask =} right-padded, or a list of texts. One batched\n"
+      "pass per `batch_size` rows; at every site the vector at each occurrence of the target is\n"
+      "gathered on the model's device.\n"
+      "opts: target (a token id or one-token text: its first occurrence at or after `skip` in\n"
+      "each row), positions (one per row, negative from the row's end) or occurrences ({rows =,\n"
+      "positions =}: any number per row, in reading order, as m:find_tokens returns them);\n"
+      "sites (a hook point or list, {L} templates expanded over `layers`; default the\n"
+      "n_layer + 1 hidden states); layers; others (also every other real token's vector,\n"
+      "default false); skip (positions left out of `others` and of the target search at the\n"
+      "start of each row, e.g. 1 for a BOS); batch_size (default 8).\n"
+      "Returns vectors [sites, n, units] float32, one per occurrence (a per-head site flattened\n"
+      "to heads x d_head units), rows, positions and ids [n] int64, shape (a site's per-token\n"
       "shape, e.g. {12, 64} for attn.hook_q), units, sites (names; 'hidden_states.<l>' by\n"
-      "default); with others: other_vectors [sites, n, units], other_rows, other_positions and\n"
-      "other_ids [n] int64, in reading order.",
+      "default); with others: other_vectors [sites, m, units], other_rows, other_positions and\n"
+      "other_ids [m] int64, in reading order.",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
         const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
-        const std::vector<int64_t> targets = target_positions(*model, rows, opts, plan.skip);
+        const Occurrences targets = find_occurrences(*model, rows, opts, plan.skip);
         const size_t n_sites =
             plan.hidden_states ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
         std::vector<std::vector<at::Tensor>> picked(n_sites), others(n_sites);
@@ -125,15 +178,21 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
         const auto device = model->device();
         std::vector<int64_t> other_rows, other_positions;
         llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
-          const at::Tensor batch_targets = at::tensor(
-              std::vector<int64_t>(targets.begin() + batch.start, targets.begin() + batch.stop),
-              at::kLong);
-          const at::Tensor in_batch = at::arange(batch.size(), at::kLong);
+          // This batch's occurrences: their rows within the batch and their positions.
+          std::vector<int64_t> local_rows, local_positions;
+          for (size_t k = 0; k < targets.rows.size(); ++k) {
+            if (targets.rows[k] >= batch.start && targets.rows[k] < batch.stop) {
+              local_rows.push_back(targets.rows[k] - batch.start);
+              local_positions.push_back(targets.positions[k]);
+            }
+          }
+          const at::Tensor batch_rows_cpu = at::tensor(local_rows, at::kLong);
+          const at::Tensor batch_targets = at::tensor(local_positions, at::kLong);
           at::Tensor other_mask;  // [batch, width]: real tokens past `skip`, not the target
           if (plan.others) {
             const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
             other_mask = batch.real & (positions >= plan.skip);
-            other_mask.index_put_({in_batch, batch_targets}, false);
+            other_mask.index_put_({batch_rows_cpu, batch_targets}, false);
             const at::Tensor where = other_mask.nonzero();  // [n, 2] in reading order
             for (int64_t k = 0; k < where.size(0); ++k) {
               other_rows.push_back(batch.start + where[k][0].item<int64_t>());
@@ -141,7 +200,7 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
             }
             other_mask = other_mask.to(device);
           }
-          const at::Tensor batch_rows = in_batch.to(device);
+          const at::Tensor batch_rows = batch_rows_cpu.to(device);
           const at::Tensor target_index = batch_targets.to(device);
           // [batch, pos, ...] -> the target rows [batch, units] and the others [n, units].
           llmscope::plugin::read_sites(
@@ -173,12 +232,13 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
           }
         }
         for (const int64_t d : site_shape) shape.push_back(d);
-        const at::Tensor target_tensor = at::tensor(targets, at::kLong);
+        const at::Tensor target_rows = at::tensor(targets.rows, at::kLong);
+        const at::Tensor target_positions = at::tensor(targets.positions, at::kLong);
         Table result;
         result["vectors"] = at::stack(vectors);
-        result["positions"] = target_tensor;
-        result["ids"] =
-            rows.ids.gather(1, target_tensor.unsqueeze(1)).squeeze(1).to(at::kLong).contiguous();
+        result["rows"] = target_rows;
+        result["positions"] = target_positions;
+        result["ids"] = rows.ids.index({target_rows, target_positions}).to(at::kLong).contiguous();
         result["shape"] = shape;
         result["units"] = units;
         result["sites"] = names;

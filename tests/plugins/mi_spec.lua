@@ -38,6 +38,18 @@ spec.describe("mi.pairwise on the random GPT-2", function()
     spec.eq(r.sites[1], "hidden_states.0")
   end)
 
+  spec.it("equals stats.mi_matrix of run_with_cache's real tokens in the same padded batch to 1e-9", function()
+    local site = "blocks.6.hook_resid_post"
+    local r = mi.pairwise(m, texts, { sites = site, units = tensor.arange(10) })
+    local _, cache = m:run_with_cache(texts, { names = site })
+    local lengths = {}
+    for i, row in ipairs(rows) do lengths[i] = row:numel() end
+    local parts = {}
+    for i = 1, #texts do parts[i] = cache[site][i - 1]:narrow(0, 0, lengths[i]):narrow(1, 0, 10) end
+    local x = tensor.cat(parts, 0):double()
+    spec.truthy((stats.mi_matrix(x) - r.mi[0]):abs():max():item() < 1e-9, "same batch")
+  end)
+
   spec.it("reads sites; the shuffled control keeps the entropies and lowers the MI", function()
     local r = mi.pairwise(m, texts, { sites = "blocks.{L}.mlp.hook_post", layers = { 0, 2 }, shuffle = 3 })
     spec.same(r.sites, { "blocks.0.mlp.hook_post", "blocks.2.mlp.hook_post" })

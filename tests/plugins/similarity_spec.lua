@@ -68,6 +68,16 @@ spec.describe("similarity.vectors on the random GPT-2", function()
     spec.same(r.sites, sites)
   end)
 
+  spec.it("equals run_with_cache of the same padded batch to 1e-6", function()
+    local site = "blocks.5.attn.hook_v"
+    local r = sim.vectors(m, texts, { target = " her", sites = site })
+    local _, cache = m:run_with_cache(texts, { names = site })
+    local acts = cache[site]:flatten(2)                     -- [rows, pos, units]
+    for i = 0, #texts - 1 do
+      spec.truthy(max_diff(r.vectors[0][i], acts[i][r.positions[i]:item()]) < 1e-6, "row " .. i)
+    end
+  end)
+
   spec.it("defaults to the hidden states; positions count from each row's end", function()
     local r = sim.vectors(m, texts, { positions = { -1, 3, -2 } })
     local v = reference(m, rows, { rows[1]:numel() - 1, 3, rows[3]:numel() - 2 }, nil, 0)
@@ -75,6 +85,22 @@ spec.describe("similarity.vectors on the random GPT-2", function()
     spec.truthy(max_diff(r.vectors, v) < 1e-5, "hidden states")
     spec.eq(r.sites[1], "hidden_states.0")
     spec.eq(r.positions[0]:item(), rows[1]:numel() - 1)
+  end)
+
+  spec.it("reads any number of occurrences per row, as m:find_tokens returns them", function()
+    local text = "The coffee was hot. Coffee again: more coffee, and then coffee."
+    local positions, rows_found = m:find_tokens({ text, text }, " coffee")
+    local r = sim.vectors(m, { text, text }, { occurrences = { rows = rows_found, positions = positions },
+      sites = "blocks.3.hook_mlp_out", others = true })
+    spec.eq(r.vectors:size(1), positions:numel())
+    spec.truthy(r.rows:equal(rows_found) and r.positions:equal(positions))
+    local row = m:tokenize(text)
+    local st = spec.row_states(m, row, { "blocks.3.hook_mlp_out" })[1]
+    -- Both rows hold the same text, so each occurrence's vector is the lone row's at its position.
+    spec.truthy(max_diff(r.vectors[0], st:index(0, positions)) < 1e-5, "the vectors at every occurrence")
+    -- The others leave out every occurrence.
+    spec.eq(r.other_positions:numel(), 2 * row:numel() - positions:numel())
+    for k = 0, r.ids:numel() - 1 do spec.eq(r.ids[k]:item(), m:tokenize(" coffee")[0]:item()) end
   end)
 
   spec.it("a {L} template over layers; skip leaves positions out of the others and the search", function()
@@ -89,10 +115,17 @@ spec.describe("similarity.vectors on the random GPT-2", function()
   end)
 
   spec.it("refuses what it cannot do, naming the argument", function()
-    spec.raises(function() sim.vectors(m, texts, { sites = "blocks.0.attn.hook_q" }) end,
-      "give either option 'positions' (one per row) or option 'target'")
-    spec.raises(function() sim.vectors(m, texts, { target = " her", positions = { 1, 1, 1 } }) end,
-      "give either option 'positions' (one per row) or option 'target'")
+    local one_of = "give one of option 'target', 'positions' (one per row) or 'occurrences'"
+    spec.raises(function() sim.vectors(m, texts, { sites = "blocks.0.attn.hook_q" }) end, one_of)
+    spec.raises(function() sim.vectors(m, texts, { target = " her", positions = { 1, 1, 1 } }) end, one_of)
+    spec.raises(function() sim.vectors(m, texts, { occurrences = { rows = { 0, 1 }, positions = { 1 } } }) end,
+      "option 'occurrences': 2 rows and 1 positions")
+    spec.raises(function() sim.vectors(m, texts, { occurrences = { rows = { 1, 0 }, positions = { 1, 1 } } }) end,
+      "option 'occurrences': not in reading order at entry 2")
+    spec.raises(function() sim.vectors(m, texts, { occurrences = { rows = { 3 }, positions = { 1 } } }) end,
+      "option 'occurrences.rows': 3 is not a row (0 to 2)")
+    spec.raises(function() sim.vectors(m, texts, { occurrences = { rows = { 0 } } }) end,
+      "option 'occurrences' needs both 'rows' and 'positions'")
     spec.raises(function() sim.vectors(m, texts, { target = " book" }) end,
       "rows: row 1 does not contain the target token")
     spec.raises(function() sim.vectors(m, texts, { positions = { 1, 2 } }) end,
