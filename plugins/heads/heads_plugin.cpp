@@ -1,0 +1,240 @@
+// heads: what each attention head contributes to a prediction (lessons 16-01 to 16-03). Every
+// chosen (layer, head) is ablated in its own row of a batched pass: a native hook on the layer's
+// attn.hook_z (the heads' outputs before the output projection) replaces that head's output at
+// the chosen positions with zeros or with its mean over a reference set, and the readout
+// position's log-probabilities are reduced on the device to the targets', the top token and the
+// KL divergence from the clean run.
+#include <llmscope/plugin.hpp>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using llmscope::plugin::ArgumentError;
+using llmscope::plugin::check_options;
+using llmscope::plugin::List;
+using llmscope::plugin::ModelPtr;
+using llmscope::plugin::option;
+using llmscope::plugin::Table;
+using llmscope::plugin::Value;
+
+constexpr int kInput = 2;
+constexpr int kOpts = 3;
+
+std::string z_site(int64_t layer) { return "blocks." + std::to_string(layer) + ".attn.hook_z"; }
+
+// The number of heads, from hook_z's shape in a one-token pass of the first layer.
+int64_t count_heads(llmscope::Model& model) {
+  int64_t heads = 0;
+  llmscope::ForwardOptions forward;
+  forward.strict_hooks = true;
+  forward.stop_at_layer = 1;
+  forward.hooks.push_back({z_site(0), [&](const at::Tensor& act, const llmscope::HookContext&) {
+                             heads = act.size(2);
+                             return at::Tensor();
+                           }});
+  model.forward(llmscope::ForwardInput{at::zeros({1, 1}, at::kLong).to(model.device()), {}, {}, {}},
+                forward);
+  return heads;
+}
+
+// Each layer's per-head mean output over every real position of `rows`: [layers] of [heads,
+// d_head].
+std::map<int64_t, at::Tensor> head_means(llmscope::Model& model,
+                                         const llmscope::plugin::TokenRows& rows,
+                                         const std::vector<int64_t>& layers) {
+  std::map<int64_t, at::Tensor> sums;
+  int64_t tokens = 0;
+  std::vector<llmscope::plugin::Site> sites;
+  for (const int64_t l : layers) {
+    sites.push_back(llmscope::plugin::site_at(model, z_site(l), l, kOpts, "option 'reference'"));
+  }
+  llmscope::plugin::for_each_batch(rows, 8, [&](const llmscope::plugin::RowBatch& batch) {
+    const at::Tensor real = batch.real.to(model.device());
+    tokens += batch.real.sum().item<int64_t>();
+    llmscope::plugin::read_sites(model, batch, sites, [&](size_t index, const at::Tensor& act) {
+      const at::Tensor sum = act.index({real}).to(at::kDouble).sum(0);  // [heads, d_head]
+      auto& total = sums[layers[index]];
+      total = total.defined() ? total + sum : sum;
+    });
+  });
+  for (auto& [layer, total] : sums) total = total / static_cast<double>(tokens);
+  return sums;
+}
+
+}  // namespace
+
+LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x head, batched") {
+  module.def(
+      "ablate",
+      "ablate(model, input, opts) -> {logprobs, top_ids, kl, clean_*...}: every head ablated\n"
+      "input: one prompt (a text, or [pos] / [1, pos] ids). Each chosen (layer, head) is ablated\n"
+      "in its own row of a batched pass: its output at attn.hook_z (before the output\n"
+      "projection) is replaced at `positions` by zeros or by its mean over `reference`.\n"
+      "opts: layers (default all), heads (head indices, default all), method ('zero' or 'mean'),\n"
+      "reference (rows whose real tokens give the means: ids [rows, pos], {ids =, mask =} or a\n"
+      "list of texts; default the input), positions (ablated positions, negative from the end;\n"
+      "default all), position (the readout, default -1), targets (token ids or one-token texts\n"
+      "whose log-probabilities are reported; default the clean prediction), batch_size\n"
+      "(ablations per pass, default 16).\n"
+      "Returns logprobs [layers, heads, targets] float64 at the readout, top_ids [layers, heads]\n"
+      "int64, kl [layers, heads] (KL(clean || ablated), nats), clean_logprobs [targets],\n"
+      "clean_top, targets [targets] int64, layers, heads (the lists), n_head.",
+      [](const ModelPtr& model, const Value& input, const Table& opts) {
+        check_options(opts,
+                      {"layers", "heads", "method", "reference", "positions", "position", "targets",
+                       "batch_size"},
+                      kOpts);
+        const std::vector<int64_t> ids_list =
+            llmscope::plugin::token_ids(*model, input, kInput, "input");
+        const auto n_pos = static_cast<int64_t>(ids_list.size());
+        if (n_pos == 0) throw ArgumentError(kInput, "input: no tokens");
+        const auto layers = llmscope::plugin::layers_option(*model, opts, "layers", kOpts);
+        const std::string method = option<std::string>(opts, "method", "zero", kOpts);
+        if (method != "zero" && method != "mean") {
+          throw ArgumentError(kOpts,
+                              "option 'method' must be 'zero' or 'mean', got '" + method + "'");
+        }
+        if (method == "zero" && llmscope::plugin::find_option(opts, "reference") != nullptr) {
+          throw ArgumentError(kOpts, "option 'reference' gives the means of method 'mean'");
+        }
+        const int64_t batch_size = option<int64_t>(opts, "batch_size", 16, kOpts);
+        if (batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+        auto in_prompt = [&](int64_t p, const std::string& what) {
+          if (p < -n_pos || p >= n_pos) {
+            throw ArgumentError(kOpts, what + ": " + std::to_string(p) + " is outside the " +
+                                           std::to_string(n_pos) + "-token input");
+          }
+          return p < 0 ? p + n_pos : p;
+        };
+        const int64_t readout =
+            in_prompt(option<int64_t>(opts, "position", -1, kOpts), "option 'position'");
+        std::vector<int64_t> positions;
+        if (const Value* p = llmscope::plugin::find_option(opts, "positions")) {
+          for (const int64_t q : llmscope::plugin::integers(*p, kOpts, "option 'positions'")) {
+            positions.push_back(in_prompt(q, "option 'positions'"));
+          }
+          if (positions.empty()) throw ArgumentError(kOpts, "option 'positions' is empty");
+        } else {
+          for (int64_t q = 0; q < n_pos; ++q) positions.push_back(q);
+        }
+
+        at::NoGradGuard no_grad;
+        const auto device = model->device();
+        const int64_t n_head = count_heads(*model);
+        std::vector<int64_t> heads;
+        if (const Value* h = llmscope::plugin::find_option(opts, "heads")) {
+          heads = llmscope::plugin::integers(*h, kOpts, "option 'heads'");
+          if (heads.empty()) throw ArgumentError(kOpts, "option 'heads' is empty");
+          for (const int64_t head : heads) {
+            if (head < 0 || head >= n_head) {
+              throw ArgumentError(kOpts, "option 'heads': " + std::to_string(head) +
+                                             " is not a head (0 to " + std::to_string(n_head - 1) +
+                                             ")");
+            }
+          }
+        } else {
+          for (int64_t head = 0; head < n_head; ++head) heads.push_back(head);
+        }
+        std::map<int64_t, at::Tensor> means;
+        if (method == "mean") {
+          const Value* ref = llmscope::plugin::find_option(opts, "reference");
+          llmscope::plugin::TokenRows rows;
+          if (ref != nullptr) {
+            rows = llmscope::plugin::token_rows(*model, *ref, kOpts, "option 'reference'");
+          } else {
+            rows.ids = at::tensor(ids_list, at::kLong).unsqueeze(0);
+            rows.lengths = {n_pos};
+          }
+          means = head_means(*model, rows, layers);
+        }
+
+        const at::Tensor ids = at::tensor(ids_list, at::kLong).unsqueeze(0).to(device);
+        const auto clean = model->forward(llmscope::ForwardInput{ids, {}, {}, {}}, {});
+        const at::Tensor clean_lp = clean.logits[0][readout].to(at::kDouble).log_softmax(-1);
+        std::vector<int64_t> targets;
+        if (const Value* t = llmscope::plugin::find_option(opts, "targets")) {
+          if (const auto list = llmscope::plugin::as_list(*t)) {
+            for (const auto& item : *list) {
+              targets.push_back(llmscope::plugin::token(*model, item, kOpts, "option 'targets'"));
+            }
+          } else {
+            targets.push_back(llmscope::plugin::token(*model, *t, kOpts, "option 'targets'"));
+          }
+          if (targets.empty()) throw ArgumentError(kOpts, "option 'targets' is empty");
+        } else {
+          targets.push_back(clean_lp.argmax().item<int64_t>());
+        }
+        const at::Tensor target_index = at::tensor(targets, at::kLong).to(device);
+        const at::Tensor position_index = at::tensor(positions, at::kLong).to(device);
+
+        // Every ablation, layer-major: (layer, head).
+        std::vector<std::pair<int64_t, int64_t>> ablations;
+        for (const int64_t l : layers) {
+          for (const int64_t h : heads) ablations.emplace_back(l, h);
+        }
+        std::vector<at::Tensor> lp_rows, top_rows, kl_rows;
+        const at::Tensor clean_p = clean_lp.exp();
+        for (size_t start = 0; start < ablations.size(); start += static_cast<size_t>(batch_size)) {
+          const size_t stop = std::min(ablations.size(), start + static_cast<size_t>(batch_size));
+          const auto batch = static_cast<int64_t>(stop - start);
+          // Per layer in this batch: the rows it ablates and their heads.
+          std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<int64_t>>> by_layer;
+          for (size_t k = start; k < stop; ++k) {
+            by_layer[ablations[k].first].first.push_back(static_cast<int64_t>(k - start));
+            by_layer[ablations[k].first].second.push_back(ablations[k].second);
+          }
+          llmscope::ForwardOptions forward;
+          forward.strict_hooks = true;
+          for (const auto& [layer, rows_heads] : by_layer) {
+            const at::Tensor rows = at::tensor(rows_heads.first, at::kLong).to(device);
+            const at::Tensor hs = at::tensor(rows_heads.second, at::kLong).to(device);
+            const at::Tensor mean = method == "mean" ? means.at(layer) : at::Tensor();
+            forward.hooks.push_back(
+                {z_site(layer), [rows, hs, mean, &position_index](const at::Tensor& act,
+                                                                  const llmscope::HookContext&) {
+                   at::Tensor out = act.clone();  // [batch, pos, heads, d_head]
+                   // out[rows[i], positions, hs[i], :] for every i: index rows and heads together.
+                   const at::Tensor r = rows.unsqueeze(1);            // [k, 1]
+                   const at::Tensor p = position_index.unsqueeze(0);  // [1, P]
+                   const at::Tensor h = hs.unsqueeze(1);              // [k, 1]
+                   if (mean.defined()) {
+                     const at::Tensor fill = mean.index({hs}).to(out.scalar_type()).unsqueeze(1);
+                     out.index_put_({r, p, h}, fill.expand({hs.size(0), p.size(1), fill.size(2)}));
+                   } else {
+                     out.index_put_({r, p, h}, at::zeros({}, out.options()));
+                   }
+                   return out;
+                 }});
+          }
+          const auto out = model->forward(
+              llmscope::ForwardInput{ids.expand({batch, n_pos}).contiguous(), {}, {}, {}}, forward);
+          const at::Tensor lp = out.logits.select(1, readout).to(at::kDouble).log_softmax(-1);
+          lp_rows.push_back(lp.index_select(1, target_index));
+          top_rows.push_back(lp.argmax(-1));
+          kl_rows.push_back((clean_p.unsqueeze(0) * (clean_lp.unsqueeze(0) - lp)).sum(-1));
+        }
+        const auto n_layers = static_cast<int64_t>(layers.size());
+        const auto n_heads = static_cast<int64_t>(heads.size());
+        const auto n_targets = static_cast<int64_t>(targets.size());
+        Table result;
+        result["logprobs"] = at::cat(lp_rows).view({n_layers, n_heads, n_targets}).cpu();
+        result["top_ids"] = at::cat(top_rows).view({n_layers, n_heads}).cpu();
+        result["kl"] = at::cat(kl_rows).view({n_layers, n_heads}).cpu();
+        result["clean_logprobs"] = clean_lp.index_select(0, target_index).cpu();
+        result["clean_top"] = clean_lp.argmax().item<int64_t>();
+        result["targets"] = at::tensor(targets, at::kLong);
+        List layer_list, head_list;
+        for (const int64_t l : layers) layer_list.push_back(l);
+        for (const int64_t h : heads) head_list.push_back(h);
+        result["layers"] = layer_list;
+        result["heads"] = head_list;
+        result["n_head"] = n_head;
+        result["method"] = method;
+        return result;
+      });
+}
