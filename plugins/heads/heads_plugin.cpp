@@ -183,16 +183,12 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           const size_t stop = std::min(ablations.size(), start + static_cast<size_t>(batch_size));
           const auto batch = static_cast<int64_t>(stop - start);
           // Per layer in this batch: the rows it ablates and their heads.
-          std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<int64_t>>> by_layer;
-          for (size_t k = start; k < stop; ++k) {
-            by_layer[ablations[k].first].first.push_back(static_cast<int64_t>(k - start));
-            by_layer[ablations[k].first].second.push_back(ablations[k].second);
-          }
+          const auto by_layer = llmscope::plugin::group_rows(ablations, start, stop);
           llmscope::ForwardOptions forward;
           forward.strict_hooks = true;
-          for (const auto& [layer, rows_heads] : by_layer) {
-            const at::Tensor rows = at::tensor(rows_heads.first, at::kLong).to(device);
-            const at::Tensor hs = at::tensor(rows_heads.second, at::kLong).to(device);
+          for (const auto& [layer, group] : by_layer) {
+            const at::Tensor rows = at::tensor(group.rows, at::kLong).to(device);
+            const at::Tensor hs = at::tensor(group.values, at::kLong).to(device);
             const at::Tensor mean = method == "mean" ? means.at(layer) : at::Tensor();
             forward.hooks.push_back(
                 {z_site(layer), [rows, hs, mean, &position_index](const at::Tensor& act,

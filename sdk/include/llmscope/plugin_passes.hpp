@@ -14,7 +14,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "llmscope/model.hpp"
@@ -86,6 +88,23 @@ inline void read_sites(Model& model, const RowBatch& batch, const std::vector<Si
   if (sites.empty()) {
     for (size_t l = 0; l < out.hidden_states.size(); ++l) read(l, out.hidden_states[l]);
   }
+}
+
+// Interventions batched one per row (row i of a pass carries intervention i): for the items
+// [start, stop) of `items`, (group, value) pairs such as (layer, head), each group's rows within
+// the batch and their values, so that one hook per group can act on its rows.
+struct RowGroup {
+  std::vector<int64_t> rows, values;
+};
+template <class Group>
+std::map<Group, RowGroup> group_rows(const std::vector<std::pair<Group, int64_t>>& items,
+                                     size_t start, size_t stop) {
+  std::map<Group, RowGroup> groups;
+  for (size_t k = start; k < stop; ++k) {
+    groups[items[k].first].rows.push_back(static_cast<int64_t>(k - start));
+    groups[items[k].first].values.push_back(items[k].second);
+  }
+  return groups;
 }
 
 }  // namespace llmscope::plugin
