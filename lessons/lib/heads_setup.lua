@@ -1,4 +1,4 @@
--- What the head-ablation lessons (16-01 to 16-03) share: the target and foil tokens as the model
+-- What the head-ablation lessons (16-01 to 16-03, and 15-02 for its target) share: the target and foil tokens as the model
 -- reads them after the prompt (a word of several tokens is followed by its first), and the
 -- percentage change of a probability from its clean value.
 local setup = {}
