@@ -39,7 +39,7 @@ report.figure(figure.line {
 L:finding("the hidden state at the skipped block equals the previous one (Δ = 0)", "Δ = 0",
   ("‖hidden_states[%d] − hidden_states[%d]‖ = %s; the prediction %s"):format(layer + 1, layer,
     lesson.fmt(change[layer]:item()), r.top_ids[0]:item() == r.clean_top and "is unchanged" or
-    ("changes from %q to %q"):format(L:token_text(r.clean_top), L:token_text(r.top_ids[0]:item()))))
+    ("changes from %s to %s"):format(L:token_label(r.clean_top), L:token_label(r.top_ids[0]:item()))))
 L:finding("watch the block vs hidden_states index offset", "offset of 1",
   ("block %d's output is hidden_states[%d]"):format(layer, layer + 1))
 if not last_block then

@@ -29,10 +29,10 @@ local r = heads.ablate(m, input, { layers = { layer }, targets = { target, foil 
 local n_head = r.n_head
 local clean_t, clean_f = r.clean_logprobs[0]:item(), r.clean_logprobs[1]:item()
 local lp_t, lp_f = r.logprobs[0]:select(1, 0), r.logprobs[0]:select(1, 1)   -- [heads]
-local rows = { { "none (clean)", clean_t, clean_f, clean_t - clean_f, L:token_text(r.clean_top) } }
+local rows = { { "none (clean)", clean_t, clean_f, clean_t - clean_f, L:token_label(r.clean_top) } }
 for h = 0, n_head - 1 do
   rows[#rows + 1] = { ("head %d"):format(h), lp_t[h]:item(), lp_f[h]:item(), (lp_t[h] - lp_f[h]):item(),
-    L:token_text(r.top_ids[0][h]:item()) }
+    L:token_label(r.top_ids[0][h]:item()) }
 end
 report.table(("Layer %d, each head zeroed"):format(layer), {
   columns = { "ablated", "log P(" .. L.opts.target .. ")", "log P(" .. L.opts.foil .. ")", "difference", "top token" },
@@ -55,8 +55,8 @@ L:finding("ablating a head suppresses the target's log-probability", "suppressed
   ("the largest drop is %s nats (head %d); the mean change over heads %s"):format(
     lesson.fmt((lp_t[worst] - clean_t):item()), worst, lesson.fmt((lp_t - clean_t):mean():item())))
 L:finding("the prediction stays categorically correct", "yes",
-  ("the top token stays %q after %d of %d ablations; the target beats the foil after %d of %d"):format(
-    L:token_text(r.clean_top), kept, n_head, (lp_t - lp_f):gt(0):sum():item(), n_head))
+  ("the top token stays %s after %d of %d ablations; the target beats the foil after %d of %d"):format(
+    L:token_label(r.clean_top), kept, n_head, (lp_t - lp_f):gt(0):sum():item(), n_head))
 
 -- Check: one ablation written as a Lua hook gives the same log-probabilities.
 local site = ("blocks.%d.attn.hook_z"):format(layer)

@@ -25,9 +25,9 @@ local r = heads.ablate(m, input, { targets = { target, foil }, position = readou
 local change_t = setup.percent_change(r.logprobs:select(2, 0), r.clean_logprobs[0]:item())   -- [layers, heads]
 local change_f = setup.percent_change(r.logprobs:select(2, 1), r.clean_logprobs[1]:item())
 local n_layer, n_head = change_t:size(0), change_t:size(1)
-report.text(("%d × %d = %d ablations. Clean: P(%s) = %s, P(%s) = %s, top token %q."):format(n_layer, n_head,
+report.text(("%d × %d = %d ablations. Clean: P(%s) = %s, P(%s) = %s, top token %s."):format(n_layer, n_head,
   n_layer * n_head, L.opts.target, lesson.fmt(math.exp(r.clean_logprobs[0]:item())), L.opts.foil,
-  lesson.fmt(math.exp(r.clean_logprobs[1]:item())), L:token_text(r.clean_top)))
+  lesson.fmt(math.exp(r.clean_logprobs[1]:item())), L:token_label(r.clean_top)))
 for _, item in ipairs({ { change_t, L.opts.target, "target" }, { change_f, L.opts.foil, "foil" } }) do
   report.figure(figure.heatmap {
     values = item[1], palette = "diverging", title = ("%% change in P(%s) when one head is zeroed"):format(item[2]),

@@ -270,4 +270,9 @@ function Lesson:token_text(id)
   return ok and text or ("#" .. id)
 end
 
+-- A token for the report's prose and tables: quoted, so a leading space shows, newlines as ↵.
+function Lesson:token_label(id)
+  return '"' .. self:token_text(id):gsub("\n", "↵") .. '"'
+end
+
 return lesson

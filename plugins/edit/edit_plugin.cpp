@@ -35,9 +35,10 @@ const std::vector<std::string> kOps = {"scale", "add",  "noise", "set", "permute
 struct Edit {
   llmscope::plugin::Site site;
   std::string op;
-  double value = 0.0;  // scale's factor, add's or set's value, noise's sd, mix's weight
-  at::Tensor vector;   // add or set: a [units] vector instead of a value
-  int64_t seed = 0;    // noise and permute
+  double value = 0.0;   // scale's factor, add's or set's value, noise's sd, mix's weight
+  double offset = 0.0;  // noise: its mean
+  at::Tensor vector;    // add or set: a [units] vector instead of a value
+  int64_t seed = 0;     // noise and permute
   std::vector<int64_t> positions, units, heads;  // empty: all
   std::vector<int64_t> other;                    // mix: the other prompt's ids
   std::optional<int64_t>
@@ -51,8 +52,8 @@ Edit read_edit(const llmscope::Model& model, const Value& v, size_t index) {
   const std::string what = describe(index);
   if (t == nullptr) throw ArgumentError(kEdits, what + ": a table {site =, op = ...} expected");
   check_options(*t,
-                {"site", "op", "factor", "value", "vector", "sd", "seed", "positions", "units",
-                 "heads", "other", "other_position", "weight"},
+                {"site", "op", "factor", "value", "vector", "sd", "offset", "seed", "positions",
+                 "units", "heads", "other", "other_position", "weight"},
                 kEdits);
   Edit e;
   const std::string site = option<std::string>(*t, "site", "", kEdits);
@@ -73,7 +74,10 @@ Edit read_edit(const llmscope::Model& model, const Value& v, size_t index) {
   e.heads = ints("heads");
   e.seed = option<int64_t>(*t, "seed", 0, kEdits);
   if (e.op == "scale") e.value = option<double>(*t, "factor", 1.0, kEdits);
-  if (e.op == "noise") e.value = option<double>(*t, "sd", 1.0, kEdits);
+  if (e.op == "noise") {
+    e.value = option<double>(*t, "sd", 1.0, kEdits);
+    e.offset = option<double>(*t, "offset", 0.0, kEdits);
+  }
   if (e.op == "add" || e.op == "set") {
     if (const Value* vec = llmscope::plugin::find_option(*t, "vector")) {
       const auto* tensor = std::get_if<at::Tensor>(&vec->data);
@@ -140,16 +144,24 @@ at::Tensor apply(const Edit& e, const at::Tensor& act, int64_t row, const at::Te
   } else if (e.op == "add" || e.op == "set") {
     at::Tensor v = e.vector.defined() ? e.vector.to(target.device(), target.scalar_type())
                                       : at::full({}, e.value, target.options());
-    if (e.vector.defined() && e.vector.numel() != target.size(-1)) {
-      throw llmscope::Error(what + ": 'vector' has " + std::to_string(e.vector.numel()) +
-                            " values for " + std::to_string(target.size(-1)) + " units");
+    if (e.vector.defined()) {
+      // One value per unit, or, on a per-head site, one per head x unit (the flattened site).
+      const int64_t per_token = target[0].numel();
+      if (e.vector.numel() == per_token && target.dim() > 2) {
+        v = v.view(target.sizes().slice(1));
+      } else if (e.vector.numel() != target.size(-1)) {
+        throw llmscope::Error(what + ": 'vector' has " + std::to_string(e.vector.numel()) +
+                              " values for " + std::to_string(target.size(-1)) + " units (or " +
+                              std::to_string(per_token) + " across the heads)");
+      }
     }
     edited = e.op == "add" ? target + v : at::zeros_like(target) + v;
   } else if (e.op == "noise") {
     at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(e.seed));
-    edited = target + at::randn(target.sizes(), gen, at::TensorOptions().dtype(at::kFloat))
-                              .to(target.device(), target.scalar_type()) *
-                          e.value;
+    edited =
+        target +
+        (at::randn(target.sizes(), gen, at::TensorOptions().dtype(at::kFloat)) * e.value + e.offset)
+            .to(target.device(), target.scalar_type());
   } else if (e.op == "permute") {
     at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(e.seed));
     const at::Tensor order = at::randperm(target.size(-1), gen, at::kLong).to(target.device());
@@ -198,8 +210,9 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
       "run(model, input, edits, opts) -> {logprobs, top_ids, kl, logit_r, hidden_delta, ...}\n"
       "input: one prompt (a text or [pos] ids). edits: a list of {site =, op =, ...}; edit i\n"
       "runs in row i of a batched pass (row 0 of the result is edit 1). ops: scale (factor),\n"
-      "add (value or vector), noise (sd, seed), set (value or vector), permute (seed: the units\n"
-      "in a random order), zero, mean (over the selected positions), skip (site\n"
+      "add (value, or vector: per unit, or per head x unit on a per-head site), noise (sd,\n"
+      "offset, seed), set (as add), permute (seed: the units in a random order), zero, mean\n"
+      "(over the selected positions), skip (site\n"
       "blocks.L.hook_resid_post: the block's output = its input), mix (other = a prompt,\n"
       "weight w: (1 - w) this + w other; other_position, or the same positions). Selections:\n"
       "positions (negative from the end), heads (a per-head site), units; default all.\n"
