@@ -1,7 +1,8 @@
 # The tlesion plugin's spec (included from tests/plugins/CMakeLists.txt): the tiny fixtures with
 # ids, the random GPT-2 with GPT-2's tokenizer, and a random BERT with a real WordPiece vocabulary
 # (made here), which also runs lessons 17-02 and 17-03, the similarity lessons 13-01 and 13-04, the
-# logit lens's 13-15 to 13-17 and the head ablation of 16-01 in their masked-LM form.
+# logit lens's 13-15 to 13-17, the edits of 15-03 and 15-04 and the head ablation of 16-01 in their
+# masked-LM form.
 set(LLMSCOPE_RANDOM_BERT "${CMAKE_CURRENT_BINARY_DIR}/random-bert-12")
 add_test(NAME plugins.make_random_bert
   COMMAND llmscope -q run ${CMAKE_CURRENT_SOURCE_DIR}/make_random_bert.lua --
@@ -16,7 +17,7 @@ set_tests_properties(lua.plugins.tlesion PROPERTIES LABELS "lua;plugins"
   FIXTURES_REQUIRED "random_gpt2;random_bert")
 add_dependencies(llmscope_plugin_tests llmscope_plugin_tlesion)
 
-foreach(id 13-01 13-04 13-15 13-16 13-17 16-01 17-02 17-03)
+foreach(id 13-01 13-04 13-15 13-16 13-17 15-03 15-04 16-01 17-02 17-03)
   add_test(NAME lesson.${id}.bert
     COMMAND ${CMAKE_COMMAND} -E env --unset=LLMSCOPE_MODEL
             $<TARGET_FILE:llmscope> -q lesson run ${id} --model ${LLMSCOPE_RANDOM_BERT}
