@@ -80,14 +80,16 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
       "list of texts; default the input), positions (ablated positions, negative from the end;\n"
       "default all), position (the readout, default -1), targets (token ids or one-token texts\n"
       "whose log-probabilities are reported; default the clean prediction), batch_size\n"
-      "(ablations per pass, default 16).\n"
+      "(ablations per pass, default 16), compare (positions whose final hidden state is\n"
+      "compared with the readout's by cosine similarity).\n"
       "Returns logprobs [layers, heads, targets] float64 at the readout, top_ids [layers, heads]\n"
       "int64, kl [layers, heads] (KL(clean || ablated), nats), clean_logprobs [targets],\n"
-      "clean_top, targets [targets] int64, layers, heads (the lists), n_head.",
+      "clean_top, targets [targets] int64, layers, heads (the lists), n_head; with compare,\n"
+      "similarity [layers, heads, compared] and clean_similarity [compared].",
       [](const ModelPtr& model, const Value& input, const Table& opts) {
         check_options(opts,
                       {"layers", "heads", "method", "reference", "positions", "position", "targets",
-                       "batch_size"},
+                       "batch_size", "compare"},
                       kOpts);
         const std::vector<int64_t> ids_list =
             llmscope::plugin::token_ids(*model, input, kInput, "input");
@@ -123,6 +125,14 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           for (int64_t q = 0; q < n_pos; ++q) positions.push_back(q);
         }
 
+        // Positions whose final hidden state is compared (cosine) with the readout's.
+        std::vector<int64_t> compare;
+        if (const Value* c = llmscope::plugin::find_option(opts, "compare")) {
+          for (const int64_t q : llmscope::plugin::integers(*c, kOpts, "option 'compare'")) {
+            compare.push_back(in_prompt(q, "option 'compare'"));
+          }
+        }
+
         at::NoGradGuard no_grad;
         const auto device = model->device();
         const int64_t n_head = count_heads(*model);
@@ -154,7 +164,17 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         }
 
         const at::Tensor ids = at::tensor(ids_list, at::kLong).unsqueeze(0).to(device);
-        const auto clean = model->forward(llmscope::ForwardInput{ids, {}, {}, {}}, {});
+        llmscope::ForwardOptions clean_forward;
+        clean_forward.output_hidden_states = !compare.empty();
+        const auto clean = model->forward(llmscope::ForwardInput{ids, {}, {}, {}}, clean_forward);
+        const at::Tensor compare_index = at::tensor(compare, at::kLong).to(device);
+        // cos(final hidden state at the readout, at each compared position): [rows, k].
+        auto similarity = [&](const llmscope::ForwardOutput& out) {
+          const at::Tensor h = out.hidden_states.back().to(at::kDouble);  // [rows, pos, d]
+          const at::Tensor a = h.select(1, readout).unsqueeze(1);         // [rows, 1, d]
+          const at::Tensor b = h.index_select(1, compare_index);          // [rows, k, d]
+          return at::cosine_similarity(a, b, -1);
+        };
         const at::Tensor clean_lp = clean.logits[0][readout].to(at::kDouble).log_softmax(-1);
         std::vector<int64_t> targets;
         if (const Value* t = llmscope::plugin::find_option(opts, "targets")) {
@@ -177,7 +197,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         for (const int64_t l : layers) {
           for (const int64_t h : heads) ablations.emplace_back(l, h);
         }
-        std::vector<at::Tensor> lp_rows, top_rows, kl_rows;
+        std::vector<at::Tensor> lp_rows, top_rows, kl_rows, sim_rows;
         const at::Tensor clean_p = clean_lp.exp();
         for (size_t start = 0; start < ablations.size(); start += static_cast<size_t>(batch_size)) {
           const size_t stop = std::min(ablations.size(), start + static_cast<size_t>(batch_size));
@@ -186,6 +206,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           const auto by_layer = llmscope::plugin::group_rows(ablations, start, stop);
           llmscope::ForwardOptions forward;
           forward.strict_hooks = true;
+          forward.output_hidden_states = !compare.empty();
           for (const auto& [layer, group] : by_layer) {
             const at::Tensor rows = at::tensor(group.rows, at::kLong).to(device);
             const at::Tensor hs = at::tensor(group.values, at::kLong).to(device);
@@ -213,6 +234,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           lp_rows.push_back(lp.index_select(1, target_index));
           top_rows.push_back(lp.argmax(-1));
           kl_rows.push_back((clean_p.unsqueeze(0) * (clean_lp.unsqueeze(0) - lp)).sum(-1));
+          if (!compare.empty()) sim_rows.push_back(similarity(out));
         }
         const auto n_layers = static_cast<int64_t>(layers.size());
         const auto n_heads = static_cast<int64_t>(heads.size());
@@ -222,6 +244,11 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         result["top_ids"] = at::cat(top_rows).view({n_layers, n_heads}).cpu();
         result["kl"] = at::cat(kl_rows).view({n_layers, n_heads}).cpu();
         result["clean_logprobs"] = clean_lp.index_select(0, target_index).cpu();
+        if (!compare.empty()) {
+          const auto k = static_cast<int64_t>(compare.size());
+          result["similarity"] = at::cat(sim_rows).view({n_layers, n_heads, k}).cpu();
+          result["clean_similarity"] = similarity(clean)[0].cpu();
+        }
         result["clean_top"] = clean_lp.argmax().item<int64_t>();
         result["targets"] = at::tensor(targets, at::kLong);
         List layer_list, head_list;

@@ -83,6 +83,20 @@ spec.describe("heads.ablate on the random GPT-2", function()
     spec.truthy((zeroed - biased):abs():max():item() < 1e-5)
   end)
 
+  spec.it("compare: the cosine of final hidden states, as a Lua hook", function()
+    local n = ids:numel()
+    local r = heads.ablate(m, ids, { layers = { 3 }, heads = { 1 }, positions = { n - 1 }, compare = { 0, 2 } })
+    local _, out = m:forward(ids:unsqueeze(0), { hidden_states = true, hooks = { ["blocks.3.attn.hook_z"] = function(z)
+      local o = z:clone(); o[0][n - 1][1]:zero_(); return o end } })
+    local h = out.hidden_states[m.n_layer][0]:double()
+    for k, p in ipairs({ 0, 2 }) do
+      local cos = (h[n - 1] * h[p]):sum():item() / (h[n - 1]:norm():item() * h[p]:norm():item())
+      spec.near(r.similarity[0][0][k - 1]:item(), cos, 1e-6)
+    end
+    spec.same(r.clean_similarity:shape(), { 2 })
+    spec.raises(function() heads.ablate(m, ids, { compare = { 50 } }) end, "option 'compare': 50 is outside")
+  end)
+
   spec.it("refuses what it cannot do, naming the option", function()
     spec.raises(function() heads.ablate(m, ids, { heads = { 99 } }) end, "option 'heads': 99 is not a head")
     spec.raises(function() heads.ablate(m, ids, { method = "noise" }) end,
