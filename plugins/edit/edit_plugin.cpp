@@ -6,6 +6,7 @@
 // the clean run and the correlation of the edited with the clean logits, and every hidden state's
 // change (norm of the difference from the clean run) and spread (std over units) come back per
 // layer. Gradients flow through the edits when the caller's graph asks for them.
+#include <torch/csrc/autograd/autograd.h>
 #include <llmscope/plugin.hpp>
 
 #include <algorithm>
@@ -217,17 +218,21 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
       "weight w: (1 - w) this + w other; other_position, or the same positions). Selections:\n"
       "positions (negative from the end), heads (a per-head site), units; default all.\n"
       "opts: position (the readout, default -1), targets (token ids or one-token texts),\n"
-      "batch_size (edits per pass, default 16).\n"
+      "batch_size (edits per pass, default 16), gradient (also the gradient of the first\n"
+      "target's log-probability with respect to the input embeddings, through the edits).\n"
       "Returns logprobs [edits, targets] and clean_logprobs [targets] at the readout, top_ids\n"
       "[edits], kl [edits] (KL(clean || edited)), logit_r [edits] (Pearson r of the edited and\n"
       "clean logits over the vocabulary), hidden_delta [edits, n_layer + 1] (norm of the\n"
       "hidden state's change at the readout), block_change [edits, n_layer] (norm of what each\n"
       "block adds in the edited run: hidden state l + 1 minus l), hidden_std [edits, n_layer +\n"
-      "1] and clean_std [n_layer + 1] (std over units at the readout), clean_top, targets.\n"
+      "1] and clean_std [n_layer + 1] (std over units at the readout), clean_top, targets;\n"
+      "with gradient, embedding_grad [edits, pos] and clean_embedding_grad [pos] (its norm per\n"
+      "input position).\n"
       "Each pass also runs the unedited prompt as its row 0, the reference of its edits, so an\n"
       "edit that changes nothing (scale 1, noise 0) reports exactly no change.",
       [](const ModelPtr& model, const Value& input, const List& edit_values, const Table& opts) {
-        check_options(opts, {"position", "targets", "batch_size"}, kOpts);
+        check_options(opts, {"position", "targets", "batch_size", "gradient"}, kOpts);
+        const bool gradient = option<bool>(opts, "gradient", false, kOpts);
         const auto ids_list = llmscope::plugin::token_ids(*model, input, kInput, "input");
         const auto n_pos = static_cast<int64_t>(ids_list.size());
         if (n_pos == 0) throw ArgumentError(kInput, "input: no tokens");
@@ -286,7 +291,9 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
           mix_sources[i] = cached;
         }
 
-        std::vector<at::Tensor> lp_rows, top_rows, kl_rows, r_rows, delta_rows, std_rows, step_rows;
+        std::vector<at::Tensor> lp_rows, top_rows, kl_rows, r_rows, delta_rows, std_rows, step_rows,
+            grad_rows;
+        at::Tensor clean_grad;
         for (size_t start = 0; start < edits.size(); start += static_cast<size_t>(batch_size)) {
           const size_t stop = std::min(edits.size(), start + static_cast<size_t>(batch_size));
           // Row 0 of every pass is the unedited prompt: the edits are compared with a reference
@@ -319,8 +326,29 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
                    return apply(e, act, row, skip, mix, what);
                  }});
           }
+          // With `gradient`, the pass starts from the token embeddings and keeps its graph, so
+          // the target's gradient flows back through every edit to the input.
+          at::AutoGradMode grad_mode(gradient);
+          at::Tensor embeds;
+          if (gradient) {
+            embeds = model->embed_tokens(ids.expand({rows, n_pos}).contiguous())
+                         .detach()
+                         .set_requires_grad(true);
+          }
           const auto out = model->forward(
-              llmscope::ForwardInput{ids.expand({rows, n_pos}).contiguous(), {}, {}, {}}, forward);
+              gradient ? llmscope::ForwardInput{{}, embeds, {}, {}}
+                       : llmscope::ForwardInput{ids.expand({rows, n_pos}).contiguous(), {}, {}, {}},
+              forward);
+          if (gradient) {
+            const at::Tensor lp_all = out.logits.select(1, readout).to(at::kDouble).log_softmax(-1);
+            const at::Tensor objective = lp_all.select(1, targets.front()).sum();
+            const at::Tensor grad =
+                torch::autograd::grad({objective}, {embeds})[0];                   // [rows, pos, d]
+            const at::Tensor norms = grad.to(at::kDouble).norm(2, {-1}).detach();  // [rows, pos]
+            grad_rows.push_back(norms.slice(0, 1));
+            if (!clean_grad.defined()) clean_grad = norms[0];
+          }
+          at::NoGradGuard reductions;  // the rest reads the pass; no graph
           const at::Tensor all_logits = out.logits.select(1, readout).to(at::kDouble);
           const at::Tensor ref_logits = all_logits[0];
           const at::Tensor ref_lp = ref_logits.log_softmax(-1);
@@ -355,6 +383,10 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
         std::vector<at::Tensor> clean_std;
         for (const auto& h : clean_hidden) clean_std.push_back(h.std());
         Table result;
+        if (gradient) {
+          result["embedding_grad"] = at::cat(grad_rows).cpu();
+          result["clean_embedding_grad"] = clean_grad.cpu();
+        }
         result["logprobs"] = at::cat(lp_rows).cpu();
         result["top_ids"] = at::cat(top_rows).cpu();
         result["kl"] = at::cat(kl_rows).cpu();

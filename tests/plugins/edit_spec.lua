@@ -80,6 +80,19 @@ spec.describe("edit.run on the random GPT-2", function()
     spec.near(p.hidden_std[0][3]:item(), p.clean_std[3]:item(), 1e-5, "and keeps their spread")
   end)
 
+  spec.it("gradients flow through the edits to the input embeddings, as Lua's autograd", function()
+    local target = 5
+    local r = edit.run(m, ids, { { site = "blocks.1.hook_resid_post", op = "scale", factor = 0.5 },
+      { site = "blocks.2.hook_resid_post", op = "skip" } }, { targets = { target }, gradient = true })
+    local e = m:embed(ids:unsqueeze(0)):detach():set_requires_grad(true)
+    local logits = m:forward({ embeds = e }, { hooks = { ["blocks.1.hook_resid_post"] = function(x) return x * 0.5 end } })
+    logits[0][-1]:log_softmax(-1)[target]:backward()
+    local g = e:grad()[0]:double():norm(2, 1)
+    spec.truthy((g - r.embedding_grad[0]):abs():max():item() < 1e-5 * g:max():item(), "scale")
+    spec.same(r.embedding_grad:shape(), { 2, ids:numel() })
+    spec.same(r.clean_embedding_grad:shape(), { ids:numel() })
+  end)
+
   spec.it("refuses bad edits, naming them", function()
     spec.raises(function() edit.run(m, ids, { { site = "blocks.0.hook_resid_post", op = "squash" } }) end,
       "edit 1: op 'squash' is not one of")
