@@ -14,32 +14,23 @@ local L = lesson.start {
     head = 1,
     alpha = 0.05,
   },
-  summary = "Head `head` of layer `layer` is silenced at every token (its output at `blocks.L.attn.hook_z`, " ..
-    "before the output projection, set to zero) in one pass, and the clean sentence runs in another. At every " ..
-    "hidden state the tokens' cosine-similarity matrix (`stats.cosine_matrix`) is computed for both; the " ..
+  summary = "The `heads` plugin silences head `head` of layer `layer` at every token (its output at " ..
+    "`blocks.L.attn.hook_z`, before the output projection, set to zero) and, with `token_similarity`, returns " ..
+    "every hidden state's cosine similarities between the tokens, silenced and clean; the " ..
     "changes of its entries above the diagonal are t-tested against 0 (`stats.ttest_1samp`), with the " ..
     "Bonferroni threshold alpha / hidden states, as the course's 0.05 / 24. The token pairs share tokens, so " ..
     "they are not independent samples and the p-values are a guide, as in the course.",
 }
 local m = L.model
 local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(3, 24)
-local site = ("blocks.%d.attn.hook_z"):format(layer)
-local ids = m:tokenize(L.opts.prompt):unsqueeze(0)
-local _, clean = m:forward(ids, { hidden_states = true })
-local head
-local _, silenced = m:forward(ids, { hidden_states = true, hooks = { [site] = function(z)
-  head = math.min(L.opts.head, z:size(2) - 1)
-  local out = z:clone()
-  out:select(2, head):zero_()
-  return out
-end } })
+local heads = plugin("heads")
+local r = heads.ablate(m, L.opts.prompt, { layers = { layer }, heads = { L.opts.head }, token_similarity = true })
+local head = L.opts.head
 local states = m.n_layer + 1
 local threshold = L.opts.alpha / states
 local t, p, mean = {}, {}, {}
 for l = 0, states - 1 do
-  local a = stats.upper_triangle(stats.cosine_matrix(clean.hidden_states[l][0]):double())
-  local b = stats.upper_triangle(stats.cosine_matrix(silenced.hidden_states[l][0]):double())
-  local d = b - a
+  local d = r.token_similarity[0][0][l] - r.clean_token_similarity[l]   -- [pairs]
   mean[l + 1] = d:mean():item()
   if d:abs():max():item() == 0 then
     t[l + 1], p[l + 1] = 0, 1
@@ -67,4 +58,10 @@ L:finding("the effect propagates and becomes significant in later layers", "sign
   ("significant at %d of %d hidden states%s"):format(significant, states,
     first and (", from hidden state " .. first) or ""))
 L:check(("nothing changes before block %d"):format(layer), math.abs(mean[layer + 1]) == 0 and t[layer + 1] == 0)
+-- The same silencing as a Lua hook, at the last hidden state.
+local _, out = m:forward(L.opts.prompt, { hidden_states = true, hooks = { [("blocks.%d.attn.hook_z"):format(layer)] =
+  function(z) local o = z:clone(); o:select(2, head):zero_(); return o end } })
+local lua_pairs = stats.upper_triangle(stats.cosine_matrix(out.hidden_states[m.n_layer][0]:double()))
+local diff = (lua_pairs - r.token_similarity[0][0][m.n_layer]):abs():max():item()
+L:check("the plugin's cosines equal the same silencing as a Lua hook (1e-6)", diff < 1e-6, lesson.fmt(diff))
 L:finish()

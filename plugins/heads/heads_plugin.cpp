@@ -81,15 +81,18 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
       "default all), position (the readout, default -1), targets (token ids or one-token texts\n"
       "whose log-probabilities are reported; default the clean prediction), batch_size\n"
       "(ablations per pass, default 16), compare (positions whose final hidden state is\n"
-      "compared with the readout's by cosine similarity).\n"
+      "compared with the readout's by cosine similarity), token_similarity (every hidden\n"
+      "state's cosine similarities between the tokens).\n"
       "Returns logprobs [layers, heads, targets] float64 at the readout, top_ids [layers, heads]\n"
       "int64, kl [layers, heads] (KL(clean || ablated), nats), clean_logprobs [targets],\n"
       "clean_top, targets [targets] int64, layers, heads (the lists), n_head; with compare,\n"
-      "similarity [layers, heads, compared] and clean_similarity [compared].",
+      "similarity [layers, heads, compared] and clean_similarity [compared]; with\n"
+      "token_similarity, token_similarity [layers, heads, n_layer + 1, pairs] and\n"
+      "clean_token_similarity [n_layer + 1, pairs] (pairs i < j, row by row).",
       [](const ModelPtr& model, const Value& input, const Table& opts) {
         check_options(opts,
                       {"layers", "heads", "method", "reference", "positions", "position", "targets",
-                       "batch_size", "compare"},
+                       "batch_size", "compare", "token_similarity"},
                       kOpts);
         const std::vector<int64_t> ids_list =
             llmscope::plugin::token_ids(*model, input, kInput, "input");
@@ -133,6 +136,8 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           }
         }
 
+        const bool token_similarity = option<bool>(opts, "token_similarity", false, kOpts);
+
         at::NoGradGuard no_grad;
         const auto device = model->device();
         const int64_t n_head = count_heads(*model);
@@ -165,9 +170,22 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
 
         const at::Tensor ids = at::tensor(ids_list, at::kLong).unsqueeze(0).to(device);
         llmscope::ForwardOptions clean_forward;
-        clean_forward.output_hidden_states = !compare.empty();
+        clean_forward.output_hidden_states = !compare.empty() || token_similarity;
         const auto clean = model->forward(llmscope::ForwardInput{ids, {}, {}, {}}, clean_forward);
         const at::Tensor compare_index = at::tensor(compare, at::kLong).to(device);
+        // Every hidden state's cosine similarities between the tokens, above the diagonal:
+        // [rows, hidden states, pos (pos - 1) / 2].
+        const at::Tensor pairs_index = at::triu_indices(n_pos, n_pos, 1, at::kLong).to(device);
+        auto token_pairs = [&](const llmscope::ForwardOutput& out) {
+          std::vector<at::Tensor> per_state;
+          for (const auto& h : out.hidden_states) {
+            const at::Tensor x = h.to(at::kDouble);
+            const at::Tensor u = x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
+            const at::Tensor cos = at::matmul(u, u.transpose(1, 2));  // [rows, pos, pos]
+            per_state.push_back(cos.index({at::indexing::Slice(), pairs_index[0], pairs_index[1]}));
+          }
+          return at::stack(per_state, 1);
+        };
         // cos(final hidden state at the readout, at each compared position): [rows, k].
         auto similarity = [&](const llmscope::ForwardOutput& out) {
           const at::Tensor h = out.hidden_states.back().to(at::kDouble);  // [rows, pos, d]
@@ -197,7 +215,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         for (const int64_t l : layers) {
           for (const int64_t h : heads) ablations.emplace_back(l, h);
         }
-        std::vector<at::Tensor> lp_rows, top_rows, kl_rows, sim_rows;
+        std::vector<at::Tensor> lp_rows, top_rows, kl_rows, sim_rows, pair_rows;
         const at::Tensor clean_p = clean_lp.exp();
         for (size_t start = 0; start < ablations.size(); start += static_cast<size_t>(batch_size)) {
           const size_t stop = std::min(ablations.size(), start + static_cast<size_t>(batch_size));
@@ -206,7 +224,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           const auto by_layer = llmscope::plugin::group_rows(ablations, start, stop);
           llmscope::ForwardOptions forward;
           forward.strict_hooks = true;
-          forward.output_hidden_states = !compare.empty();
+          forward.output_hidden_states = !compare.empty() || token_similarity;
           for (const auto& [layer, group] : by_layer) {
             const at::Tensor rows = at::tensor(group.rows, at::kLong).to(device);
             const at::Tensor hs = at::tensor(group.values, at::kLong).to(device);
@@ -235,6 +253,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           top_rows.push_back(lp.argmax(-1));
           kl_rows.push_back((clean_p.unsqueeze(0) * (clean_lp.unsqueeze(0) - lp)).sum(-1));
           if (!compare.empty()) sim_rows.push_back(similarity(out));
+          if (token_similarity) pair_rows.push_back(token_pairs(out));
         }
         const auto n_layers = static_cast<int64_t>(layers.size());
         const auto n_heads = static_cast<int64_t>(heads.size());
@@ -244,6 +263,12 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         result["top_ids"] = at::cat(top_rows).view({n_layers, n_heads}).cpu();
         result["kl"] = at::cat(kl_rows).view({n_layers, n_heads}).cpu();
         result["clean_logprobs"] = clean_lp.index_select(0, target_index).cpu();
+        if (token_similarity) {
+          const at::Tensor pairs = at::cat(pair_rows);  // [ablations, states, pairs]
+          result["token_similarity"] =
+              pairs.view({n_layers, n_heads, pairs.size(1), pairs.size(2)}).cpu();
+          result["clean_token_similarity"] = token_pairs(clean)[0].cpu();
+        }
         if (!compare.empty()) {
           const auto k = static_cast<int64_t>(compare.size());
           result["similarity"] = at::cat(sim_rows).view({n_layers, n_heads, k}).cpu();

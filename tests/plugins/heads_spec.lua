@@ -94,6 +94,9 @@ spec.describe("heads.ablate on the random GPT-2", function()
       spec.near(r.similarity[0][0][k - 1]:item(), cos, 1e-6)
     end
     spec.same(r.clean_similarity:shape(), { 2 })
+    local t = heads.ablate(m, ids, { layers = { 3 }, heads = { 1 }, positions = { n - 1 }, token_similarity = true })
+    local want = stats.upper_triangle(stats.cosine_matrix(out.hidden_states[5][0]:double()))
+    spec.truthy((t.token_similarity[0][0][5] - want):abs():max():item() < 1e-6, "token similarity")
     spec.raises(function() heads.ablate(m, ids, { compare = { 50 } }) end, "option 'compare': 50 is outside")
   end)
 
