@@ -1,8 +1,7 @@
-# The tlesion plugin's spec (included from tests/plugins/CMakeLists.txt): the tiny fixtures with
-# ids, the random GPT-2 with GPT-2's tokenizer, and a random BERT with a real WordPiece vocabulary
-# (made here), which also runs lessons 17-02 and 17-03, the similarity lessons 13-01 and 13-04, the
-# logit lens's 13-15 to 13-17, the edits of 15-03 and 15-04 and the head ablation of 16-01 in their
-# masked-LM form.
+# A random BERT with a real WordPiece vocabulary (made here; included from
+# tests/plugins/CMakeLists.txt) and what needs it: the tlesion and logit_lens specs (with the tiny
+# fixtures and the random GPT-2) and the masked-LM form of lessons 13-01, 13-04, 13-15 to 13-17,
+# 15-03, 15-04, 16-01, 17-02 and 17-03.
 set(LLMSCOPE_RANDOM_BERT "${CMAKE_CURRENT_BINARY_DIR}/random-bert-12")
 add_test(NAME plugins.make_random_bert
   COMMAND llmscope -q run ${CMAKE_CURRENT_SOURCE_DIR}/make_random_bert.lua --
@@ -25,7 +24,7 @@ foreach(id 13-01 13-04 13-15 13-16 13-17 15-03 15-04 16-01 17-02 17-03)
   set_tests_properties(lesson.${id}.bert PROPERTIES LABELS "lesson;plugins" FIXTURES_REQUIRED random_bert)
 endforeach()
 
-# The logit_lens spec needs the random BERT made above.
+# The logit_lens spec.
 add_test(NAME lua.plugins.logit_lens
   COMMAND llmscope run ${CMAKE_CURRENT_SOURCE_DIR}/logit_lens_spec.lua
           -- ${LLMSCOPE_GOLDEN_DIR} ${CMAKE_BINARY_DIR}/tests/lua/random-gpt2-12 ${LLMSCOPE_RANDOM_BERT})
