@@ -26,8 +26,8 @@ local m = L.model
 local _, her_sentences = L:data_pairs(L.opts.pairs)
 report.text(("Substitution: the course's 54 sentences are in its notebook, which this project cannot reach; this " ..
   "run uses the %d \"her\" sentences of `lessons/data/%s` (our own)."):format(#her_sentences, L.opts.pairs))
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(6, 12)
-local word = setup.word(m, L.opts.word)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(6, 12)
+local word = lesson.mid_sentence(m, L.opts.word)
 local T = setup.targets(m, her_sentences, word)
 local qkv = setup.qkv(m, T, { layer }, { others = true })
 local n = #her_sentences

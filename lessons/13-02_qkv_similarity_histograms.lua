@@ -23,8 +23,8 @@ local L = lesson.start {
 }
 local m = L.model
 local _, her_sentences = L:data_pairs(L.opts.pairs)
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(6, 12)
-local word = setup.word(m, L.opts.word)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(6, 12)
+local word = lesson.mid_sentence(m, L.opts.word)
 local T = setup.targets(m, her_sentences, word)
 local qkv = setup.qkv(m, T, { layer }, { others = true })
 local n = #her_sentences

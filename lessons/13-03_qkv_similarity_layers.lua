@@ -21,7 +21,7 @@ local L = lesson.start {
 }
 local m = L.model
 local _, her_sentences = L:data_pairs(L.opts.pairs)
-local word = setup.word(m, L.opts.word)
+local word = lesson.mid_sentence(m, L.opts.word)
 local T = setup.targets(m, her_sentences, word)
 local layers = {}
 for l = 0, m.n_layer - 1 do layers[#layers + 1] = l end
@@ -87,9 +87,10 @@ report.table("Per layer", { columns = { "layer", "QQ", "KK", "VV", "QK", "QV", "
 local first, last = mean.QQ[0]:item(), mean.QQ[n_layer - 1]:item()
 local drop = mean.QQ:narrow(0, 0, n_layer - 1) - mean.QQ:narrow(0, 1, n_layer - 1)
 local steepest = drop:argmax():item()
-L:finding("vectors transition from the current token to a next-token prediction", "similarity falls with depth",
-  ("mean QQ cosine %s at layer 0, %s at layer %d (steepest drop from layer %d to %d); Q variance ratio %s → %s")
-    :format(lesson.fmt(first), lesson.fmt(last), n_layer - 1, steepest, steepest + 1,
+L:finding("vectors transition from the current token to a next-token prediction", "(read from the histograms)",
+  ("mean QQ cosine %s at layer 0, %s at layer %d (%s); steepest drop from layer %d to %d; Q variance ratio %s → %s")
+    :format(lesson.fmt(first), lesson.fmt(last), n_layer - 1, last < first and "lower at the last layer" or
+      "not lower at the last layer", steepest, steepest + 1,
       lesson.fmt(variance.q[0]:item()), lesson.fmt(variance.q[n_layer - 1]:item())))
 
 -- Check one layer against a direct pass; every histogram integrates to 1.

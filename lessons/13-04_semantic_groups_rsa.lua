@@ -26,9 +26,7 @@ local L = lesson.start {
 local m = L.model
 local W = setup.word_groups(L, m, L.opts.words, L.opts.context)
 local words, names, label_tensor = W.words, W.names, W.labels
-report.text(("Substitution: the course's 34 words are in its notebook; this run uses the %d words of " ..
-  "`lessons/data/%s` (our own, in the same three categories)."):format(#words, L.opts.words))
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(5, 24)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(5, 24)
 local qkv = setup.qkv(m, W, { layer })
 local prefix = L.opts.context:match("^(.-){word}"):gsub("%s+$", "")
 local context_tokens = m:tokenize(prefix, { add_special_tokens = false }):numel()

@@ -25,6 +25,8 @@ local L = lesson.start {
     "are estimated in one batched call.",
 }
 local o = L.opts
+report.text(("Sizes: %d samples per data set and %d data sets per correlation are this lesson's choice " ..
+  "(--n, --repetitions); the estimators' bias depends on the sample size, shown below."):format(o.n, o.repetitions))
 local rhos = { 0.0, 0.3, 0.6, 0.9 }
 local ln2 = math.log(2)
 
@@ -54,7 +56,9 @@ report.figure(figure.scatter {
 report.figure(figure.histogram {
   series = { { values = estimates[0.0].binned, label = "binned" }, { values = estimates[0.0].knn, label = "kNN" } },
   bins = 30, title = "MI estimates for independent x and y (true MI = 0)", xlabel = "bits", ylabel = "data sets",
-}, { name = "independent", caption = "The binned estimate never comes near 0; the kNN estimate scatters around it." })
+}, { name = "independent", caption = ("Binned: %s to %s bits; kNN: mean %s, sd %s."):format(
+  lesson.fmt(estimates[0.0].binned:min():item()), lesson.fmt(estimates[0.0].binned:max():item()),
+  lesson.fmt(estimates[0.0].knn:mean():item()), lesson.fmt(estimates[0.0].knn:std():item())) })
 
 -- The bias of the binned estimate against the sample size, next to its first-order expansion
 -- (bins − 1)² / (2 N ln 2) (Miller's correction).

@@ -23,6 +23,8 @@ local L = lesson.start {
     "Each estimator runs batched over all data sets of one ρ; their run times are measured side by side.",
 }
 local o = L.opts
+report.text(("Sizes: %d samples per data set, %d data sets per correlation, %d correlations are this lesson's " ..
+  "choice (--n, --repetitions, --steps)."):format(o.n, o.repetitions, o.steps))
 local rhos = tensor.linspace(-0.9, 0.9, o.steps, { dtype = "float64" })
 local x = tensor.randn({ o.n, o.repetitions }, { seed = o.seed, dtype = "float64" })
 local noise = tensor.randn({ o.n, o.repetitions }, { seed = o.seed + 1, dtype = "float64" })
@@ -50,10 +52,13 @@ report.figure(figure.line {
 }, { name = "mi_vs_covariance", caption = ("Means over %d data sets of %d samples per ρ."):format(o.repetitions, o.n) })
 local offset = {}
 for i = 1, o.steps do offset[i] = binned[i] - truth[i] end
+local offset_t = tensor.new(offset, { dtype = "float64" })
 report.figure(figure.line {
   x = rhos, markers = true, series = { { y = offset, label = "binned − true" } },
   title = "Offset of the binned estimate", xlabel = "correlation ρ", ylabel = "bits",
-}, { name = "binned_offset", caption = "Positive where the bias dominates, lower where coarse bins lose information." })
+}, { name = "binned_offset", caption = ("From %s bits at ρ = %.2f to %s bits at ρ = %.2f."):format(
+  lesson.fmt(offset_t:max():item()), rhos[offset_t:argmax():item()]:item(), lesson.fmt(offset_t:min():item()),
+  rhos[offset_t:argmin():item()]:item()) })
 local rows = {}
 for i = 1, o.steps do rows[i] = { rhos[i - 1]:item(), cov[i], truth[i], binned[i], knn[i] } end
 report.table("Per correlation", { columns = { "ρ", "covariance", "true MI", "binned MI", "kNN MI" }, rows = rows })
@@ -68,8 +73,8 @@ L:finding("MI is U-shaped in the correlation, covariance is signed", "yes",
   ("covariance %s at ρ = −0.9, %s at +0.9; kNN MI %s and %s (largest |MI(−ρ) − MI(ρ)| %s)"):format(
     lesson.fmt(cov[1]), lesson.fmt(cov[o.steps]), lesson.fmt(knn[1]), lesson.fmt(knn[o.steps]), lesson.fmt(asym)))
 L:finding("the hand-coded (binned) MI is biased but fast", "biased, fast",
-  ("binned %s bits at ρ = %s (true %s), kNN %s; binned took %s s, kNN %s s"):format(lesson.fmt(binned[mid]),
-    lesson.fmt(rhos[mid - 1]:item()), lesson.fmt(truth[mid]), lesson.fmt(knn[mid]), lesson.fmt(t_binned),
+  ("binned %s bits at ρ = %.2f (true %.3f), kNN %s; binned took %s s, kNN %s s"):format(lesson.fmt(binned[mid]),
+    rhos[mid - 1]:item() + 0, math.abs(truth[mid]), lesson.fmt(knn[mid]), lesson.fmt(t_binned),
     lesson.fmt(t_knn)))
 
 -- Checks: MI is symmetric in the sign of y; covariance is antisymmetric.

@@ -27,8 +27,8 @@ report.text("Substitution: the course reads Wikipedia's article on Turkish coffe
   "`lessons/data/" .. L.opts.text_file .. "`, a text on the same subject written for the lesson.")
 local ids = m:tokenize(table.concat(L:data_lines(L.opts.text_file), "\n"))
 local rows, width = setup.rows(ids, m.max_positions)
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(3, 48)
-local word = m.is_causal and (" " .. L.opts.word) or L.opts.word
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(3, 48)
+local word = lesson.mid_sentence(m, L.opts.word)
 local sites = { ("blocks.%d.hook_attn_out"):format(layer), ("blocks.%d.hook_mlp_out"):format(layer) }
 local V = setup.occurrence_vectors(m, rows, width, word, sites)
 report.text(("%d tokens; %q occurs %d times (%d pairs); layer %d."):format(ids:numel(), word, V.n,

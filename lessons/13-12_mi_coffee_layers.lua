@@ -22,7 +22,7 @@ local L = lesson.start {
 local m = L.model
 local ids = m:tokenize(table.concat(L:data_lines(L.opts.text_file), "\n"))
 local rows, width = setup.rows(ids, m.max_positions)
-local word = m.is_causal and (" " .. L.opts.word) or L.opts.word
+local word = lesson.mid_sentence(m, L.opts.word)
 local sites = {}
 for l = 0, m.n_layer - 1 do sites[#sites + 1] = ("blocks.%d.hook_attn_out"):format(l) end
 for l = 0, m.n_layer - 1 do sites[#sites + 1] = ("blocks.%d.hook_mlp_out"):format(l) end

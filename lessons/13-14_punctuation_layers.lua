@@ -71,7 +71,9 @@ report.figure(figure.line {
 report.figure(figure.line {
   x = x, markers = true, series = { { y = scale.cov, label = "mean |covariance|" }, { y = scale.mi, label = "mean MI (bits)" } },
   title = "Scale of the matrices", xlabel = "hidden state (0 = embeddings)", ylabel = "value", logy = true,
-}, { name = "scale_per_layer", caption = "Covariance follows the hidden states' growing norm; MI is bounded by the bins." })
+}, { name = "scale_per_layer", caption = ("Mean |covariance| from %s to %s, mean MI from %s to %s bits (hidden state 1 " ..
+  "to the last); MI cannot exceed log2(bins) = %.2f bits."):format(lesson.fmt(scale.cov[2]), lesson.fmt(scale.cov[states]),
+  lesson.fmt(scale.mi[2]), lesson.fmt(scale.mi[states]), math.log(L.opts.bins, 2)) })
 report.table("Per hidden state", {
   columns = { "hidden state", "distinct vectors", "separation (cov)", "separation (MI)", "within/between (cov)",
     "within/between (MI)", "mean |cov|", "mean MI" },

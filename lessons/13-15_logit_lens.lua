@@ -51,10 +51,10 @@ for l = 0, layers - 1 do rows_label[#rows_label + 1] = tostring(l) end
 -- The course's table: the top token of every hidden state at every position.
 local function top_table(res, title)
   local columns, rows = { "hidden state" }, {}
-  for p = 1, n do columns[#columns + 1] = ("%d %s"):format(p - 1, setup.token(m, ids[p - 1]:item())) end
+  for p = 1, n do columns[#columns + 1] = ("%d %s"):format(p - 1, lesson.token_label(m, ids[p - 1]:item())) end
   for l = 0, layers - 1 do
     local row = { l }
-    for p = 0, n - 1 do row[#row + 1] = setup.token(m, res.top_ids[l][p][0]:item()) end
+    for p = 0, n - 1 do row[#row + 1] = lesson.token_label(m, res.top_ids[l][p][0]:item()) end
     rows[#rows + 1] = row
   end
   report.table(title, { columns = columns, rows = rows })

@@ -36,7 +36,7 @@ local rank = z:gt(z[S.target_id]):sum():item() + 1   -- 1 = the top token
 local top_z, top_ids = z:topk(L.opts.top)
 local rows = {}
 for i = 0, L.opts.top - 1 do
-  rows[#rows + 1] = { i + 1, setup.token(m, top_ids[i]:item()), top_z[i]:item(), logits[top_ids[i]:item()]:item() }
+  rows[#rows + 1] = { i + 1, lesson.token_label(m, top_ids[i]:item()), top_z[i]:item(), logits[top_ids[i]:item()]:item() }
 end
 report.text(("## The output at the slot\n\n%q, read at position %d. The target %s has z = %s and rank %d " ..
   "(1 = the top token) among %d tokens."):format(S.text, S.position, S.target_text, lesson.fmt(target_z), rank,
@@ -46,7 +46,8 @@ report.figure(figure.histogram {
   series = { { values = z, label = "every token" } }, bins = 80, logy = true,
   title = ("z-scored logits at the slot; the target %s has z = %.1f"):format(S.target_text, target_z),
   xlabel = "z-score", ylabel = "tokens",
-}, { name = "z_histogram", caption = "Almost every token sits near 0; a few stand far out to the right." })
+}, { name = "z_histogram", caption = ("%.1f%% of the tokens have |z| < 2; %d have z > 3."):format(
+  100 * z:abs():lt(2):double():mean():item(), z:gt(3):sum():item()) })
 
 -- The course's part-1 lens: each hidden state through the decoder's weight alone.
 local res = lens.lens(m, S.ids, { full_head = false, target = S.target_id, k = 3 })
@@ -61,7 +62,7 @@ report.figure(figure.line {
 local lens_rows = {}
 for l = 0, layers - 1 do
   local tops = {}
-  for j = 0, 2 do tops[#tops + 1] = setup.token(m, res.top_ids[l][S.position][j]:item()) end
+  for j = 0, 2 do tops[#tops + 1] = lesson.token_label(m, res.top_ids[l][S.position][j]:item()) end
   lens_rows[#lens_rows + 1] = { l, z_per_layer[l]:item(), res.target_rank[l][S.position]:item() + 1,
     table.concat(tops, ", ") }
 end
@@ -73,7 +74,7 @@ L:finding(("%q reaches z > 10 at the output"):format(L.opts.target), "yes (z > 1
   ("z = %s, rank %d"):format(lesson.fmt(target_z), rank))
 L:finding("z of the target through the decoder alone, per layer", "(part 2: noise, misleading tokens)",
   ("from %s at hidden state 0 to %s at the last; top token at the last: %s"):format(lesson.fmt(z_per_layer[0]:item()),
-    lesson.fmt(z_per_layer[layers - 1]:item()), setup.token(m, res.top_ids[layers - 1][S.position][0]:item())))
+    lesson.fmt(z_per_layer[layers - 1]:item()), lesson.token_label(m, res.top_ids[layers - 1][S.position][0]:item())))
 
 local middle = (layers - 1) // 2
 local diff = setup.lua_difference(m, res, middle)

@@ -41,7 +41,7 @@ report.figure(figure.line {
 local rows = {}
 local function tops(res, l)
   local t = {}
-  for j = 0, 2 do t[#t + 1] = setup.token(m, res.top_ids[l][S.position][j]:item()) end
+  for j = 0, 2 do t[#t + 1] = lesson.token_label(m, res.top_ids[l][S.position][j]:item()) end
   return table.concat(t, ", ")
 end
 for l = 0, layers - 1 do
@@ -63,6 +63,10 @@ for l = layers - 1, 0, -1 do
 end
 local peak, peak_layer = z_full:max():item(), z_full:argmax():item()
 local course_layer = math.floor(22 * m.n_layer / 24 + 0.5)   -- hidden state 22 of bert-large's 24 blocks, same depth
+if m.n_layer ~= 24 then
+  report.text(("The course's hidden state 22 of bert-large's 24 layers is hidden state %d of this model's %d (the " ..
+    "same relative depth)."):format(course_layer, m.n_layer))
+end
 report.text(("## The phase transition\n\nThe full head's z rises most from hidden state %d to %d (by %s). %s"):format(
   jump - 1, jump, lesson.fmt(rise[jump - 1]:item()), stays_top and
     ("The target is the top token from hidden state %d on."):format(stays_top) or

@@ -9,7 +9,7 @@ local L = lesson.start {
   course = "part6_how2modify_activationManipulation (video 250), GPT-2 small, hooks on h[3].attn.c_attn",
   options = {
     prompt = "I wish coffee would taste like chocolate.",
-    layer = 3,
+    layer = -1,    -- -1: the course's layer 3 of 12 at the same relative depth
     token = 4,     -- the position whose query slice is zeroed (the course's [:, 4, :10])
   },
   summary = "The course's hook on `h[3].attn.c_attn` returns a modified QKV tensor: Q replaced with one global " ..
@@ -21,7 +21,7 @@ local L = lesson.start {
 }
 local m = L.model
 local edit = plugin("edit")
-local layer = math.min(L.opts.layer, m.n_layer - 1)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(3, 12)
 local site = ("blocks.%d.attn.hook_q"):format(layer)
 local _, cache = m:run_with_cache(L.opts.prompt, { names = site })
 local q = cache[site]                                     -- [1, pos, heads, d_head]
@@ -30,6 +30,10 @@ local token = math.min(L.opts.token, n - 1)
 local units = {}
 for u = 0, math.min(10, d_head) - 1 do units[#units + 1] = u end
 local global = tensor.linspace(-1, 0.7, heads * d_head)
+if heads * d_head ~= 768 then
+  report.text(("The global vector has this model's %d query units (%d heads × %d) where GPT-2 small's has 768."):format(
+    heads * d_head, heads, d_head))
+end
 local r = edit.run(m, L.opts.prompt, {
   { site = site, op = "set", vector = global },
   { site = site, op = "zero", positions = { token }, heads = { 0 }, units = units },
@@ -47,7 +51,8 @@ report.figure(figure.line {
   x = tensor.arange(m.n_layer + 1), markers = true,
   series = { { y = r.hidden_delta[0], label = names[1] }, { y = r.hidden_delta[1], label = names[2] } },
   title = "Change of every hidden state at the last token", xlabel = "hidden state (0 = embeddings)", ylabel = "norm",
-}, { name = "delta_per_layer", caption = ("Nothing changes before block %d."):format(layer) })
+}, { name = "delta_per_layer", caption = ("Largest change before block %d: %s."):format(layer,
+  lesson.fmt(r.hidden_delta:narrow(1, 0, layer + 1):abs():max():item())) })
 
 L:finding("replacing Q with a global vector changes the output", "(demonstration)",
   ("KL %s, top token %s"):format(lesson.fmt(r.kl[0]:item()), L:token_label(r.top_ids[0]:item())))

@@ -23,12 +23,16 @@ local m = L.model
 local edit = plugin("edit")
 local sentences = { "The quick brown fox jumps over the lazy dog.", "I wish coffee would taste like chocolate.",
   "Duct tape will be very useful after the apocalypse." }
-local l_attn, l_mlp, l_scale = L:layer(3, 12), L:layer(5, 12), L:layer(8, 12)
-if l_scale == m.n_layer - 1 and m.n_layer > 1 then
-  -- The last block's hidden state is after the final norm, which would undo the scaling at once.
-  l_scale = m.n_layer - 2
-  report.text(("On this %d-layer model the course's block 8 maps to the last block, whose hidden state is after " ..
-    "the final norm; block %d is scaled instead."):format(m.n_layer, l_scale))
+report.text("Substitutions: the course's three padded sentences are in its notebook; this run uses three of its " ..
+  "own. The course does not fix what the K slice becomes; this run zeroes it.")
+local l_attn = L:course_layer(3, 12, "attention layer")
+local l_mlp = L:course_layer(5, 12, "MLP layer")
+local l_scale = L:course_layer(8, 12, "scaled block")
+if l_scale > m.n_layer - 3 and m.n_layer >= 3 then
+  -- Recovery needs a block after the scaled one whose hidden state is not yet the final norm's.
+  l_scale = m.n_layer - 3
+  report.text(("On this %d-layer model no block would follow the scaled one before the final norm; block %d is " ..
+    "scaled instead."):format(m.n_layer, l_scale))
 end
 local _, cache = m:run_with_cache(sentences[1], { names = { ("blocks.%d.mlp.hook_pre"):format(l_mlp),
   ("blocks.%d.attn.hook_k"):format(l_attn) } })
@@ -70,12 +74,13 @@ for i, name in ipairs(names) do
   rows[i] = { name, ratio[i - 1][l_scale + 1]:item(), ratio[i - 1][m.n_layer - 1]:item(), ratio[i - 1][m.n_layer]:item(),
     (kl_sum[i - 1] / #sentences):item() }
 end
-report.table("Relative spread", { columns = { "edit", ("at hidden state %d"):format(l_scale + 1),
-  ("at hidden state %d"):format(m.n_layer - 1), "at the output", "mean KL" }, rows = rows })
+report.table("Relative spread", { columns = { "edit", ("scaled block's output (hidden state %d)"):format(l_scale + 1),
+  ("last block before the final norm (hidden state %d)"):format(m.n_layer - 1), "output (after the final norm)",
+  "mean KL" }, rows = rows })
 
 L:finding("×0.1 drops the variability at that layer, which recovers later", "drops, then recovers",
-  ("relative spread %s at the scaled block, %s one block before the output"):format(
-    lesson.fmt(ratio[2][l_scale + 1]:item()), lesson.fmt(ratio[2][m.n_layer - 1]:item())))
+  ("relative spread %s at the scaled block, %s at hidden state %d, the last before the final norm"):format(
+    lesson.fmt(ratio[2][l_scale + 1]:item()), lesson.fmt(ratio[2][m.n_layer - 1]:item()), m.n_layer - 1))
 L:finding("×10 explodes the variability, but the final layer compresses it", "explodes, then compressed",
   ("relative spread %s at the scaled block, %s after the final norm"):format(lesson.fmt(ratio[3][l_scale + 1]:item()),
     lesson.fmt(ratio[3][m.n_layer]:item())))

@@ -10,7 +10,7 @@ local L = lesson.start {
   course = "part6_hiddenStates_scalingImpact (video 252), GPT-2 small, a hook on transformer.h[2]",
   options = {
     prompt = "Duct tape will very useful after the apocalypse.",
-    layer = 2,
+    layer = -1,     -- -1: the course's block 2 of 12 at the same relative depth
     steps = 21,     -- factors linspace(0.5, 1.5, steps)
   },
   summary = "The course's hook on `transformer.h[2]` returns `(hs * factor, *rest)`: the block's output scaled. " ..
@@ -20,7 +20,7 @@ local L = lesson.start {
 }
 local m = L.model
 local edit = plugin("edit")
-local layer = math.min(L.opts.layer, m.n_layer - 1)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(2, 12, "block")
 local factors = tensor.linspace(0.5, 1.5, L.opts.steps, { dtype = "float64" })
 local values = {}
 for i = 0, factors:numel() - 1 do values[#values + 1] = factors[i]:item() end

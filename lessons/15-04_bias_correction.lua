@@ -68,7 +68,7 @@ report.figure(figure.line { x = tensor.arange(m.n_layer), markers = true, series
   title = "Bias score after mixing", xlabel = "layer", ylabel = "log P(he) − log P(she)" },
   { name = "bias", caption = "Below 0: \"she\" is now the more likely pronoun." })
 
-local layer = L:layer(10, 24)
+local layer = L:course_layer(10, 24)
 local k90 = #L.opts.weights
 local row = layer * #L.opts.weights + (k90 - 1)
 L:finding("P(he) > 60%, P(she) ≈ 2% in the clean sentence", "he > 60%, she ≈ 2%",

@@ -19,7 +19,7 @@ local L = lesson.start {
 }
 local m = L.model
 local edit = plugin("edit")
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(5, 12)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(5, 12, "block")
 local last_block = layer == m.n_layer - 1
 if last_block then
   report.text("The skipped block is the last one: Hugging Face's last hidden state is after the final norm, so " ..
@@ -31,11 +31,12 @@ local delta = r.hidden_delta[0]           -- [n_layer + 1]: ‖h[l] − clean h[
 report.figure(figure.line {
   x = tensor.arange(m.n_layer), markers = true, series = { { y = change, label = "‖h[l + 1] − h[l]‖, skipped run" } },
   title = ("What each block adds, with block %d skipped"):format(layer), xlabel = "block", ylabel = "norm at the last token",
-}, { name = "block_change", caption = ("Block %d adds nothing."):format(layer) })
+}, { name = "block_change", caption = ("Block %d adds %s."):format(layer, lesson.fmt(change[layer]:item())) })
 report.figure(figure.line {
   x = tensor.arange(m.n_layer + 1), markers = true, series = { { y = delta, label = "‖h − clean h‖" } },
   title = "Difference from the clean run", xlabel = "hidden state (0 = embeddings)", ylabel = "norm at the last token",
-}, { name = "delta", caption = ("Zero up to hidden state %d, then the skip's effect."):format(layer) })
+}, { name = "delta", caption = ("Largest difference up to hidden state %d: %s; at the output: %s."):format(layer,
+  lesson.fmt(delta:narrow(0, 0, layer + 1):abs():max():item()), lesson.fmt(delta[m.n_layer]:item())) })
 L:finding("the hidden state at the skipped block equals the previous one (Δ = 0)", "Δ = 0",
   ("‖hidden_states[%d] − hidden_states[%d]‖ = %s; the prediction %s"):format(layer + 1, layer,
     lesson.fmt(change[layer]:item()), r.top_ids[0]:item() == r.clean_top and "is unchanged" or

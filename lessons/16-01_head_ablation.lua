@@ -22,7 +22,7 @@ local L = lesson.start {
 }
 local m = L.model
 local heads = plugin("heads")
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(5, 12)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(5, 12)
 local target, foil, input, readout = setup.read(L, m)
 
 local r = heads.ablate(m, input, { layers = { layer }, targets = { target, foil }, position = readout })

@@ -37,7 +37,8 @@ end
 report.figure(figure.scatter {
   x = change_t:flatten(), y = change_f:flatten(), alpha = 0.6,
   title = "Target vs foil, one point per ablated head", xlabel = "% change in P(target)", ylabel = "% change in P(foil)",
-}, { name = "target_vs_foil", caption = "Heads that move both alike change the overall confidence, not the choice." })
+}, { name = "target_vs_foil", caption = ("Pearson r of the two changes over the heads: %.2f."):format(
+  stats.pearson(change_t:flatten():unsqueeze(1), change_f:flatten()):item()) })
 
 local flat = change_t:flatten()
 local worst = flat:argmin():item()

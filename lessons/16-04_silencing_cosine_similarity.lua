@@ -22,7 +22,7 @@ local L = lesson.start {
     "they are not independent samples and the p-values are a guide, as in the course.",
 }
 local m = L.model
-local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:layer(3, 24)
+local layer = L.opts.layer >= 0 and math.min(L.opts.layer, m.n_layer - 1) or L:course_layer(3, 24)
 local heads = plugin("heads")
 local r = heads.ablate(m, L.opts.prompt, { layers = { layer }, heads = { L.opts.head }, token_similarity = true })
 local head = L.opts.head

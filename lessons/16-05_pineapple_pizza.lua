@@ -20,7 +20,7 @@ local m = L.model
 local heads = plugin("heads")
 local ids = m:tokenize(L.opts.prompt)
 local function last_position(word)
-  local found = m:find_tokens(ids:unsqueeze(0), (m.is_causal and " " or "") .. word)
+  local found = m:find_tokens(ids:unsqueeze(0), lesson.mid_sentence(m, word))
   if found:numel() == 0 then error(("%q is not in the prompt %q"):format(word, L.opts.prompt), 0) end
   return found[found:numel() - 1]:item()
 end

@@ -1,12 +1,13 @@
 -- What the head-ablation lessons (16-01 to 16-03, and 15-02 for its target) share: the target and foil tokens as the model
 -- reads them after the prompt (a word of several tokens is followed by its first), and the
 -- percentage change of a probability from its clean value.
+local lesson = require("lib.lesson")
 local setup = {}
 
 -- The first token of `word` as the continuation of a prompt (with GPT-2's leading space on a
 -- causal BPE model), and a note for the report when the word takes more than one token.
 function setup.token(m, word)
-  local ids = m:tokenize((m.is_causal and " " or "") .. word, { add_special_tokens = false })
+  local ids = m:tokenize(lesson.mid_sentence(m, word), { add_special_tokens = false })
   if ids:numel() == 0 then error(("the word %q has no tokens on this model"):format(word), 0) end
   local note
   if ids:numel() > 1 then

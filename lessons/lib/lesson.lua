@@ -180,6 +180,17 @@ function Lesson:layer(layer, course_layers)
   return math.max(0, math.min(n - 1, mapped))
 end
 
+-- Lesson:layer, and when the depths differ a line in the report that says where the course's layer
+-- went (`what` names it, e.g. "attention layer"; default "layer").
+function Lesson:course_layer(layer, course_layers, what)
+  local mapped = self:layer(layer, course_layers)
+  if course_layers ~= self.model.n_layer or mapped ~= layer then
+    report.text(("The course's %s %d of its %d is %s %d of this model's %d (the same relative depth)."):format(
+      what or "layer", layer, course_layers, what or "layer", mapped, self.model.n_layer))
+  end
+  return mapped
+end
+
 -- One row of the closing "course vs this run" table.
 function Lesson:finding(what, course, this_run)
   self.findings[#self.findings + 1] = { what, tostring(course), tostring(this_run) }
@@ -270,9 +281,22 @@ function Lesson:token_text(id)
   return ok and text or ("#" .. id)
 end
 
--- A token for the report's prose and tables: quoted, so a leading space shows, newlines as ↵.
+-- A token for the report's prose and tables: quoted, so a leading space shows, newlines as ↵;
+-- "#id" when the model has no tokenizer.
+function lesson.token_label(m, id)
+  local ok, text = pcall(m.decode, m, { id })
+  if not ok then return "#" .. id end
+  return '"' .. text:gsub("\n", "↵") .. '"'
+end
+
 function Lesson:token_label(id)
-  return '"' .. self:token_text(id):gsub("\n", "↵") .. '"'
+  return lesson.token_label(self.model, id)
+end
+
+-- A word as it stands inside a sentence: GPT-2-style BPE keeps the leading space with the word
+-- (" her"), WordPiece and SentencePiece tokenizers take it bare.
+function lesson.mid_sentence(m, word)
+  return m.is_causal and (" " .. word) or word
 end
 
 return lesson

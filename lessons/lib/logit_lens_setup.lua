@@ -1,11 +1,12 @@
 -- What the logit-lens lessons (13-15 to 13-17) share: the readout slot of a sentence with a
 -- {target} word (the [MASK] on a masked model, the token before the word on a causal one), token
--- texts fit for a table, and the Lua cross-check of the plugin against m:unembed.
+-- and the Lua cross-check of the plugin against m:unembed.
 --
 --   local setup = require("lib.logit_lens_setup")
 --   local S = setup.slot(m, "The way you do anything is the {target} you do everything.", "way")
 --   local res = plugin("logit_lens").lens(m, S.ids, { target = S.target_id })
 --   res.target_z:select(1, S.position)   -- [layers]: the target's z-score at the slot
+local lesson = require("lib.lesson")
 local setup = {}
 
 -- A table with
@@ -26,7 +27,7 @@ function setup.slot(m, sentence, word)
   local word_ids = m:tokenize(spaced and (" " .. word) or word, { add_special_tokens = false })
   if word_ids:numel() == 0 then error(("the target word %q has no tokens on this model"):format(word), 0) end
   s.target_id = word_ids[0]:item()
-  s.target_text = setup.token(m, s.target_id)
+  s.target_text = lesson.token_label(m, s.target_id)
   if word_ids:numel() > 1 then
     s.note = ("The target %q takes %d tokens on this model; the lens follows its first, %s."):format(word,
       word_ids:numel(), s.target_text)
@@ -61,16 +62,8 @@ function setup.report_slot(m, s)
   if s.causal then
     report.text(("This model is causal, so the sentence is read whole and the word's prediction is the output at " ..
       "position %d (%s), the token before it; its output head is the final norm then the unembedding."):format(
-      s.position, setup.token(m, s.ids[s.position]:item())))
+      s.position, lesson.token_label(m, s.ids[s.position]:item())))
   end
-end
-
--- A token's text for a table cell: quoted so that a leading space shows, newlines as ↵; "#id"
--- when the model has no tokenizer.
-function setup.token(m, id)
-  local ok, text = pcall(m.decode, m, { id })
-  if not ok then return "#" .. id end
-  return '"' .. text:gsub("\n", "↵") .. '"'
 end
 
 -- The largest difference between the plugin's result `res` at hidden state `layer` and the same

@@ -1,13 +1,14 @@
 -- What the patching lessons share (15-05, 16-06, 16-07): indirect-object sentence pairs built from
 -- lessons/data/ioi_templates.txt and the names of lessons/data/names.txt that the model reads as one
 -- token, so that a clean and a corrupted sentence always have the same length.
+local lesson = require("lib.lesson")
 local setup = {}
 
 -- The names that are one token after a space (without one on a masked model), in file order.
 function setup.names(L, m)
   local out = {}
   for _, name in ipairs(L:data_lines("names.txt")) do
-    local ids = m:tokenize((m.is_causal and " " or "") .. name, { add_special_tokens = false })
+    local ids = m:tokenize(lesson.mid_sentence(m, name), { add_special_tokens = false })
     if ids:numel() == 1 then out[#out + 1] = name end
   end
   if #out < 2 then error("fewer than two names of lessons/data/names.txt are one token on this model", 0) end
@@ -21,8 +22,8 @@ function setup.pair(m, t, a, b)
   local clean = (t:gsub("{A}", a):gsub("{B}", b))
   -- The second {A} becomes b: the same names in the same places but the repeated one.
   local corrupted = (t:gsub("^(.-){A}(.-){B}(.-){A}", function(p, q, r) return p .. a .. q .. b .. r .. b end))
-  local space = m.is_causal and " " or ""
-  return { clean = clean, corrupted = corrupted, a = space .. a, b = space .. b, metric = { space .. b, space .. a } }
+  local wa, wb = lesson.mid_sentence(m, a), lesson.mid_sentence(m, b)
+  return { clean = clean, corrupted = corrupted, a = wa, b = wb, metric = { wb, wa } }
 end
 
 -- The course's sentence (the first template) with the course's names when both are one token here,

@@ -6,15 +6,10 @@
 --   local setup = require("lib.similarity_setup")
 --   local T = setup.targets(m, sentences, " her")           -- positions of the word in each
 --   local qkv = setup.qkv(m, T, { 6 })                       -- qkv.q [layers, rows, units], ...
+local lesson = require("lib.lesson")
 local setup = {}
 
 local sim = plugin("similarity")
-
--- The word as one piece of a sentence: GPT-2-style BPE keeps the leading space with the word,
--- WordPiece and SentencePiece tokenizers take it bare.
-function setup.word(m, word)
-  return m.is_causal and (" " .. word) or word
-end
 
 -- { texts =, positions = [rows] int64 } for `sentences` (a Lua array) with `word` in each: the
 -- position of the word's last token in its first occurrence (the token that has read the whole
@@ -41,6 +36,8 @@ end
 function setup.word_groups(L, m, file, context)
   if not context:find("{word}", 1, true) then error("option --context must hold {word}", 0) end
   local words, groups = L:data_pairs(file)
+  report.text(("Substitution: the course's 34 words are in its notebook; this run uses the %d words of " ..
+    "`lessons/data/%s` (our own, in the course's three categories)."):format(#words, file))
   local names, index, labels = {}, {}, {}
   for i, g in ipairs(groups) do
     if not index[g] then
@@ -52,7 +49,7 @@ function setup.word_groups(L, m, file, context)
   local texts, positions = {}, {}
   for i, w in ipairs(words) do
     texts[i] = (context:gsub("{word}", function() return w end))
-    local found = m:find_tokens({ texts[i] }, setup.word(m, w))
+    local found = m:find_tokens({ texts[i] }, lesson.mid_sentence(m, w))
     if found:numel() == 0 then error(("the word %q is not found in %q"):format(w, texts[i]), 0) end
     positions[i] = found[found:numel() - 1]:item()
   end

@@ -5,6 +5,7 @@
 --   local setup = require("lib.tlesion_setup")
 --   local S = setup.new(m, plugin("tlesion"), L.opts.sentence)
 --   tl.lesion(m, S.texts, { targets = { S.her, S.him }, readout = { S.slot_her, S.slot_him }, ... })
+local lesson = require("lib.lesson")
 local setup = {}
 
 setup.slot_names = { "HER slot", "HIM slot" }
@@ -23,7 +24,7 @@ function setup.new(m, tl, sentence)
     error("option --sentence must hold {her} and {him} where the pronouns go", 0)
   end
   local causal = m.is_causal
-  local function word(w) return causal and (" " .. w) or w end
+  local function word(w) return lesson.mid_sentence(m, w) end
   local function fill(her_text, him_text)
     return (sentence:gsub("{her}", her_text):gsub("{him}", him_text))
   end
