@@ -139,6 +139,12 @@ at::Tensor apply(const Edit& e, const at::Tensor& act, int64_t row, const at::Te
     unit_index = at::tensor(e.units, at::kLong).to(x.device());
     target = target.index_select(-1, unit_index);
   }
+  // A source [P, ...] shaped like `sel`, cut to the same heads and units as `target`.
+  auto selected = [&](at::Tensor t) {
+    if (head_index.defined()) t = t.index_select(1, head_index);
+    if (unit_index.defined()) t = t.index_select(-1, unit_index);
+    return t;
+  };
   at::Tensor edited;
   if (e.op == "scale") {
     edited = target * e.value;
@@ -172,7 +178,7 @@ at::Tensor apply(const Edit& e, const at::Tensor& act, int64_t row, const at::Te
   } else if (e.op == "mean") {
     edited = target.mean(0, /*keepdim=*/true).expand_as(target);
   } else if (e.op == "skip") {
-    edited = skip_source[row].index_select(0, pos.to(x.device()));
+    edited = selected(skip_source[row].index_select(0, pos.to(x.device())));
   } else {                                   // mix
     const at::Tensor other = mix_source[0];  // [other_pos, ...]
     at::Tensor from;
@@ -181,14 +187,14 @@ at::Tensor apply(const Edit& e, const at::Tensor& act, int64_t row, const at::Te
           *e.other_position < 0 ? *e.other_position + other.size(0) : *e.other_position;
       if (q < 0 || q >= other.size(0))
         throw llmscope::Error(what + ": other_position is outside the other prompt");
-      from = other[q].unsqueeze(0).expand_as(target);
+      from = selected(other[q].unsqueeze(0)).expand_as(target);
     } else {
       if (other.size(0) != n_pos) {
         throw llmscope::Error(what + ": the other prompt has " + std::to_string(other.size(0)) +
                               " tokens and this one " + std::to_string(n_pos) +
                               "; give other_position to mix in one position");
       }
-      from = other.index_select(0, pos.to(x.device()));
+      from = selected(other.index_select(0, pos.to(x.device())));
     }
     edited = target * (1.0 - e.value) + from.to(target.scalar_type()) * e.value;
   }
@@ -260,17 +266,10 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
         std::vector<at::Tensor> clean_hidden;  // [layers] of [d] at the readout
         for (const auto& h : clean.hidden_states)
           clean_hidden.push_back(h[0][readout].to(at::kDouble));
-        std::vector<int64_t> targets;
-        if (const Value* t = llmscope::plugin::find_option(opts, "targets")) {
-          if (const auto list = llmscope::plugin::as_list(*t)) {
-            for (const auto& item : *list)
-              targets.push_back(llmscope::plugin::token(*model, item, kOpts, "option 'targets'"));
-          } else {
-            targets.push_back(llmscope::plugin::token(*model, *t, kOpts, "option 'targets'"));
-          }
-        } else {
-          targets.push_back(clean_lp.argmax().item<int64_t>());
-        }
+        const Value* given = llmscope::plugin::find_option(opts, "targets");
+        const std::vector<int64_t> targets =
+            given ? llmscope::plugin::tokens(*model, *given, kOpts, "option 'targets'")
+                  : std::vector<int64_t>{clean_lp.argmax().item<int64_t>()};
         const at::Tensor target_index = at::tensor(targets, at::kLong).to(device);
         // The other prompts' activations for mix edits: one pass each, cached at their site.
         std::map<size_t, at::Tensor> mix_sources;
@@ -314,7 +313,7 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
               (*skip_inputs)[pre] = at::Tensor();
               forward.hooks.push_back(
                   {pre, [skip_inputs, pre](const at::Tensor& act, const llmscope::HookContext&) {
-                     (*skip_inputs)[pre] = act.detach();
+                     (*skip_inputs)[pre] = act;  // the graph stays whole for `gradient`
                      return at::Tensor();
                    }});
             }

@@ -5,6 +5,7 @@
 // position's log-probabilities are reduced on the device to the targets', the top token and the
 // KL divergence from the clean run.
 #include <llmscope/plugin.hpp>
+#include <llmscope/stats.hpp>
 
 #include <algorithm>
 #include <map>
@@ -175,14 +176,13 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         const at::Tensor compare_index = at::tensor(compare, at::kLong).to(device);
         // Every hidden state's cosine similarities between the tokens, above the diagonal:
         // [rows, hidden states, pos (pos - 1) / 2].
-        const at::Tensor pairs_index = at::triu_indices(n_pos, n_pos, 1, at::kLong).to(device);
         auto token_pairs = [&](const llmscope::ForwardOutput& out) {
           std::vector<at::Tensor> per_state;
           for (const auto& h : out.hidden_states) {
             const at::Tensor x = h.to(at::kDouble);
             const at::Tensor u = x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
             const at::Tensor cos = at::matmul(u, u.transpose(1, 2));  // [rows, pos, pos]
-            per_state.push_back(cos.index({at::indexing::Slice(), pairs_index[0], pairs_index[1]}));
+            per_state.push_back(llmscope::stats::upper_triangle(cos));
           }
           return at::stack(per_state, 1);
         };
@@ -194,19 +194,10 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           return at::cosine_similarity(a, b, -1);
         };
         const at::Tensor clean_lp = clean.logits[0][readout].to(at::kDouble).log_softmax(-1);
-        std::vector<int64_t> targets;
-        if (const Value* t = llmscope::plugin::find_option(opts, "targets")) {
-          if (const auto list = llmscope::plugin::as_list(*t)) {
-            for (const auto& item : *list) {
-              targets.push_back(llmscope::plugin::token(*model, item, kOpts, "option 'targets'"));
-            }
-          } else {
-            targets.push_back(llmscope::plugin::token(*model, *t, kOpts, "option 'targets'"));
-          }
-          if (targets.empty()) throw ArgumentError(kOpts, "option 'targets' is empty");
-        } else {
-          targets.push_back(clean_lp.argmax().item<int64_t>());
-        }
+        const Value* given = llmscope::plugin::find_option(opts, "targets");
+        const std::vector<int64_t> targets =
+            given ? llmscope::plugin::tokens(*model, *given, kOpts, "option 'targets'")
+                  : std::vector<int64_t>{clean_lp.argmax().item<int64_t>()};
         const at::Tensor target_index = at::tensor(targets, at::kLong).to(device);
         const at::Tensor position_index = at::tensor(positions, at::kLong).to(device);
 

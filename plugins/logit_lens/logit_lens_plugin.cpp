@@ -83,12 +83,10 @@ LLMSCOPE_PLUGIN("logit_lens", "0.1.0",
         const at::Tensor ids = at::tensor(token_ids, at::kLong);
         llmscope::ForwardOptions forward;
         forward.output_hidden_states = true;
-        // A causal LM's last hidden state is after its final norm; the whole head needs the last
-        // block's raw output instead.
-        const std::string last_block =
-            "blocks." + std::to_string(model->n_layer() - 1) + ".hook_resid_post";
-        const bool raw_last = full_head && model->is_causal();
-        if (raw_last) forward.cache = {last_block};
+        // The last row is the model's own output whenever the lens's head is the model's: the
+        // full head, or a causal LM's unembedding alone (its last hidden state is already after
+        // the final norm).
+        const bool last_is_output = full_head || model->is_causal();
         const auto out = model->forward(
             llmscope::ForwardInput{ids.unsqueeze(0).to(model->device()), {}, {}, {}}, forward);
 
@@ -97,9 +95,11 @@ LLMSCOPE_PLUGIN("logit_lens", "0.1.0",
         const auto final_probs = final_logprobs.exp();
         std::vector<at::Tensor> top_ids, top_lp, kl, rank, target_lp, target_z;
         for (int64_t l = 0; l < layers; ++l) {
-          const at::Tensor h = (raw_last && l == layers - 1) ? out.cache.get(last_block)[0]
-                                                             : out.hidden_states[l][0];
-          const at::Tensor logits = model->unembed(h, full_head).to(at::kDouble);  // [pos, vocab]
+          const at::Tensor logits =  // [pos, vocab]
+              (last_is_output && l == layers - 1
+                   ? out.logits[0]
+                   : model->unembed(out.hidden_states[l][0], full_head))
+                  .to(at::kDouble);
           const at::Tensor lp = logits.log_softmax(-1);
           auto [values, indices] = lp.topk(k, -1);
           top_ids.push_back(indices);

@@ -6,6 +6,7 @@
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -90,6 +91,7 @@ LLMSCOPE_PLUGIN("mi", "0.1.0",
         const auto device = model->device();
         at::Tensor units;  // on the device, once a site's width is known
         int64_t n_tokens = 0;
+        int64_t largest = 0, first_width = 0;  // of the chosen units, and of the first site
         llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
           const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
           const at::Tensor take = (batch.real & (positions >= plan.skip)).to(device);
@@ -99,13 +101,22 @@ LLMSCOPE_PLUGIN("mi", "0.1.0",
                 const at::Tensor flat = act.flatten(2);
                 const int64_t width = flat.size(2);
                 if (!units.defined()) {
+                  // Without `units`, every unit of the first site; sites of other widths
+                  // cannot share its matrices.
                   std::vector<int64_t> chosen = plan.units;
                   if (chosen.empty()) {
                     for (int64_t u = 0; u < width; ++u) chosen.push_back(u);
                   }
+                  largest = *std::max_element(chosen.begin(), chosen.end());
                   units = at::tensor(chosen, at::kLong).to(device);
+                  first_width = width;
                 }
-                const int64_t largest = units.max().item<int64_t>();
+                if (plan.units.empty() && width != first_width) {
+                  throw ArgumentError(
+                      kOpts, "option 'sites': the sites are " + std::to_string(first_width) +
+                                 " and " + std::to_string(width) +
+                                 " units wide; give 'units' or read them in separate calls");
+                }
                 if (largest >= width) {
                   throw ArgumentError(kOpts, "option 'units': " + std::to_string(largest) +
                                                  " is not a unit of a site " +

@@ -161,8 +161,9 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
       "default false); skip (positions left out of `others` and of the target search at the\n"
       "start of each row, e.g. 1 for a BOS); batch_size (default 8).\n"
       "Returns vectors [sites, n, units] float32, one per occurrence (a per-head site flattened\n"
-      "to heads x d_head units), rows, positions and ids [n] int64, shape (a site's per-token\n"
-      "shape, e.g. {12, 64} for attn.hook_q), units, sites (names; 'hidden_states.<l>' by\n"
+      "to heads x d_head units), rows, positions and ids [n] int64, shape (the first site's\n"
+      "per-token shape, e.g. {12, 64} for attn.hook_q), units, sites (names;\n"
+      "'hidden_states.<l>' by\n"
       "default); with others: other_vectors [sites, m, units], other_rows, other_positions and\n"
       "other_ids [m] int64, in reading order.",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
@@ -194,9 +195,10 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
             other_mask = batch.real & (positions >= plan.skip);
             other_mask.index_put_({batch_rows_cpu, batch_targets}, false);
             const at::Tensor where = other_mask.nonzero();  // [n, 2] in reading order
+            const auto w = where.accessor<int64_t, 2>();
             for (int64_t k = 0; k < where.size(0); ++k) {
-              other_rows.push_back(batch.start + where[k][0].item<int64_t>());
-              other_positions.push_back(where[k][1].item<int64_t>());
+              other_rows.push_back(batch.start + w[k][0]);
+              other_positions.push_back(w[k][1]);
             }
             other_mask = other_mask.to(device);
           }
@@ -207,10 +209,9 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
               *model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
                 if (site_shape.empty()) site_shape = act.sizes().slice(2).vec();
                 const at::Tensor flat = act.flatten(2);
-                picked[index].push_back(
-                    flat.index({batch_rows, target_index}).to(at::kFloat).cpu());
+                picked[index].push_back(flat.index({batch_rows, target_index}).to(at::kFloat));
                 if (plan.others) {
-                  others[index].push_back(flat.index({other_mask}).to(at::kFloat).cpu());
+                  others[index].push_back(flat.index({other_mask}).to(at::kFloat));
                 }
               });
         });
@@ -218,8 +219,8 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
         std::vector<at::Tensor> vectors, other_vectors;
         List names, shape;
         for (size_t s = 0; s < n_sites; ++s) {
-          vectors.push_back(at::cat(picked[s], 0));
-          if (plan.others) other_vectors.push_back(at::cat(others[s], 0));
+          vectors.push_back(at::cat(picked[s], 0).cpu());  // one copy to the host per site
+          if (plan.others) other_vectors.push_back(at::cat(others[s], 0).cpu());
           names.push_back(plan.hidden_states ? "hidden_states." + std::to_string(s)
                                              : plan.sites[s].name);
         }

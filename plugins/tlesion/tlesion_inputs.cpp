@@ -12,23 +12,6 @@ namespace tlesion {
 
 // ---- tokens and positions ----
 
-std::vector<int64_t> tokens_of(const llmscope::Model& model, const Value& v, int arg,
-                               const std::string& what) {
-  if (auto list = as_list(v)) {
-    std::vector<int64_t> out;
-    for (const auto& item : *list) out.push_back(token(model, item, arg, what));
-    if (out.empty()) throw ArgumentError(arg, what + ": no tokens given");
-    return out;
-  }
-  if (std::holds_alternative<at::Tensor>(v.data)) {
-    std::vector<int64_t> out;
-    for (int64_t id : integers(v, arg, what)) out.push_back(token(model, Value(id), arg, what));
-    if (out.empty()) throw ArgumentError(arg, what + ": no tokens given");
-    return out;
-  }
-  return {token(model, v, arg, what)};
-}
-
 std::string token_label(const llmscope::Model& model, int64_t id) {
   std::string label = "id " + std::to_string(id);
   if (model.tokenizer()) {

@@ -29,9 +29,6 @@ using llmscope::plugin::token_rows;
 using Rows = llmscope::plugin::TokenRows;
 
 // ---- tokens and positions ----
-// Tokens as `token` reads them: one, a list, or an integer tensor.
-std::vector<int64_t> tokens_of(const llmscope::Model& model, const Value& v, int arg,
-                               const std::string& what);
 std::string token_label(const llmscope::Model& model, int64_t id);
 // 0-based position `p` of row `row`; negative counts from the row's last token.
 int64_t resolve_position(int64_t p, const Rows& rows, int64_t row, int arg,

@@ -63,7 +63,7 @@ std::vector<int64_t> condition_positions(const llmscope::Model& model, const Row
                                  " needs option 'positions_" + suffix + "', 'target_" + suffix +
                                  "' or 'target' to say where its target token is");
   }
-  auto ids = tokens_of(model, *target, arg, "option '" + name + "'");
+  auto ids = llmscope::plugin::tokens(model, *target, arg, "option '" + name + "'");
   return find_positions(model, rows, ids, arg,
                         "option '" + name + "' (condition " + (suffix == "a" ? "A" : "B") + ")");
 }
@@ -371,7 +371,7 @@ Readout readout_from(const llmscope::Model& model, const Rows& rows, const Table
   if (!targets)
     throw ArgumentError(
         arg, "option 'targets' is required: the token ids or one-token texts whose logits to read");
-  out.targets = tokens_of(model, *targets, arg, "option 'targets'");
+  out.targets = llmscope::plugin::tokens(model, *targets, arg, "option 'targets'");
   std::vector<std::vector<int64_t>> per_row;
   const Value* v = find_option(opts, "readout");
   const std::optional<List> given = v ? as_list(*v) : std::nullopt;
@@ -707,7 +707,7 @@ LLMSCOPE_PLUGIN(
                if (target.is_nil())
                  throw ArgumentError(
                      3, "target expected: a token id, a one-token text or a list of them");
-               auto ids = tokens_of(*model, target, 3, "target");
+               auto ids = llmscope::plugin::tokens(*model, target, 3, "target");
                return at::tensor(find_positions(*model, rows, ids, 3, "target"), at::kLong);
              });
 

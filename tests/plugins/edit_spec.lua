@@ -68,6 +68,29 @@ spec.describe("edit.run on the random GPT-2", function()
   local ids = m:tokenize("Duct tape will be very useful after the apocalypse.")
   spec.it("equals the same edits as Lua hooks", function() check_model(m, ids, "gpt2") end)
 
+  spec.it("skip and mix act on the selected units only", function()
+    local units = { 1, 4 }
+    local r = edit.run(m, ids, { { site = "blocks.1.hook_resid_post", op = "skip", units = units },
+      { site = "blocks.1.hook_resid_post", op = "mix", other = "Hi", other_position = 0, weight = 0.5, units = units } },
+      { targets = { 5 } })
+    local saved
+    local want = logprob(m, ids, 5, { ["blocks.1.hook_resid_pre"] = function(x) saved = x:clone() end,
+      ["blocks.1.hook_resid_post"] = function(x)
+        local o = x:clone()
+        for _, u in ipairs(units) do o:select(2, u):copy(saved:select(2, u)) end
+        return o
+      end })
+    spec.near(r.logprobs[0][0]:item(), want, 1e-6, "skip on units")
+    local _, c = m:run_with_cache(m:tokenize("Hi"):unsqueeze(0), { names = "blocks.1.hook_resid_post" })
+    local other = c["blocks.1.hook_resid_post"][0][0]
+    local mixed = logprob(m, ids, 5, { ["blocks.1.hook_resid_post"] = function(x)
+      local o = x:clone()
+      for _, u in ipairs(units) do o:select(2, u):copy(x:select(2, u) * 0.5 + other[u] * 0.5) end
+      return o
+    end })
+    spec.near(r.logprobs[1][0]:item(), mixed, 1e-6, "mix on units")
+  end)
+
   spec.it("noise is fixed by its seed; permute keeps the values", function()
     local e = { { site = "blocks.2.hook_resid_post", op = "noise", sd = 1, seed = 9 },
       { site = "blocks.2.hook_resid_post", op = "noise", sd = 1, seed = 9 },
@@ -106,6 +129,10 @@ spec.describe("edit.run on the random GPT-2", function()
     spec.raises(function() edit.run(m, ids, { { site = "blocks.0.hook_resid_post", op = "add", vector = tensor.ones({ 3 }) } }) end,
       "'vector' has 3 values for")
     spec.raises(function() edit.run(m, ids, {}) end, "edits: no edits")
+    spec.raises(function() edit.run(m, ids, { { site = "blocks.0.hook_resid_post", op = "zero" } }, { targets = {} }) end,
+      "option 'targets': no tokens given")
+    spec.raises(function() edit.run(m, ids, { { site = "blocks.0.hook_resid_post", op = "mix", other = "Hi there" } }) end,
+      "give other_position to mix in one position")
     spec.raises(function() edit.run(m, ids, { { site = "blocks.0.hook_resid_post", op = "zero", positions = { 99 } } }) end,
       "position 99 is outside")
   end)

@@ -111,6 +111,8 @@ spec.describe("heads.ablate on the random GPT-2", function()
     spec.raises(function() heads.ablate(m, ids, { targets = { " capital of" } }) end, "option 'targets'")
     spec.raises(function() heads.ablate(m, ids, { layers = { 12 } }) end, "option 'layers'")
     spec.raises(function() heads.ablate(m, ids, { batch = 2 }) end, "unknown option 'batch'")
+    spec.raises(function() heads.ablate(m, ids, { heads = {} }) end, "option 'heads' is empty")
+    spec.raises(function() heads.ablate(m, ids, { targets = {} }) end, "option 'targets': no tokens given")
   end)
 end)
 

@@ -71,6 +71,9 @@ spec.describe("mi.pairwise on the random GPT-2", function()
       "option 'layers' picks the layers of a 'sites' template")
     spec.raises(function() mi.pairwise(m, { "Hi" }, { skip = 1 }) end, "rows: mutual information needs at least 2 tokens")
     spec.raises(function() mi.pairwise(m, texts, { binz = 3 }) end, "unknown option 'binz'")
+    spec.raises(function() mi.pairwise(m, texts, { units = { 1, -2 } }) end, "option 'units': -2 is negative")
+    spec.raises(function() mi.pairwise(m, texts, { sites = { "blocks.0.hook_resid_post", "blocks.0.mlp.hook_post" } }) end,
+      "give 'units' or read them in separate calls")
   end)
 end)
 

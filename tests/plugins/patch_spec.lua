@@ -87,6 +87,10 @@ spec.describe("patch on the random GPT-2", function()
     spec.raises(function() patch.activation(m, clean, m:tokenize("When John went"), { metric = { 3, 11 } }) end,
       "patching needs prompts of the same length")
     spec.raises(function() patch.activation(m, clean, corrupted, {}) end, "option 'metric' must be two tokens {a, b}")
+    spec.raises(function() patch.activation(m, clean, corrupted, { metric = { 3, 11 }, position = 40 }) end,
+      "option 'position': 40 is outside the")
+    spec.raises(function() patch.activation(m, clean, corrupted, { metric = { 3, 11 }, batch_size = 0 }) end,
+      "option 'batch_size' must be at least 1")
     spec.raises(function() patch.activation(m, clean, corrupted, { metric = { 3, 11 }, positions = { 99 } }) end,
       "option 'positions': 99 is outside the")
     spec.raises(function() patch.activation(m, clean, corrupted, { metric = { 3, 11 }, per_head = true,

@@ -138,6 +138,8 @@ spec.describe("similarity.vectors on the random GPT-2", function()
       "option 'sites'")
     spec.raises(function() sim.vectors(m, texts, { target = " her", sites = { "blocks.0.attn.hook_q",
       "blocks.0.mlp.hook_post" } }) end, "all sites must have the same number of units")
+    spec.raises(function() sim.vectors(m, texts, { occurrences = { 1, 2 } }) end,
+      "option 'occurrences' must be a table {rows =, positions =}")
     spec.raises(function() sim.vectors(m, texts, { target = " her", skip = -1 }) end, "option 'skip' must be 0 or more")
     spec.raises(function() sim.vectors(m, texts, { target = " her", others = 1 }) end, "option 'others'")
   end)

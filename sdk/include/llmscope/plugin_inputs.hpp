@@ -2,6 +2,7 @@
 // plugin (docs/howto-write-plugin.md, "Tokens and rows"):
 //   integers  an integer, a list of integers or a 1-D integer tensor
 //   token     a token id, or a text that is exactly one token ("[MASK]", " her" for GPT-2)
+//   tokens    one token, a list of them, or a 1-D integer tensor
 //   token_ids one sequence: [pos] or [1, pos] integer tensor, a list of ids, or a text
 //   token_rows a batch: ids [rows, pos] (or [pos]), {ids =, mask =} right-padded, or a list of
 //             texts (tokenised with the model's special tokens, right-padded)
@@ -119,6 +120,21 @@ inline int64_t token(const Model& model, const Value& v, int arg, const std::str
   }
   throw ArgumentError(arg,
                       what + ": a token id or a one-token text expected, got a " + v.type_name());
+}
+
+// Tokens as `token` reads them: one, a list, or a 1-D integer tensor; an empty list is an error.
+inline std::vector<int64_t> tokens(const Model& model, const Value& v, int arg,
+                                   const std::string& what) {
+  std::vector<int64_t> out;
+  if (auto list = as_list(v)) {
+    for (const auto& item : *list) out.push_back(token(model, item, arg, what));
+  } else if (std::holds_alternative<at::Tensor>(v.data)) {
+    for (int64_t id : integers(v, arg, what)) out.push_back(token(model, Value(id), arg, what));
+  } else {
+    return {token(model, v, arg, what)};
+  }
+  if (out.empty()) throw ArgumentError(arg, what + ": no tokens given");
+  return out;
 }
 
 inline std::vector<int64_t> token_ids(const Model& model, const Value& v, int arg,
