@@ -17,10 +17,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 // The course's site on GPT-2 small: hidden_states[8] (the input of block 8) of 12 layers, dim 91.
 constexpr int64_t kCourseHiddenState = 8;
@@ -370,8 +367,7 @@ LLMSCOPE_PLUGIN(
       "embedding_std, tokens and text (with a tokenizer), seconds, steps, and the target fields:\n"
       "site, hook, unit, neighbour_unit, width, layers_run, threads (ATen's, for timings).",
       [](const ModelPtr& model, const Table& opts) {
-        llmscope::plugin::check_options(
-            opts, with_target_options({"seq_len", "steps", "lr", "lambda", "seed"}), 2);
+        check_options(opts, with_target_options({"seq_len", "steps", "lr", "lambda", "seed"}), 2);
         Target target = resolve_target(*model, opts, 2);
         const AscentOptions a = ascent_options(*model, opts, 2, 500);
         const at::Tensor vocab = embedding_matrix(*model);
@@ -417,8 +413,8 @@ LLMSCOPE_PLUGIN(
       "[steps, n], tokens (n lists of seq_len strings, with a tokenizer), seconds, steps, and the\n"
       "target fields.",
       [](const ModelPtr& model, const Table& opts) {
-        llmscope::plugin::check_options(
-            opts, with_target_options({"n", "seq_len", "steps", "lr", "lambda", "seed"}), 2);
+        check_options(opts, with_target_options({"n", "seq_len", "steps", "lr", "lambda", "seed"}),
+                      2);
         Target target = resolve_target(*model, opts, 2);
         const AscentOptions a = ascent_options(*model, opts, 2, 300);
         const int64_t n = option<int64_t>(opts, "n", 10, 2);
@@ -463,8 +459,7 @@ LLMSCOPE_PLUGIN(
       "(each sample's maximum), starts [samples, batch] (each window's first position), seconds,\n"
       "and the target fields.",
       [](const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
-        llmscope::plugin::check_options(
-            opts, with_target_options({"batch", "seq_len", "samples", "seed"}), 3);
+        check_options(opts, with_target_options({"batch", "seq_len", "samples", "seed"}), 3);
         Target target = resolve_target(*model, opts, 3);
         const int64_t batch = option<int64_t>(opts, "batch", 32, 3);
         if (batch < 1) throw ArgumentError(3, "option 'batch' must be >= 1, got " + str(batch));
@@ -552,7 +547,7 @@ LLMSCOPE_PLUGIN(
              "opts: hidden_state, site, unit (as optimize). Runs under no-grad with the native\n"
              "hook and early stop the other functions use, so it shows where they look.",
              [](const ModelPtr& model, const at::Tensor& input, const Table& opts) {
-               llmscope::plugin::check_options(opts, kTargetOptions, 3);
+               check_options(opts, kTargetOptions, 3);
                Target target = resolve_target(*model, opts, 3);
                llmscope::ForwardInput in;
                if (at::isFloatingType(input.scalar_type())) {

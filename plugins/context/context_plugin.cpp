@@ -11,41 +11,34 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kOpts = 3;  // the options table is argument 3 of both functions
 
 // Where to read: a hook site and the layer it lives in (-1 outside the blocks), from the
 // options `layer` (default two thirds of the depth, the course's layer 8 of 12) and `site`.
-struct Site {
+struct Reading {
   std::string name;
   int64_t layer = -1;
   int64_t batch_size = 64;
 };
 
-Site site_from(const llmscope::Model& model, const Table& opts) {
-  const int64_t layer =
-      llmscope::plugin::layer_option(model, opts, "layer", model.n_layer() * 2 / 3, kOpts);
-  Site site;
-  const auto point = llmscope::plugin::site_at(
-      model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", kOpts), layer, kOpts,
-      "option 'site'");
+Reading site_from(const llmscope::Model& model, const Table& opts) {
+  const int64_t layer = layer_option(model, opts, "layer", model.n_layer() * 2 / 3, kOpts);
+  Reading site;
+  const auto point =
+      site_at(model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", kOpts), layer,
+              kOpts, "option 'site'");
   site.name = point.name;
   site.layer = point.layer;
-  site.batch_size = option<int64_t>(opts, "batch_size", 64, kOpts);
-  if (site.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+  site.batch_size = batch_size_option(opts, 64, kOpts);
   return site;
 }
 
 // One pass over `ids` [batch, pos] (with `mask`, or none) that hands the site's activation,
 // as [batch, pos, units] float32, to `take`. The pass stops after the site's block.
 template <typename Take>
-void run_site(llmscope::Model& model, const Site& site, const at::Tensor& ids,
+void run_site(llmscope::Model& model, const Reading& site, const at::Tensor& ids,
               const at::Tensor& mask, Take take) {
   llmscope::ForwardOptions forward;
   forward.strict_hooks = true;  // a site the pass never reaches is an error, not empty results
@@ -80,7 +73,7 @@ Table difference_stats(const at::Tensor& diff) {
 
 // Token ids of a passage: one sequence as the SDK reads it (llmscope/plugin_inputs.hpp).
 at::Tensor passage_ids(const llmscope::Model& model, const Value& value) {
-  const std::vector<int64_t> ids = llmscope::plugin::token_ids(model, value, 2, "passage");
+  const std::vector<int64_t> ids = token_ids(model, value, 2, "passage");
   if (ids.size() < 2)
     throw ArgumentError(2,
                         "the passage needs at least 2 tokens, got " + std::to_string(ids.size()));
@@ -121,7 +114,7 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
               "beside the weights): " +
               model->source().string() + " has none");
         }
-        const Site site = site_from(*model, opts);
+        const Reading site = site_from(*model, opts);
         const auto prefix = option<std::string>(opts, "prefix", " ", kOpts);
         if (prefix.empty()) throw ArgumentError(kOpts, "option 'prefix' must not be empty");
 
@@ -198,7 +191,7 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
       "sees only itself, so its two columns agree.",
       [](const ModelPtr& model, const Value& passage, const Table& opts) {
         check_options(opts, {"layer", "site", "batch_size"}, kOpts);
-        const Site site = site_from(*model, opts);
+        const Reading site = site_from(*model, opts);
         auto ids = passage_ids(*model, passage);  // [pos], CPU
         const int64_t T = ids.size(0);
 

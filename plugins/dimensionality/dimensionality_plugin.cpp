@@ -12,34 +12,21 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kRows = 2;
 constexpr int kOpts = 3;
 
 // What to read: the model's hidden states (HF's output_hidden_states: [0] the embeddings, [l] the
 // output of block l-1, the last after the final norm), or hook sites.
-struct Plan {
-  bool hidden_states = true;                  // no `sites`
-  std::vector<llmscope::plugin::Site> sites;  // empty: the hidden states
+struct Plan : ScanOptions {
   std::vector<double> thresholds = {0.95, 0.99};
-  int64_t batch_size = 8;
-  int64_t skip = 0;
 };
 
 Plan plan_from(const llmscope::Model& model, const Table& opts) {
   check_options(opts, {"sites", "layers", "thresholds", "batch_size", "skip"}, kOpts);
   Plan plan;
-  if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
-    plan.sites = std::move(*sites);
-    plan.hidden_states = false;
-  }
+  static_cast<ScanOptions&>(plan) = scan_options(model, opts, kOpts);
   plan.thresholds = option<std::vector<double>>(opts, "thresholds", plan.thresholds, kOpts);
   if (plan.thresholds.empty()) throw ArgumentError(kOpts, "option 'thresholds' is empty");
   for (const double t : plan.thresholds) {
@@ -48,10 +35,6 @@ Plan plan_from(const llmscope::Model& model, const Table& opts) {
                           "option 'thresholds': each must be in (0, 1], got " + std::to_string(t));
     }
   }
-  plan.batch_size = option<int64_t>(opts, "batch_size", plan.batch_size, kOpts);
-  if (plan.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
-  plan.skip = option<int64_t>(opts, "skip", 0, kOpts);
-  if (plan.skip < 0) throw ArgumentError(kOpts, "option 'skip' must be 0 or more");
   return plan;
 }
 
@@ -79,7 +62,7 @@ LLMSCOPE_PLUGIN("dimensionality", "0.1.0",
       "threshold can need).",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
-        const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
+        const auto rows = token_rows(*model, rows_value, kRows, "rows");
         for (size_t i = 0; i < rows.lengths.size(); ++i) {
           if (rows.lengths[i] <= plan.skip) {
             throw ArgumentError(kRows, "rows: row " + std::to_string(i) + " has " +
@@ -88,22 +71,19 @@ LLMSCOPE_PLUGIN("dimensionality", "0.1.0",
                                            std::to_string(plan.skip));
           }
         }
-        const size_t n_sites =
-            plan.hidden_states ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
+        const size_t n_sites = sites_read(*model, plan.sites);
         std::vector<llmscope::stats::CovarianceStream> streams(n_sites);
 
         at::NoGradGuard no_grad;
         const auto device = model->device();
         int64_t n_tokens = 0;
-        llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
-          const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
+        for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
           // The real tokens without the skipped positions are the samples.
-          const at::Tensor take = (batch.real & (positions >= plan.skip)).to(device);
+          const at::Tensor take = batch.real_from(plan.skip).to(device);
           n_tokens += take.sum().item<int64_t>();
-          llmscope::plugin::read_sites(*model, batch, plan.sites,
-                                       [&](size_t index, const at::Tensor& act) {
-                                         streams[index].add(act.flatten(2).index({take}));
-                                       });
+          read_sites(*model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
+            streams[index].add(act.flatten(2).index({take}));
+          });
         });
         if (n_tokens < 2) {
           throw ArgumentError(
@@ -111,31 +91,16 @@ LLMSCOPE_PLUGIN("dimensionality", "0.1.0",
         }
 
         std::vector<at::Tensor> explained;
-        List names;
-        for (size_t s = 0; s < n_sites; ++s) {
-          explained.push_back(streams[s].explained_variance_ratio());
-          names.push_back(plan.hidden_states ? "hidden_states." + std::to_string(s)
-                                             : plan.sites[s].name);
-        }
-        const int64_t units = explained.front().size(0);
-        for (const auto& e : explained) {
-          if (e.size(0) != units) {
-            throw ArgumentError(kOpts,
-                                "option 'sites': all sites must have the same number of "
-                                "units to be stacked; read sites of different widths in "
-                                "separate calls");
-          }
-        }
+        for (auto& stream : streams) explained.push_back(stream.explained_variance_ratio());
+        const int64_t units = common_units(explained, 0, kOpts);
         const at::Tensor ratio = at::stack(explained).cpu();
         const at::Tensor cumulative = ratio.cumsum(1);
         Table result;
         result["explained"] = ratio;
         result["cumulative"] = cumulative;
         result["n_components"] = llmscope::stats::components_to_reach(cumulative, plan.thresholds);
-        List thresholds;
-        for (const double t : plan.thresholds) thresholds.push_back(t);
-        result["thresholds"] = thresholds;
-        result["sites"] = names;
+        result["thresholds"] = List(plan.thresholds.begin(), plan.thresholds.end());
+        result["sites"] = site_names(*model, plan.sites);
         result["n_tokens"] = n_tokens;
         result["units"] = units;
         result["max_components"] = std::min(n_tokens - 1, units);

@@ -18,13 +18,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kInput = 2;
 constexpr int kEdits = 3;
@@ -34,7 +28,7 @@ const std::vector<std::string> kOps = {"scale", "add",  "noise", "set", "permute
                                        "zero",  "mean", "skip",  "mix"};
 
 struct Edit {
-  llmscope::plugin::Site site;
+  Site site;
   std::string op;
   double value = 0.0;   // scale's factor, add's or set's value, noise's sd, mix's weight
   double offset = 0.0;  // noise: its mean
@@ -59,7 +53,7 @@ Edit read_edit(const llmscope::Model& model, const Value& v, size_t index) {
   Edit e;
   const std::string site = option<std::string>(*t, "site", "", kEdits);
   if (site.empty()) throw ArgumentError(kEdits, what + ": 'site' is required");
-  e.site = llmscope::plugin::site_at(model, site, 0, kEdits, what + ": site");
+  e.site = site_at(model, site, 0, kEdits, what + ": site");
   e.op = option<std::string>(*t, "op", "", kEdits);
   if (std::find(kOps.begin(), kOps.end(), e.op) == kOps.end()) {
     throw ArgumentError(kEdits, what + ": op '" + e.op +
@@ -67,8 +61,8 @@ Edit read_edit(const llmscope::Model& model, const Value& v, size_t index) {
                                     "skip, mix");
   }
   auto ints = [&](const char* key) {
-    const Value* x = llmscope::plugin::find_option(*t, key);
-    return x ? llmscope::plugin::integers(*x, kEdits, what + ": " + key) : std::vector<int64_t>{};
+    const Value* x = find_option(*t, key);
+    return x ? integers(*x, kEdits, what + ": " + key) : std::vector<int64_t>{};
   };
   e.positions = ints("positions");
   e.units = ints("units");
@@ -80,7 +74,7 @@ Edit read_edit(const llmscope::Model& model, const Value& v, size_t index) {
     e.offset = option<double>(*t, "offset", 0.0, kEdits);
   }
   if (e.op == "add" || e.op == "set") {
-    if (const Value* vec = llmscope::plugin::find_option(*t, "vector")) {
+    if (const Value* vec = find_option(*t, "vector")) {
       const auto* tensor = std::get_if<at::Tensor>(&vec->data);
       if (tensor == nullptr) throw ArgumentError(kEdits, what + ": 'vector' must be a tensor");
       e.vector = tensor->to(at::kFloat).flatten();
@@ -98,11 +92,11 @@ Edit read_edit(const llmscope::Model& model, const Value& v, size_t index) {
     }
   }
   if (e.op == "mix") {
-    const Value* other = llmscope::plugin::find_option(*t, "other");
+    const Value* other = find_option(*t, "other");
     if (other == nullptr) throw ArgumentError(kEdits, what + ": op 'mix' needs 'other' (a prompt)");
-    e.other = llmscope::plugin::token_ids(model, *other, kEdits, what + ": other");
+    e.other = token_ids(model, *other, kEdits, what + ": other");
     e.value = option<double>(*t, "weight", 0.5, kEdits);
-    if (llmscope::plugin::find_option(*t, "other_position") != nullptr) {
+    if (find_option(*t, "other_position") != nullptr) {
       e.other_position = option<int64_t>(*t, "other_position", 0, kEdits);
     }
   }
@@ -239,7 +233,7 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
       [](const ModelPtr& model, const Value& input, const List& edit_values, const Table& opts) {
         check_options(opts, {"position", "targets", "batch_size", "gradient"}, kOpts);
         const bool gradient = option<bool>(opts, "gradient", false, kOpts);
-        const auto ids_list = llmscope::plugin::token_ids(*model, input, kInput, "input");
+        const auto ids_list = token_ids(*model, input, kInput, "input");
         const auto n_pos = static_cast<int64_t>(ids_list.size());
         if (n_pos == 0) throw ArgumentError(kInput, "input: no tokens");
         if (edit_values.empty()) throw ArgumentError(kEdits, "edits: no edits");
@@ -253,8 +247,7 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
                                          "-token input");
         }
         if (readout < 0) readout += n_pos;
-        const int64_t batch_size = option<int64_t>(opts, "batch_size", 16, kOpts);
-        if (batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+        const int64_t batch_size = batch_size_option(opts, 16, kOpts);
 
         at::NoGradGuard no_grad;
         const auto device = model->device();
@@ -266,9 +259,9 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
         std::vector<at::Tensor> clean_hidden;  // [layers] of [d] at the readout
         for (const auto& h : clean.hidden_states)
           clean_hidden.push_back(h[0][readout].to(at::kDouble));
-        const Value* given = llmscope::plugin::find_option(opts, "targets");
+        const Value* given = find_option(opts, "targets");
         const std::vector<int64_t> targets =
-            given ? llmscope::plugin::tokens(*model, *given, kOpts, "option 'targets'")
+            given ? tokens(*model, *given, kOpts, "option 'targets'")
                   : std::vector<int64_t>{clean_lp.argmax().item<int64_t>()};
         const at::Tensor target_index = at::tensor(targets, at::kLong).to(device);
         // The other prompts' activations for mix edits: one pass each, cached at their site.

@@ -15,13 +15,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kInput = 2;
 constexpr int kOpts = 3;
@@ -45,19 +39,18 @@ int64_t count_heads(llmscope::Model& model) {
 
 // Each layer's per-head mean output over every real position of `rows`: [layers] of [heads,
 // d_head].
-std::map<int64_t, at::Tensor> head_means(llmscope::Model& model,
-                                         const llmscope::plugin::TokenRows& rows,
+std::map<int64_t, at::Tensor> head_means(llmscope::Model& model, const TokenRows& rows,
                                          const std::vector<int64_t>& layers) {
   std::map<int64_t, at::Tensor> sums;
   int64_t tokens = 0;
-  std::vector<llmscope::plugin::Site> sites;
+  std::vector<Site> sites;
   for (const int64_t l : layers) {
-    sites.push_back(llmscope::plugin::site_at(model, z_site(l), l, kOpts, "option 'reference'"));
+    sites.push_back(site_at(model, z_site(l), l, kOpts, "option 'reference'"));
   }
-  llmscope::plugin::for_each_batch(rows, 8, [&](const llmscope::plugin::RowBatch& batch) {
+  for_each_batch(rows, 8, [&](const RowBatch& batch) {
     const at::Tensor real = batch.real.to(model.device());
     tokens += batch.real.sum().item<int64_t>();
-    llmscope::plugin::read_sites(model, batch, sites, [&](size_t index, const at::Tensor& act) {
+    read_sites(model, batch, sites, [&](size_t index, const at::Tensor& act) {
       const at::Tensor sum = act.index({real}).to(at::kDouble).sum(0);  // [heads, d_head]
       auto& total = sums[layers[index]];
       total = total.defined() ? total + sum : sum;
@@ -95,21 +88,19 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
                       {"layers", "heads", "method", "reference", "positions", "position", "targets",
                        "batch_size", "compare", "token_similarity"},
                       kOpts);
-        const std::vector<int64_t> ids_list =
-            llmscope::plugin::token_ids(*model, input, kInput, "input");
+        const std::vector<int64_t> ids_list = token_ids(*model, input, kInput, "input");
         const auto n_pos = static_cast<int64_t>(ids_list.size());
         if (n_pos == 0) throw ArgumentError(kInput, "input: no tokens");
-        const auto layers = llmscope::plugin::layers_option(*model, opts, "layers", kOpts);
+        const auto layers = layers_option(*model, opts, "layers", kOpts);
         const std::string method = option<std::string>(opts, "method", "zero", kOpts);
         if (method != "zero" && method != "mean") {
           throw ArgumentError(kOpts,
                               "option 'method' must be 'zero' or 'mean', got '" + method + "'");
         }
-        if (method == "zero" && llmscope::plugin::find_option(opts, "reference") != nullptr) {
+        if (method == "zero" && find_option(opts, "reference") != nullptr) {
           throw ArgumentError(kOpts, "option 'reference' gives the means of method 'mean'");
         }
-        const int64_t batch_size = option<int64_t>(opts, "batch_size", 16, kOpts);
-        if (batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+        const int64_t batch_size = batch_size_option(opts, 16, kOpts);
         auto in_prompt = [&](int64_t p, const std::string& what) {
           if (p < -n_pos || p >= n_pos) {
             throw ArgumentError(kOpts, what + ": " + std::to_string(p) + " is outside the " +
@@ -120,8 +111,8 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         const int64_t readout =
             in_prompt(option<int64_t>(opts, "position", -1, kOpts), "option 'position'");
         std::vector<int64_t> positions;
-        if (const Value* p = llmscope::plugin::find_option(opts, "positions")) {
-          for (const int64_t q : llmscope::plugin::integers(*p, kOpts, "option 'positions'")) {
+        if (const Value* p = find_option(opts, "positions")) {
+          for (const int64_t q : integers(*p, kOpts, "option 'positions'")) {
             positions.push_back(in_prompt(q, "option 'positions'"));
           }
           if (positions.empty()) throw ArgumentError(kOpts, "option 'positions' is empty");
@@ -131,8 +122,8 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
 
         // Positions whose final hidden state is compared (cosine) with the readout's.
         std::vector<int64_t> compare;
-        if (const Value* c = llmscope::plugin::find_option(opts, "compare")) {
-          for (const int64_t q : llmscope::plugin::integers(*c, kOpts, "option 'compare'")) {
+        if (const Value* c = find_option(opts, "compare")) {
+          for (const int64_t q : integers(*c, kOpts, "option 'compare'")) {
             compare.push_back(in_prompt(q, "option 'compare'"));
           }
         }
@@ -143,8 +134,8 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         const auto device = model->device();
         const int64_t n_head = count_heads(*model);
         std::vector<int64_t> heads;
-        if (const Value* h = llmscope::plugin::find_option(opts, "heads")) {
-          heads = llmscope::plugin::integers(*h, kOpts, "option 'heads'");
+        if (const Value* h = find_option(opts, "heads")) {
+          heads = integers(*h, kOpts, "option 'heads'");
           if (heads.empty()) throw ArgumentError(kOpts, "option 'heads' is empty");
           for (const int64_t head : heads) {
             if (head < 0 || head >= n_head) {
@@ -158,10 +149,10 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         }
         std::map<int64_t, at::Tensor> means;
         if (method == "mean") {
-          const Value* ref = llmscope::plugin::find_option(opts, "reference");
-          llmscope::plugin::TokenRows rows;
+          const Value* ref = find_option(opts, "reference");
+          TokenRows rows;
           if (ref != nullptr) {
-            rows = llmscope::plugin::token_rows(*model, *ref, kOpts, "option 'reference'");
+            rows = token_rows(*model, *ref, kOpts, "option 'reference'");
           } else {
             rows.ids = at::tensor(ids_list, at::kLong).unsqueeze(0);
             rows.lengths = {n_pos};
@@ -194,9 +185,9 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           return at::cosine_similarity(a, b, -1);
         };
         const at::Tensor clean_lp = clean.logits[0][readout].to(at::kDouble).log_softmax(-1);
-        const Value* given = llmscope::plugin::find_option(opts, "targets");
+        const Value* given = find_option(opts, "targets");
         const std::vector<int64_t> targets =
-            given ? llmscope::plugin::tokens(*model, *given, kOpts, "option 'targets'")
+            given ? tokens(*model, *given, kOpts, "option 'targets'")
                   : std::vector<int64_t>{clean_lp.argmax().item<int64_t>()};
         const at::Tensor target_index = at::tensor(targets, at::kLong).to(device);
         const at::Tensor position_index = at::tensor(positions, at::kLong).to(device);
@@ -212,7 +203,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           const size_t stop = std::min(ablations.size(), start + static_cast<size_t>(batch_size));
           const auto batch = static_cast<int64_t>(stop - start);
           // Per layer in this batch: the rows it ablates and their heads.
-          const auto by_layer = llmscope::plugin::group_rows(ablations, start, stop);
+          const auto by_layer = group_rows(ablations, start, stop);
           llmscope::ForwardOptions forward;
           forward.strict_hooks = true;
           forward.output_hidden_states = !compare.empty() || token_similarity;

@@ -10,12 +10,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kIds = 2;
 constexpr int kOpts = 3;
@@ -50,37 +45,35 @@ LLMSCOPE_PLUGIN("logit_lens", "0.1.0",
           throw ArgumentError(kOpts, "option 'k' must be between 1 and the vocabulary size (" +
                                          std::to_string(model->vocab_size()) + ")");
         }
-        const std::vector<int64_t> token_ids =
-            llmscope::plugin::token_ids(*model, ids_value, kIds, "ids");
-        const auto n_pos = static_cast<int64_t>(token_ids.size());
+        const std::vector<int64_t> id_list = token_ids(*model, ids_value, kIds, "ids");
+        const auto n_pos = static_cast<int64_t>(id_list.size());
         // One target for every position, or one per position (e.g. each position's next token).
         at::Tensor targets;  // [pos] int64
-        if (const Value* t = llmscope::plugin::find_option(opts, "target")) {
-          if (llmscope::plugin::as_integer(*t) || std::holds_alternative<std::string>(t->data)) {
-            targets = at::full(
-                {n_pos}, llmscope::plugin::token(*model, *t, kOpts, "option 'target'"), at::kLong);
+        if (const Value* t = find_option(opts, "target")) {
+          if (as_integer(*t) || std::holds_alternative<std::string>(t->data)) {
+            targets = at::full({n_pos}, token(*model, *t, kOpts, "option 'target'"), at::kLong);
           } else {
-            const auto per = llmscope::plugin::integers(*t, kOpts, "option 'target'");
+            const auto per = integers(*t, kOpts, "option 'target'");
             if (static_cast<int64_t>(per.size()) != n_pos) {
               throw ArgumentError(kOpts, "option 'target': " + std::to_string(per.size()) +
                                              " ids for " + std::to_string(n_pos) +
                                              " positions; give one token or one per position");
             }
             for (const int64_t id : per) {
-              llmscope::plugin::check_token_id(*model, id, kOpts, "option 'target'");
+              check_token_id(*model, id, kOpts, "option 'target'");
             }
             targets = at::tensor(per, at::kLong);
           }
         }
-        if (token_ids.empty()) throw ArgumentError(kIds, "ids: no tokens");
-        if (static_cast<int64_t>(token_ids.size()) > model->max_positions()) {
-          throw ArgumentError(kIds, "ids: " + std::to_string(token_ids.size()) +
+        if (id_list.empty()) throw ArgumentError(kIds, "ids: no tokens");
+        if (static_cast<int64_t>(id_list.size()) > model->max_positions()) {
+          throw ArgumentError(kIds, "ids: " + std::to_string(id_list.size()) +
                                         " tokens; this model takes at most " +
                                         std::to_string(model->max_positions()));
         }
 
         at::NoGradGuard no_grad;
-        const at::Tensor ids = at::tensor(token_ids, at::kLong);
+        const at::Tensor ids = at::tensor(id_list, at::kLong);
         llmscope::ForwardOptions forward;
         forward.output_hidden_states = true;
         // The last row is the model's own output whenever the lens's head is the model's: the

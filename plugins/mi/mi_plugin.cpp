@@ -14,34 +14,23 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kRows = 2;
 constexpr int kOpts = 3;
 
-struct Plan {
-  std::vector<llmscope::plugin::Site> sites;  // empty: the hidden states
-  std::vector<int64_t> units;                 // empty: every unit
+struct Plan : ScanOptions {
+  std::vector<int64_t> units;  // empty: every unit
   int64_t bins = 15;
-  int64_t skip = 0;
-  int64_t batch_size = 8;
   std::optional<int64_t> shuffle;  // seed of the shuffled control
 };
 
 Plan plan_from(const llmscope::Model& model, const Table& opts) {
   check_options(opts, {"sites", "layers", "units", "bins", "skip", "batch_size", "shuffle"}, kOpts);
   Plan plan;
-  if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
-    plan.sites = std::move(*sites);
-  }
-  if (const Value* units = llmscope::plugin::find_option(opts, "units")) {
-    plan.units = llmscope::plugin::integers(*units, kOpts, "option 'units'");
+  static_cast<ScanOptions&>(plan) = scan_options(model, opts, kOpts);
+  if (const Value* units = find_option(opts, "units")) {
+    plan.units = integers(*units, kOpts, "option 'units'");
     if (plan.units.size() < 2) throw ArgumentError(kOpts, "option 'units': give at least 2 units");
     for (const int64_t u : plan.units) {
       if (u < 0)
@@ -50,11 +39,7 @@ Plan plan_from(const llmscope::Model& model, const Table& opts) {
   }
   plan.bins = option<int64_t>(opts, "bins", plan.bins, kOpts);
   if (plan.bins < 2) throw ArgumentError(kOpts, "option 'bins' must be at least 2");
-  plan.skip = option<int64_t>(opts, "skip", 0, kOpts);
-  if (plan.skip < 0) throw ArgumentError(kOpts, "option 'skip' must be 0 or more");
-  plan.batch_size = option<int64_t>(opts, "batch_size", plan.batch_size, kOpts);
-  if (plan.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
-  if (llmscope::plugin::find_option(opts, "shuffle") != nullptr) {
+  if (find_option(opts, "shuffle") != nullptr) {
     plan.shuffle = option<int64_t>(opts, "shuffle", 0, kOpts);
   }
   return plan;
@@ -82,9 +67,8 @@ LLMSCOPE_PLUGIN("mi", "0.1.0",
       "(names; 'hidden_states.<l>' by default).",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
-        const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
-        const size_t n_sites =
-            plan.sites.empty() ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
+        const auto rows = token_rows(*model, rows_value, kRows, "rows");
+        const size_t n_sites = sites_read(*model, plan.sites);
         std::vector<std::vector<at::Tensor>> samples(n_sites);
 
         at::NoGradGuard no_grad;
@@ -92,45 +76,42 @@ LLMSCOPE_PLUGIN("mi", "0.1.0",
         at::Tensor units;  // on the device, once a site's width is known
         int64_t n_tokens = 0;
         int64_t largest = 0, first_width = 0;  // of the chosen units, and of the first site
-        llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
-          const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
-          const at::Tensor take = (batch.real & (positions >= plan.skip)).to(device);
+        for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
+          const at::Tensor take = batch.real_from(plan.skip).to(device);
           n_tokens += take.sum().item<int64_t>();
-          llmscope::plugin::read_sites(
-              *model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
-                const at::Tensor flat = act.flatten(2);
-                const int64_t width = flat.size(2);
-                if (!units.defined()) {
-                  // Without `units`, every unit of the first site; sites of other widths
-                  // cannot share its matrices.
-                  std::vector<int64_t> chosen = plan.units;
-                  if (chosen.empty()) {
-                    for (int64_t u = 0; u < width; ++u) chosen.push_back(u);
-                  }
-                  largest = *std::max_element(chosen.begin(), chosen.end());
-                  units = at::tensor(chosen, at::kLong).to(device);
-                  first_width = width;
-                }
-                if (plan.units.empty() && width != first_width) {
-                  throw ArgumentError(
-                      kOpts, "option 'sites': the sites are " + std::to_string(first_width) +
-                                 " and " + std::to_string(width) +
-                                 " units wide; give 'units' or read them in separate calls");
-                }
-                if (largest >= width) {
-                  throw ArgumentError(kOpts, "option 'units': " + std::to_string(largest) +
-                                                 " is not a unit of a site " +
-                                                 std::to_string(width) + " units wide");
-                }
-                samples[index].push_back(flat.index({take}).index_select(1, units).to(at::kDouble));
-              });
+          read_sites(*model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
+            const at::Tensor flat = act.flatten(2);
+            const int64_t width = flat.size(2);
+            if (!units.defined()) {
+              // Without `units`, every unit of the first site; sites of other widths
+              // cannot share its matrices.
+              std::vector<int64_t> chosen = plan.units;
+              if (chosen.empty()) {
+                for (int64_t u = 0; u < width; ++u) chosen.push_back(u);
+              }
+              largest = *std::max_element(chosen.begin(), chosen.end());
+              units = at::tensor(chosen, at::kLong).to(device);
+              first_width = width;
+            }
+            if (plan.units.empty() && width != first_width) {
+              throw ArgumentError(
+                  kOpts, "option 'sites': the sites are " + std::to_string(first_width) + " and " +
+                             std::to_string(width) +
+                             " units wide; give 'units' or read them in separate calls");
+            }
+            if (largest >= width) {
+              throw ArgumentError(kOpts, "option 'units': " + std::to_string(largest) +
+                                             " is not a unit of a site " + std::to_string(width) +
+                                             " units wide");
+            }
+            samples[index].push_back(flat.index({take}).index_select(1, units).to(at::kDouble));
+          });
         });
         if (n_tokens < 2) {
           throw ArgumentError(kRows, "rows: mutual information needs at least 2 tokens, got " +
                                          std::to_string(n_tokens));
         }
         std::vector<at::Tensor> matrices, shuffled;
-        List names;
         at::Generator generator;
         if (plan.shuffle) {
           generator = at::detail::createCPUGenerator(static_cast<uint64_t>(*plan.shuffle));
@@ -148,15 +129,13 @@ LLMSCOPE_PLUGIN("mi", "0.1.0",
                                    .cpu());
           }
           samples[s].clear();  // free each site's samples as soon as its matrix is done
-          names.push_back(plan.sites.empty() ? "hidden_states." + std::to_string(s)
-                                             : plan.sites[s].name);
         }
         Table result;
         result["mi"] = at::stack(matrices);
         if (plan.shuffle) result["mi_shuffled"] = at::stack(shuffled);
         result["units"] = units.cpu();
         result["n_tokens"] = n_tokens;
-        result["sites"] = names;
+        result["sites"] = site_names(*model, plan.sites);
         return result;
       });
 }

@@ -22,12 +22,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
@@ -202,7 +197,7 @@ std::vector<int64_t> id_vector(const at::Tensor& ids, int index, const char* wha
 }
 
 Table label(const Value& first, const Value& ids_value, const Table& opts) {
-  llmscope::plugin::check_options(opts, kRuleOptions, 3);
+  check_options(opts, kRuleOptions, 3);
   Rules rules = rules_from(opts, 3);
   if (std::holds_alternative<List>(first.data)) {
     return label_strings(llmscope::plugin::FromValue<std::vector<std::string>>::get(first, 1),
@@ -246,7 +241,7 @@ Table label(const Value& first, const Value& ids_value, const Table& opts) {
 // ---- windows ----
 
 at::Tensor windows(const at::Tensor& ids, const Value& positions_value, const Table& opts) {
-  llmscope::plugin::check_options(opts, {"context_pre", "context_post", "max"}, 3);
+  check_options(opts, {"context_pre", "context_post", "max"}, 3);
   const int64_t pre = option<int64_t>(opts, "context_pre", 90, 3);
   const int64_t post = option<int64_t>(opts, "context_post", 10, 3);
   const int64_t max = option<int64_t>(opts, "max", -1, 3);
@@ -344,13 +339,12 @@ at::Tensor checked_windows(const ModelPtr& model, const at::Tensor& w, int index
 
 // Resolves each hook point now, so a typo fails before the first forward pass.
 void check_site_names(const ModelPtr& model, const Site& site, int64_t layer, int index) {
-  for (const auto& t : site.templates)
-    llmscope::plugin::site_at(*model, t, layer, index, "option 'site'");
+  for (const auto& t : site.templates) site_at(*model, t, layer, index, "option 'site'");
 }
 
 // The template at a layer (checked by check_site_names before any pass).
 std::string at_layer(const ModelPtr& model, const std::string& pattern, int64_t layer) {
-  return llmscope::plugin::site_at(*model, pattern, layer, 0, "option 'site'").name;
+  return site_at(*model, pattern, layer, 0, "option 'site'").name;
 }
 
 // Runs `rows` [n, T] through the model in batches with one native hook per (layer, part); each
@@ -439,15 +433,13 @@ Table part_table(const PartResult& r) {
 
 Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& aff_in,
            const Table& opts) {
-  llmscope::plugin::check_options(
+  check_options(
       opts, {"site", "layers", "target", "batch_size", "max_iter", "tol", "alpha", "pass_layers"},
       4);
   const Site site = site_from(option<std::string>(opts, "site", "mlp", 4), 4);
-  const std::vector<int64_t> layers = llmscope::plugin::layers_option(*model, opts, "layers", 4);
+  const std::vector<int64_t> layers = layers_option(*model, opts, "layers", 4);
   for (int64_t l : layers) check_site_names(model, site, l, 4);
-  const int64_t batch_size = option<int64_t>(opts, "batch_size", 32, 4);
-  if (batch_size < 1)
-    throw ArgumentError(4, "option 'batch_size' must be >= 1, got " + std::to_string(batch_size));
+  const int64_t batch_size = batch_size_option(opts, 32, 4);
   llmscope::stats::LogitOptions fit_options;
   fit_options.max_iter = option<int64_t>(opts, "max_iter", 3000, 4);
   fit_options.tol = option<double>(opts, "tol", 1e-8, 4);
@@ -608,16 +600,14 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
 // ---- trace ----
 
 at::Tensor trace(const ModelPtr& model, const at::Tensor& w_in, const Table& opts) {
-  llmscope::plugin::check_options(opts, {"site", "layer", "unit", "batch_size"}, 3);
+  check_options(opts, {"site", "layer", "unit", "batch_size"}, 3);
   const Site site = site_from(option<std::string>(opts, "site", "mlp", 3), 3);
-  const int64_t layer = llmscope::plugin::layer_option(*model, opts, "layer", 0, 3);
+  const int64_t layer = layer_option(*model, opts, "layer", 0, 3);
   check_site_names(model, site, layer, 3);
   const auto unit = option<std::optional<int64_t>>(opts, "unit", std::nullopt, 3);
   if (!unit) throw ArgumentError(3, "option 'unit' is required");
   if (*unit < 0) throw ArgumentError(3, "option 'unit' must be >= 0, got " + std::to_string(*unit));
-  const int64_t batch_size = option<int64_t>(opts, "batch_size", 32, 3);
-  if (batch_size < 1)
-    throw ArgumentError(3, "option 'batch_size' must be >= 1, got " + std::to_string(batch_size));
+  const int64_t batch_size = batch_size_option(opts, 32, 3);
   at::Tensor rows = checked_windows(model, w_in, 2, "windows");
   if (rows.size(1) > model->max_positions()) {
     throw ArgumentError(2, "windows of " + std::to_string(rows.size(1)) +
@@ -690,7 +680,7 @@ LLMSCOPE_PLUGIN("negation", "0.1.0",
             !(std::holds_alternative<Table>(tokens.data) && std::get<Table>(tokens.data).empty())) {
           throw ArgumentError(1, "list of token strings expected, got " + tokens.type_name());
         }
-        llmscope::plugin::check_options(opts, kRuleOptions, 2);
+        check_options(opts, kRuleOptions, 2);
         return label_strings(llmscope::plugin::FromValue<std::vector<std::string>>::get(tokens, 1),
                              rules_from(opts, 2));
       });

@@ -15,13 +15,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kClean = 2;
 constexpr int kCorrupted = 3;
@@ -32,7 +26,7 @@ struct Setup {
   int64_t n_pos = 0;
   int64_t readout = 0;
   int64_t a = 0, b = 0;  // the metric's tokens
-  std::vector<llmscope::plugin::Site> sites;
+  std::vector<Site> sites;
   bool per_head = false;           // sites are attn.hook_z, patched per head
   bool together = false;           // all `positions` in one patch
   std::vector<int64_t> positions;  // patched positions
@@ -45,8 +39,8 @@ Setup read_setup(llmscope::Model& model, const Value& clean, const Value& corrup
   known.insert(known.end(), extra_options.begin(), extra_options.end());
   check_options(opts, known, kOpts);
   Setup s;
-  const auto clean_ids = llmscope::plugin::token_ids(model, clean, kClean, "clean");
-  const auto corrupted_ids = llmscope::plugin::token_ids(model, corrupted, kCorrupted, "corrupted");
+  const auto clean_ids = token_ids(model, clean, kClean, "clean");
+  const auto corrupted_ids = token_ids(model, corrupted, kCorrupted, "corrupted");
   if (clean_ids.size() != corrupted_ids.size()) {
     throw ArgumentError(
         kCorrupted, "corrupted: the clean prompt has " + std::to_string(clean_ids.size()) +
@@ -66,28 +60,27 @@ Setup read_setup(llmscope::Model& model, const Value& clean, const Value& corrup
     return p < 0 ? p + s.n_pos : p;
   };
   s.readout = in_prompt(option<int64_t>(opts, "position", -1, kOpts), "option 'position'");
-  const Value* metric = llmscope::plugin::find_option(opts, "metric");
+  const Value* metric = find_option(opts, "metric");
   const auto* pair = metric != nullptr ? std::get_if<List>(&metric->data) : nullptr;
   if (pair == nullptr || pair->size() != 2) {
     throw ArgumentError(kOpts,
                         "option 'metric' must be two tokens {a, b}: the metric is logit(a) - "
                         "logit(b) at the readout");
   }
-  s.a = llmscope::plugin::token(model, (*pair)[0], kOpts, "option 'metric'");
-  s.b = llmscope::plugin::token(model, (*pair)[1], kOpts, "option 'metric'");
+  s.a = token(model, (*pair)[0], kOpts, "option 'metric'");
+  s.b = token(model, (*pair)[1], kOpts, "option 'metric'");
   s.per_head = option<bool>(opts, "per_head", false, kOpts);
   s.together = option<bool>(opts, "together", false, kOpts);
   // Without `sites`, `layers` picks the layers of the default site.
-  if (llmscope::plugin::find_option(opts, "sites") != nullptr) {
-    s.sites = *llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts);
+  if (find_option(opts, "sites") != nullptr) {
+    s.sites = *sites_option(model, opts, "sites", "layers", kOpts);
   } else {
-    const auto layers = llmscope::plugin::layers_option(model, opts, "layers", kOpts);
-    s.sites = llmscope::plugin::sites_at(
-        model, s.per_head ? "blocks.{L}.attn.hook_z" : "blocks.{L}.hook_resid_pre", layers, kOpts,
-        "option 'sites'");
+    const auto layers = layers_option(model, opts, "layers", kOpts);
+    s.sites = sites_at(model, s.per_head ? "blocks.{L}.attn.hook_z" : "blocks.{L}.hook_resid_pre",
+                       layers, kOpts, "option 'sites'");
   }
-  if (const Value* p = llmscope::plugin::find_option(opts, "positions")) {
-    for (const int64_t q : llmscope::plugin::integers(*p, kOpts, "option 'positions'")) {
+  if (const Value* p = find_option(opts, "positions")) {
+    for (const int64_t q : integers(*p, kOpts, "option 'positions'")) {
       s.positions.push_back(in_prompt(q, "option 'positions'"));
     }
     if (s.positions.empty()) throw ArgumentError(kOpts, "option 'positions' is empty");
@@ -168,8 +161,7 @@ LLMSCOPE_PLUGIN("patch", "0.1.0", "Activation patching and attribution patching"
       "corrupted_metric, sites, positions.",
       [](const ModelPtr& model, const Value& clean, const Value& corrupted, const Table& opts) {
         const Setup s = read_setup(*model, clean, corrupted, opts, {"batch_size"});
-        const int64_t batch_size = option<int64_t>(opts, "batch_size", 16, kOpts);
-        if (batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
+        const int64_t batch_size = batch_size_option(opts, 16, kOpts);
         at::NoGradGuard no_grad;
         at::Tensor clean_metric, corrupted_metric;
         const auto clean_acts = cache_sites(*model, s.clean, s, &clean_metric);
@@ -190,7 +182,7 @@ LLMSCOPE_PLUGIN("patch", "0.1.0", "Activation patching and attribution patching"
         for (size_t start = 0; start < patches.size(); start += static_cast<size_t>(batch_size)) {
           const size_t stop = std::min(patches.size(), start + static_cast<size_t>(batch_size));
           const auto rows = static_cast<int64_t>(stop - start);
-          const auto by_site = llmscope::plugin::group_rows(patches, start, stop);
+          const auto by_site = group_rows(patches, start, stop);
           llmscope::ForwardOptions forward;
           forward.strict_hooks = true;
           for (const auto& [site, group] : by_site) {

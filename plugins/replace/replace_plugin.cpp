@@ -14,11 +14,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 // The value the chosen units take, per row of `rows` [rows, units]: [rows, 1].
 at::Tensor fill_value(const at::Tensor& rows, const std::string& mode) {
@@ -83,14 +79,13 @@ int64_t target_option(const ModelPtr& model, const Table& opts, int index) {
   if (auto* text = std::get_if<std::string>(&it->second.data)) {
     llmscope::EncodeOptions encode;
     encode.add_special_tokens = false;
-    auto ids =
-        llmscope::plugin::tokenizer_of(*model, index, "option 'target'").encode(*text, encode);
+    auto ids = tokenizer_of(*model, index, "option 'target'").encode(*text, encode);
     if (ids.empty())
       throw ArgumentError(index, "option 'target': '" + *text + "' encodes to no tokens");
     return ids.front();
   }
-  return llmscope::plugin::check_token_id(*model, option<int64_t>(opts, "target", -1, index), index,
-                                          "option 'target'");
+  return check_token_id(*model, option<int64_t>(opts, "target", -1, index), index,
+                        "option 'target'");
 }
 
 // Rows per forward pass when `batch_size` is not given: as many as keep the pass's logits
@@ -128,12 +123,12 @@ constexpr const char* kSweepDoc =
     "layers, rates, forwards (passes run, the clean one included), seconds (wall time).";
 
 Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) {
-  llmscope::plugin::check_options(
-      opts, {"layers", "rates", "mode", "target", "position", "site", "batch_size", "loop"}, 3);
+  check_options(opts,
+                {"layers", "rates", "mode", "target", "position", "site", "batch_size", "loop"}, 3);
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_prompt(model, ids_in);  // [1, pos]
   const int64_t tokens = ids.size(1);
-  const auto layers = llmscope::plugin::layers_option(*model, opts, "layers", 3);
+  const auto layers = layers_option(*model, opts, "layers", 3);
   const auto rates =
       option<std::vector<double>>(opts, "rates", {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}, 3);
   if (rates.empty()) throw ArgumentError(3, "option 'rates' is empty");
@@ -151,7 +146,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
   if (site.find("{L}") == std::string::npos) {
     throw ArgumentError(3, "option 'site' must contain {L} for the layer, got '" + site + "'");
   }
-  llmscope::plugin::sites_at(*model, site, layers, 3, "option 'site'");  // typos fail now
+  sites_at(*model, site, layers, 3, "option 'site'");  // typos fail now
   const int64_t position_opt = option<int64_t>(opts, "position", -1, 3);
   const int64_t position = position_opt < 0 ? position_opt + tokens : position_opt;
   if (position < 0 || position >= tokens) {
@@ -160,9 +155,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
                                " tokens of the prompt");
   }
   const bool loop = option<bool>(opts, "loop", false, 3);
-  const int64_t batch_size =
-      option<int64_t>(opts, "batch_size", default_batch_size(model, tokens), 3);
-  if (batch_size < 1) throw ArgumentError(3, "option 'batch_size' must be at least 1");
+  const int64_t batch_size = batch_size_option(opts, default_batch_size(model, tokens), 3);
   int64_t target = target_option(model, opts, 3);
 
   at::NoGradGuard no_grad;
@@ -197,7 +190,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
     forward.strict_hooks = true;  // a site the pass never reaches is an error, not a no-op
     for (const auto& [layer, rows_and_rates] : by_layer) {
       const auto& [rows, row_rates] = rows_and_rates;
-      const auto name = llmscope::plugin::site_at(*model, site, layer, 3, "option 'site'").name;
+      const auto name = site_at(*model, site, layer, 3, "option 'site'").name;
       forward.hooks.push_back(
           {name, [&, name, rows = rows, row_rates = row_rates](const at::Tensor& act,
                                                                const llmscope::HookContext&) {
@@ -259,13 +252,11 @@ LLMSCOPE_PLUGIN("replace", "0.2.0",
       "fraction), position (0-based token position, negative from the end; default -1).\n"
       "Returns logits [batch, pos, vocab] and replaced: the unit indices per row [batch, k].",
       [](const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
-        llmscope::plugin::check_options(
-            opts, {"site", "layer", "mode", "fraction", "units", "position"}, 3);
-        const int64_t layer = llmscope::plugin::layer_option(*model, opts, "layer", 0, 3);
+        check_options(opts, {"site", "layer", "mode", "fraction", "units", "position"}, 3);
+        const int64_t layer = layer_option(*model, opts, "layer", 0, 3);
         const auto site =
-            llmscope::plugin::site_at(
-                *model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", 3), layer, 3,
-                "option 'site'")
+            site_at(*model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", 3), layer,
+                    3, "option 'site'")
                 .name;
         const auto mode = option<std::string>(opts, "mode", "median", 3);
         if (mode != "median" && mode != "zero" && mode != "mean") {

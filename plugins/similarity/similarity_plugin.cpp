@@ -12,23 +12,13 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::check_options;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
-using llmscope::plugin::Value;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kRows = 2;
 constexpr int kOpts = 3;
 
-struct Plan {
-  bool hidden_states = true;                  // no `sites`: HF's output_hidden_states
-  std::vector<llmscope::plugin::Site> sites;  // empty: the hidden states
+struct Plan : ScanOptions {
   bool others = false;
-  int64_t skip = 0;
-  int64_t batch_size = 8;
 };
 
 Plan plan_from(const llmscope::Model& model, const Table& opts) {
@@ -37,15 +27,8 @@ Plan plan_from(const llmscope::Model& model, const Table& opts) {
       {"sites", "layers", "positions", "occurrences", "target", "others", "skip", "batch_size"},
       kOpts);
   Plan plan;
-  if (auto sites = llmscope::plugin::sites_option(model, opts, "sites", "layers", kOpts)) {
-    plan.sites = std::move(*sites);
-    plan.hidden_states = false;
-  }
+  static_cast<ScanOptions&>(plan) = scan_options(model, opts, kOpts);
   plan.others = option<bool>(opts, "others", false, kOpts);
-  plan.skip = option<int64_t>(opts, "skip", 0, kOpts);
-  if (plan.skip < 0) throw ArgumentError(kOpts, "option 'skip' must be 0 or more");
-  plan.batch_size = option<int64_t>(opts, "batch_size", plan.batch_size, kOpts);
-  if (plan.batch_size < 1) throw ArgumentError(kOpts, "option 'batch_size' must be at least 1");
   return plan;
 }
 
@@ -55,8 +38,7 @@ struct Occurrences {
 };
 
 // A position of row `row`, negative from its end; `what` names the option in errors.
-int64_t position_in_row(const llmscope::plugin::TokenRows& rows, int64_t row, int64_t p,
-                        const std::string& what) {
+int64_t position_in_row(const TokenRows& rows, int64_t row, int64_t p, const std::string& what) {
   const int64_t length = rows.lengths[static_cast<size_t>(row)];
   if (p < -length || p >= length) {
     throw ArgumentError(kOpts, what + ": " + std::to_string(p) + " is outside row " +
@@ -69,11 +51,11 @@ int64_t position_in_row(const llmscope::plugin::TokenRows& rows, int64_t row, in
 // `positions` (one per row, negative from the row's end), `occurrences` ({rows =, positions =},
 // any number per row, as m:find_tokens returns them), or the first occurrence of `target` in each
 // row at or after `skip`.
-Occurrences find_occurrences(const llmscope::Model& model, const llmscope::plugin::TokenRows& rows,
-                             const Table& opts, int64_t skip) {
-  const Value* positions = llmscope::plugin::find_option(opts, "positions");
-  const Value* occurrences = llmscope::plugin::find_option(opts, "occurrences");
-  const Value* target = llmscope::plugin::find_option(opts, "target");
+Occurrences find_occurrences(const llmscope::Model& model, const TokenRows& rows, const Table& opts,
+                             int64_t skip) {
+  const Value* positions = find_option(opts, "positions");
+  const Value* occurrences = find_option(opts, "occurrences");
+  const Value* target = find_option(opts, "target");
   if ((positions != nullptr) + (occurrences != nullptr) + (target != nullptr) != 1) {
     throw ArgumentError(kOpts,
                         "give one of option 'target', 'positions' (one per row) or "
@@ -81,7 +63,7 @@ Occurrences find_occurrences(const llmscope::Model& model, const llmscope::plugi
   }
   Occurrences out;
   if (positions != nullptr) {
-    const auto given = llmscope::plugin::integers(*positions, kOpts, "option 'positions'");
+    const auto given = integers(*positions, kOpts, "option 'positions'");
     if (static_cast<int64_t>(given.size()) != rows.size()) {
       throw ArgumentError(kOpts, "option 'positions': " + std::to_string(given.size()) +
                                      " positions for " + std::to_string(rows.size()) + " rows");
@@ -99,13 +81,13 @@ Occurrences find_occurrences(const llmscope::Model& model, const llmscope::plugi
       throw ArgumentError(kOpts, "option 'occurrences' must be a table {rows =, positions =}");
     }
     check_options(*table, {"rows", "positions"}, kOpts);
-    const Value* r = llmscope::plugin::find_option(*table, "rows");
-    const Value* p = llmscope::plugin::find_option(*table, "positions");
+    const Value* r = find_option(*table, "rows");
+    const Value* p = find_option(*table, "positions");
     if (r == nullptr || p == nullptr) {
       throw ArgumentError(kOpts, "option 'occurrences' needs both 'rows' and 'positions'");
     }
-    const auto rs = llmscope::plugin::integers(*r, kOpts, "option 'occurrences.rows'");
-    const auto ps = llmscope::plugin::integers(*p, kOpts, "option 'occurrences.positions'");
+    const auto rs = integers(*r, kOpts, "option 'occurrences.rows'");
+    const auto ps = integers(*p, kOpts, "option 'occurrences.positions'");
     if (rs.size() != ps.size() || rs.empty()) {
       throw ArgumentError(kOpts, "option 'occurrences': " + std::to_string(rs.size()) +
                                      " rows and " + std::to_string(ps.size()) +
@@ -127,7 +109,7 @@ Occurrences find_occurrences(const llmscope::Model& model, const llmscope::plugi
     }
     return out;
   }
-  const int64_t id = llmscope::plugin::token(model, *target, kOpts, "option 'target'");
+  const int64_t id = token(model, *target, kOpts, "option 'target'");
   for (int64_t i = 0; i < rows.size(); ++i) {
     const at::Tensor row = rows.ids[i].narrow(0, 0, rows.lengths[static_cast<size_t>(i)]);
     const at::Tensor hits = (row == id).nonzero().flatten();
@@ -168,17 +150,16 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
       "other_ids [m] int64, in reading order.",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
-        const auto rows = llmscope::plugin::token_rows(*model, rows_value, kRows, "rows");
+        const auto rows = token_rows(*model, rows_value, kRows, "rows");
         const Occurrences targets = find_occurrences(*model, rows, opts, plan.skip);
-        const size_t n_sites =
-            plan.hidden_states ? static_cast<size_t>(model->n_layer() + 1) : plan.sites.size();
+        const size_t n_sites = sites_read(*model, plan.sites);
         std::vector<std::vector<at::Tensor>> picked(n_sites), others(n_sites);
         std::vector<int64_t> site_shape;
 
         at::NoGradGuard no_grad;
         const auto device = model->device();
         std::vector<int64_t> other_rows, other_positions;
-        llmscope::plugin::for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
+        for_each_batch(rows, plan.batch_size, [&](const auto& batch) {
           // This batch's occurrences: their rows within the batch and their positions.
           std::vector<int64_t> local_rows, local_positions;
           for (size_t k = 0; k < targets.rows.size(); ++k) {
@@ -191,8 +172,7 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
           const at::Tensor batch_targets = at::tensor(local_positions, at::kLong);
           at::Tensor other_mask;  // [batch, width]: real tokens past `skip`, not the target
           if (plan.others) {
-            const at::Tensor positions = at::arange(batch.ids.size(1), at::kLong).unsqueeze(0);
-            other_mask = batch.real & (positions >= plan.skip);
+            other_mask = batch.real_from(plan.skip);
             other_mask.index_put_({batch_rows_cpu, batch_targets}, false);
             const at::Tensor where = other_mask.nonzero();  // [n, 2] in reading order
             const auto w = where.accessor<int64_t, 2>();
@@ -205,34 +185,22 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
           const at::Tensor batch_rows = batch_rows_cpu.to(device);
           const at::Tensor target_index = batch_targets.to(device);
           // [batch, pos, ...] -> the target rows [batch, units] and the others [n, units].
-          llmscope::plugin::read_sites(
-              *model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
-                if (site_shape.empty()) site_shape = act.sizes().slice(2).vec();
-                const at::Tensor flat = act.flatten(2);
-                picked[index].push_back(flat.index({batch_rows, target_index}).to(at::kFloat));
-                if (plan.others) {
-                  others[index].push_back(flat.index({other_mask}).to(at::kFloat));
-                }
-              });
+          read_sites(*model, batch, plan.sites, [&](size_t index, const at::Tensor& act) {
+            if (site_shape.empty()) site_shape = act.sizes().slice(2).vec();
+            const at::Tensor flat = act.flatten(2);
+            picked[index].push_back(flat.index({batch_rows, target_index}).to(at::kFloat));
+            if (plan.others) {
+              others[index].push_back(flat.index({other_mask}).to(at::kFloat));
+            }
+          });
         });
 
         std::vector<at::Tensor> vectors, other_vectors;
-        List names, shape;
         for (size_t s = 0; s < n_sites; ++s) {
           vectors.push_back(at::cat(picked[s], 0).cpu());  // one copy to the host per site
           if (plan.others) other_vectors.push_back(at::cat(others[s], 0).cpu());
-          names.push_back(plan.hidden_states ? "hidden_states." + std::to_string(s)
-                                             : plan.sites[s].name);
         }
-        const int64_t units = vectors.front().size(1);
-        for (const auto& v : vectors) {
-          if (v.size(1) != units) {
-            throw ArgumentError(kOpts,
-                                "option 'sites': all sites must have the same number of units to "
-                                "be stacked; read sites of different widths in separate calls");
-          }
-        }
-        for (const int64_t d : site_shape) shape.push_back(d);
+        const int64_t units = common_units(vectors, 1, kOpts);
         const at::Tensor target_rows = at::tensor(targets.rows, at::kLong);
         const at::Tensor target_positions = at::tensor(targets.positions, at::kLong);
         Table result;
@@ -240,9 +208,9 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
         result["rows"] = target_rows;
         result["positions"] = target_positions;
         result["ids"] = rows.ids.index({target_rows, target_positions}).to(at::kLong).contiguous();
-        result["shape"] = shape;
+        result["shape"] = List(site_shape.begin(), site_shape.end());
         result["units"] = units;
-        result["sites"] = names;
+        result["sites"] = site_names(*model, plan.sites);
         if (plan.others) {
           const at::Tensor r = at::tensor(other_rows, at::kLong);
           const at::Tensor p = at::tensor(other_positions, at::kLong);

@@ -15,10 +15,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 struct Removal {
   at::Tensor proj;             // [pos, units], the activation's dtype; undefined when k = 0
@@ -93,7 +90,7 @@ Common common_options(const ModelPtr& model, const Table& opts) {
   if (c.site.find("{L}") == std::string::npos) {
     throw ArgumentError(3, "option 'site' must contain {L} for the layer, got '" + c.site + "'");
   }
-  llmscope::plugin::site_at(*model, c.site, 0, 3, "option 'site'");  // a typo fails before any pass
+  site_at(*model, c.site, 0, 3, "option 'site'");  // a typo fails before any pass
   c.k = option<int64_t>(opts, "k", 1, 3);
   if (c.k < 0) throw ArgumentError(3, "option 'k' must be at least 0, got " + std::to_string(c.k));
   c.add_mean = option<bool>(opts, "add_mean", true, 3);
@@ -140,12 +137,12 @@ constexpr const char* kRemoveDoc =
     "asked, layer, k, cosine_layer, seconds.";
 
 Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) {
-  llmscope::plugin::check_options(
+  check_options(
       opts, {"layer", "k", "site", "add_mean", "cosine_layer", "first_token", "activations"}, 3);
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_text(model, ids_in);  // [1, pos]
   const int64_t n_layer = model->n_layer();
-  const int64_t layer = llmscope::plugin::layer_option(*model, opts, "layer", n_layer / 2, 3);
+  const int64_t layer = layer_option(*model, opts, "layer", n_layer / 2, 3);
   const auto c = common_options(model, opts);
   const int64_t cosine_layer = option<int64_t>(opts, "cosine_layer", layer + 1, 3);
   if (cosine_layer < 0 || cosine_layer > n_layer) {
@@ -155,7 +152,7 @@ Table remove_directions(const ModelPtr& model, const at::Tensor& ids_in, const T
   }
   const bool first_token = option<bool>(opts, "first_token", false, 3);
   const bool activations = option<bool>(opts, "activations", false, 3);
-  const auto site = llmscope::plugin::site_at(*model, c.site, layer, 3, "option 'site'").name;
+  const auto site = site_at(*model, c.site, layer, 3, "option 'site'").name;
 
   at::NoGradGuard no_grad;
   llmscope::ForwardOptions clean_options;
@@ -247,19 +244,17 @@ constexpr const char* kSweepDoc =
     "included), seconds.";
 
 Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) {
-  llmscope::plugin::check_options(opts, {"layers", "k", "site", "add_mean", "batch_size", "loop"},
-                                  3);
+  check_options(opts, {"layers", "k", "site", "add_mean", "batch_size", "loop"}, 3);
   const auto started = std::chrono::steady_clock::now();
   const auto ids = one_text(model, ids_in);  // [1, pos]
   const int64_t tokens = ids.size(1);
-  const std::vector<int64_t> layers = llmscope::plugin::layers_option(*model, opts, "layers", 3);
+  const std::vector<int64_t> layers = layers_option(*model, opts, "layers", 3);
   const auto c = common_options(model, opts);
   const bool loop = option<bool>(opts, "loop", false, 3);
   const double per_row =
       static_cast<double>(tokens) * static_cast<double>(model->vocab_size()) * 4.0;
   const int64_t fallback = std::max<int64_t>(1, static_cast<int64_t>(64.0 * 1024 * 1024 / per_row));
-  const int64_t batch_size = option<int64_t>(opts, "batch_size", fallback, 3);
-  if (batch_size < 1) throw ArgumentError(3, "option 'batch_size' must be at least 1");
+  const int64_t batch_size = batch_size_option(opts, fallback, 3);
 
   at::NoGradGuard no_grad;
   auto clean_logits = model->forward(llmscope::ForwardInput{ids, {}, {}, {}}).logits;
@@ -275,9 +270,8 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
     forward.strict_hooks = true;
     for (int64_t row = 0; row < count; ++row) {
       const int64_t i = first + row;
-      const auto site = llmscope::plugin::site_at(*model, c.site, layers[static_cast<size_t>(i)], 3,
-                                                  "option 'site'")
-                            .name;
+      const auto site =
+          site_at(*model, c.site, layers[static_cast<size_t>(i)], 3, "option 'site'").name;
       forward.hooks.push_back(
           {site, [&, i, row, site](const at::Tensor& act, const llmscope::HookContext&) {
              if (act.dim() != 3)

@@ -21,8 +21,7 @@
 namespace {
 
 using namespace tlesion;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 // ---- selection ----
 
@@ -63,7 +62,7 @@ std::vector<int64_t> condition_positions(const llmscope::Model& model, const Row
                                  " needs option 'positions_" + suffix + "', 'target_" + suffix +
                                  "' or 'target' to say where its target token is");
   }
-  auto ids = llmscope::plugin::tokens(model, *target, arg, "option '" + name + "'");
+  auto ids = tokens(model, *target, arg, "option '" + name + "'");
   return find_positions(model, rows, ids, arg,
                         "option '" + name + "' (condition " + (suffix == "a" ? "A" : "B") + ")");
 }
@@ -112,17 +111,16 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
     throw ArgumentError(arg, "option 'alpha' must be in (0, 1)");
   sel.max_units = option<int64_t>(opts, "max_units", 0, arg);
   if (sel.max_units < 0) throw ArgumentError(arg, "option 'max_units' must be 0 (no cap) or more");
-  const int64_t batch_size = option<int64_t>(opts, "batch_size", 64, arg);
-  if (batch_size < 1) throw ArgumentError(arg, "option 'batch_size' must be at least 1");
+  const int64_t batch_size = batch_size_option(opts, 64, arg);
   if (paired && a.size() != b.size()) {
     throw ArgumentError(arg_b, "the paired test needs one B row per A row (got " +
                                    std::to_string(a.size()) + " A rows and " +
                                    std::to_string(b.size()) +
                                    " B rows; use test = 'independent' for unpaired sets)");
   }
-  sel.layers = llmscope::plugin::layers_option(model, opts, "layers", arg);
+  sel.layers = layers_option(model, opts, "layers", arg);
   sel.site = option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", arg);
-  const auto sites = llmscope::plugin::sites_at(model, sel.site, sel.layers, arg, "option 'site'");
+  const auto sites = sites_at(model, sel.site, sel.layers, arg, "option 'site'");
   sel.positions_a = condition_positions(model, a, opts, arg, "a");
   sel.positions_b = condition_positions(model, b, opts, arg, "b");
   sel.n_a = a.size();
@@ -131,7 +129,7 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
   // The pass plan: paired chunks hold k A rows then their k B partners; independent chunks are
   // slices of A's rows followed by B's, labelled by condition.
   std::vector<Chunk> chunks;
-  const int64_t pad = llmscope::plugin::pad_token_id(model);
+  const int64_t pad = pad_token_id(model);
   int64_t width = 0;
   for (const Rows* rows : {&a, &b})
     width = std::max(width, *std::max_element(rows->lengths.begin(), rows->lengths.end()));
@@ -297,8 +295,7 @@ std::vector<Lesion> lesions_from(const llmscope::Model& model, const Table& opts
     if (!entry)
       throw ArgumentError(arg, what + ": a table {row =, position =, layer =, neurons =} expected");
     try {
-      llmscope::plugin::check_options(*entry, {"row", "position", "layer", "neurons", "target"},
-                                      arg);
+      check_options(*entry, {"row", "position", "layer", "neurons", "target"}, arg);
     } catch (const ArgumentError& e) {
       throw ArgumentError(arg, what + ": " + e.what());
     }
@@ -371,7 +368,7 @@ Readout readout_from(const llmscope::Model& model, const Rows& rows, const Table
   if (!targets)
     throw ArgumentError(
         arg, "option 'targets' is required: the token ids or one-token texts whose logits to read");
-  out.targets = llmscope::plugin::tokens(model, *targets, arg, "option 'targets'");
+  out.targets = tokens(model, *targets, arg, "option 'targets'");
   std::vector<std::vector<int64_t>> per_row;
   const Value* v = find_option(opts, "readout");
   const std::optional<List> given = v ? as_list(*v) : std::nullopt;
@@ -562,11 +559,10 @@ std::vector<std::pair<int64_t, std::string>> lesion_sites(const llmscope::Model&
   std::vector<int64_t> list(layers.begin(), layers.end());
   std::vector<std::pair<int64_t, std::string>> out;
   if (list.empty()) {
-    llmscope::plugin::site_at(model, pattern, 0, arg, "option '" + option_name + "'");  // check it
+    site_at(model, pattern, 0, arg, "option '" + option_name + "'");  // check it
     return out;
   }
-  auto sites =
-      llmscope::plugin::sites_at(model, pattern, list, arg, "option '" + option_name + "'");
+  auto sites = sites_at(model, pattern, list, arg, "option '" + option_name + "'");
   for (size_t i = 0; i < list.size(); ++i) out.emplace_back(list[i], sites[i].name);
   return out;
 }
@@ -691,7 +687,7 @@ LLMSCOPE_PLUGIN(
     "t-test selected MLP neurons, their lesions and laminar profile (course 17-02/17-03)") {
   module.def("select", kSelectDoc,
              [](const ModelPtr& model, const Value& a, const Value& b, const Table& opts) {
-               llmscope::plugin::check_options(opts, kSelectOptions, 4);
+               check_options(opts, kSelectOptions, 4);
                const Rows rows_a = token_rows(*model, a, 2, "condition A");
                const Rows rows_b = token_rows(*model, b, 3, "condition B");
                Table out;
@@ -707,52 +703,51 @@ LLMSCOPE_PLUGIN(
                if (target.is_nil())
                  throw ArgumentError(
                      3, "target expected: a token id, a one-token text or a list of them");
-               auto ids = llmscope::plugin::tokens(*model, target, 3, "target");
+               auto ids = tokens(*model, target, 3, "target");
                return at::tensor(find_positions(*model, rows, ids, 3, "target"), at::kLong);
              });
 
-  module.def("lesion", kLesionDoc,
-             [](const ModelPtr& model, const Value& inputs, const Table& opts) {
-               llmscope::plugin::check_options(
-                   opts, {"targets", "readout", "mask_id", "lesions", "selection", "site"}, 3);
-               const Rows rows = token_rows(*model, inputs, 2, "inputs");
-               const Readout readout = readout_from(*model, rows, opts, 3);
-               const auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/true, 3);
-               const Table* selection = nullptr;
-               if (const Value* s = find_option(opts, "selection")) {
-                 selection = std::get_if<Table>(&s->data);
-                 if (!selection || !selection->count("layers") || !selection->count("a_gt_b") ||
-                     !selection->count("b_gt_a")) {
-                   throw ArgumentError(3, "option 'selection' must be a select() result");
-                 }
-               }
-               for (const auto& l : lesions) {
-                 if (!l.set.empty() && !selection)
-                   throw ArgumentError(3, "lesion neurons '" + l.set + "' need option 'selection'");
-               }
-               const auto sites = lesion_sites(
-                   *model, lesions,
-                   option<std::string>(opts, "site", "blocks.{L}.mlp.hook_post", 3), 3, "site");
-               const auto slots = signed_slots(lesions, rows, readout, 3);
-               const at::Tensor clean = run_clean(*model, rows, readout);
-               LesionRun run = run_lesioned(*model, rows, readout, lesions, sites, selection);
-               const at::Tensor delta = clean - run.lesioned;
-               Table out;
-               out["clean"] = clean;
-               out["lesioned"] = run.lesioned;
-               out["delta"] = delta;
-               out["readout"] = readout.positions;
-               out["targets"] = at::tensor(readout.targets, at::kLong);
-               out["zeroed"] = run.zeroed;
-               out["max_abs_delta"] = delta.abs().max().item<double>();
-               if (slots) {
-                 std::vector<double> signed_delta;
-                 for (const auto& [row, sk] : *slots)
-                   signed_delta.push_back(delta[row][sk.first][sk.second].item<double>());
-                 out["signed"] = at::tensor(signed_delta, at::kDouble);
-               }
-               return out;
-             });
+  module.def(
+      "lesion", kLesionDoc, [](const ModelPtr& model, const Value& inputs, const Table& opts) {
+        check_options(opts, {"targets", "readout", "mask_id", "lesions", "selection", "site"}, 3);
+        const Rows rows = token_rows(*model, inputs, 2, "inputs");
+        const Readout readout = readout_from(*model, rows, opts, 3);
+        const auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/true, 3);
+        const Table* selection = nullptr;
+        if (const Value* s = find_option(opts, "selection")) {
+          selection = std::get_if<Table>(&s->data);
+          if (!selection || !selection->count("layers") || !selection->count("a_gt_b") ||
+              !selection->count("b_gt_a")) {
+            throw ArgumentError(3, "option 'selection' must be a select() result");
+          }
+        }
+        for (const auto& l : lesions) {
+          if (!l.set.empty() && !selection)
+            throw ArgumentError(3, "lesion neurons '" + l.set + "' need option 'selection'");
+        }
+        const auto sites = lesion_sites(
+            *model, lesions, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_post", 3), 3,
+            "site");
+        const auto slots = signed_slots(lesions, rows, readout, 3);
+        const at::Tensor clean = run_clean(*model, rows, readout);
+        LesionRun run = run_lesioned(*model, rows, readout, lesions, sites, selection);
+        const at::Tensor delta = clean - run.lesioned;
+        Table out;
+        out["clean"] = clean;
+        out["lesioned"] = run.lesioned;
+        out["delta"] = delta;
+        out["readout"] = readout.positions;
+        out["targets"] = at::tensor(readout.targets, at::kLong);
+        out["zeroed"] = run.zeroed;
+        out["max_abs_delta"] = delta.abs().max().item<double>();
+        if (slots) {
+          std::vector<double> signed_delta;
+          for (const auto& [row, sk] : *slots)
+            signed_delta.push_back(delta[row][sk.first][sk.second].item<double>());
+          out["signed"] = at::tensor(signed_delta, at::kDouble);
+        }
+        return out;
+      });
 
   module.def("laminar", kLaminarDoc,
              [](const ModelPtr& model, const Value& a, const Value& b, const Value& inputs,
@@ -760,7 +755,7 @@ LLMSCOPE_PLUGIN(
                std::vector<std::string> known = kSelectOptions;
                for (const char* k : {"targets", "readout", "mask_id", "lesions", "lesion_site"})
                  known.emplace_back(k);
-               llmscope::plugin::check_options(opts, known, 5);
+               check_options(opts, known, 5);
                const Rows rows_a = token_rows(*model, a, 2, "condition A");
                const Rows rows_b = token_rows(*model, b, 3, "condition B");
                const Rows rows = token_rows(*model, inputs, 4, "inputs");
@@ -773,8 +768,8 @@ LLMSCOPE_PLUGIN(
                const Selection sel = run_selection(*model, rows_a, rows_b, opts, 3, 5);
                Table out;
                put_selection(out, sel);
-               const auto sites = llmscope::plugin::sites_at(*model, lesion_pattern, sel.layers, 5,
-                                                             "option 'lesion_site'");
+               const auto sites =
+                   sites_at(*model, lesion_pattern, sel.layers, 5, "option 'lesion_site'");
                const at::Tensor clean = run_clean(*model, rows, readout);
                const at::Tensor lesioned_mask = lesioned_rows(lesions, rows.size());
 

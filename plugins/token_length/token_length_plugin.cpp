@@ -16,11 +16,7 @@
 
 namespace {
 
-using llmscope::plugin::ArgumentError;
-using llmscope::plugin::List;
-using llmscope::plugin::ModelPtr;
-using llmscope::plugin::option;
-using llmscope::plugin::Table;
+using namespace llmscope::plugin;  // the SDK (plugin.hpp)
 
 constexpr int kOpts = 3;  // the options table is argument #3 of every function
 constexpr int64_t kGroups = 3;
@@ -193,7 +189,7 @@ void accumulate(LayerState& state, const BatchView& batch, const at::Tensor& act
 
 Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
   const auto started = std::chrono::steady_clock::now();
-  llmscope::plugin::check_options(
+  check_options(
       opts, {"tokens", "lengths", "site", "layers", "batch_rows", "seq_len", "edges", "r_edges"},
       kOpts);
   const std::string pattern = option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", kOpts);
@@ -201,8 +197,7 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
     throw ArgumentError(kOpts,
                         "option 'site' must contain {L} for the layer, got '" + pattern + "'");
   }
-  const std::vector<int64_t> layers =
-      llmscope::plugin::layers_option(*model, opts, "layers", kOpts);
+  const std::vector<int64_t> layers = layers_option(*model, opts, "layers", kOpts);
   const int64_t max_positions = model->max_positions();
   int64_t seq_len = std::min<int64_t>(512, max_positions);
   if (opts.count("seq_len") && !opts.at("seq_len").is_nil()) {
@@ -223,7 +218,7 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
   int64_t stop_at = 0;
   bool stop_early = true;
   for (size_t k = 0; k < layers.size(); ++k) {
-    const auto site = llmscope::plugin::site_at(*model, pattern, layers[k], kOpts, "option 'site'");
+    const auto site = site_at(*model, pattern, layers[k], kOpts, "option 'site'");
     states[k].site = site.name;
     const int layer = site.layer;
     if (layer < 0) stop_early = false;  // a site after the blocks needs the whole pass
@@ -352,7 +347,7 @@ LLMSCOPE_PLUGIN("token_length", "0.1.0", "Activation histograms and correlations
       "group_counts [3] (int64: shorter, equal, longer than the median), groups (their names), "
       "tokens (n).",
       [](const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
-        llmscope::plugin::check_options(opts, {"tokens", "lengths"}, kOpts);
+        check_options(opts, {"tokens", "lengths"}, kOpts);
         Table result;
         put_tokens(result, read_tokens(model, ids, opts));
         return result;

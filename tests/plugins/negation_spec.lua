@@ -232,7 +232,7 @@ spec.describe("scan", function()
     spec.raises(function() neg.scan(m, nw, aw, { layers = {} }) end, "option 'layers' is empty")
     spec.raises(function() neg.scan(m, nw, aw, { max_iter = 0 }) end, "option 'max_iter' must be >= 1")
     spec.raises(function() neg.scan(m, nw, aw, { alpha = 2 }) end, "option 'alpha' must be in (0, 1)")
-    spec.raises(function() neg.scan(m, nw, aw, { batch_size = 0 }) end, "option 'batch_size' must be >= 1")
+    spec.raises(function() neg.scan(m, nw, aw, { batch_size = 0 }) end, "option 'batch_size' must be at least 1, got 0")
     spec.raises(function() neg.scan(m, nw, aw, { target = 101 }) end, "option 'target': 101 is outside windows of 101")
     spec.raises(function() neg.scan(m, nw, aw, { maxiter = 5 }) end, "bad argument #4 to 'scan' (unknown option 'maxiter'")
     spec.raises(function() neg.scan(m, nw, aw:narrow(1, 0, 50), {}) end,

@@ -5,6 +5,8 @@
 //           is an error naming the option; absent: every layer (or the plugin's default).
 //   sites   a hook point name where "{L}" stands for the layer, resolved through the model's
 //           hook-point table, so aliases work and a typo gets the closest names.
+//   batch_size  rows (or interventions) per forward pass, at least 1; the default is the
+//           plugin's.
 // Header-only, on the public plugin API.
 #pragma once
 
@@ -145,6 +147,15 @@ inline std::optional<std::vector<Site>> sites_option(const Model& model, const T
     out.insert(out.end(), found.begin(), found.end());
   }
   return out;
+}
+
+// Option "batch_size": rows per pass, at least 1, `fallback` when absent.
+inline int64_t batch_size_option(const Table& opts, int64_t fallback, int arg) {
+  const int64_t size = option<int64_t>(opts, "batch_size", fallback, arg);
+  if (size < 1) {
+    throw ArgumentError(arg, "option 'batch_size' must be at least 1, got " + std::to_string(size));
+  }
+  return size;
 }
 
 }  // namespace llmscope::plugin

@@ -31,7 +31,30 @@ struct RowBatch {
   at::Tensor ids;   // [batch, width] int64, on the CPU
   at::Tensor real;  // [batch, width] bool, on the CPU: true at real tokens, false at padding
   int64_t size() const { return stop - start; }
+  // The real tokens at position `skip` or later (skip 1 leaves out a BOS), [batch, width] bool.
+  at::Tensor real_from(int64_t skip) const {
+    return real & (at::arange(ids.size(1), at::kLong).unsqueeze(0) >= skip);
+  }
 };
+
+// The options every scan over token rows reads alike: `sites` (a hook point or list, {L}
+// templates expanded over `layers`; none: the n_layer + 1 hidden states), `skip` (positions left
+// out at the start of each row, 0 or more) and `batch_size` (rows per pass, at least 1).
+struct ScanOptions {
+  std::vector<Site> sites;  // empty: the hidden states
+  int64_t skip = 0;
+  int64_t batch_size = 8;
+};
+// ScanOptions from the options table, argument `arg` (the caller checks the keys it allows).
+inline ScanOptions scan_options(const Model& model, const Table& opts, int arg) {
+  ScanOptions scan;
+  if (auto sites = sites_option(model, opts, "sites", "layers", arg))
+    scan.sites = std::move(*sites);
+  scan.skip = option<int64_t>(opts, "skip", scan.skip, arg);
+  if (scan.skip < 0) throw ArgumentError(arg, "option 'skip' must be 0 or more");
+  scan.batch_size = batch_size_option(opts, scan.batch_size, arg);
+  return scan;
+}
 
 // Calls fn(batch) for consecutive batches of at most `batch_size` rows (>= 1), in order.
 inline void for_each_batch(const TokenRows& rows, int64_t batch_size,
@@ -88,6 +111,35 @@ inline void read_sites(Model& model, const RowBatch& batch, const std::vector<Si
   if (sites.empty()) {
     for (size_t l = 0; l < out.hidden_states.size(); ++l) read(l, out.hidden_states[l]);
   }
+}
+
+// How many things read_sites reads: the sites, or the n_layer + 1 hidden states without sites.
+inline size_t sites_read(const Model& model, const std::vector<Site>& sites) {
+  return sites.empty() ? static_cast<size_t>(model.n_layer() + 1) : sites.size();
+}
+
+// Their names, for a result's `sites`: each site's name, or "hidden_states.<l>".
+inline List site_names(const Model& model, const std::vector<Site>& sites) {
+  std::vector<std::string> names;
+  for (const auto& site : sites) names.push_back(site.name);
+  for (size_t l = 0; sites.empty() && l < sites_read(model, sites); ++l) {
+    names.push_back("hidden_states." + std::to_string(l));
+  }
+  return List(names.begin(), names.end());
+}
+
+// The size of dimension `dim` shared by every site's result, which stacking them needs; else an
+// ArgumentError for argument `arg` (the options table) naming option 'sites'.
+inline int64_t common_units(const std::vector<at::Tensor>& per_site, int64_t dim, int arg) {
+  const int64_t units = per_site.front().size(dim);
+  for (const auto& t : per_site) {
+    if (t.size(dim) != units) {
+      throw ArgumentError(arg,
+                          "option 'sites': all sites must have the same number of units to be "
+                          "stacked; read sites of different widths in separate calls");
+    }
+  }
+  return units;
 }
 
 // Interventions batched one per row (row i of a pass carries intervention i): for the items
