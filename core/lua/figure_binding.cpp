@@ -234,6 +234,12 @@ void check_options_table(lua_State* L, int opts) {
 
 // ---- Module functions ----
 
+// The new figure as the Lua value a module function returns.
+int push_figure(lua_State* L, fig::Figure figure) {
+  push_userdata<fig::Figure>(L, kFigureType, std::move(figure));
+  return 1;
+}
+
 int f_line(lua_State* L) {
   check_options_table(L, 1);
   check_option_keys(L, 1, keys({"series", "x", "markers", "logx", "logy"}));
@@ -257,9 +263,7 @@ int f_line(lua_State* L) {
                 }
                 series.push_back(std::move(s));
               });
-  fig::Options o = common_options(L, 1, true, true);
-  push_userdata<fig::Figure>(L, kFigureType, fig::line(series, lo, o));
-  return 1;
+  return push_figure(L, fig::line(series, lo, common_options(L, 1, true, true)));
 }
 
 int f_scatter(lua_State* L) {
@@ -277,9 +281,7 @@ int f_scatter(lua_State* L) {
   so.vmin = opt_number(L, 1, "vmin");
   so.vmax = opt_number(L, 1, "vmax");
   so.colorbar_label = opt_string(L, 1, "colorbar_label").value_or("");
-  fig::Options o = common_options(L, 1, true, true);
-  push_userdata<fig::Figure>(L, kFigureType, fig::scatter(x, y, so, o));
-  return 1;
+  return push_figure(L, fig::scatter(x, y, so, common_options(L, 1, true, true)));
 }
 
 int f_histogram(lua_State* L) {
@@ -304,9 +306,7 @@ int f_histogram(lua_State* L) {
                 if (entry) s.label = field_label(L, entry, 1, where);
                 series.push_back(std::move(s));
               });
-  fig::Options o = common_options(L, 1, false, true);
-  push_userdata<fig::Figure>(L, kFigureType, fig::histogram(series, ho, o));
-  return 1;
+  return push_figure(L, fig::histogram(series, ho, common_options(L, 1, false, true)));
 }
 
 int f_heatmap(lua_State* L) {
@@ -321,9 +321,7 @@ int f_heatmap(lua_State* L) {
   ho.xlabels = field_strings(L, 1, "xlabels");
   ho.ylabels = field_strings(L, 1, "ylabels");
   ho.colorbar_label = opt_string(L, 1, "colorbar_label").value_or("");
-  fig::Options o = common_options(L, 1, false, false);
-  push_userdata<fig::Figure>(L, kFigureType, fig::heatmap(values, ho, o));
-  return 1;
+  return push_figure(L, fig::heatmap(values, ho, common_options(L, 1, false, false)));
 }
 
 int f_bar(lua_State* L) {
@@ -347,9 +345,7 @@ int f_bar(lua_State* L) {
                 s.values.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
                 series.push_back(std::move(s));
               });
-  fig::Options o = common_options(L, 1, false, false);
-  push_userdata<fig::Figure>(L, kFigureType, fig::bar(categories, series, o));
-  return 1;
+  return push_figure(L, fig::bar(categories, series, common_options(L, 1, false, false)));
 }
 
 int f_strip(lua_State* L) {
@@ -378,9 +374,7 @@ int f_strip(lua_State* L) {
                 }
                 groups.push_back(std::move(g));
               });
-  fig::Options o = common_options(L, 1, false, false);
-  push_userdata<fig::Figure>(L, kFigureType, fig::strip(groups, so, o));
-  return 1;
+  return push_figure(L, fig::strip(groups, so, common_options(L, 1, false, false)));
 }
 
 // figure.token_heatmap(tokens, values, {title=, vmin=, vmax=}) -> HTML string

@@ -318,15 +318,20 @@ ForwardOptions forward_options(lua_State* L, int opts, ForwardInput& input) {
   return options;
 }
 
-// m:forward(input, opts) -> logits, extras {hidden_states, attentions, cache, hook_calls}
-int model_forward(lua_State* L) {
-  Model& model = check_model(L, 1);
-  ForwardInput input = input_from(L, 2, model, false);
-  ForwardOptions options = forward_options(L, 3, input);
+// The pass of m:forward and m:run_with_hooks, and what both return: logits, extras.
+int push_pass(lua_State* L, Model& model, const ForwardInput& input,
+              const ForwardOptions& options) {
   ForwardOutput out = run_pass(L, model, input, options);
   push_logits(L, out);
   push_extras(L, model, out);
   return 2;
+}
+
+// m:forward(input, opts) -> logits, extras {hidden_states, attentions, cache, hook_calls}
+int model_forward(lua_State* L) {
+  Model& model = check_model(L, 1);
+  ForwardInput input = input_from(L, 2, model, false);
+  return push_pass(L, model, input, forward_options(L, 3, input));
 }
 
 // m:run_with_cache(input, {names = ..., stop_at_layer = ..., hooks = ..., mask = ...}) -> logits,
@@ -365,10 +370,7 @@ int model_run_with_hooks(lua_State* L) {
   auto hooks = hooks_from_table(L, 3, 3);
   ForwardOptions options = forward_options(L, 4, input);
   options.hooks.insert(options.hooks.end(), hooks.begin(), hooks.end());
-  ForwardOutput out = run_pass(L, model, input, options);
-  push_logits(L, out);
-  push_extras(L, model, out);
-  return 2;
+  return push_pass(L, model, input, options);
 }
 
 // m:hook(name, fn) -> handle (persistent until handle:remove() or the handle's <close>)

@@ -50,16 +50,14 @@ LLMSCOPE_PLUGIN("dimensionality", "0.1.0",
       "token (padding and the first `skip` positions of each row left out) is one sample; per\n"
       "hidden state the covariance over all samples is accumulated on the model's device and its\n"
       "eigenvalues give the PCA spectrum, as an SVD of the mean-centred [tokens, d] matrix would.\n"
-      "opts: sites (a hook point or list of them, {L} templates expanded over `layers`; default\n"
-      "the n_layer + 1 hidden states, Hugging Face's output_hidden_states), layers (for "
-      "templates,\n"
-      "default all), thresholds (default {0.95, 0.99}), batch_size (rows per pass, default 8),\n"
-      "skip (positions left out at the start of each row, e.g. 1 for a BOS; default 0).\n"
-      "Returns explained [sites, units] float64 (each component's share of the variance,\n"
-      "descending), cumulative [sites, units], n_components [sites, thresholds] int64 (components\n"
-      "needed to reach each threshold), thresholds, sites (names; 'hidden_states.<l>' by\n"
-      "default), n_tokens, units, max_components (min(n_tokens - 1, units): the most a\n"
-      "threshold can need).",
+      "opts: " +
+          std::string(kScanOptionsDoc) + ",\nthresholds (default {0.95, 0.99}).\n" +
+          "Returns explained [sites, units] float64 (each component's share of the variance,\n"
+          "descending), cumulative [sites, units], n_components [sites, thresholds] int64 "
+          "(components\n"
+          "needed to reach each threshold), thresholds, sites (names; 'hidden_states.<l>' by\n"
+          "default), n_tokens, units, max_components (min(n_tokens - 1, units): the most a\n"
+          "threshold can need).",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
         const auto rows = token_rows(*model, rows_value, kRows, "rows");

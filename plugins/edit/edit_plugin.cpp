@@ -286,92 +286,97 @@ LLMSCOPE_PLUGIN("edit", "0.1.0", "Activation edits at any hook point, one edit p
         std::vector<at::Tensor> lp_rows, top_rows, kl_rows, r_rows, delta_rows, std_rows, step_rows,
             grad_rows;
         at::Tensor clean_grad;
-        for (size_t start = 0; start < edits.size(); start += static_cast<size_t>(batch_size)) {
-          const size_t stop = std::min(edits.size(), start + static_cast<size_t>(batch_size));
-          // Row 0 of every pass is the unedited prompt: the edits are compared with a reference
-          // computed in the same batch, so an edit that changes nothing changes nothing, bit for
-          // bit.
-          const auto rows = static_cast<int64_t>(stop - start) + 1;
-          llmscope::ForwardOptions forward;
-          forward.strict_hooks = true;
-          forward.output_hidden_states = true;
-          // Skip edits read their block's input in the same pass.
-          auto skip_inputs = std::make_shared<std::map<std::string, at::Tensor>>();
-          for (size_t k = start; k < stop; ++k) {
-            const Edit& e = edits[k];
-            const int64_t row = static_cast<int64_t>(k - start) + 1;
-            const std::string what = describe(k);
-            const std::string pre = "blocks." + std::to_string(e.site.layer) + ".hook_resid_pre";
-            if (e.op == "skip" && skip_inputs->count(pre) == 0) {
-              (*skip_inputs)[pre] = at::Tensor();
-              forward.hooks.push_back(
-                  {pre, [skip_inputs, pre](const at::Tensor& act, const llmscope::HookContext&) {
-                     (*skip_inputs)[pre] = act;  // the graph stays whole for `gradient`
-                     return at::Tensor();
-                   }});
-            }
-            const at::Tensor mix = e.op == "mix" ? mix_sources.at(k) : at::Tensor();
-            forward.hooks.push_back(
-                {e.site.name, [&e, row, what, pre, skip_inputs, mix](const at::Tensor& act,
-                                                                     const llmscope::HookContext&) {
-                   const at::Tensor skip = e.op == "skip" ? skip_inputs->at(pre) : at::Tensor();
-                   return apply(e, act, row, skip, mix, what);
-                 }});
-          }
-          // With `gradient`, the pass starts from the token embeddings and keeps its graph, so
-          // the target's gradient flows back through every edit to the input.
-          at::AutoGradMode grad_mode(gradient);
-          at::Tensor embeds;
-          if (gradient) {
-            embeds = model->embed_tokens(ids.expand({rows, n_pos}).contiguous())
-                         .detach()
-                         .set_requires_grad(true);
-          }
-          const auto out = model->forward(
-              gradient ? llmscope::ForwardInput{{}, embeds, {}, {}}
-                       : llmscope::ForwardInput{ids.expand({rows, n_pos}).contiguous(), {}, {}, {}},
-              forward);
-          if (gradient) {
-            const at::Tensor lp_all = out.logits.select(1, readout).to(at::kDouble).log_softmax(-1);
-            const at::Tensor objective = lp_all.select(1, targets.front()).sum();
-            const at::Tensor grad =
-                torch::autograd::grad({objective}, {embeds})[0];                   // [rows, pos, d]
-            const at::Tensor norms = grad.to(at::kDouble).norm(2, {-1}).detach();  // [rows, pos]
-            grad_rows.push_back(norms.slice(0, 1));
-            if (!clean_grad.defined()) clean_grad = norms[0];
-          }
-          at::NoGradGuard reductions;  // the rest reads the pass; no graph
-          const at::Tensor all_logits = out.logits.select(1, readout).to(at::kDouble);
-          const at::Tensor ref_logits = all_logits[0];
-          const at::Tensor ref_lp = ref_logits.log_softmax(-1);
-          const at::Tensor logits = all_logits.slice(0, 1);  // [edits, vocab]
-          const at::Tensor lp = logits.log_softmax(-1);
-          lp_rows.push_back(lp.index_select(1, target_index));
-          top_rows.push_back(lp.argmax(-1));
-          kl_rows.push_back((ref_lp.exp().unsqueeze(0) * (ref_lp.unsqueeze(0) - lp)).sum(-1));
-          const at::Tensor ref_centred = ref_logits - ref_logits.mean();
-          const at::Tensor centred = logits - logits.mean(-1, true);
-          r_rows.push_back(
-              ((centred * ref_centred).sum(-1) / (centred.norm(2, {-1}) * ref_centred.norm()))
-                  .clamp(-1.0, 1.0));
-          std::vector<at::Tensor> deltas, stds;
-          for (size_t l = 0; l < out.hidden_states.size(); ++l) {
-            const at::Tensor h =
-                out.hidden_states[l].select(1, readout).to(at::kDouble);  // [rows, d]
-            deltas.push_back((h.slice(0, 1) - h[0].unsqueeze(0)).norm(2, {-1}));
-            stds.push_back(h.slice(0, 1).std(-1));
-          }
-          delta_rows.push_back(at::stack(deltas, 1));
-          std::vector<at::Tensor> steps;  // what each block changed in the edited rows
-          for (size_t l = 0; l + 1 < out.hidden_states.size(); ++l) {
-            steps.push_back((out.hidden_states[l + 1].select(1, readout).slice(0, 1) -
-                             out.hidden_states[l].select(1, readout).slice(0, 1))
-                                .to(at::kDouble)
-                                .norm(2, {-1}));
-          }
-          step_rows.push_back(at::stack(steps, 1));
-          std_rows.push_back(at::stack(stds, 1));
-        }
+        for_each_range(
+            static_cast<int64_t>(edits.size()), batch_size, [&](int64_t start, int64_t stop) {
+              // Row 0 of every pass is the unedited prompt: the edits are compared with a reference
+              // computed in the same batch, so an edit that changes nothing changes nothing, bit
+              // for bit.
+              const int64_t rows = stop - start + 1;
+              llmscope::ForwardOptions forward;
+              forward.strict_hooks = true;
+              forward.output_hidden_states = true;
+              // Skip edits read their block's input in the same pass.
+              auto skip_inputs = std::make_shared<std::map<std::string, at::Tensor>>();
+              for (int64_t k = start; k < stop; ++k) {
+                const Edit& e = edits[static_cast<size_t>(k)];
+                const int64_t row = k - start + 1;
+                const std::string what = describe(k);
+                const std::string pre =
+                    "blocks." + std::to_string(e.site.layer) + ".hook_resid_pre";
+                if (e.op == "skip" && skip_inputs->count(pre) == 0) {
+                  (*skip_inputs)[pre] = at::Tensor();
+                  forward.hooks.push_back({pre, [skip_inputs, pre](const at::Tensor& act,
+                                                                   const llmscope::HookContext&) {
+                                             (*skip_inputs)[pre] =
+                                                 act;  // the graph stays whole for `gradient`
+                                             return at::Tensor();
+                                           }});
+                }
+                const at::Tensor mix = e.op == "mix" ? mix_sources.at(k) : at::Tensor();
+                forward.hooks.push_back(
+                    {e.site.name, [&e, row, what, pre, skip_inputs, mix](
+                                      const at::Tensor& act, const llmscope::HookContext&) {
+                       const at::Tensor skip = e.op == "skip" ? skip_inputs->at(pre) : at::Tensor();
+                       return apply(e, act, row, skip, mix, what);
+                     }});
+              }
+              // With `gradient`, the pass starts from the token embeddings and keeps its graph, so
+              // the target's gradient flows back through every edit to the input.
+              at::AutoGradMode grad_mode(gradient);
+              at::Tensor embeds;
+              if (gradient) {
+                embeds = model->embed_tokens(ids.expand({rows, n_pos}).contiguous())
+                             .detach()
+                             .set_requires_grad(true);
+              }
+              const auto out = model->forward(
+                  gradient
+                      ? llmscope::ForwardInput{{}, embeds, {}, {}}
+                      : llmscope::ForwardInput{ids.expand({rows, n_pos}).contiguous(), {}, {}, {}},
+                  forward);
+              if (gradient) {
+                const at::Tensor lp_all =
+                    out.logits.select(1, readout).to(at::kDouble).log_softmax(-1);
+                const at::Tensor objective = lp_all.select(1, targets.front()).sum();
+                const at::Tensor grad =
+                    torch::autograd::grad({objective}, {embeds})[0];  // [rows, pos, d]
+                const at::Tensor norms =
+                    grad.to(at::kDouble).norm(2, {-1}).detach();  // [rows, pos]
+                grad_rows.push_back(norms.slice(0, 1));
+                if (!clean_grad.defined()) clean_grad = norms[0];
+              }
+              at::NoGradGuard reductions;  // the rest reads the pass; no graph
+              const at::Tensor all_logits = out.logits.select(1, readout).to(at::kDouble);
+              const at::Tensor ref_logits = all_logits[0];
+              const at::Tensor ref_lp = ref_logits.log_softmax(-1);
+              const at::Tensor logits = all_logits.slice(0, 1);  // [edits, vocab]
+              const at::Tensor lp = logits.log_softmax(-1);
+              lp_rows.push_back(lp.index_select(1, target_index));
+              top_rows.push_back(lp.argmax(-1));
+              kl_rows.push_back((ref_lp.exp().unsqueeze(0) * (ref_lp.unsqueeze(0) - lp)).sum(-1));
+              const at::Tensor ref_centred = ref_logits - ref_logits.mean();
+              const at::Tensor centred = logits - logits.mean(-1, true);
+              r_rows.push_back(
+                  ((centred * ref_centred).sum(-1) / (centred.norm(2, {-1}) * ref_centred.norm()))
+                      .clamp(-1.0, 1.0));
+              std::vector<at::Tensor> deltas, stds;
+              for (size_t l = 0; l < out.hidden_states.size(); ++l) {
+                const at::Tensor h =
+                    out.hidden_states[l].select(1, readout).to(at::kDouble);  // [rows, d]
+                deltas.push_back((h.slice(0, 1) - h[0].unsqueeze(0)).norm(2, {-1}));
+                stds.push_back(h.slice(0, 1).std(-1));
+              }
+              delta_rows.push_back(at::stack(deltas, 1));
+              std::vector<at::Tensor> steps;  // what each block changed in the edited rows
+              for (size_t l = 0; l + 1 < out.hidden_states.size(); ++l) {
+                steps.push_back((out.hidden_states[l + 1].select(1, readout).slice(0, 1) -
+                                 out.hidden_states[l].select(1, readout).slice(0, 1))
+                                    .to(at::kDouble)
+                                    .norm(2, {-1}));
+              }
+              step_rows.push_back(at::stack(steps, 1));
+              std_rows.push_back(at::stack(stds, 1));
+            });
         std::vector<at::Tensor> clean_std;
         for (const auto& h : clean_hidden) clean_std.push_back(h.std());
         Table result;

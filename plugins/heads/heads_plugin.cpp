@@ -199,44 +199,47 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
         }
         std::vector<at::Tensor> lp_rows, top_rows, kl_rows, sim_rows, pair_rows;
         const at::Tensor clean_p = clean_lp.exp();
-        for (size_t start = 0; start < ablations.size(); start += static_cast<size_t>(batch_size)) {
-          const size_t stop = std::min(ablations.size(), start + static_cast<size_t>(batch_size));
-          const auto batch = static_cast<int64_t>(stop - start);
-          // Per layer in this batch: the rows it ablates and their heads.
-          const auto by_layer = group_rows(ablations, start, stop);
-          llmscope::ForwardOptions forward;
-          forward.strict_hooks = true;
-          forward.output_hidden_states = !compare.empty() || token_similarity;
-          for (const auto& [layer, group] : by_layer) {
-            const at::Tensor rows = at::tensor(group.rows, at::kLong).to(device);
-            const at::Tensor hs = at::tensor(group.values, at::kLong).to(device);
-            const at::Tensor mean = method == "mean" ? means.at(layer) : at::Tensor();
-            forward.hooks.push_back(
-                {z_site(layer), [rows, hs, mean, &position_index](const at::Tensor& act,
-                                                                  const llmscope::HookContext&) {
-                   at::Tensor out = act.clone();  // [batch, pos, heads, d_head]
-                   // out[rows[i], positions, hs[i], :] for every i: index rows and heads together.
-                   const at::Tensor r = rows.unsqueeze(1);            // [k, 1]
-                   const at::Tensor p = position_index.unsqueeze(0);  // [1, P]
-                   const at::Tensor h = hs.unsqueeze(1);              // [k, 1]
-                   if (mean.defined()) {
-                     const at::Tensor fill = mean.index({hs}).to(out.scalar_type()).unsqueeze(1);
-                     out.index_put_({r, p, h}, fill.expand({hs.size(0), p.size(1), fill.size(2)}));
-                   } else {
-                     out.index_put_({r, p, h}, at::zeros({}, out.options()));
-                   }
-                   return out;
-                 }});
-          }
-          const auto out = model->forward(
-              llmscope::ForwardInput{ids.expand({batch, n_pos}).contiguous(), {}, {}, {}}, forward);
-          const at::Tensor lp = out.logits.select(1, readout).to(at::kDouble).log_softmax(-1);
-          lp_rows.push_back(lp.index_select(1, target_index));
-          top_rows.push_back(lp.argmax(-1));
-          kl_rows.push_back((clean_p.unsqueeze(0) * (clean_lp.unsqueeze(0) - lp)).sum(-1));
-          if (!compare.empty()) sim_rows.push_back(similarity(out));
-          if (token_similarity) pair_rows.push_back(token_pairs(out));
-        }
+        // Per layer in each batch: the rows it ablates and their heads.
+        for_each_group_batch(
+            ablations, batch_size, [&](int64_t start, int64_t stop, const auto& by_layer) {
+              const int64_t batch = stop - start;
+              llmscope::ForwardOptions forward;
+              forward.strict_hooks = true;
+              forward.output_hidden_states = !compare.empty() || token_similarity;
+              for (const auto& [layer, group] : by_layer) {
+                const at::Tensor rows = at::tensor(group.rows, at::kLong).to(device);
+                const at::Tensor hs = at::tensor(group.values, at::kLong).to(device);
+                const at::Tensor mean = method == "mean" ? means.at(layer) : at::Tensor();
+                forward.hooks.push_back(
+                    {z_site(layer), [rows, hs, mean, &position_index](
+                                        const at::Tensor& act, const llmscope::HookContext&) {
+                       at::Tensor out = act.clone();  // [batch, pos, heads, d_head]
+                       // out[rows[i], positions, hs[i], :] for every i: index rows and heads
+                       // together.
+                       const at::Tensor r = rows.unsqueeze(1);            // [k, 1]
+                       const at::Tensor p = position_index.unsqueeze(0);  // [1, P]
+                       const at::Tensor h = hs.unsqueeze(1);              // [k, 1]
+                       if (mean.defined()) {
+                         const at::Tensor fill =
+                             mean.index({hs}).to(out.scalar_type()).unsqueeze(1);
+                         out.index_put_({r, p, h},
+                                        fill.expand({hs.size(0), p.size(1), fill.size(2)}));
+                       } else {
+                         out.index_put_({r, p, h}, at::zeros({}, out.options()));
+                       }
+                       return out;
+                     }});
+              }
+              const auto out = model->forward(
+                  llmscope::ForwardInput{ids.expand({batch, n_pos}).contiguous(), {}, {}, {}},
+                  forward);
+              const at::Tensor lp = out.logits.select(1, readout).to(at::kDouble).log_softmax(-1);
+              lp_rows.push_back(lp.index_select(1, target_index));
+              top_rows.push_back(lp.argmax(-1));
+              kl_rows.push_back((clean_p.unsqueeze(0) * (clean_lp.unsqueeze(0) - lp)).sum(-1));
+              if (!compare.empty()) sim_rows.push_back(similarity(out));
+              if (token_similarity) pair_rows.push_back(token_pairs(out));
+            });
         const auto n_layers = static_cast<int64_t>(layers.size());
         const auto n_heads = static_cast<int64_t>(heads.size());
         const auto n_targets = static_cast<int64_t>(targets.size());

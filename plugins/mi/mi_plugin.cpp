@@ -57,14 +57,17 @@ LLMSCOPE_PLUGIN("mi", "0.1.0",
       "chosen units of each site are gathered on the model's device and the binned mutual\n"
       "information (np.histogram2d over each unit's range, in bits) of every pair of units is\n"
       "computed there.\n"
-      "opts: sites (a hook point or list, {L} templates expanded over `layers`; default the\n"
-      "n_layer + 1 hidden states), layers, units (the unit indices to pair, default all: 768\n"
-      "units are 295,000 pairs), bins (default 15), skip (e.g. 1 for a BOS), batch_size (8),\n"
-      "shuffle (a seed: also the control with each unit's values shuffled across tokens on its\n"
-      "own, which keeps every unit's distribution and removes any dependence between units).\n"
-      "Returns mi [sites, units, units] float64 (symmetric; the diagonal is each unit's entropy),\n"
-      "with shuffle mi_shuffled [sites, units, units], units [units] int64, n_tokens, sites\n"
-      "(names; 'hidden_states.<l>' by default).",
+      "opts: " +
+          std::string(kScanOptionsDoc) + ",\n" +
+          "units (the unit indices to pair, default all: 768 units are 295,000 pairs), bins "
+          "(default\n"
+          "15), shuffle (a seed: also the control with each unit's values shuffled across tokens "
+          "on its\n"
+          "own, which keeps every unit's distribution and removes any dependence between units).\n"
+          "Returns mi [sites, units, units] float64 (symmetric; the diagonal is each unit's "
+          "entropy),\n"
+          "with shuffle mi_shuffled [sites, units, units], units [units] int64, n_tokens, sites\n"
+          "(names; 'hidden_states.<l>' by default).",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
         const auto rows = token_rows(*model, rows_value, kRows, "rows");

@@ -179,53 +179,53 @@ LLMSCOPE_PLUGIN("patch", "0.1.0", "Activation patching and attribution patching"
         const auto device = model->device();
         const at::Tensor positions = at::tensor(s.positions, at::kLong).to(device);
         std::vector<at::Tensor> metrics;
-        for (size_t start = 0; start < patches.size(); start += static_cast<size_t>(batch_size)) {
-          const size_t stop = std::min(patches.size(), start + static_cast<size_t>(batch_size));
-          const auto rows = static_cast<int64_t>(stop - start);
-          const auto by_site = group_rows(patches, start, stop);
-          llmscope::ForwardOptions forward;
-          forward.strict_hooks = true;
-          for (const auto& [site, group] : by_site) {
-            const at::Tensor r = at::tensor(group.rows, at::kLong).to(device);
-            const at::Tensor items = at::tensor(group.values, at::kLong).to(device);
-            const at::Tensor source = clean_acts[site][0];  // [pos, ...]
-            const bool per_head = s.per_head;
-            const bool together = s.together;
-            forward.hooks.push_back(
-                {s.sites[site].name, [r, items, source, per_head, together, &positions](
-                                         const at::Tensor& act, const llmscope::HookContext&) {
-                   at::Tensor out = act.clone();
-                   if (together) {
-                     // Every patched position (all heads) of rows r at once.
-                     const at::Tensor from = source.index({positions}).to(out.scalar_type());
-                     std::vector<int64_t> sizes = {r.size(0)};  // [k, P, ...]
-                     sizes.insert(sizes.end(), from.sizes().begin(), from.sizes().end());
-                     out.index_put_({r.unsqueeze(1), positions.unsqueeze(0)},
-                                    from.unsqueeze(0).expand(sizes));
-                     return out;
-                   }
-                   if (per_head) {
-                     // Head items[i] of row r[i] at every patched position.
-                     const at::Tensor p = positions.unsqueeze(0);  // [1, P]
-                     const at::Tensor from = source
-                                                 .index({positions})      // [P, heads, d]
-                                                 .index_select(1, items)  // [P, k, d]
-                                                 .permute({1, 0, 2});     // [k, P, d]
-                     out.index_put_({r.unsqueeze(1), p, items.unsqueeze(1)},
-                                    from.to(out.scalar_type()));
-                   } else {
-                     // Row r[i] takes the clean activation at position positions[items[i]].
-                     const at::Tensor at_pos = positions.index({items});  // [k]
-                     out.index_put_({r, at_pos}, source.index({at_pos}).to(out.scalar_type()));
-                   }
-                   return out;
-                 }});
-          }
-          const auto out = model->forward(
-              llmscope::ForwardInput{s.corrupted.expand({rows, s.n_pos}).contiguous(), {}, {}, {}},
-              forward);
-          metrics.push_back(metric_of(out.logits, s));
-        }
+        for_each_group_batch(
+            patches, batch_size, [&](int64_t start, int64_t stop, const auto& by_site) {
+              const int64_t rows = stop - start;
+              llmscope::ForwardOptions forward;
+              forward.strict_hooks = true;
+              for (const auto& [site, group] : by_site) {
+                const at::Tensor r = at::tensor(group.rows, at::kLong).to(device);
+                const at::Tensor items = at::tensor(group.values, at::kLong).to(device);
+                const at::Tensor source = clean_acts[site][0];  // [pos, ...]
+                const bool per_head = s.per_head;
+                const bool together = s.together;
+                forward.hooks.push_back(
+                    {s.sites[site].name, [r, items, source, per_head, together, &positions](
+                                             const at::Tensor& act, const llmscope::HookContext&) {
+                       at::Tensor out = act.clone();
+                       if (together) {
+                         // Every patched position (all heads) of rows r at once.
+                         const at::Tensor from = source.index({positions}).to(out.scalar_type());
+                         std::vector<int64_t> sizes = {r.size(0)};  // [k, P, ...]
+                         sizes.insert(sizes.end(), from.sizes().begin(), from.sizes().end());
+                         out.index_put_({r.unsqueeze(1), positions.unsqueeze(0)},
+                                        from.unsqueeze(0).expand(sizes));
+                         return out;
+                       }
+                       if (per_head) {
+                         // Head items[i] of row r[i] at every patched position.
+                         const at::Tensor p = positions.unsqueeze(0);  // [1, P]
+                         const at::Tensor from = source
+                                                     .index({positions})      // [P, heads, d]
+                                                     .index_select(1, items)  // [P, k, d]
+                                                     .permute({1, 0, 2});     // [k, P, d]
+                         out.index_put_({r.unsqueeze(1), p, items.unsqueeze(1)},
+                                        from.to(out.scalar_type()));
+                       } else {
+                         // Row r[i] takes the clean activation at position positions[items[i]].
+                         const at::Tensor at_pos = positions.index({items});  // [k]
+                         out.index_put_({r, at_pos}, source.index({at_pos}).to(out.scalar_type()));
+                       }
+                       return out;
+                     }});
+              }
+              const auto out = model->forward(
+                  llmscope::ForwardInput{
+                      s.corrupted.expand({rows, s.n_pos}).contiguous(), {}, {}, {}},
+                  forward);
+              metrics.push_back(metric_of(out.logits, s));
+            });
         const at::Tensor metric =
             at::cat(metrics).view({static_cast<int64_t>(s.sites.size()), per_site}).cpu();
         return results(s, "metric", metric, clean_metric.item<double>(),

@@ -138,16 +138,15 @@ LLMSCOPE_PLUGIN("similarity", "0.1.0",
       "opts: target (a token id or one-token text: its first occurrence at or after `skip` in\n"
       "each row), positions (one per row, negative from the row's end) or occurrences ({rows =,\n"
       "positions =}: any number per row, in reading order, as m:find_tokens returns them);\n"
-      "sites (a hook point or list, {L} templates expanded over `layers`; default the\n"
-      "n_layer + 1 hidden states); layers; others (also every other real token's vector,\n"
-      "default false); skip (positions left out of `others` and of the target search at the\n"
-      "start of each row, e.g. 1 for a BOS); batch_size (default 8).\n"
-      "Returns vectors [sites, n, units] float32, one per occurrence (a per-head site flattened\n"
-      "to heads x d_head units), rows, positions and ids [n] int64, shape (the first site's\n"
-      "per-token shape, e.g. {12, 64} for attn.hook_q), units, sites (names;\n"
-      "'hidden_states.<l>' by\n"
-      "default); with others: other_vectors [sites, m, units], other_rows, other_positions and\n"
-      "other_ids [m] int64, in reading order.",
+      "others (also every other real token's vector, default false);\n" +
+          std::string(kScanOptionsDoc) + " (`skip` also leaves positions out of `others` and of\n" +
+          "the target search).\n"
+          "Returns vectors [sites, n, units] float32, one per occurrence (a per-head site "
+          "flattened\n"
+          "to heads x d_head units), rows, positions and ids [n] int64, shape (the first site's\n"
+          "per-token shape, e.g. {12, 64} for attn.hook_q), units, sites (names;\n"
+          "'hidden_states.<l>' by default); with others: other_vectors [sites, m, units],\n"
+          "other_rows, other_positions and other_ids [m] int64, in reading order.",
       [](const ModelPtr& model, const Value& rows_value, const Table& opts) {
         const Plan plan = plan_from(*model, opts);
         const auto rows = token_rows(*model, rows_value, kRows, "rows");

@@ -1,6 +1,6 @@
 // The shared model parts on their own (models/model_parts.hpp): rotary position embedding
-// against an independent formulation (rotation of the pairs (i, i + dims/2)), rope scaling, and
-// RMSNorm.
+// against an independent formulation (rotation of the pairs (i, i + dims/2)), rope scaling,
+// RMSNorm, and the site tables architectures list their steps in.
 #include <gmock/gmock.h>
 
 #include <cmath>
@@ -85,6 +85,40 @@ TEST(Norm, RmsNormScalesByTheRootMeanSquareInFloat32) {
   // bfloat16 input: normalised in float32, then rounded once.
   auto half = norm(x.to(at::kBFloat16));
   EXPECT_EQ(half.scalar_type(), at::kFloat);  // float32 weight times bf16: promoted, as in HF
+}
+
+TEST(SiteTable, RowsTakeTheStepsAliasAndShapeUnlessTheyGiveTheirOwn) {
+  using detail::Step;
+  const detail::SiteTable sites(
+      {{Step::kEmbed, "embed"}},
+      {{Step::kResidPre, "layers.{L}:input"},
+       {Step::kQ},
+       {Step::kScores, nullptr, "[scores] (own shape)"},
+       {Step::kProj, "layers.{L}.out", nullptr, "blocks.{L}.hook_mlp_out"}},
+      {{Step::kFinalNorm, "norm"}});
+  const HookPointTable table = sites.hook_points(2);
+  ASSERT_EQ(table.size(), 1u + 2 * 4 + 1);
+  const HookPoint& pre = table.at(table.resolve("layers.1:input"));
+  EXPECT_EQ(pre.aliases, std::vector<std::string>{"blocks.1.hook_resid_pre"});
+  EXPECT_EQ(pre.shape, "[batch, pos, d_model]");
+  const HookPoint& q = table.at(table.resolve("blocks.0.attn.hook_q"));
+  EXPECT_EQ(q.name, "blocks.0.attn.hook_q");  // no module: the alias is its name
+  EXPECT_EQ(q.shape, "[batch, pos, head, d_head]");
+  EXPECT_EQ(table.at(table.resolve("blocks.1.attn.hook_attn_scores")).shape,
+            "[scores] (own shape)");
+  EXPECT_EQ(table.resolve("blocks.1.hook_mlp_out"), table.resolve("layers.1.out"));
+  EXPECT_EQ(table.resolve("ln_final.hook_normalized"), table.resolve("norm"));
+  // Local indexes in table order; steps the architecture lacks have no site.
+  EXPECT_EQ(sites.before(Step::kEmbed), 0);
+  EXPECT_EQ(sites.block(Step::kScores), 2);
+  EXPECT_EQ(sites.block(Step::kK), detail::kNoSite);
+  EXPECT_EQ(sites.block(Step::kEmbed), detail::kNoSite);  // only where it was listed
+  EXPECT_EQ(sites.after(Step::kFinalNorm), 0);
+}
+
+TEST(SiteTable, AStepListedTwiceInOnePartIsAProgrammingError) {
+  using detail::Step;
+  EXPECT_THROW(detail::SiteTable({}, {{Step::kQ}, {Step::kQ}}, {}), std::logic_error);
 }
 
 }  // namespace

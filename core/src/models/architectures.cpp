@@ -11,13 +11,13 @@ namespace models {
 
 const std::vector<Architecture>& architectures() {
   static const std::vector<Architecture> table = {
-      {"gpt2", "GPT2", load_gpt2, gpt2_hook_points},
-      {"gpt_neo", "GPTNeo", load_gpt_neo, gpt_neo_hook_points},
-      {"gpt_neox", "GPTNeoX", load_gpt_neox, gpt_neox_hook_points},
-      {"llama", "Llama", load_llama, llama_hook_points},
-      {"mistral", "Mistral", load_mistral, llama_hook_points},
-      {"qwen2", "Qwen2", load_qwen2, llama_hook_points},
-      {"bert", "Bert", load_bert, bert_hook_points},
+      {"gpt2", "GPT2", load_gpt2, gpt2_sites},
+      {"gpt_neo", "GPTNeo", load_gpt_neo, gpt_neo_sites},
+      {"gpt_neox", "GPTNeoX", load_gpt_neox, gpt_neox_sites},
+      {"llama", "Llama", load_llama, llama_sites},
+      {"mistral", "Mistral", load_mistral, llama_sites},
+      {"qwen2", "Qwen2", load_qwen2, llama_sites},
+      {"bert", "Bert", load_bert, bert_sites},
   };
   return table;
 }
@@ -76,7 +76,7 @@ HookPointTable hook_point_table(const std::string& model_type, int n_layer) {
                 models::supported_list() + ")");
   }
   if (n_layer <= 0) throw Error("hook_point_table: n_layer must be positive");
-  return arch->hook_points(n_layer);
+  return arch->sites().hook_points(n_layer);
 }
 
 }  // namespace llmscope

@@ -14,6 +14,7 @@
 #include "llmscope/hook_points.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
+#include "models/sites.hpp"
 
 namespace llmscope::models {
 
@@ -31,7 +32,7 @@ struct Architecture {
   const char* model_type;    // config.json's "model_type"
   const char* class_prefix;  // "architectures"[0] starts with it in configs without model_type
   std::unique_ptr<Model> (*load)(const Checkpoint& checkpoint);
-  HookPointTable (*hook_points)(int n_layer);
+  const detail::SiteTable& (*sites)();  // its hook sites
 };
 
 // The table, in the order errors list the supported types.
@@ -45,17 +46,17 @@ std::string supported_list();
 
 // ---- one pair per architecture file ----
 std::unique_ptr<Model> load_gpt2(const Checkpoint& checkpoint);
-HookPointTable gpt2_hook_points(int n_layer);
+const detail::SiteTable& gpt2_sites();
 std::unique_ptr<Model> load_gpt_neo(const Checkpoint& checkpoint);
-HookPointTable gpt_neo_hook_points(int n_layer);
+const detail::SiteTable& gpt_neo_sites();
 std::unique_ptr<Model> load_gpt_neox(const Checkpoint& checkpoint);
-HookPointTable gpt_neox_hook_points(int n_layer);
+const detail::SiteTable& gpt_neox_sites();
 // The Llama graph: Llama, and Mistral and Qwen2 as its variants (one file, llama.cpp).
 std::unique_ptr<Model> load_llama(const Checkpoint& checkpoint);
 std::unique_ptr<Model> load_mistral(const Checkpoint& checkpoint);
 std::unique_ptr<Model> load_qwen2(const Checkpoint& checkpoint);
-HookPointTable llama_hook_points(int n_layer);
+const detail::SiteTable& llama_sites();
 std::unique_ptr<Model> load_bert(const Checkpoint& checkpoint);
-HookPointTable bert_hook_points(int n_layer);
+const detail::SiteTable& bert_sites();
 
 }  // namespace llmscope::models

@@ -2,8 +2,6 @@
 // mask over keys, exact (erf) GELU, and the masked-LM head (dense + GELU + LayerNorm + decoder
 // tied to the word embeddings, with its own bias). Hugging Face module paths are hook points,
 // plus TransformerLens's BERT aliases.
-#include "models/bert.hpp"
-
 #include <nlohmann/json.hpp>
 
 #include <regex>
@@ -14,109 +12,82 @@
 #include "models/model_parts.hpp"
 
 namespace llmscope {
+
+using detail::Step;
+
+// ---- Hook points: the steps this architecture has, in the order forward() reaches them, with
+// Hugging Face's module paths (each step's alias and shape come from sites.cpp) ----
+
+const detail::SiteTable& models::bert_sites() {
+  static const detail::SiteTable table(
+      {
+          {Step::kEmbed, "bert.embeddings.word_embeddings"},
+          {Step::kPosEmbed, "bert.embeddings.position_embeddings"},
+          {Step::kTokenTypeEmbed, "bert.embeddings.token_type_embeddings"},
+          {Step::kEmbedNorm, "bert.embeddings.LayerNorm"},
+          {Step::kEmbedDropout, "bert.embeddings.dropout"},
+          {Step::kEmbeddings, "bert.embeddings"},
+      },
+      {
+          {Step::kResidPre, "bert.encoder.layer.{L}:input"},
+          {Step::kAttnIn, "bert.encoder.layer.{L}.attention:input"},
+          {Step::kSelfAttnIn, "bert.encoder.layer.{L}.attention.self:input"},
+          {Step::kQProj, "bert.encoder.layer.{L}.attention.self.query"},
+          {Step::kKProj, "bert.encoder.layer.{L}.attention.self.key"},
+          {Step::kVProj, "bert.encoder.layer.{L}.attention.self.value"},
+          {Step::kQ},
+          {Step::kK},
+          {Step::kV},
+          {Step::kScores, nullptr, "[batch, head, query_pos, key_pos] (scaled, masked)"},
+          {Step::kPattern, "bert.encoder.layer.{L}.attention.self.dropout"},
+          {Step::kZ},
+          {Step::kMerged, "bert.encoder.layer.{L}.attention.self"},
+          {Step::kAttnProj, "bert.encoder.layer.{L}.attention.output.dense", nullptr,
+           "blocks.{L}.hook_attn_out"},
+          {Step::kAttnDropout, "bert.encoder.layer.{L}.attention.output.dropout"},
+          {Step::kResidMid, nullptr, "[batch, pos, d_model] (before the LayerNorm)"},
+          {Step::kLn1, "bert.encoder.layer.{L}.attention.output.LayerNorm"},
+          {Step::kAttnOutputModule, "bert.encoder.layer.{L}.attention.output"},
+          {Step::kAttnModule, "bert.encoder.layer.{L}.attention"},
+          {Step::kMlpPre, "bert.encoder.layer.{L}.intermediate.dense"},
+          {Step::kMlpAct, "bert.encoder.layer.{L}.intermediate.intermediate_act_fn"},
+          {Step::kMlpPost, "bert.encoder.layer.{L}.intermediate"},
+          {Step::kProj, "bert.encoder.layer.{L}.output.dense", nullptr, "blocks.{L}.hook_mlp_out"},
+          {Step::kMlpDropout, "bert.encoder.layer.{L}.output.dropout"},
+          {Step::kResidPost, nullptr, "[batch, pos, d_model] (before the LayerNorm)"},
+          {Step::kLn2, "bert.encoder.layer.{L}.output.LayerNorm"},
+          {Step::kMlpOutputModule, "bert.encoder.layer.{L}.output"},
+          {Step::kNormalizedResidPost, "bert.encoder.layer.{L}"},
+      },
+      {
+          {Step::kEncoder, "bert.encoder"},
+          {Step::kBaseModel, "bert", "[batch, pos, d_model]"},
+          {Step::kTransformDense, "cls.predictions.transform.dense"},
+          {Step::kTransformAct, "cls.predictions.transform.transform_act_fn"},
+          {Step::kTransformNorm, "cls.predictions.transform.LayerNorm"},
+          {Step::kTransform, "cls.predictions.transform"},
+          {Step::kDecoder, "cls.predictions.decoder"},
+          {Step::kLogits, "cls.predictions"},
+      });
+  return table;
+}
+
 namespace {
 
-// ---- Hook points, in the order forward() reaches them ----
+// BERT's config.json.
+struct BertConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t intermediate_size = 0;
+  int64_t max_position_embeddings = 0;
+  int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  std::string hidden_act = "gelu";
 
-enum BeforeSite : int { kWord, kPosition, kTokenType, kEmbNorm, kEmbDrop, kEmbeddings };
-const std::vector<HookPointSpec> kBeforeSites = {
-    {"bert.embeddings.word_embeddings", "hook_embed", "[batch, pos, d_model]"},
-    {"bert.embeddings.position_embeddings", "hook_pos_embed", "[batch, pos, d_model]"},
-    {"bert.embeddings.token_type_embeddings", "hook_token_type_embed", "[batch, pos, d_model]"},
-    {"bert.embeddings.LayerNorm", nullptr, "[batch, pos, d_model]"},
-    {"bert.embeddings.dropout", nullptr, "[batch, pos, d_model]"},
-    {"bert.embeddings", nullptr, "[batch, pos, d_model]"},
+  static BertConfig from_json(const nlohmann::json& json, const std::string& source);
 };
-
-enum BlockSite : int {
-  kLayerIn,
-  kAttentionIn,
-  kSelfIn,
-  kQuery,
-  kKey,
-  kValue,
-  kQ,
-  kK,
-  kV,
-  kScores,
-  kPattern,
-  kZ,
-  kSelf,
-  kAttnDense,
-  kAttnDrop,
-  kResidMid,
-  kAttnNorm,
-  kAttnOutput,
-  kAttention,
-  kInterDense,
-  kAct,
-  kIntermediate,
-  kOutDense,
-  kOutDrop,
-  kResidPost,
-  kOutNorm,
-  kOutput,
-  kLayerOut,
-  kNumBlockSites
-};
-const std::vector<HookPointSpec> kBlockSites = {
-    {"bert.encoder.layer.{L}:input", "blocks.{L}.hook_resid_pre", "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention:input", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention.self:input", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention.self.query", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention.self.key", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention.self.value", nullptr, "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.attn.hook_q", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_k", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_v", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_attn_scores",
-     "[batch, head, query_pos, key_pos] (scaled, masked)"},
-    {"bert.encoder.layer.{L}.attention.self.dropout", "blocks.{L}.attn.hook_pattern",
-     "[batch, head, query_pos, key_pos]"},
-    {nullptr, "blocks.{L}.attn.hook_z", "[batch, pos, head, d_head]"},
-    {"bert.encoder.layer.{L}.attention.self", nullptr, "[batch, pos, d_model] (heads merged)"},
-    {"bert.encoder.layer.{L}.attention.output.dense", "blocks.{L}.hook_attn_out",
-     "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention.output.dropout", nullptr, "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.hook_resid_mid", "[batch, pos, d_model] (before the LayerNorm)"},
-    {"bert.encoder.layer.{L}.attention.output.LayerNorm", "blocks.{L}.ln1.hook_normalized",
-     "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention.output", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.attention", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.intermediate.dense", "blocks.{L}.mlp.hook_pre", "[batch, pos, d_mlp]"},
-    {"bert.encoder.layer.{L}.intermediate.intermediate_act_fn", nullptr, "[batch, pos, d_mlp]"},
-    {"bert.encoder.layer.{L}.intermediate", "blocks.{L}.mlp.hook_post", "[batch, pos, d_mlp]"},
-    {"bert.encoder.layer.{L}.output.dense", "blocks.{L}.hook_mlp_out", "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.output.dropout", nullptr, "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.hook_resid_post", "[batch, pos, d_model] (before the LayerNorm)"},
-    {"bert.encoder.layer.{L}.output.LayerNorm", "blocks.{L}.ln2.hook_normalized",
-     "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}.output", nullptr, "[batch, pos, d_model]"},
-    {"bert.encoder.layer.{L}", "blocks.{L}.hook_normalized_resid_post", "[batch, pos, d_model]"},
-};
-
-enum AfterSite : int {
-  kEncoder,
-  kBert,
-  kTransformDense,
-  kTransformAct,
-  kTransformNorm,
-  kTransform,
-  kDecoder,
-  kPredictions
-};
-const std::vector<HookPointSpec> kAfterSites = {
-    {"bert.encoder", nullptr, "[batch, pos, d_model] (last hidden state)"},
-    {"bert", nullptr, "[batch, pos, d_model]"},
-    {"cls.predictions.transform.dense", nullptr, "[batch, pos, d_model]"},
-    {"cls.predictions.transform.transform_act_fn", nullptr, "[batch, pos, d_model]"},
-    {"cls.predictions.transform.LayerNorm", nullptr, "[batch, pos, d_model]"},
-    {"cls.predictions.transform", nullptr, "[batch, pos, d_model]"},
-    {"cls.predictions.decoder", nullptr, "[batch, pos, vocab]"},
-    {"cls.predictions", "unembed.hook_logits", "[batch, pos, vocab]"},
-};
-
-}  // namespace
 
 BertConfig BertConfig::from_json(const nlohmann::json& json, const std::string& source) {
   BertConfig c;
@@ -144,12 +115,6 @@ BertConfig BertConfig::from_json(const nlohmann::json& json, const std::string& 
   }
   return c;
 }
-
-namespace {
-
-const detail::AttentionSites kAttentionSites = {kQ, kK, kV, kScores, kPattern, kZ, kSelf};
-const detail::MlpSites kMlpSites = {detail::kNoSite, kInterDense,     detail::kNoSite, kAct,
-                                    kIntermediate,   detail::kNoSite, kOutDense,       kOutDrop};
 
 class BertModel final : public detail::CheckpointModel {
  public:
@@ -182,11 +147,8 @@ class BertModel final : public detail::CheckpointModel {
 BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpoint)
     : CheckpointModel({"bert", config.num_hidden_layers, config.hidden_size, config.vocab_size,
                        config.max_position_embeddings, /*eos_token_id=*/-1, /*is_causal=*/false},
-                      models::bert_hook_points(static_cast<int>(config.num_hidden_layers)),
-                      checkpoint.dir, checkpoint.options),
+                      models::bert_sites(), checkpoint.dir, checkpoint.options),
       config_(config) {
-  if (kBlockSites.size() != kNumBlockSites)
-    throw std::logic_error("BERT block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
   const double eps = config.layer_norm_eps;
   detail::WeightReader reader(
@@ -233,23 +195,23 @@ BertModel::BertModel(const BertConfig& config, const models::Checkpoint& checkpo
 at::Tensor BertModel::layer_forward(int layer, const Layer& w, at::Tensor x,
                                     const at::Tensor& allowed, detail::Pass& pass) const {
   const auto site = pass.block(layer);
-  auto resid_pre = site(kLayerIn, std::move(x));
-  auto attn_in = site(kSelfIn, site(kAttentionIn, resid_pre));
-  auto q = site(kQuery, w.query(attn_in));
-  auto k = site(kKey, w.key(attn_in));
-  auto v = site(kValue, w.value(attn_in));
-  auto context = detail::attention(site, kAttentionSites, q, k, v, config_.num_attention_heads,
-                                   allowed, detail::ScoreScaling{}, pass);
-  auto attn_out = site(kAttnDrop, site(kAttnDense, w.attention_out(context)));
+  auto resid_pre = site(Step::kResidPre, std::move(x));
+  auto attn_in = site(Step::kSelfAttnIn, site(Step::kAttnIn, resid_pre));
+  auto q = site(Step::kQProj, w.query(attn_in));
+  auto k = site(Step::kKProj, w.key(attn_in));
+  auto v = site(Step::kVProj, w.value(attn_in));
+  auto context = detail::attention(site, q, k, v, config_.num_attention_heads, allowed,
+                                   detail::ScoreScaling{}, pass);
+  auto attn_out = site(Step::kAttnDropout, site(Step::kAttnProj, w.attention_out(context)));
   // Post-LayerNorm: the residual sum is normalised before the MLP sees it.
-  auto resid_mid = site(kResidMid, attn_out + resid_pre);
-  auto attention =
-      site(kAttention, site(kAttnOutput, site(kAttnNorm, w.attention_norm(resid_mid))));
+  auto resid_mid = site(Step::kResidMid, attn_out + resid_pre);
+  auto attention = site(Step::kAttnModule, site(Step::kAttnOutputModule,
+                                                site(Step::kLn1, w.attention_norm(resid_mid))));
 
-  auto mlp_out =
-      detail::mlp(site, kMlpSites, w.intermediate, w.output, config_.hidden_act, attention);
-  auto resid_post = site(kResidPost, mlp_out + attention);
-  return site(kLayerOut, site(kOutput, site(kOutNorm, w.output_norm(resid_post))));
+  auto mlp_out = detail::mlp(site, w.intermediate, w.output, config_.hidden_act, attention);
+  auto resid_post = site(Step::kResidPost, mlp_out + attention);
+  return site(Step::kNormalizedResidPost,
+              site(Step::kMlpOutputModule, site(Step::kLn2, w.output_norm(resid_post))));
 }
 
 at::Tensor BertModel::token_types(const ForwardInput& input,
@@ -281,23 +243,26 @@ ForwardOutput BertModel::run(const ForwardInput& input, const ForwardOptions& op
   // Every token sees every real token; padding is masked as a key for all queries.
   const at::Tensor allowed = in.keep.view({in.batch, 1, 1, in.pos});
 
-  auto words = in.has_ids ? pass.before(kWord, at::embedding(word_embeddings_, in.ids)) : in.embeds;
-  auto type_embeds = pass.before(kTokenType, at::embedding(token_type_embeddings_, types));
-  auto positions = pass.before(kPosition, at::embedding(position_embeddings_, in.position_ids));
-  auto x = pass.before(kEmbNorm, embeddings_norm_(words + type_embeds + positions));
-  x = pass.before(kEmbeddings, pass.before(kEmbDrop, std::move(x)));
+  auto words =
+      in.has_ids ? pass.before(Step::kEmbed, at::embedding(word_embeddings_, in.ids)) : in.embeds;
+  auto type_embeds =
+      pass.before(Step::kTokenTypeEmbed, at::embedding(token_type_embeddings_, types));
+  auto positions =
+      pass.before(Step::kPosEmbed, at::embedding(position_embeddings_, in.position_ids));
+  auto x = pass.before(Step::kEmbedNorm, embeddings_norm_(words + type_embeds + positions));
+  x = pass.before(Step::kEmbeddings, pass.before(Step::kEmbedDropout, std::move(x)));
   pass.keep_hidden_state(x);
   for (int layer = 0; layer < pass.layers(); ++layer) {
     x = layer_forward(layer, layers_[static_cast<size_t>(layer)], std::move(x), allowed, pass);
     pass.keep_hidden_state(x);
   }
   if (!pass.stops_early()) {
-    auto last = pass.after(kBert, pass.after(kEncoder, x));
-    auto h = pass.after(kTransformDense, transform_(last));
-    h = pass.after(kTransformAct, detail::activation(config_.hidden_act, h));
-    h = pass.after(kTransform, pass.after(kTransformNorm, transform_norm_(h)));
-    auto logits = pass.after(kDecoder, at::linear(h, word_embeddings_, decoder_bias_));
-    pass.output().logits = pass.after(kPredictions, logits);
+    auto last = pass.after(Step::kBaseModel, pass.after(Step::kEncoder, x));
+    auto h = pass.after(Step::kTransformDense, transform_(last));
+    h = pass.after(Step::kTransformAct, detail::activation(config_.hidden_act, h));
+    h = pass.after(Step::kTransform, pass.after(Step::kTransformNorm, transform_norm_(h)));
+    auto logits = pass.after(Step::kDecoder, at::linear(h, word_embeddings_, decoder_bias_));
+    pass.output().logits = pass.after(Step::kLogits, logits);
   }
   return pass.finish();
 }
@@ -305,10 +270,6 @@ ForwardOutput BertModel::run(const ForwardInput& input, const ForwardOptions& op
 }  // namespace
 
 namespace models {
-
-HookPointTable bert_hook_points(int n_layer) {
-  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
-}
 
 std::unique_ptr<Model> load_bert(const Checkpoint& checkpoint) {
   return std::make_unique<BertModel>(

@@ -13,100 +13,62 @@
 #include "models/model_parts.hpp"
 
 namespace llmscope {
-namespace {
 
-// ---- Hook points, in the order forward() reaches them ----
+using detail::Step;
 
-enum BeforeSite : int { kWte, kWpe, kDrop };
-const std::vector<HookPointSpec> kBeforeSites = {
-    {"transformer.wte", "hook_embed", "[batch, pos, d_model]"},
-    {"transformer.wpe", "hook_pos_embed", "[batch, pos, d_model]"},
-    {"transformer.drop", nullptr, "[batch, pos, d_model]"},
-};
+// ---- Hook points: the steps this architecture has, in the order forward() reaches them, with
+// Hugging Face's module paths (each step's alias and shape come from sites.cpp) ----
 
-enum BlockSite : int {
-  kBlockIn,
-  kLn1In,
-  kLn1,
-  kAttnIn,
-  kSelfAttnIn,
-  kQProj,
-  kKProj,
-  kVProj,
-  kQ,
-  kK,
-  kV,
-  kScores,
-  kPattern,
-  kZ,
-  kOutProjIn,
-  kOutProj,
-  kResidDrop,
-  kSelfAttn,
-  kAttn,
-  kResidMid,
-  kLn2In,
-  kLn2,
-  kMlpIn,
-  kFcIn,
-  kFc,
-  kActIn,
-  kAct,
-  kMlpProjIn,
-  kMlpProj,
-  kMlpDrop,
-  kMlp,
-  kBlockOut,
-  kNumBlockSites
-};
-const std::vector<HookPointSpec> kBlockSites = {
-    {"transformer.h.{L}:input", "blocks.{L}.hook_resid_pre", "[batch, pos, d_model]"},
-    {"transformer.h.{L}.ln_1:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.ln_1", "blocks.{L}.ln1.hook_normalized", "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn.attention:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn.attention.q_proj", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn.attention.k_proj", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn.attention.v_proj", nullptr, "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.attn.hook_q", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_k", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_v", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_attn_scores",
-     "[batch, head, query_pos, key_pos] (masked, unscaled)"},
-    {"transformer.h.{L}.attn.attention.attn_dropout", "blocks.{L}.attn.hook_pattern",
-     "[batch, head, query_pos, key_pos]"},
-    {nullptr, "blocks.{L}.attn.hook_z", "[batch, pos, head, d_head]"},
-    {"transformer.h.{L}.attn.attention.out_proj:input", nullptr,
-     "[batch, pos, d_model] (heads merged)"},
-    {"transformer.h.{L}.attn.attention.out_proj", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn.attention.resid_dropout", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn.attention", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.attn", "blocks.{L}.hook_attn_out", "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.hook_resid_mid", "[batch, pos, d_model]"},
-    {"transformer.h.{L}.ln_2:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.ln_2", "blocks.{L}.ln2.hook_normalized", "[batch, pos, d_model]"},
-    {"transformer.h.{L}.mlp:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.mlp.c_fc:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.mlp.c_fc", "blocks.{L}.mlp.hook_pre", "[batch, pos, d_mlp]"},
-    {"transformer.h.{L}.mlp.act:input", nullptr, "[batch, pos, d_mlp]"},
-    {"transformer.h.{L}.mlp.act", "blocks.{L}.mlp.hook_post", "[batch, pos, d_mlp]"},
-    {"transformer.h.{L}.mlp.c_proj:input", nullptr, "[batch, pos, d_mlp]"},
-    {"transformer.h.{L}.mlp.c_proj", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.mlp.dropout", nullptr, "[batch, pos, d_model]"},
-    {"transformer.h.{L}.mlp", "blocks.{L}.hook_mlp_out", "[batch, pos, d_model]"},
-    {"transformer.h.{L}", "blocks.{L}.hook_resid_post", "[batch, pos, d_model]"},
-};
-
-enum AfterSite : int { kLnFIn, kLnF, kTransformer, kLmHeadIn, kLmHead };
-const std::vector<HookPointSpec> kAfterSites = {
-    {"transformer.ln_f:input", nullptr, "[batch, pos, d_model]"},
-    {"transformer.ln_f", "ln_final.hook_normalized", "[batch, pos, d_model]"},
-    {"transformer", nullptr, "[batch, pos, d_model] (last hidden state)"},
-    {"lm_head:input", nullptr, "[batch, pos, d_model]"},
-    {"lm_head", nullptr, "[batch, pos, vocab]"},
-};
-
-}  // namespace
+const detail::SiteTable& models::gpt_neo_sites() {
+  static const detail::SiteTable table(
+      {
+          {Step::kEmbed, "transformer.wte"},
+          {Step::kPosEmbed, "transformer.wpe"},
+          {Step::kEmbedDropout, "transformer.drop"},
+      },
+      {
+          {Step::kResidPre, "transformer.h.{L}:input"},
+          {Step::kLn1In, "transformer.h.{L}.ln_1:input"},
+          {Step::kLn1, "transformer.h.{L}.ln_1"},
+          {Step::kAttnIn, "transformer.h.{L}.attn:input"},
+          {Step::kSelfAttnIn, "transformer.h.{L}.attn.attention:input"},
+          {Step::kQProj, "transformer.h.{L}.attn.attention.q_proj"},
+          {Step::kKProj, "transformer.h.{L}.attn.attention.k_proj"},
+          {Step::kVProj, "transformer.h.{L}.attn.attention.v_proj"},
+          {Step::kQ},
+          {Step::kK},
+          {Step::kV},
+          {Step::kScores, nullptr, "[batch, head, query_pos, key_pos] (masked, unscaled)"},
+          {Step::kPattern, "transformer.h.{L}.attn.attention.attn_dropout"},
+          {Step::kZ},
+          {Step::kMerged, "transformer.h.{L}.attn.attention.out_proj:input"},
+          {Step::kAttnProj, "transformer.h.{L}.attn.attention.out_proj"},
+          {Step::kAttnDropout, "transformer.h.{L}.attn.attention.resid_dropout"},
+          {Step::kAttnModule, "transformer.h.{L}.attn.attention"},
+          {Step::kAttnOut, "transformer.h.{L}.attn"},
+          {Step::kResidMid},
+          {Step::kLn2In, "transformer.h.{L}.ln_2:input"},
+          {Step::kLn2, "transformer.h.{L}.ln_2"},
+          {Step::kMlpIn, "transformer.h.{L}.mlp:input"},
+          {Step::kFcIn, "transformer.h.{L}.mlp.c_fc:input"},
+          {Step::kMlpPre, "transformer.h.{L}.mlp.c_fc"},
+          {Step::kActIn, "transformer.h.{L}.mlp.act:input"},
+          {Step::kMlpPost, "transformer.h.{L}.mlp.act"},
+          {Step::kProjIn, "transformer.h.{L}.mlp.c_proj:input"},
+          {Step::kProj, "transformer.h.{L}.mlp.c_proj"},
+          {Step::kMlpDropout, "transformer.h.{L}.mlp.dropout"},
+          {Step::kMlpOut, "transformer.h.{L}.mlp"},
+          {Step::kResidPost, "transformer.h.{L}"},
+      },
+      {
+          {Step::kFinalNormIn, "transformer.ln_f:input"},
+          {Step::kFinalNorm, "transformer.ln_f"},
+          {Step::kBaseModel, "transformer"},
+          {Step::kHeadIn, "lm_head:input"},
+          {Step::kHead, "lm_head"},
+      });
+  return table;
+}
 
 GptNeoConfig GptNeoConfig::from_json(const nlohmann::json& json, const std::string& source) {
   GptNeoConfig c;
@@ -163,10 +125,6 @@ GptNeoConfig GptNeoConfig::from_json(const nlohmann::json& json, const std::stri
 
 namespace {
 
-const detail::AttentionSites kAttentionSites = {kQ, kK, kV, kScores, kPattern, kZ, kOutProjIn};
-const detail::MlpSites kMlpSites = {kFcIn,           kFc,        kActIn,   kAct,
-                                    detail::kNoSite, kMlpProjIn, kMlpProj, kMlpDrop};
-
 class GptNeoModel final : public detail::CheckpointModel {
  public:
   GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint);
@@ -195,11 +153,8 @@ class GptNeoModel final : public detail::CheckpointModel {
 GptNeoModel::GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& checkpoint)
     : CheckpointModel({"gpt_neo", config.num_layers, config.hidden_size, config.vocab_size,
                        config.max_position_embeddings, config.eos_token_id},
-                      models::gpt_neo_hook_points(static_cast<int>(config.num_layers)),
-                      checkpoint.dir, checkpoint.options),
+                      models::gpt_neo_sites(), checkpoint.dir, checkpoint.options),
       config_(config) {
-  if (kBlockSites.size() != kNumBlockSites)
-    throw std::logic_error("GPT-Neo block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
   const double eps = config.layer_norm_epsilon;
   detail::WeightReader reader(
@@ -237,26 +192,27 @@ GptNeoModel::GptNeoModel(const GptNeoConfig& config, const models::Checkpoint& c
 at::Tensor GptNeoModel::block_forward(int layer, const Block& block, at::Tensor x,
                                       const at::Tensor& allowed, detail::Pass& pass) const {
   const auto site = pass.block(layer);
-  auto resid_pre = site(kBlockIn, std::move(x));
-  auto ln1 = site(kLn1, block.ln_1(site(kLn1In, resid_pre)));
+  auto resid_pre = site(Step::kResidPre, std::move(x));
+  auto ln1 = site(Step::kLn1, block.ln_1(site(Step::kLn1In, resid_pre)));
 
-  auto attn_in = site(kSelfAttnIn, site(kAttnIn, ln1));
-  auto q = site(kQProj, block.q_proj(attn_in));
-  auto k = site(kKProj, block.k_proj(attn_in));
-  auto v = site(kVProj, block.v_proj(attn_in));
+  auto attn_in = site(Step::kSelfAttnIn, site(Step::kAttnIn, ln1));
+  auto q = site(Step::kQProj, block.q_proj(attn_in));
+  auto k = site(Step::kKProj, block.k_proj(attn_in));
+  auto v = site(Step::kVProj, block.v_proj(attn_in));
   detail::ScoreScaling scaling;
   scaling.by_sqrt_d_head = false;
   scaling.in_float32 = true;
-  auto merged =
-      detail::attention(site, kAttentionSites, q, k, v, config_.num_heads, allowed, scaling, pass);
-  auto projected = site(kOutProj, block.out_proj(merged));
-  auto attn_out = site(kAttn, site(kSelfAttn, site(kResidDrop, std::move(projected))));
-  auto resid_mid = site(kResidMid, resid_pre + attn_out);
-  auto ln2 = site(kLn2, block.ln_2(site(kLn2In, resid_mid)));
+  auto merged = detail::attention(site, q, k, v, config_.num_heads, allowed, scaling, pass);
+  auto projected = site(Step::kAttnProj, block.out_proj(merged));
+  auto attn_out =
+      site(Step::kAttnOut, site(Step::kAttnModule, site(Step::kAttnDropout, std::move(projected))));
+  auto resid_mid = site(Step::kResidMid, resid_pre + attn_out);
+  auto ln2 = site(Step::kLn2, block.ln_2(site(Step::kLn2In, resid_mid)));
 
-  auto mlp_out = site(kMlp, detail::mlp(site, kMlpSites, block.c_fc, block.c_proj,
-                                        config_.activation_function, site(kMlpIn, ln2)));
-  return site(kBlockOut, resid_mid + mlp_out);
+  auto mlp_out =
+      site(Step::kMlpOut, detail::mlp(site, block.c_fc, block.c_proj, config_.activation_function,
+                                      site(Step::kMlpIn, ln2)));
+  return site(Step::kResidPost, resid_mid + mlp_out);
 }
 
 ForwardOutput GptNeoModel::run(const ForwardInput& input, const ForwardOptions& options,
@@ -267,24 +223,20 @@ ForwardOutput GptNeoModel::run(const ForwardInput& input, const ForwardOptions& 
   const auto& in = pass.input();
   const at::Tensor global_mask = detail::causal_mask(in);
   const at::Tensor local_mask = detail::causal_mask(in, config_.window_size);
-  auto tokens = in.has_ids ? pass.before(kWte, at::embedding(wte_, in.ids)) : in.embeds;
-  auto positions = pass.before(kWpe, at::embedding(wpe_, in.position_ids));
-  auto x = pass.before(kDrop, tokens + positions);  // [batch, pos, d_model]
+  auto tokens = in.has_ids ? pass.before(Step::kEmbed, at::embedding(wte_, in.ids)) : in.embeds;
+  auto positions = pass.before(Step::kPosEmbed, at::embedding(wpe_, in.position_ids));
+  auto x = pass.before(Step::kEmbedDropout, tokens + positions);  // [batch, pos, d_model]
   for (int layer = 0; layer < pass.layers(); ++layer) {
     pass.keep_hidden_state(x);
     const auto& block = blocks_[static_cast<size_t>(layer)];
     x = block_forward(layer, block, std::move(x), block.local ? local_mask : global_mask, pass);
   }
-  return pass.finish_causal_lm(x, ln_f_, wte_, {kLnFIn, kLnF, kTransformer, kLmHeadIn, kLmHead});
+  return pass.finish_causal_lm(x, ln_f_, wte_);
 }
 
 }  // namespace
 
 namespace models {
-
-HookPointTable gpt_neo_hook_points(int n_layer) {
-  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
-}
 
 std::unique_ptr<Model> load_gpt_neo(const Checkpoint& checkpoint) {
   return std::make_unique<GptNeoModel>(

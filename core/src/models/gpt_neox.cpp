@@ -13,103 +13,65 @@
 #include "models/model_parts.hpp"
 
 namespace llmscope {
+
+using detail::Step;
+
+// ---- Hook points: the steps this architecture has, in the order forward() reaches them, with
+// Hugging Face's module paths (each step's alias and shape come from sites.cpp) ----
+
+const detail::SiteTable& models::gpt_neox_sites() {
+  static const detail::SiteTable table(
+      {
+          {Step::kEmbed, "gpt_neox.embed_in"},
+          {Step::kEmbedDropout, "gpt_neox.emb_dropout"},
+      },
+      {
+          {Step::kResidPre, "gpt_neox.layers.{L}:input"},
+          {Step::kLn1In, "gpt_neox.layers.{L}.input_layernorm:input"},
+          {Step::kLn1, "gpt_neox.layers.{L}.input_layernorm"},
+          {Step::kAttnIn, "gpt_neox.layers.{L}.attention:input"},
+          {Step::kQkvIn, "gpt_neox.layers.{L}.attention.query_key_value:input"},
+          {Step::kQkv, "gpt_neox.layers.{L}.attention.query_key_value",
+           "[batch, pos, 3 * d_model] (per head: q, k, v of head 0, then of head 1, ...)"},
+          {Step::kQ},
+          {Step::kK},
+          {Step::kV},
+          {Step::kRotQ},
+          {Step::kRotK},
+          {Step::kScores, nullptr, "[batch, head, query_pos, key_pos] (masked, scaled, float32)"},
+          {Step::kPattern},
+          {Step::kZ},
+          {Step::kMerged, "gpt_neox.layers.{L}.attention.dense:input"},
+          {Step::kAttnProj, "gpt_neox.layers.{L}.attention.dense"},
+          {Step::kAttnModule, "gpt_neox.layers.{L}.attention"},
+          {Step::kAttnOut, "gpt_neox.layers.{L}.post_attention_dropout"},
+          {Step::kResidMid, nullptr,
+           "[batch, pos, d_model] (sequential residual only: never fires with "
+           "use_parallel_residual)"},
+          {Step::kLn2In, "gpt_neox.layers.{L}.post_attention_layernorm:input"},
+          {Step::kLn2, "gpt_neox.layers.{L}.post_attention_layernorm"},
+          {Step::kMlpIn, "gpt_neox.layers.{L}.mlp:input"},
+          {Step::kFcIn, "gpt_neox.layers.{L}.mlp.dense_h_to_4h:input"},
+          {Step::kMlpPre, "gpt_neox.layers.{L}.mlp.dense_h_to_4h"},
+          {Step::kActIn, "gpt_neox.layers.{L}.mlp.act:input"},
+          {Step::kMlpPost, "gpt_neox.layers.{L}.mlp.act"},
+          {Step::kProjIn, "gpt_neox.layers.{L}.mlp.dense_4h_to_h:input"},
+          {Step::kProj, "gpt_neox.layers.{L}.mlp.dense_4h_to_h"},
+          {Step::kMlpModule, "gpt_neox.layers.{L}.mlp"},
+          {Step::kMlpOut, "gpt_neox.layers.{L}.post_mlp_dropout"},
+          {Step::kResidPost, "gpt_neox.layers.{L}"},
+      },
+      {
+          {Step::kFinalNormIn, "gpt_neox.final_layer_norm:input"},
+          {Step::kFinalNorm, "gpt_neox.final_layer_norm"},
+          {Step::kBaseModel, "gpt_neox"},
+          {Step::kHeadIn, "embed_out:input"},
+          {Step::kHead, "embed_out"},
+      });
+  return table;
+}
+
 namespace {
-
-// ---- Hook points, in the order forward() reaches them ----
-
-enum BeforeSite : int { kEmbedIn, kEmbDropout };
-const std::vector<HookPointSpec> kBeforeSites = {
-    {"gpt_neox.embed_in", "hook_embed", "[batch, pos, d_model]"},
-    {"gpt_neox.emb_dropout", nullptr, "[batch, pos, d_model]"},
-};
-
-enum BlockSite : int {
-  kBlockIn,
-  kLn1In,
-  kLn1,
-  kAttnIn,
-  kQkvIn,
-  kQkv,
-  kQ,
-  kK,
-  kV,
-  kRotQ,
-  kRotK,
-  kScores,
-  kPattern,
-  kZ,
-  kDenseIn,
-  kDense,
-  kAttn,
-  kAttnDropout,
-  kResidMid,
-  kLn2In,
-  kLn2,
-  kMlpIn,
-  kFcIn,
-  kFc,
-  kActIn,
-  kAct,
-  kProjIn,
-  kProj,
-  kMlp,
-  kMlpDropout,
-  kBlockOut,
-  kNumBlockSites
-};
-const std::vector<HookPointSpec> kBlockSites = {
-    {"gpt_neox.layers.{L}:input", "blocks.{L}.hook_resid_pre", "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.input_layernorm:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.input_layernorm", "blocks.{L}.ln1.hook_normalized",
-     "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.attention:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.attention.query_key_value:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.attention.query_key_value", nullptr,
-     "[batch, pos, 3 * d_model] (per head: q, k, v of head 0, then of head 1, ...)"},
-    {nullptr, "blocks.{L}.attn.hook_q", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_k", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_v", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_rot_q", "[batch, pos, head, d_head] (after rotary)"},
-    {nullptr, "blocks.{L}.attn.hook_rot_k", "[batch, pos, head, d_head] (after rotary)"},
-    {nullptr, "blocks.{L}.attn.hook_attn_scores",
-     "[batch, head, query_pos, key_pos] (masked, scaled, float32)"},
-    {nullptr, "blocks.{L}.attn.hook_pattern", "[batch, head, query_pos, key_pos]"},
-    {nullptr, "blocks.{L}.attn.hook_z", "[batch, pos, head, d_head]"},
-    {"gpt_neox.layers.{L}.attention.dense:input", nullptr, "[batch, pos, d_model] (heads merged)"},
-    {"gpt_neox.layers.{L}.attention.dense", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.attention", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.post_attention_dropout", "blocks.{L}.hook_attn_out",
-     "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.hook_resid_mid",
-     "[batch, pos, d_model] (sequential residual only: never fires with use_parallel_residual)"},
-    {"gpt_neox.layers.{L}.post_attention_layernorm:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.post_attention_layernorm", "blocks.{L}.ln2.hook_normalized",
-     "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.mlp:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.mlp.dense_h_to_4h:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.mlp.dense_h_to_4h", "blocks.{L}.mlp.hook_pre", "[batch, pos, d_mlp]"},
-    {"gpt_neox.layers.{L}.mlp.act:input", nullptr, "[batch, pos, d_mlp]"},
-    {"gpt_neox.layers.{L}.mlp.act", "blocks.{L}.mlp.hook_post", "[batch, pos, d_mlp]"},
-    {"gpt_neox.layers.{L}.mlp.dense_4h_to_h:input", nullptr, "[batch, pos, d_mlp]"},
-    {"gpt_neox.layers.{L}.mlp.dense_4h_to_h", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.mlp", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}.post_mlp_dropout", "blocks.{L}.hook_mlp_out", "[batch, pos, d_model]"},
-    {"gpt_neox.layers.{L}", "blocks.{L}.hook_resid_post", "[batch, pos, d_model]"},
-};
-
-enum AfterSite : int { kLnFIn, kLnF, kModel, kHeadIn, kHead };
-const std::vector<HookPointSpec> kAfterSites = {
-    {"gpt_neox.final_layer_norm:input", nullptr, "[batch, pos, d_model]"},
-    {"gpt_neox.final_layer_norm", "ln_final.hook_normalized", "[batch, pos, d_model]"},
-    {"gpt_neox", nullptr, "[batch, pos, d_model] (last hidden state)"},
-    {"embed_out:input", nullptr, "[batch, pos, d_model]"},
-    {"embed_out", nullptr, "[batch, pos, vocab]"},
-};
-
-const detail::AttentionSites kAttentionSites = {kQ, kK,       kV,    kScores, kPattern,
-                                                kZ, kDenseIn, kRotQ, kRotK};
-const detail::MlpSites kMlpSites = {kFcIn,           kFc,     kActIn, kAct,
-                                    detail::kNoSite, kProjIn, kProj,  detail::kNoSite};
 
 // config.json as transformers 4.x (rotary_pct, rotary_emb_base, rope_scaling) and 5.x
 // (rope_parameters: rope_theta, partial_rotary_factor, rope_type) write it.
@@ -195,11 +157,8 @@ class GptNeoxModel final : public detail::CheckpointModel {
 GptNeoxModel::GptNeoxModel(const GptNeoxConfig& config, const models::Checkpoint& checkpoint)
     : CheckpointModel({"gpt_neox", config.num_hidden_layers, config.hidden_size, config.vocab_size,
                        config.max_position_embeddings, config.eos_token_id},
-                      models::gpt_neox_hook_points(static_cast<int>(config.num_hidden_layers)),
-                      checkpoint.dir, checkpoint.options),
+                      models::gpt_neox_sites(), checkpoint.dir, checkpoint.options),
       config_(config) {
-  if (kBlockSites.size() != kNumBlockSites)
-    throw std::logic_error("GPT-NeoX block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
   const double eps = config.layer_norm_eps;
   const bool bias = config.attention_bias;
@@ -242,7 +201,7 @@ at::Tensor GptNeoxModel::attention(int layer, const Block& block, const at::Tens
   const auto site = pass.block(layer);
   const int64_t batch = x.size(0), pos = x.size(1), heads = config_.num_attention_heads;
   const int64_t d = config_.hidden_size, d_head = config_.head_size();
-  auto qkv = site(kQkv, block.query_key_value(site(kQkvIn, site(kAttnIn, x))));
+  auto qkv = site(Step::kQkv, block.query_key_value(site(Step::kQkvIn, site(Step::kAttnIn, x))));
   // Per head: [q | k | v] of head 0, then of head 1, ...
   auto per_head = qkv.view({batch, pos, heads, 3, d_head});
   auto q = per_head.select(3, 0).reshape({batch, pos, d});
@@ -250,32 +209,31 @@ at::Tensor GptNeoxModel::attention(int layer, const Block& block, const at::Tens
   auto v = per_head.select(3, 2).reshape({batch, pos, d});
   detail::ScoreScaling scaling;
   scaling.in_float32 = true;
-  auto merged =
-      detail::attention(site, kAttentionSites, q, k, v, heads, allowed, scaling, pass, &rotary);
-  auto out = site(kAttn, site(kDense, block.dense(merged)));
-  return site(kAttnDropout, std::move(out));
+  auto merged = detail::attention(site, q, k, v, heads, allowed, scaling, pass, &rotary);
+  auto out = site(Step::kAttnModule, site(Step::kAttnProj, block.dense(merged)));
+  return site(Step::kAttnOut, std::move(out));
 }
 
 at::Tensor GptNeoxModel::block_forward(int layer, const Block& block, at::Tensor x,
                                        const at::Tensor& allowed, const detail::Rotary& rotary,
                                        detail::Pass& pass) const {
   const auto site = pass.block(layer);
-  auto resid_pre = site(kBlockIn, std::move(x));
-  auto ln1 = site(kLn1, block.input_layernorm(site(kLn1In, resid_pre)));
+  auto resid_pre = site(Step::kResidPre, std::move(x));
+  auto ln1 = site(Step::kLn1, block.input_layernorm(site(Step::kLn1In, resid_pre)));
   auto attn_out = attention(layer, block, ln1, allowed, rotary, pass);
   auto mlp = [&](const at::Tensor& h) {
-    auto ln2 = site(kLn2, block.post_attention_layernorm(site(kLn2In, h)));
-    auto out = detail::mlp(site, kMlpSites, block.dense_h_to_4h, block.dense_4h_to_h,
-                           config_.hidden_act, site(kMlpIn, ln2));
-    return site(kMlpDropout, site(kMlp, std::move(out)));
+    auto ln2 = site(Step::kLn2, block.post_attention_layernorm(site(Step::kLn2In, h)));
+    auto out = detail::mlp(site, block.dense_h_to_4h, block.dense_4h_to_h, config_.hidden_act,
+                           site(Step::kMlpIn, ln2));
+    return site(Step::kMlpOut, site(Step::kMlpModule, std::move(out)));
   };
   if (config_.use_parallel_residual) {
     auto mlp_out = mlp(resid_pre);
-    return site(kBlockOut, mlp_out + attn_out + resid_pre);
+    return site(Step::kResidPost, mlp_out + attn_out + resid_pre);
   }
-  auto resid_mid = site(kResidMid, attn_out + resid_pre);
+  auto resid_mid = site(Step::kResidMid, attn_out + resid_pre);
   auto mlp_out = mlp(resid_mid);
-  return site(kBlockOut, mlp_out + resid_mid);
+  return site(Step::kResidPost, mlp_out + resid_mid);
 }
 
 ForwardOutput GptNeoxModel::run(const ForwardInput& input, const ForwardOptions& options,
@@ -285,25 +243,21 @@ ForwardOutput GptNeoxModel::run(const ForwardInput& input, const ForwardOptions&
                     cache);
   const auto& in = pass.input();
   const at::Tensor allowed = detail::causal_mask(in);
-  auto tokens = in.has_ids ? pass.before(kEmbedIn, at::embedding(embed_in_, in.ids)) : in.embeds;
-  auto x = pass.before(kEmbDropout, tokens);  // [batch, pos, d_model]
+  auto tokens =
+      in.has_ids ? pass.before(Step::kEmbed, at::embedding(embed_in_, in.ids)) : in.embeds;
+  auto x = pass.before(Step::kEmbedDropout, tokens);  // [batch, pos, d_model]
   const detail::Rotary rotary = detail::rotary_at(in.position_ids, inv_freq_, x.scalar_type());
   for (int layer = 0; layer < pass.layers(); ++layer) {
     pass.keep_hidden_state(x);
     x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, rotary,
                       pass);
   }
-  return pass.finish_causal_lm(x, final_layer_norm_, embed_out_,
-                               {kLnFIn, kLnF, kModel, kHeadIn, kHead});
+  return pass.finish_causal_lm(x, final_layer_norm_, embed_out_);
 }
 
 }  // namespace
 
 namespace models {
-
-HookPointTable gpt_neox_hook_points(int n_layer) {
-  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
-}
 
 std::unique_ptr<Model> load_gpt_neox(const Checkpoint& checkpoint) {
   return std::make_unique<GptNeoxModel>(

@@ -14,97 +14,66 @@
 #include "models/model_parts.hpp"
 
 namespace llmscope {
+
+using detail::Step;
+
+// ---- Hook points: the steps this architecture has, in the order forward() reaches them, with
+// Hugging Face's module paths (each step's alias and shape come from sites.cpp) ----
+
+const detail::SiteTable& models::llama_sites() {
+  static const detail::SiteTable table(
+      {
+          {Step::kEmbed, "model.embed_tokens"},
+      },
+      {
+          {Step::kResidPre, "model.layers.{L}:input"},
+          {Step::kLn1In, "model.layers.{L}.input_layernorm:input"},
+          {Step::kLn1, "model.layers.{L}.input_layernorm"},
+          {Step::kAttnIn, "model.layers.{L}.self_attn:input"},
+          {Step::kQProj, "model.layers.{L}.self_attn.q_proj", "[batch, pos, head * d_head]"},
+          {Step::kKProj, "model.layers.{L}.self_attn.k_proj", "[batch, pos, kv_head * d_head]"},
+          {Step::kVProj, "model.layers.{L}.self_attn.v_proj", "[batch, pos, kv_head * d_head]"},
+          {Step::kQ},
+          {Step::kK, nullptr,
+           "[batch, pos, kv_head, d_head] (num_key_value_heads heads under grouped-query "
+           "attention)"},
+          {Step::kV, nullptr,
+           "[batch, pos, kv_head, d_head] (num_key_value_heads heads under grouped-query "
+           "attention)"},
+          {Step::kRotQ},
+          {Step::kRotK, nullptr, "[batch, pos, kv_head, d_head] (after rotary)"},
+          {Step::kScores, nullptr, "[batch, head, query_pos, key_pos] (masked, scaled)"},
+          {Step::kPattern},
+          {Step::kZ},
+          {Step::kMerged, "model.layers.{L}.self_attn.o_proj:input", "[batch, pos, head * d_head]"},
+          {Step::kAttnProj, "model.layers.{L}.self_attn.o_proj"},
+          {Step::kAttnOut, "model.layers.{L}.self_attn"},
+          {Step::kResidMid},
+          {Step::kLn2In, "model.layers.{L}.post_attention_layernorm:input"},
+          {Step::kLn2, "model.layers.{L}.post_attention_layernorm"},
+          {Step::kMlpIn, "model.layers.{L}.mlp:input"},
+          {Step::kMlpPre, "model.layers.{L}.mlp.gate_proj",
+           "[batch, pos, d_mlp] (gate, before the activation)"},
+          {Step::kMlpPreLinear, "model.layers.{L}.mlp.up_proj"},
+          {Step::kMlpAct, "model.layers.{L}.mlp.act_fn",
+           "[batch, pos, d_mlp] (activation of the gate)"},
+          {Step::kMlpPost, "model.layers.{L}.mlp.down_proj:input",
+           "[batch, pos, d_mlp] (act(gate) * up)"},
+          {Step::kProj, "model.layers.{L}.mlp.down_proj"},
+          {Step::kMlpOut, "model.layers.{L}.mlp"},
+          {Step::kResidPost, "model.layers.{L}"},
+      },
+      {
+          {Step::kFinalNormIn, "model.norm:input"},
+          {Step::kFinalNorm, "model.norm"},
+          {Step::kBaseModel, "model"},
+          {Step::kHeadIn, "lm_head:input"},
+          {Step::kHead, "lm_head"},
+      });
+  return table;
+}
+
 namespace {
-
-// ---- Hook points, in the order forward() reaches them ----
-
-enum BeforeSite : int { kEmbedTokens };
-const std::vector<HookPointSpec> kBeforeSites = {
-    {"model.embed_tokens", "hook_embed", "[batch, pos, d_model]"},
-};
-
-enum BlockSite : int {
-  kBlockIn,
-  kLn1In,
-  kLn1,
-  kAttnIn,
-  kQProj,
-  kKProj,
-  kVProj,
-  kQ,
-  kK,
-  kV,
-  kRotQ,
-  kRotK,
-  kScores,
-  kPattern,
-  kZ,
-  kOProjIn,
-  kOProj,
-  kAttn,
-  kResidMid,
-  kLn2In,
-  kLn2,
-  kMlpIn,
-  kGate,
-  kUp,
-  kAct,
-  kDownIn,
-  kDown,
-  kMlp,
-  kBlockOut,
-  kNumBlockSites
-};
-const std::vector<HookPointSpec> kBlockSites = {
-    {"model.layers.{L}:input", "blocks.{L}.hook_resid_pre", "[batch, pos, d_model]"},
-    {"model.layers.{L}.input_layernorm:input", nullptr, "[batch, pos, d_model]"},
-    {"model.layers.{L}.input_layernorm", "blocks.{L}.ln1.hook_normalized", "[batch, pos, d_model]"},
-    {"model.layers.{L}.self_attn:input", nullptr, "[batch, pos, d_model]"},
-    {"model.layers.{L}.self_attn.q_proj", nullptr, "[batch, pos, head * d_head]"},
-    {"model.layers.{L}.self_attn.k_proj", nullptr, "[batch, pos, kv_head * d_head]"},
-    {"model.layers.{L}.self_attn.v_proj", nullptr, "[batch, pos, kv_head * d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_q", "[batch, pos, head, d_head]"},
-    {nullptr, "blocks.{L}.attn.hook_k",
-     "[batch, pos, kv_head, d_head] (num_key_value_heads heads under grouped-query attention)"},
-    {nullptr, "blocks.{L}.attn.hook_v",
-     "[batch, pos, kv_head, d_head] (num_key_value_heads heads under grouped-query attention)"},
-    {nullptr, "blocks.{L}.attn.hook_rot_q", "[batch, pos, head, d_head] (after rotary)"},
-    {nullptr, "blocks.{L}.attn.hook_rot_k", "[batch, pos, kv_head, d_head] (after rotary)"},
-    {nullptr, "blocks.{L}.attn.hook_attn_scores",
-     "[batch, head, query_pos, key_pos] (masked, scaled)"},
-    {nullptr, "blocks.{L}.attn.hook_pattern", "[batch, head, query_pos, key_pos]"},
-    {nullptr, "blocks.{L}.attn.hook_z", "[batch, pos, head, d_head]"},
-    {"model.layers.{L}.self_attn.o_proj:input", nullptr, "[batch, pos, head * d_head]"},
-    {"model.layers.{L}.self_attn.o_proj", nullptr, "[batch, pos, d_model]"},
-    {"model.layers.{L}.self_attn", "blocks.{L}.hook_attn_out", "[batch, pos, d_model]"},
-    {nullptr, "blocks.{L}.hook_resid_mid", "[batch, pos, d_model]"},
-    {"model.layers.{L}.post_attention_layernorm:input", nullptr, "[batch, pos, d_model]"},
-    {"model.layers.{L}.post_attention_layernorm", "blocks.{L}.ln2.hook_normalized",
-     "[batch, pos, d_model]"},
-    {"model.layers.{L}.mlp:input", nullptr, "[batch, pos, d_model]"},
-    {"model.layers.{L}.mlp.gate_proj", "blocks.{L}.mlp.hook_pre",
-     "[batch, pos, d_mlp] (gate, before the activation)"},
-    {"model.layers.{L}.mlp.up_proj", "blocks.{L}.mlp.hook_pre_linear", "[batch, pos, d_mlp]"},
-    {"model.layers.{L}.mlp.act_fn", nullptr, "[batch, pos, d_mlp] (activation of the gate)"},
-    {"model.layers.{L}.mlp.down_proj:input", "blocks.{L}.mlp.hook_post",
-     "[batch, pos, d_mlp] (act(gate) * up)"},
-    {"model.layers.{L}.mlp.down_proj", nullptr, "[batch, pos, d_model]"},
-    {"model.layers.{L}.mlp", "blocks.{L}.hook_mlp_out", "[batch, pos, d_model]"},
-    {"model.layers.{L}", "blocks.{L}.hook_resid_post", "[batch, pos, d_model]"},
-};
-
-enum AfterSite : int { kNormIn, kNorm, kModel, kHeadIn, kHead };
-const std::vector<HookPointSpec> kAfterSites = {
-    {"model.norm:input", nullptr, "[batch, pos, d_model]"},
-    {"model.norm", "ln_final.hook_normalized", "[batch, pos, d_model]"},
-    {"model", nullptr, "[batch, pos, d_model] (last hidden state)"},
-    {"lm_head:input", nullptr, "[batch, pos, d_model]"},
-    {"lm_head", nullptr, "[batch, pos, vocab]"},
-};
-
-const detail::AttentionSites kAttentionSites = {kQ, kK,       kV,    kScores, kPattern,
-                                                kZ, kOProjIn, kRotQ, kRotK};
-const detail::GatedMlpSites kMlpSites = {kGate, kUp, kAct, kDownIn, kDown};
 
 // The family members differ only in defaults and which projections carry biases.
 enum class Variant { kLlama, kMistral, kQwen2 };
@@ -217,11 +186,8 @@ class LlamaModel final : public detail::CheckpointModel {
 LlamaModel::LlamaModel(const LlamaConfig& config, const models::Checkpoint& checkpoint)
     : CheckpointModel({model_type(config.variant), config.num_hidden_layers, config.hidden_size,
                        config.vocab_size, config.max_position_embeddings, config.eos_token_id},
-                      models::llama_hook_points(static_cast<int>(config.num_hidden_layers)),
-                      checkpoint.dir, checkpoint.options),
+                      models::llama_sites(), checkpoint.dir, checkpoint.options),
       config_(config) {
-  if (kBlockSites.size() != kNumBlockSites)
-    throw std::logic_error("Llama block site table is out of sync");
   const int64_t d = config.hidden_size, inner = config.intermediate_size, vocab = config.vocab_size;
   const int64_t q_width = config.num_attention_heads * config.head_dim;
   const int64_t kv_width = config.num_key_value_heads * config.head_dim;
@@ -268,25 +234,25 @@ at::Tensor LlamaModel::block_forward(int layer, const Block& block, at::Tensor x
                                      const at::Tensor& allowed, const detail::Rotary& rotary,
                                      detail::Pass& pass) const {
   const auto site = pass.block(layer);
-  auto resid_pre = site(kBlockIn, std::move(x));
-  auto ln1 = site(kLn1, block.input_layernorm(site(kLn1In, resid_pre)));
+  auto resid_pre = site(Step::kResidPre, std::move(x));
+  auto ln1 = site(Step::kLn1, block.input_layernorm(site(Step::kLn1In, resid_pre)));
 
-  auto attn_in = site(kAttnIn, ln1);
-  auto q = site(kQProj, block.q_proj(attn_in));
-  auto k = site(kKProj, block.k_proj(attn_in));
-  auto v = site(kVProj, block.v_proj(attn_in));
+  auto attn_in = site(Step::kAttnIn, ln1);
+  auto q = site(Step::kQProj, block.q_proj(attn_in));
+  auto k = site(Step::kKProj, block.k_proj(attn_in));
+  auto v = site(Step::kVProj, block.v_proj(attn_in));
   detail::ScoreScaling scaling;
   scaling.softmax_in_float32 = true;
-  auto merged = detail::attention(site, kAttentionSites, q, k, v, config_.num_attention_heads,
-                                  allowed, scaling, pass, &rotary, config_.num_key_value_heads);
-  auto attn_out = site(kAttn, site(kOProj, block.o_proj(merged)));
-  auto resid_mid = site(kResidMid, resid_pre + attn_out);
+  auto merged = detail::attention(site, q, k, v, config_.num_attention_heads, allowed, scaling,
+                                  pass, &rotary, config_.num_key_value_heads);
+  auto attn_out = site(Step::kAttnOut, site(Step::kAttnProj, block.o_proj(merged)));
+  auto resid_mid = site(Step::kResidMid, resid_pre + attn_out);
 
-  auto ln2 = site(kLn2, block.post_attention_layernorm(site(kLn2In, resid_mid)));
+  auto ln2 = site(Step::kLn2, block.post_attention_layernorm(site(Step::kLn2In, resid_mid)));
   auto mlp_out =
-      site(kMlp, detail::gated_mlp(site, kMlpSites, block.gate_proj, block.up_proj, block.down_proj,
-                                   config_.hidden_act, site(kMlpIn, ln2)));
-  return site(kBlockOut, resid_mid + mlp_out);
+      site(Step::kMlpOut, detail::gated_mlp(site, block.gate_proj, block.up_proj, block.down_proj,
+                                            config_.hidden_act, site(Step::kMlpIn, ln2)));
+  return site(Step::kResidPost, resid_mid + mlp_out);
 }
 
 ForwardOutput LlamaModel::run(const ForwardInput& input, const ForwardOptions& options,
@@ -296,7 +262,7 @@ ForwardOutput LlamaModel::run(const ForwardInput& input, const ForwardOptions& o
                     cache);
   const auto& in = pass.input();
   const at::Tensor allowed = detail::causal_mask(in, config_.sliding_window);
-  auto x = in.has_ids ? pass.before(kEmbedTokens, at::embedding(embed_tokens_, in.ids))
+  auto x = in.has_ids ? pass.before(Step::kEmbed, at::embedding(embed_tokens_, in.ids))
                       : in.embeds;  // [batch, pos, d_model]
   const detail::Rotary rotary = detail::rotary_at(in.position_ids, inv_freq_, x.scalar_type());
   for (int layer = 0; layer < pass.layers(); ++layer) {
@@ -304,7 +270,7 @@ ForwardOutput LlamaModel::run(const ForwardInput& input, const ForwardOptions& o
     x = block_forward(layer, blocks_[static_cast<size_t>(layer)], std::move(x), allowed, rotary,
                       pass);
   }
-  return pass.finish_causal_lm(x, norm_, lm_head_, {kNormIn, kNorm, kModel, kHeadIn, kHead});
+  return pass.finish_causal_lm(x, norm_, lm_head_);
 }
 
 std::unique_ptr<Model> load_variant(const models::Checkpoint& checkpoint, Variant variant) {
@@ -315,10 +281,6 @@ std::unique_ptr<Model> load_variant(const models::Checkpoint& checkpoint, Varian
 }  // namespace
 
 namespace models {
-
-HookPointTable llama_hook_points(int n_layer) {
-  return HookPointTable(kBeforeSites, kBlockSites, n_layer, kAfterSites);
-}
 
 std::unique_ptr<Model> load_llama(const Checkpoint& checkpoint) {
   return load_variant(checkpoint, Variant::kLlama);

@@ -271,9 +271,10 @@ at::Tensor causal_mask(const PreparedInput& input, int64_t window) {
       .logical_and(input.key_keep.view({input.batch, 1, 1, keys}));
 }
 
-Pass::Pass(const Model& model, const ForwardInput& input, const ForwardOptions& options,
+Pass::Pass(const CheckpointModel& model, const ForwardInput& input, const ForwardOptions& options,
            const InputLimits& limits, KvCache* cache)
     : table_(model.hook_points()),
+      sites_(model.sites()),
       options_(options),
       input_(prepare_input(input, limits, model.device(), model.dtype())),
       n_layer_(static_cast<int>(model.n_layer())),
@@ -303,14 +304,15 @@ void Pass::keep_attention(const at::Tensor& pattern) {
 }
 
 ForwardOutput Pass::finish_causal_lm(const at::Tensor& x, const Norm& final_norm,
-                                     const at::Tensor& head_weight, const HeadSites& sites) {
+                                     const at::Tensor& head_weight) {
   if (stops_early()) {
     keep_hidden_state(x);
   } else {
-    auto final_hidden = after(sites.model, after(sites.norm, final_norm(after(sites.norm_in, x))));
+    auto final_hidden =
+        after(Step::kBaseModel, after(Step::kFinalNorm, final_norm(after(Step::kFinalNormIn, x))));
     keep_hidden_state(final_hidden);
     out_.logits =
-        after(sites.head, at::matmul(after(sites.head_in, final_hidden), head_weight.t()));
+        after(Step::kHead, at::matmul(after(Step::kHeadIn, final_hidden), head_weight.t()));
   }
   return finish();
 }
@@ -502,19 +504,19 @@ at::Tensor apply_rotary(const at::Tensor& x, const Rotary& rotary) {
   return at::cat({out, x.narrow(-1, rotary.dims, d_head - rotary.dims)}, -1);
 }
 
-at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const at::Tensor& q_proj,
-                     const at::Tensor& k_proj, const at::Tensor& v_proj, int64_t heads,
-                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass,
-                     const Rotary* rotary, int64_t kv_heads) {
+at::Tensor attention(const BlockSites& sites, const at::Tensor& q_proj, const at::Tensor& k_proj,
+                     const at::Tensor& v_proj, int64_t heads, const at::Tensor& allowed,
+                     const ScoreScaling& scaling, Pass& pass, const Rotary* rotary,
+                     int64_t kv_heads) {
   const int64_t batch = q_proj.size(0), pos = q_proj.size(1), width = q_proj.size(2);
   const int64_t d_head = width / heads;
   if (kv_heads <= 0) kv_heads = heads;
-  auto q = sites(ids.q, q_proj.view({batch, pos, heads, d_head}));
-  auto k = sites(ids.k, k_proj.view({batch, pos, kv_heads, d_head}));
-  auto v = sites(ids.v, v_proj.view({batch, pos, kv_heads, d_head}));
+  auto q = sites(Step::kQ, q_proj.view({batch, pos, heads, d_head}));
+  auto k = sites(Step::kK, k_proj.view({batch, pos, kv_heads, d_head}));
+  auto v = sites(Step::kV, v_proj.view({batch, pos, kv_heads, d_head}));
   if (rotary) {
-    q = sites(ids.rot_q, apply_rotary(q, *rotary));
-    k = sites(ids.rot_k, apply_rotary(k, *rotary));
+    q = sites(Step::kRotQ, apply_rotary(q, *rotary));
+    k = sites(Step::kRotK, apply_rotary(k, *rotary));
   }
   std::tie(k, v) = pass.extend_kv(sites.layer(), std::move(k), std::move(v));
   if (kv_heads != heads) {  // query head h reads kv head h / (heads / kv_heads)
@@ -531,32 +533,31 @@ at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const a
   auto scores = at::matmul(q_heads, k_heads);
   if (scaling.by_sqrt_d_head) scores = scores / std::sqrt(static_cast<double>(d_head));
   if (scaling.divisor != 1.0) scores = scores / scaling.divisor;
-  scores = sites(ids.scores,
+  scores = sites(Step::kScores,
                  scores.masked_fill(allowed.logical_not(), lowest_value(scores.scalar_type())));
   auto pattern = sites(
-      ids.pattern,
+      Step::kPattern,
       (scaling.softmax_in_float32 ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1))
           .to(v.scalar_type()));
   pass.keep_attention(pattern);
 
-  auto z = sites(ids.z, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
-  return sites(ids.merged, z.reshape({batch, pos, width}));
+  auto z = sites(Step::kZ, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
+  return sites(Step::kMerged, z.reshape({batch, pos, width}));
 }
 
-at::Tensor gated_mlp(const BlockSites& sites, const GatedMlpSites& ids, const Linear& gate,
-                     const Linear& up, const Linear& down, const std::string& activation_name,
-                     const at::Tensor& x) {
-  auto gated = sites(ids.act, activation(activation_name, sites(ids.gate, gate(x))));
-  auto product = sites(ids.product, gated * sites(ids.up, up(x)));
-  return sites(ids.down, down(product));
+at::Tensor gated_mlp(const BlockSites& sites, const Linear& gate, const Linear& up,
+                     const Linear& down, const std::string& activation_name, const at::Tensor& x) {
+  auto gated = sites(Step::kMlpAct, activation(activation_name, sites(Step::kMlpPre, gate(x))));
+  auto product = sites(Step::kMlpPost, gated * sites(Step::kMlpPreLinear, up(x)));
+  return sites(Step::kProj, down(product));
 }
 
-at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, const Linear& proj,
+at::Tensor mlp(const BlockSites& sites, const Linear& fc, const Linear& proj,
                const std::string& activation_name, const at::Tensor& x) {
-  auto pre = sites(ids.fc, fc(sites(ids.fc_in, x)));
-  auto post =
-      sites(ids.act_module, sites(ids.act, activation(activation_name, sites(ids.act_in, pre))));
-  return sites(ids.dropout, sites(ids.proj, proj(sites(ids.proj_in, post))));
+  auto pre = sites(Step::kMlpPre, fc(sites(Step::kFcIn, x)));
+  auto post = sites(Step::kMlpPost,
+                    sites(Step::kMlpAct, activation(activation_name, sites(Step::kActIn, pre))));
+  return sites(Step::kMlpDropout, sites(Step::kProj, proj(sites(Step::kProjIn, post))));
 }
 
 }  // namespace llmscope::detail

@@ -19,6 +19,7 @@
 #include "llmscope/model.hpp"
 #include "llmscope/safetensors.hpp"
 #include "models/architectures.hpp"
+#include "models/sites.hpp"
 
 namespace llmscope::detail {
 
@@ -146,13 +147,16 @@ class CheckpointModel : public Model {
     return parameters_;
   }
   at::Tensor unembed(const at::Tensor& resid, bool full_head) const override;
+  // The architecture's steps and where they are in hook_points().
+  const SiteTable& sites() const { return sites_; }
 
  protected:
-  CheckpointModel(ModelShape shape, HookPointTable table, std::filesystem::path source,
+  CheckpointModel(ModelShape shape, const SiteTable& sites, std::filesystem::path source,
                   const LoadOptions& options)
-      : Model(std::move(table), std::move(source)),
+      : Model(sites.hook_points(static_cast<int>(shape.n_layer)), std::move(source)),
         dtype_(options.dtype),
         device_(options.device),
+        sites_(sites),
         shape_(std::move(shape)) {}
   // Call once every weight is read.
   void set_parameters(const WeightReader& reader) { parameters_ = reader.parameters(); }
@@ -166,6 +170,7 @@ class CheckpointModel : public Model {
   at::Device device_;
 
  private:
+  const SiteTable& sites_;
   ModelShape shape_;
   NamedParameters parameters_;
   std::optional<OutputHead> head_;
@@ -210,23 +215,23 @@ PreparedInput prepare_input(const ForwardInput& input, const InputLimits& limits
 // sliding window); held positions of a KvCache come first.
 at::Tensor causal_mask(const PreparedInput& input, int64_t window = 0);
 
-// A site an architecture does not have: its step runs without a hook.
-constexpr int kNoSite = -1;
-
-// The hook sites of one block in one pass: sites(kLocalSite, t) fires the block's site.
+// The hook sites of one block in one pass: sites(Step::kLn1, t) fires the block's ln1 site, if
+// the architecture has one.
 class BlockSites {
  public:
-  BlockSites(HookRun* run, const HookPointTable& table, int layer)
-      : run_(run), table_(table), layer_(layer) {}
-  at::Tensor operator()(int local_site, at::Tensor t) const {
-    if (local_site == kNoSite || run_ == nullptr) return t;
-    return at_site(run_, table_.block_id(layer_, local_site), std::move(t));
+  BlockSites(HookRun* run, const HookPointTable& table, const SiteTable& sites, int layer)
+      : run_(run), table_(table), sites_(sites), layer_(layer) {}
+  at::Tensor operator()(Step step, at::Tensor t) const {
+    const int local = sites_.block(step);
+    if (local == kNoSite || run_ == nullptr) return t;
+    return at_site(run_, table_.block_id(layer_, local), std::move(t));
   }
   int layer() const { return layer_; }
 
  private:
   HookRun* run_;
   const HookPointTable& table_;
+  const SiteTable& sites_;
   int layer_;
 };
 
@@ -235,7 +240,7 @@ class BlockSites {
 class Pass {
  public:
   // With `cache`, the input continues the positions it holds (see Model::forward_cached).
-  Pass(const Model& model, const ForwardInput& input, const ForwardOptions& options,
+  Pass(const CheckpointModel& model, const ForwardInput& input, const ForwardOptions& options,
        const InputLimits& limits, KvCache* cache = nullptr);
   Pass(const Pass&) = delete;
   Pass& operator=(const Pass&) = delete;
@@ -244,9 +249,16 @@ class Pass {
   // Blocks to run: all, or 0..stop_at_layer-1 (negative counts from the end).
   int layers() const { return layers_; }
   bool stops_early() const { return options_.stop_at_layer.has_value(); }
-  at::Tensor before(int site, at::Tensor t) { return at_site(run(), table_.before_id(site), t); }
-  at::Tensor after(int site, at::Tensor t) { return at_site(run(), table_.after_id(site), t); }
-  BlockSites block(int layer) { return BlockSites(run(), table_, layer); }
+  // The step's site before or after the blocks (none: t unchanged).
+  at::Tensor before(Step step, at::Tensor t) {
+    const int local = sites_.before(step);
+    return local == kNoSite ? t : at_site(run(), table_.before_id(local), std::move(t));
+  }
+  at::Tensor after(Step step, at::Tensor t) {
+    const int local = sites_.after(step);
+    return local == kNoSite ? t : at_site(run(), table_.after_id(local), std::move(t));
+  }
+  BlockSites block(int layer) { return BlockSites(run(), table_, sites_, layer); }
   // Layer `layer`'s keys and values [batch, pos, kv_heads, d_head] with the cache's held ones
   // before them (unchanged without a cache); finish() stores them in the cache.
   std::pair<at::Tensor, at::Tensor> extend_kv(int layer, at::Tensor k, at::Tensor v);
@@ -257,22 +269,19 @@ class Pass {
   // never fired. With a KvCache, stores this pass's keys and values in it.
   ForwardOutput finish();
 
-  // The after-block sites of a causal LM's end: the final norm's input and output, the base
-  // model's output, the head's input and output.
-  struct HeadSites {
-    int norm_in, norm, model, head_in, head;
-  };
   // The end of a causal LM's pass after its blocks: the final norm (whose output is the last
-  // hidden state, as in Hugging Face) and logits = hidden · head_weightᵀ; when the pass stopped
-  // early, only the hidden state. Then finish().
+  // hidden state, as in Hugging Face) and logits = hidden · head_weightᵀ, through the steps
+  // kFinalNormIn, kFinalNorm, kBaseModel, kHeadIn and kHead; when the pass stopped early, only
+  // the hidden state. Then finish().
   ForwardOutput finish_causal_lm(const at::Tensor& x, const Norm& final_norm,
-                                 const at::Tensor& head_weight, const HeadSites& sites);
+                                 const at::Tensor& head_weight);
 
  private:
   HookRun* run() { return run_ ? &*run_ : nullptr; }
   void continue_cache(const InputLimits& limits);
 
   const HookPointTable& table_;
+  const SiteTable& sites_;
   const ForwardOptions& options_;
   PreparedInput input_;
   int n_layer_, layers_;
@@ -288,16 +297,6 @@ struct ScoreScaling {
   double divisor = 1.0;             // and then by this (GPT-2's scale_attn_by_inverse_layer_idx)
   bool in_float32 = false;          // compute scores and softmax in float32 (GPT-Neo)
   bool softmax_in_float32 = false;  // only the softmax (Llama's eager attention)
-};
-
-// The hook sites of attention's steps, as local block sites (kNoSite where absent).
-struct AttentionSites {
-  int q, k, v;                           // [batch, pos, head, d_head]
-  int scores;                            // [batch, head, query_pos, key_pos], masked
-  int pattern;                           // softmax of the scores
-  int z;                                 // [batch, pos, head, d_head]
-  int merged;                            // [batch, pos, head * d_head]
-  int rot_q = kNoSite, rot_k = kNoSite;  // q and k after rotary, [batch, pos, head, d_head]
 };
 
 // Rotary position embedding, Hugging Face's rotate-half convention (dimension i pairs with
@@ -333,40 +332,27 @@ Rotary rotary_at(const at::Tensor& position_ids, const at::Tensor& inv_freq, at:
 // x [batch, pos, heads, d_head] rotated.
 at::Tensor apply_rotary(const at::Tensor& x, const Rotary& rotary);
 
-// Multi-head attention from projected q, k, v [batch, pos, heads * d_head]: splits heads,
-// rotates q and k when `rotary` is given, scores, masks (`allowed` [batch|1, 1, query, key],
-// masked scores get the dtype's lowest value as in Hugging Face), softmax, weights the values
-// and merges heads again.
+// Multi-head attention from projected q, k, v [batch, pos, heads * d_head]: splits heads (steps
+// kQ, kK, kV), rotates q and k when `rotary` is given (kRotQ, kRotK), scores, masks (`allowed`
+// [batch|1, 1, query, key], masked scores get the dtype's lowest value as in Hugging Face;
+// kScores), softmax (kPattern), weights the values (kZ) and merges heads again (kMerged).
 // With grouped-query attention k and v have `kv_heads` heads (0: as many as q), each shared by
 // heads / kv_heads consecutive query heads; hook sites k and v see them before sharing.
-at::Tensor attention(const BlockSites& sites, const AttentionSites& ids, const at::Tensor& q,
-                     const at::Tensor& k, const at::Tensor& v, int64_t heads,
-                     const at::Tensor& allowed, const ScoreScaling& scaling, Pass& pass,
-                     const Rotary* rotary = nullptr, int64_t kv_heads = 0);
+at::Tensor attention(const BlockSites& sites, const at::Tensor& q, const at::Tensor& k,
+                     const at::Tensor& v, int64_t heads, const at::Tensor& allowed,
+                     const ScoreScaling& scaling, Pass& pass, const Rotary* rotary = nullptr,
+                     int64_t kv_heads = 0);
 
-// The hook sites of the MLP's steps (kNoSite where absent).
-struct MlpSites {
-  int fc_in, fc;      // into and out of the first projection ("hook_pre")
-  int act_in, act;    // into and out of the activation ("hook_post")
-  int act_module;     // a module wrapping the activation (BERT's intermediate)
-  int proj_in, proj;  // into and out of the second projection
-  int dropout;        // the output dropout
-};
-
-// fc -> activation -> proj, returning the output of the dropout site.
-at::Tensor mlp(const BlockSites& sites, const MlpSites& ids, const Linear& fc, const Linear& proj,
+// fc -> activation -> proj through the steps kFcIn, kMlpPre (fc's output), kActIn, kMlpAct (the
+// activation's), kMlpPost (the module wrapping it: BERT's intermediate; GPT-2's act has this
+// step alone), kProjIn, kProj and kMlpDropout, whose output it returns.
+at::Tensor mlp(const BlockSites& sites, const Linear& fc, const Linear& proj,
                const std::string& activation_name, const at::Tensor& x);
 
-// The hook sites of a gated MLP (Llama's): down(act(gate(x)) * up(x)).
-struct GatedMlpSites {
-  int gate;     // gate(x), before the activation ("hook_pre")
-  int up;       // up(x) ("hook_pre_linear")
-  int act;      // act(gate(x))
-  int product;  // act(gate(x)) * up(x), the input of down ("hook_post")
-  int down;     // the output
-};
-at::Tensor gated_mlp(const BlockSites& sites, const GatedMlpSites& ids, const Linear& gate,
-                     const Linear& up, const Linear& down, const std::string& activation_name,
-                     const at::Tensor& x);
+// A gated MLP (Llama's), down(act(gate(x)) * up(x)), through the steps kMlpPre (gate(x), before
+// the activation), kMlpPreLinear (up(x)), kMlpAct (act(gate(x))), kMlpPost (the product, the
+// input of down) and kProj (the output).
+at::Tensor gated_mlp(const BlockSites& sites, const Linear& gate, const Linear& up,
+                     const Linear& down, const std::string& activation_name, const at::Tensor& x);
 
 }  // namespace llmscope::detail

@@ -45,6 +45,12 @@ struct ScanOptions {
   int64_t skip = 0;
   int64_t batch_size = 8;
 };
+// What scan_options reads, for a function's doc string (one rule, one description).
+constexpr const char* kScanOptionsDoc =
+    "sites (a hook point or list, {L} templates expanded over `layers`; default the\n"
+    "n_layer + 1 hidden states, Hugging Face's output_hidden_states), layers (for templates,\n"
+    "default all), skip (positions left out at the start of each row, e.g. 1 for a BOS; default\n"
+    "0), batch_size (rows per pass, default 8)";
 // ScanOptions from the options table, argument `arg` (the caller checks the keys it allows).
 inline ScanOptions scan_options(const Model& model, const Table& opts, int arg) {
   ScanOptions scan;
@@ -56,13 +62,22 @@ inline ScanOptions scan_options(const Model& model, const Table& opts, int arg) 
   return scan;
 }
 
+// Calls fn(start, stop) for the consecutive ranges [start, stop) of at most `batch_size` (>= 1)
+// of 0..count-1, in order: the one batching loop.
+inline void for_each_range(int64_t count, int64_t batch_size,
+                           const std::function<void(int64_t, int64_t)>& fn) {
+  for (int64_t start = 0; start < count; start += batch_size) {
+    fn(start, std::min(count, start + batch_size));
+  }
+}
+
 // Calls fn(batch) for consecutive batches of at most `batch_size` rows (>= 1), in order.
 inline void for_each_batch(const TokenRows& rows, int64_t batch_size,
                            const std::function<void(const RowBatch&)>& fn) {
-  for (int64_t start = 0; start < rows.size(); start += batch_size) {
+  for_each_range(rows.size(), batch_size, [&](int64_t start, int64_t stop) {
     RowBatch batch;
     batch.start = start;
-    batch.stop = std::min<int64_t>(rows.size(), start + batch_size);
+    batch.stop = stop;
     int64_t width = 0;
     for (int64_t i = batch.start; i < batch.stop; ++i) width = std::max(width, rows.lengths[i]);
     batch.ids = rows.ids.slice(0, batch.start, batch.stop).slice(1, 0, width);
@@ -72,7 +87,7 @@ inline void for_each_batch(const TokenRows& rows, int64_t batch_size,
                                    .unsqueeze(1);
     batch.real = at::arange(width, at::kLong).unsqueeze(0) < lengths;
     fn(batch);
-  }
+  });
 }
 
 // One forward pass of `batch` (padding masked) on the model's device that calls
@@ -157,6 +172,16 @@ std::map<Group, RowGroup> group_rows(const std::vector<std::pair<Group, int64_t>
     groups[items[k].first].values.push_back(items[k].second);
   }
   return groups;
+}
+
+// The batches of such interventions: fn(start, stop, groups) for consecutive ranges of at most
+// `batch_size` items, with groups = group_rows(items, start, stop).
+template <class Group, class Fn>
+void for_each_group_batch(const std::vector<std::pair<Group, int64_t>>& items, int64_t batch_size,
+                          Fn fn) {
+  for_each_range(static_cast<int64_t>(items.size()), batch_size, [&](int64_t start, int64_t stop) {
+    fn(start, stop, group_rows(items, static_cast<size_t>(start), static_cast<size_t>(stop)));
+  });
 }
 
 }  // namespace llmscope::plugin
