@@ -18,41 +18,28 @@ constexpr int kOpts = 3;  // the options table is argument 3 of both functions
 // Where to read: a hook site and the layer it lives in (-1 outside the blocks), from the
 // options `layer` (default two thirds of the depth, the course's layer 8 of 12) and `site`.
 struct Reading {
-  std::string name;
-  int64_t layer = -1;
+  Site site;
   int64_t batch_size = 64;
 };
 
-Reading site_from(const llmscope::Model& model, const Table& opts) {
+Reading reading_from(const llmscope::Model& model, const Table& opts) {
   const int64_t layer = layer_option(model, opts, "layer", model.n_layer() * 2 / 3, kOpts);
-  Reading site;
-  const auto point =
-      site_at(model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", kOpts), layer,
-              kOpts, "option 'site'");
-  site.name = point.name;
-  site.layer = point.layer;
-  site.batch_size = batch_size_option(opts, 64, kOpts);
-  return site;
+  Reading reading;
+  reading.site = site_at(model, option<std::string>(opts, "site", "blocks.{L}.mlp.hook_pre", kOpts),
+                         layer, kOpts, "option 'site'");
+  reading.batch_size = batch_size_option(opts, 64, kOpts);
+  return reading;
 }
 
-// One pass over `ids` [batch, pos] (with `mask`, or none) that hands the site's activation,
-// as [batch, pos, units] float32, to `take`. The pass stops after the site's block.
+// Batched passes over `rows` (padding masked, each stopping after the site's block) that hand
+// every batch's site activation, as [batch, pos, units] float32, to take(batch, act).
 template <typename Take>
-void run_site(llmscope::Model& model, const Reading& site, const at::Tensor& ids,
-              const at::Tensor& mask, Take take) {
-  llmscope::ForwardOptions forward;
-  forward.strict_hooks = true;  // a site the pass never reaches is an error, not empty results
-  if (site.layer >= 0) forward.stop_at_layer = static_cast<int>(site.layer + 1);
-  forward.hooks.push_back(
-      {site.name, [&](const at::Tensor& act, const llmscope::HookContext&) {
-         if (act.dim() < 3) {
-           throw llmscope::Error("site '" + site.name + "' is not [batch, pos, ...] (got " +
-                                 std::to_string(act.dim()) + " dims)");
-         }
-         take(act.flatten(2).to(at::kFloat));  // per-head sites: heads x d_head units
-         return at::Tensor();
-       }});
-  model.forward(llmscope::ForwardInput{ids, {}, mask, {}}, forward);
+void read_site(llmscope::Model& model, const Reading& reading, const TokenRows& rows, Take take) {
+  for_each_batch(rows, reading.batch_size, [&](const RowBatch& batch) {
+    read_sites(model, batch, {reading.site}, [&](size_t, const at::Tensor& act) {
+      take(batch, act.flatten(2).to(at::kFloat));  // per-head sites: heads x d_head units
+    });
+  });
 }
 
 // Pearson r over all values of two same-shaped tensors (stats::pearson on the flattened values).
@@ -114,7 +101,7 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
               "beside the weights): " +
               model->source().string() + " has none");
         }
-        const Reading site = site_from(*model, opts);
+        const Reading reading = reading_from(*model, opts);
         const auto prefix = option<std::string>(opts, "prefix", " ", kOpts);
         if (prefix.empty()) throw ArgumentError(kOpts, "option 'prefix' must not be empty");
 
@@ -135,43 +122,23 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         }
 
         at::NoGradGuard no_grad;
-        const auto device = model->device();
+        const TokenRows rows = padded_rows(sequences, pad_token_id(*model));
         std::vector<at::Tensor> means;  // one [batch, units] per pass
-        std::vector<int64_t> counts;
-        for (int64_t start = 0; start < 2 * n; start += site.batch_size) {
-          const int64_t stop = std::min<int64_t>(2 * n, start + site.batch_size);
-          size_t width = 0;
-          for (int64_t i = start; i < stop; ++i)
-            width = std::max(width, sequences[static_cast<size_t>(i)].size());
-          auto ids =
-              at::zeros({stop - start, static_cast<int64_t>(width)}, at::kLong);  // [batch, pos]
-          auto mask =
-              at::zeros({stop - start, static_cast<int64_t>(width)}, at::kLong);  // 1 = token
-          for (int64_t i = start; i < stop; ++i) {
-            const auto& seq = sequences[static_cast<size_t>(i)];
-            const auto len = static_cast<int64_t>(seq.size());
-            ids[i - start].narrow(0, 0, len).copy_(at::tensor(seq, at::kLong));
-            mask[i - start].narrow(0, 0, len).fill_(1);
-            counts.push_back(len);
-          }
-          ids = ids.to(device);
-          mask = mask.to(device);
-          run_site(*model, site, ids, mask, [&](const at::Tensor& act) {
-            auto m = mask.to(act.scalar_type()).unsqueeze(-1);  // [batch, pos, 1]
-            means.push_back((act * m).sum(1) / m.sum(1));       // [batch, units]
-          });
-        }
+        read_site(*model, reading, rows, [&](const RowBatch& batch, const at::Tensor& act) {
+          const at::Tensor m = batch.real.to(act.device(), act.scalar_type()).unsqueeze(-1);
+          means.push_back((act * m).sum(1) / m.sum(1));  // [batch, units] over the word's tokens
+        });
         auto acts = at::cat(means, 0).reshape({2, n, -1});  // [2, words, units]
         auto diff = acts[1] - acts[0];                      // [words, units]
 
         Table result;
         result["acts"] = acts;
         result["r"] = pearson_all(acts[0], acts[1]);
-        result["n_tokens"] = at::tensor(counts, at::kLong).reshape({2, n});
+        result["n_tokens"] = at::tensor(rows.lengths, at::kLong).reshape({2, n});
         result["diff"] = difference_stats(diff);
         result["unit_mean_abs_diff"] = diff.abs().mean(0);
-        result["layer"] = site.layer;
-        result["site"] = site.name;
+        result["layer"] = reading.site.layer;
+        result["site"] = reading.site.name;
         return result;
       });
 
@@ -191,23 +158,19 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
       "sees only itself, so its two columns agree.",
       [](const ModelPtr& model, const Value& passage, const Table& opts) {
         check_options(opts, {"layer", "site", "batch_size"}, kOpts);
-        const Reading site = site_from(*model, opts);
+        const Reading reading = reading_from(*model, opts);
         auto ids = passage_ids(*model, passage);  // [pos], CPU
         const int64_t T = ids.size(0);
 
         at::NoGradGuard no_grad;
-        const auto device = model->device();
-        auto on_device = ids.to(device);
         at::Tensor in_text;  // [pos, units]
-        run_site(*model, site, on_device.unsqueeze(0), at::Tensor(),
-                 [&](const at::Tensor& act) { in_text = act[0].clone(); });
+        read_site(*model, reading, TokenRows{ids.unsqueeze(0), {T}},
+                  [&](const RowBatch&, const at::Tensor& act) { in_text = act[0].clone(); });
         std::vector<at::Tensor> alone_parts;  // [batch, units] each
-        for (int64_t start = 0; start < T; start += site.batch_size) {
-          const int64_t len = std::min<int64_t>(T - start, site.batch_size);
-          auto batch = on_device.narrow(0, start, len).unsqueeze(1);  // [batch, 1]
-          run_site(*model, site, batch, at::Tensor(),
-                   [&](const at::Tensor& act) { alone_parts.push_back(act.select(1, 0).clone()); });
-        }
+        read_site(*model, reading, TokenRows{ids.unsqueeze(1), std::vector<int64_t>(T, 1)},
+                  [&](const RowBatch&, const at::Tensor& act) {
+                    alone_parts.push_back(act.select(1, 0).clone());
+                  });
         auto alone = at::cat(alone_parts, 0);  // [pos, units]
         auto acts =
             at::stack({in_text, alone}, 0).permute({0, 2, 1}).contiguous();  // [2, units, pos]
@@ -228,8 +191,8 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         result["token_r"] = token_r;
         result["token_mean_abs_diff"] = diff.abs().mean(1);
         result["ids"] = ids;
-        result["layer"] = site.layer;
-        result["site"] = site.name;
+        result["layer"] = reading.site.layer;
+        result["site"] = reading.site.name;
         return result;
       });
 }

@@ -367,10 +367,11 @@ double forward_batches(const ModelPtr& model, const at::Tensor& rows,
          }});
   }
   at::NoGradGuard no_grad;
-  for (row0 = 0; row0 < rows.size(0); row0 += batch_size) {
-    const int64_t b = std::min(batch_size, rows.size(0) - row0);
-    model->forward(llmscope::ForwardInput{rows.narrow(0, row0, b), {}, {}, {}}, forward);
-  }
+  for_each_range(rows.size(0), batch_size, [&](int64_t start, int64_t stop) {
+    row0 = start;
+    model->forward(llmscope::ForwardInput{rows.narrow(0, start, stop - start), {}, {}, {}},
+                   forward);
+  });
   // On an accelerator the copies above are queued; wait for them so the time is the passes'.
   if (!model->device().is_cpu()) {
     (void)at::zeros({1}, at::TensorOptions().device(model->device())).item<float>();

@@ -134,23 +134,23 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
   for (const Rows* rows : {&a, &b})
     width = std::max(width, *std::max_element(rows->lengths.begin(), rows->lengths.end()));
   if (paired) {
-    const int64_t per = std::max<int64_t>(1, batch_size / 2);
-    for (int64_t start = 0; start < a.size(); start += per) {
-      const int64_t k = std::min(per, a.size() - start);
-      std::vector<std::pair<const Rows*, int64_t>> members;
-      std::vector<int64_t> pos, labels;
-      for (int64_t i = 0; i < k; ++i) {
-        members.emplace_back(&a, start + i);
-        pos.push_back(sel.positions_a[static_cast<size_t>(start + i)]);
-        labels.push_back(0);
-      }
-      for (int64_t i = 0; i < k; ++i) {
-        members.emplace_back(&b, start + i);
-        pos.push_back(sel.positions_b[static_cast<size_t>(start + i)]);
-        labels.push_back(1);
-      }
-      chunks.push_back(make_chunk(members, pos, labels, pad, width));
-    }
+    for_each_range(a.size(), std::max<int64_t>(1, batch_size / 2),
+                   [&](int64_t start, int64_t stop) {
+                     const int64_t k = stop - start;
+                     std::vector<std::pair<const Rows*, int64_t>> members;
+                     std::vector<int64_t> pos, labels;
+                     for (int64_t i = 0; i < k; ++i) {
+                       members.emplace_back(&a, start + i);
+                       pos.push_back(sel.positions_a[static_cast<size_t>(start + i)]);
+                       labels.push_back(0);
+                     }
+                     for (int64_t i = 0; i < k; ++i) {
+                       members.emplace_back(&b, start + i);
+                       pos.push_back(sel.positions_b[static_cast<size_t>(start + i)]);
+                       labels.push_back(1);
+                     }
+                     chunks.push_back(make_chunk(members, pos, labels, pad, width));
+                   });
   } else {
     std::vector<std::pair<const Rows*, int64_t>> all;
     std::vector<int64_t> all_pos, all_labels;
@@ -164,13 +164,12 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
       all_pos.push_back(sel.positions_b[static_cast<size_t>(i)]);
       all_labels.push_back(1);
     }
-    for (int64_t start = 0; start < static_cast<int64_t>(all.size()); start += batch_size) {
-      const int64_t end = std::min<int64_t>(static_cast<int64_t>(all.size()), start + batch_size);
+    for_each_range(static_cast<int64_t>(all.size()), batch_size, [&](int64_t start, int64_t stop) {
       auto slice = [&](const auto& v) {
-        return std::decay_t<decltype(v)>(v.begin() + start, v.begin() + end);
+        return std::decay_t<decltype(v)>(v.begin() + start, v.begin() + stop);
       };
       chunks.push_back(make_chunk(slice(all), slice(all_pos), slice(all_labels), pad, width));
-    }
+    });
   }
 
   // One accumulator per layer; its state lives on the model's device.

@@ -260,9 +260,9 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
         forward);
   };
   const int64_t full_rows = n / seq_len;
-  for (int64_t row = 0; row < full_rows; row += batch_rows) {
-    pass(row * seq_len, std::min(batch_rows, full_rows - row), seq_len);
-  }
+  for_each_range(full_rows, batch_rows, [&](int64_t start, int64_t stop) {
+    pass(start * seq_len, stop - start, seq_len);
+  });
   if (n % seq_len != 0) pass(full_rows * seq_len, 1, n % seq_len);  // the stream's tail
 
   // Per layer: r = sum x (y - ybar) / sqrt(M2_x * sum (y - ybar)^2), which is stats::pearson's

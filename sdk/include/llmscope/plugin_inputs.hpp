@@ -169,6 +169,21 @@ struct TokenRows {
   int64_t size() const { return ids.size(0); }
 };
 
+// Token sequences (each at least one token) as right-padded rows, `pad` after each one's end.
+inline TokenRows padded_rows(const std::vector<std::vector<int64_t>>& sequences, int64_t pad) {
+  int64_t longest = 0;
+  for (const auto& s : sequences)
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(s.size()));
+  TokenRows rows;
+  rows.ids = at::full({static_cast<int64_t>(sequences.size()), longest}, pad, at::kLong);
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const auto n = static_cast<int64_t>(sequences[i].size());
+    rows.ids[static_cast<int64_t>(i)].narrow(0, 0, n).copy_(at::tensor(sequences[i], at::kLong));
+    rows.lengths.push_back(n);
+  }
+  return rows;
+}
+
 // Padding for rows of texts: the model's end-of-text token, else 0 (masked out either way).
 inline int64_t pad_token_id(const Model& model) {
   const int64_t eos = model.eos_token_id();
@@ -190,19 +205,11 @@ inline TokenRows token_rows(const Model& model, const Value& v, int arg, const s
       encoded.push_back(tokenizer_of(model, arg, what).encode(*text));
     }
     if (encoded.empty()) throw ArgumentError(arg, what + ": no rows");
-    int64_t longest = 0;
-    for (const auto& e : encoded)
-      longest = std::max<int64_t>(longest, static_cast<int64_t>(e.size()));
-    rows.ids =
-        at::full({static_cast<int64_t>(encoded.size()), longest}, pad_token_id(model), at::kLong);
     for (size_t i = 0; i < encoded.size(); ++i) {
-      const auto n = static_cast<int64_t>(encoded[i].size());
-      if (n == 0)
+      if (encoded[i].empty())
         throw ArgumentError(arg, what + ": text " + std::to_string(i + 1) + " has no tokens");
-      rows.ids[static_cast<int64_t>(i)].narrow(0, 0, n).copy_(at::tensor(encoded[i], at::kLong));
-      rows.lengths.push_back(n);
     }
-    return rows;
+    return padded_rows(encoded, pad_token_id(model));
   } else if (auto* table = std::get_if<Table>(&v.data)) {
     check_options(*table, {"ids", "mask"}, arg);
     const Value* ids = find_option(*table, "ids");
