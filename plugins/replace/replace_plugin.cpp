@@ -176,8 +176,8 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
   auto prediction = at::empty({total}, at::kLong);
   int64_t forwards = 1;
   const int64_t rows_per_pass = loop ? 1 : batch_size;
-  for (int64_t first = 0; first < total; first += rows_per_pass) {
-    const int64_t count = std::min(rows_per_pass, total - first);
+  for_each_range(total, rows_per_pass, [&](int64_t first, int64_t stop) {
+    const int64_t count = stop - first;
     // The rows of this pass, grouped by layer: layer -> (row indices, rates).
     std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<double>>> by_layer;
     for (int64_t row = 0; row < count; ++row) {
@@ -215,7 +215,7 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
     auto lp = logits.select(1, position).to(at::kDouble).log_softmax(-1);  // [count, vocab]
     logprob.narrow(0, first, count).copy_(lp.select(1, target));
     prediction.narrow(0, first, count).copy_(lp.argmax(-1));
-  }
+  });
   std::vector<int64_t> k;
   for (double rate : rates) k.push_back(units_for_rate(rate, units));
   logprob = logprob.view({n_layers, n_rates});

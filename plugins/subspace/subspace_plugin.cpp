@@ -264,8 +264,8 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
   auto variance = at::zeros({n}, at::kDouble);
   int64_t forwards = 1;
   const int64_t rows_per_pass = loop ? 1 : batch_size;
-  for (int64_t first = 0; first < n; first += rows_per_pass) {
-    const int64_t count = std::min(rows_per_pass, n - first);
+  for_each_range(n, rows_per_pass, [&](int64_t first, int64_t stop) {
+    const int64_t count = stop - first;
     llmscope::ForwardOptions forward;
     forward.strict_hooks = true;
     for (int64_t row = 0; row < count; ++row) {
@@ -290,7 +290,7 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
     // Every row holds the same text, so row 0's ids are every row's targets.
     delta.narrow(0, first, count)
         .copy_(lp_clean.unsqueeze(0) - token_logprobs(model, logits, batch));
-  }
+  });
   auto test = llmscope::stats::ttest_1samp(delta.t(), 0.0);  // samples = tokens, one test per layer
   auto mean_delta = delta.mean(1);
   auto r_t = llmscope::stats::pearson(test.t.unsqueeze(1), variance);
