@@ -3,6 +3,7 @@
 // for 36 layers, timed with std::chrono (best of --repeats runs for one layer).
 //
 // usage: llmscope_stats_bench [--neurons N] [--samples S] [--layers L] [--repeats R] [--threads T]
+//                             [--json]   (--json: one layer's cases as JSON, for scripts/bench)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -44,8 +45,18 @@ void row(const char* what, int64_t layers, int64_t neurons, double seconds) {
 int main(int argc, char** argv) {
   int64_t neurons = 5120, samples = 400, layers = 36;
   int repeats = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool json = false;
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--json") {
+      json = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s needs a value\n", argv[i]);
+      return 2;
+    }
     const int64_t value = std::atoll(argv[i + 1]);
     if (flag == "--neurons")
       neurons = value;
@@ -60,7 +71,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "unknown option %s\nusage: %s [--neurons N] [--samples S] [--layers L] "
-                   "[--repeats R] [--threads T]\n",
+                   "[--repeats R] [--threads T] [--json]\n",
                    argv[i], argv[0]);
       return 2;
     }
@@ -74,6 +85,22 @@ int main(int argc, char** argv) {
   };
   at::Tensor x = layer(0);
   int64_t iterations = 0;
+  if (json) {
+    double logit = best_of(repeats, [&] {
+      iterations = llmscope::stats::logit(x, y).iterations.max().item<int64_t>();
+    });
+    const at::Tensor a = x.slice(0, 0, samples / 2), b = x.slice(0, samples / 2);
+    double welch = best_of(repeats, [&] { llmscope::stats::ttest_ind(a, b, false); });
+    double student = best_of(repeats, [&] { llmscope::stats::ttest_ind(a, b, true); });
+    const double per = 1e3 / static_cast<double>(neurons);
+    std::printf(
+        "{\"neurons\": %lld, \"samples\": %lld, \"threads\": %d, \"logit_ms_per_neuron\": %.6g, "
+        "\"logit_newton_steps\": %lld, \"welch_ms_per_neuron\": %.6g, "
+        "\"student_ms_per_neuron\": %.6g}\n",
+        static_cast<long long>(neurons), static_cast<long long>(samples), at::get_num_threads(),
+        logit * per, static_cast<long long>(iterations), welch * per, student * per);
+    return 0;
+  }
 
   std::printf("llmscope_stats_bench: %lld neurons x %lld samples, %lld layers, %d threads\n\n",
               static_cast<long long>(neurons), static_cast<long long>(samples),

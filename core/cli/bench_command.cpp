@@ -1,6 +1,8 @@
 // llmscope bench: forward throughput with no hooks, with Lua observer hooks and with native
 // (C++) observer hooks on the same sites — the cost of the Lua bridge per hooked site — and
 // greedy generation with and without the key/value cache.
+#include <ATen/Parallel.h>
+
 #include <chrono>
 #include <functional>
 #include <iomanip>
@@ -49,7 +51,9 @@ int run_bench(const std::vector<std::string>& args) {
       "hooks", po::value<int>()->default_value(12), "hooked sites in the hooked cases")(
       "new-tokens", po::value<int64_t>()->default_value(32),
       "tokens generated after each prompt in the generation cases (0: skip them)")(
-      "json", po::bool_switch(), "print JSON");
+      "threads", po::value<int>()->default_value(0),
+      "ATen intra-op threads (0: libtorch's default, one per core)")("json", po::bool_switch(),
+                                                                     "print JSON");
   po::variables_map vm;
   if (!parse_args("bench", "--model DIR [--batch B] [--tokens T] [--iterations N] [--hooks H]",
                   args, options, vm)) {
@@ -61,6 +65,9 @@ int run_bench(const std::vector<std::string>& args) {
     throw UsageError("sizes must be positive");
   const int64_t new_tokens = vm["new-tokens"].as<int64_t>();
   if (new_tokens < 0) throw UsageError("--new-tokens must be >= 0");
+  const int threads = vm["threads"].as<int>();
+  if (threads < 0) throw UsageError("--threads must be >= 0");
+  if (threads > 0) at::set_num_threads(threads);
 
   lua::HostOptions host_options;
   host_options.model_dir = vm["model"].as<std::string>();
@@ -158,10 +165,14 @@ int run_bench(const std::vector<std::string>& args) {
            static_cast<double>(sites.size()) * 1e6;
   };
   if (vm["json"].as<bool>()) {
-    nlohmann::json out = {
-        {"model", model->source().string()}, {"batch", batch},   {"tokens", tokens},
-        {"iterations", iterations},          {"rounds", rounds}, {"hooked_sites", sites.size()},
-        {"cases", nlohmann::json::array()}};
+    nlohmann::json out = {{"model", model->source().string()},
+                          {"batch", batch},
+                          {"tokens", tokens},
+                          {"iterations", iterations},
+                          {"rounds", rounds},
+                          {"hooked_sites", sites.size()},
+                          {"threads", at::get_num_threads()},
+                          {"cases", nlohmann::json::array()}};
     for (const auto& c : cases) {
       out["cases"].push_back({{"name", c.name},
                               {"ms_per_pass", c.best * 1e3},
@@ -182,7 +193,8 @@ int run_bench(const std::vector<std::string>& args) {
   std::cout << "forward throughput, " << model->architecture() << " (" << model->n_layer()
             << " layers, d_model " << model->d_model() << "), batch " << batch << " x " << tokens
             << " tokens, best of " << rounds << " rounds of " << iterations << " passes, "
-            << dtype_name(model->dtype()) << " on " << model->device().str() << "\n";
+            << dtype_name(model->dtype()) << " on " << model->device().str() << ", "
+            << at::get_num_threads() << " threads\n";
   for (const auto& c : cases) {
     std::cout << "  " << std::left << std::setw(28) << c.name << std::right << std::setw(12)
               << std::fixed << std::setprecision(0) << token_count / c.best << " tokens/s  "

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""scripts/bench's table: llmscope's JSON (llmscope bench, llmscope_stats_bench) beside the
+peers' (bench/peers.py), as Markdown; with --write, also into docs/performance.md between the
+side-by-side markers.
+
+usage: side_by_side.py DIR --command "scripts/bench ..." [--write docs/performance.md]
+"""
+import argparse
+import json
+import platform
+import re
+import subprocess
+
+BEGIN, END = "<!-- side-by-side: begin -->", "<!-- side-by-side: end -->"
+
+
+def flops_per_pass(config, batch, tokens):
+    """Multiply-adds x 2 of a GPT-2 pass: per layer q|k|v, the projection and the MLP
+    (24 B T d^2), scores and values (4 B T^2 d), and the tied head at every position."""
+    d, layers, vocab = config["n_embd"], config["n_layer"], config["vocab_size"]
+    bt = batch * tokens
+    return layers * (24 * bt * d * d + 4 * batch * tokens * tokens * d) + 2 * bt * d * vocab
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def table(dir_, command):
+    ls = json.load(open(f"{dir_}/llmscope.json"))
+    st = json.load(open(f"{dir_}/stats.json"))
+    peers = json.load(open(f"{dir_}/peers.json"))
+    config = json.load(open(f"{ls['model']}/config.json"))
+    cases = {c["name"]: c for c in ls["cases"]}
+    plain = cases["no hooks (C++)"]
+    native = next(c for n, c in cases.items() if n.endswith("native observer hooks"))
+    lua_plain = cases["no hooks (driven from Lua)"]
+    lua = next(c for n, c in cases.items() if n.endswith("Lua observer hooks"))
+    flops = flops_per_pass(config, ls["batch"], ls["tokens"])
+    roof = peers["sgemm"]["gflops"]
+
+    def gflops(ms):
+        return flops / (ms * 1e-3) / 1e9
+
+    peer = peers["forward"]
+    rows = [
+        "| case | llmscope | peer | llmscope / peer |",
+        "|---|---|---|---|",
+        f"| GPT-2 forward, {config['n_layer']} x {config['n_embd']}, batch {ls['batch']} x "
+        f"{ls['tokens']}, fp32 (tokens/s) | {plain['tokens_per_s']:.0f} | "
+        f"{peer['tokens_per_s']:.0f} (PyTorch {peer['torch']}, nanoGPT-style) | "
+        f"**{plain['tokens_per_s'] / peer['tokens_per_s']:.2f}x** |",
+        f"| the same, share of the sgemm roofline ({roof:.0f} GFLOP/s, torch.mm 2048^3) | "
+        f"{100 * gflops(plain['ms_per_pass']) / roof:.0f}% | "
+        f"{100 * gflops(peer['ms_per_pass']) / roof:.0f}% | |",
+        f"| {ls['hooked_sites']} native observer hooks (cost over no hooks) | "
+        f"{100 * (native['ms_per_pass'] / plain['ms_per_pass'] - 1):+.1f}% | | |",
+        f"| {ls['hooked_sites']} Lua observer hooks (cost over the same pass from Lua) | "
+        f"{100 * (lua['ms_per_pass'] / lua_plain['ms_per_pass'] - 1):+.1f}% | | |",
+        f"| logistic regression per neuron, {st['samples']} samples (ms/neuron) | "
+        f"{st['logit_ms_per_neuron']:.4f} ({st['neurons']} neurons batched) | "
+        f"{peers['logit']['ms_per_neuron']:.3f} (statsmodels {peers['logit']['statsmodels']} "
+        f"Logit loop) | **{peers['logit']['ms_per_neuron'] / st['logit_ms_per_neuron']:.0f}x** |",
+    ]
+    for name in ("welch", "student"):
+        ours, theirs = st[f"{name}_ms_per_neuron"], peers["ttest"][f"{name}_ms_per_neuron"]
+        rows.append(
+            f"| {name.capitalize()} t-test per neuron, {st['samples'] // 2} + "
+            f"{st['samples'] - st['samples'] // 2} samples (ms/neuron) | {ours:.5f} | "
+            f"{theirs:.4f} (scipy {peers['ttest']['scipy']} ttest_ind loop) | "
+            f"**{theirs / ours:.0f}x** |")
+    threads = (f"Threads: llmscope {ls['threads']} (forward), {st['threads']} (statistics); "
+               f"PyTorch peer {peers['threads']}.")
+    return "\n".join([
+        f"Command: `{command}`, on {cpu_name()} ({subprocess.getoutput('nproc')} cores). "
+        + threads + " Each forward figure is the best of 5 rounds, both sides on the same "
+        "random weights (one model.safetensors) and the same OpenBLAS.",
+        "",
+        *rows,
+    ])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("dir")
+    p.add_argument("--command", required=True)
+    p.add_argument("--write")
+    args = p.parse_args()
+    text = table(args.dir, args.command)
+    print(text)
+    if args.write:
+        doc = open(args.write).read()
+        block = f"{BEGIN}\n{text}\n{END}"
+        if BEGIN in doc:
+            doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, doc, flags=re.S)
+        else:
+            raise SystemExit(f"{args.write} has no '{BEGIN}' marker")
+        tmp = args.write + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(doc)
+        import os
+        os.replace(tmp, args.write)
+
+
+if __name__ == "__main__":
+    main()
