@@ -41,13 +41,13 @@ enum class Step : int {
   kScores,
   kPattern,
   kZ,
-  kMerged,
+  kMerged,  // the heads merged again: the output projection's input
   kAttnProj,
   kAttnDropout,
-  kAttnModule,
-  kAttnOut,
+  kAttnModule,  // an attention module's output where the alias sits elsewhere
+  kAttnOut,     // attention's contribution to the residual stream
   kResidMid,
-  kAttnOutputModule,
+  kAttnOutputModule,  // BERT's attention.output (dense, dropout, residual, LayerNorm)
   kLn2In,
   kLn2,
   kMlpIn,
@@ -55,21 +55,21 @@ enum class Step : int {
   kMlpPre,
   kMlpPreLinear,
   kActIn,
-  kMlpAct,
-  kMlpPost,
+  kMlpAct,   // the activation function's output
+  kMlpPost,  // what the output projection multiplies (TransformerLens's hook_post)
   kProjIn,
   kProj,
   kMlpDropout,
-  kMlpModule,
+  kMlpModule,  // an MLP module's output where the alias sits elsewhere
   kMlpOut,
   kResidPost,
-  kMlpOutputModule,
+  kMlpOutputModule,  // BERT's output (dense, dropout, residual, LayerNorm)
   kNormalizedResidPost,
   // After the blocks
-  kEncoder,
+  kEncoder,  // BERT's encoder output
   kFinalNormIn,
   kFinalNorm,
-  kBaseModel,
+  kBaseModel,  // the base model's output (transformer, model, bert)
   kHeadIn,
   kHead,
   kTransformDense,
