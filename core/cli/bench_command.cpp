@@ -172,6 +172,7 @@ int run_bench(const std::vector<std::string>& args) {
                           {"rounds", rounds},
                           {"hooked_sites", sites.size()},
                           {"threads", at::get_num_threads()},
+                          {"peak_resident_bytes", peak_resident_bytes()},
                           {"cases", nlohmann::json::array()}};
     for (const auto& c : cases) {
       out["cases"].push_back({{"name", c.name},
@@ -217,6 +218,8 @@ int run_bench(const std::vector<std::string>& args) {
     std::cout << "  cache speed-up: " << std::setprecision(2)
               << generation_cases[0].best / generation_cases[1].best << "x\n";
   }
+  std::cout << "peak resident memory " << mebibytes(peak_resident_bytes()) << " (weights on disk "
+            << mebibytes(weights_on_disk(model->source())) << ")\n";
   return 0;
 }
 

@@ -1,5 +1,6 @@
 #include "cli_common.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,6 +66,30 @@ std::filesystem::path shipped_path(const std::string& relative) {
   std::error_code error;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", error);
   return error ? in_source : exe.parent_path().parent_path() / "share" / "llmscope" / relative;
+}
+
+int64_t peak_resident_bytes() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+int64_t weights_on_disk(const std::filesystem::path& folder) {
+  int64_t total = 0;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec)) return 0;
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+    if (entry.path().extension() == ".safetensors" && entry.is_regular_file(ec))
+      total += static_cast<int64_t>(entry.file_size(ec));
+  }
+  return total;
+}
+
+std::string mebibytes(int64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / (1024.0 * 1024.0)
+      << " MiB";
+  return out.str();
 }
 
 std::string default_model_dir() {

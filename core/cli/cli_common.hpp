@@ -56,6 +56,14 @@ std::filesystem::path shipped_path(const std::string& relative);
 // another.
 std::string default_model_dir();
 
+// The process's peak resident memory so far (getrusage), in bytes: what `info` and `bench`
+// report, so loading a checkpoint can be compared with its size on disk.
+int64_t peak_resident_bytes();
+// The size of the *.safetensors files in `folder` (0 when there are none).
+int64_t weights_on_disk(const std::filesystem::path& folder);
+// "123.4 MiB".
+std::string mebibytes(int64_t bytes);
+
 // --model, --dtype, --device and --plugin-path for commands that run Lua (run, repl, lesson).
 void add_host_options(po::options_description& options);
 lua::HostOptions host_options(const po::variables_map& vm);

@@ -27,6 +27,7 @@ int run_info(const std::vector<std::string>& args) {
   }
 
   const Tokenizer* tokenizer = model->tokenizer();
+  const int64_t peak = peak_resident_bytes(), on_disk = weights_on_disk(model->source());
   if (vm["json"].as<bool>()) {
     nlohmann::json out = {
         {"architecture", model->architecture()},
@@ -39,6 +40,8 @@ int run_info(const std::vector<std::string>& args) {
         {"dtype", dtype_name(model->dtype())},
         {"device", model->device().str()},
         {"hook_points", table.size()},
+        {"weights_on_disk_bytes", on_disk},
+        {"peak_resident_bytes", peak},
         {"tokenizer", tokenizer ? nlohmann::json{{"kind", tokenizer->kind()},
                                                  {"vocab_size", tokenizer->vocab_size()}}
                                 : nlohmann::json()}};
@@ -67,7 +70,9 @@ int run_info(const std::vector<std::string>& args) {
                                 " tokens)"
                           : std::string("none in the model folder"))
             << "\n"
-            << "hook points    " << table.size() << " (`--hooks` lists them)\n";
+            << "hook points    " << table.size() << " (`--hooks` lists them)\n"
+            << "memory         " << mebibytes(peak) << " peak resident after loading, "
+            << mebibytes(on_disk) << " of safetensors on disk\n";
   if (!listed.empty()) {
     std::cout << "\n";
     for (const auto* p : listed) {

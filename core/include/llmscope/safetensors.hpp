@@ -39,7 +39,9 @@ class SafetensorsFile {
 
   // The tensor as stored, on the CPU: a view into the mapping when aligned, else a copy.
   at::Tensor tensor(const std::string& name) const;
-  // The tensor converted to `dtype` on `device` (no copy when nothing changes).
+  // The tensor converted to `dtype` on `device` (no copy when nothing changes). When it copies,
+  // the file pages only this tensor occupies are released from memory: for reading each weight
+  // once, as a model does (a view of the same tensor changed in place would lose the change).
   at::Tensor load(const std::string& name, at::ScalarType dtype,
                   at::Device device = at::Device(at::kCPU)) const;
 

@@ -347,7 +347,20 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
 at::Tensor SafetensorsFile::load(const std::string& name, at::ScalarType dtype,
                                  at::Device device) const {
   // Tensor::to returns the tensor itself when device and dtype already match.
-  return tensor(name).to(device, dtype);
+  const at::Tensor stored = tensor(name);
+  at::Tensor out = stored.to(device, dtype);
+  if (out.is_same(stored)) return out;
+  // A converted copy: give the pages that hold only this tensor's bytes back to the kernel, so
+  // converting a checkpoint (bf16 -> float32, float32 -> bf16) never holds it twice. The pages
+  // are private and unwritten (a weight is read once), so a later read re-faults them from the
+  // file; pages shared with a neighbouring tensor are left alone.
+  const auto& e = entry(name);
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data_ + e.begin);
+  const auto end = reinterpret_cast<uintptr_t>(data_ + e.end);
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  return out;
 }
 
 // ---- sharded checkpoints ------------------------------------------------------------------

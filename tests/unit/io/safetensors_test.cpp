@@ -288,6 +288,25 @@ TEST_F(SafetensorsTest, LoadConvertsAndSkipsNoOpConversions) {
   EXPECT_TRUE(at::equal(ids, at::arange(4, at::kFloat)));
 }
 
+// A converting load gives the pages only its tensor occupies back to the kernel (so converting a
+// checkpoint never holds it twice); what is read afterwards, and a neighbour changed in place on
+// a shared page, are unaffected.
+TEST_F(SafetensorsTest, ConvertingLoadsReleaseOnlyTheirOwnPages) {
+  auto path = dir_ / "release.safetensors";
+  const auto a = at::randn({100}), big = at::randn({3, 10000}), c = at::randn({50});
+  save_safetensors(path, {{"a", a}, {"big", big}, {"c", c}});
+  auto file = SafetensorsFile::open(path);
+  auto view_a = file.tensor("a");
+  view_a.add_(1);  // a copy-on-write page that big's first bytes may share
+
+  auto converted = file.load("big", at::kDouble);
+  EXPECT_TENSOR_CLOSE(converted, big.to(at::kDouble), 0.0, 0.0);
+  EXPECT_TRUE(at::equal(file.tensor("big"), big));  // released pages fault in from the file
+  EXPECT_TRUE(at::equal(view_a, a + 1));
+  EXPECT_TRUE(at::equal(file.tensor("c"), c));
+  EXPECT_TENSOR_CLOSE(file.load("big", at::kDouble), big.to(at::kDouble), 0.0, 0.0);
+}
+
 TEST_F(SafetensorsTest, UnknownTensorNameNamesFileAndSuggestsCloseNames) {
   auto path = golden_path("gpt2-tiny/model.safetensors");
   auto file = SafetensorsFile::open(path);
