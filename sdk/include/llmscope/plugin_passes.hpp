@@ -137,8 +137,9 @@ inline size_t sites_read(const Model& model, const std::vector<Site>& sites) {
 inline List site_names(const Model& model, const std::vector<Site>& sites) {
   std::vector<std::string> names;
   for (const auto& site : sites) names.push_back(site.name);
-  for (size_t l = 0; sites.empty() && l < sites_read(model, sites); ++l) {
-    names.push_back("hidden_states." + std::to_string(l));
+  if (sites.empty()) {
+    for (int64_t l = 0; l <= model.n_layer(); ++l)
+      names.push_back("hidden_states." + std::to_string(l));
   }
   return List(names.begin(), names.end());
 }
@@ -146,6 +147,7 @@ inline List site_names(const Model& model, const std::vector<Site>& sites) {
 // The size of dimension `dim` shared by every site's result, which stacking them needs; else an
 // ArgumentError for argument `arg` (the options table) naming option 'sites'.
 inline int64_t common_units(const std::vector<at::Tensor>& per_site, int64_t dim, int arg) {
+  if (per_site.empty()) return 0;
   const int64_t units = per_site.front().size(dim);
   for (const auto& t : per_site) {
     if (t.size(dim) != units) {
