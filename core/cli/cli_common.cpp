@@ -85,13 +85,6 @@ int64_t weights_on_disk(const std::filesystem::path& folder) {
   return total;
 }
 
-std::string mebibytes(int64_t bytes) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / (1024.0 * 1024.0)
-      << " MiB";
-  return out.str();
-}
-
 std::string default_model_dir() {
   if (const char* chosen = std::getenv("LLMSCOPE_MODEL"); chosen && *chosen) return chosen;
   const auto builtin = shipped_path("models/brown-gpt2");
@@ -105,7 +98,12 @@ void add_host_options(po::options_description& options) {
       "dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")(
       "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")(
       "plugin-path", po::value<std::vector<std::string>>()->composing(),
-      "extra plugin folder (repeatable)");
+      "extra plugin folder (repeatable)")(
+      "timeout", po::value<double>()->default_value(0),
+      "stop a script (run, lesson run) after this many seconds, with a message and exit code 124 "
+      "(0: no limit)")(
+      "max-memory", po::value<std::string>(),
+      "cap the memory CPU tensors may take (512M, 8G, ...): an allocation past it is an error");
 }
 
 lua::HostOptions host_options(const po::variables_map& vm) {
@@ -117,6 +115,15 @@ lua::HostOptions host_options(const po::variables_map& vm) {
   if (vm.count("plugin-path")) {
     for (const auto& p : vm["plugin-path"].as<std::vector<std::string>>())
       options.plugin_path.emplace_back(p);
+  }
+  options.timeout_s = vm["timeout"].as<double>();
+  if (!(options.timeout_s >= 0)) throw UsageError("--timeout must be 0 (no limit) or more seconds");
+  if (vm.count("max-memory")) {
+    try {
+      cap_cpu_memory(parse_memory_size(vm["max-memory"].as<std::string>(), "--max-memory"));
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
   }
   return options;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "llmscope/lua/host.hpp"
+#include "llmscope/memory_cap.hpp"
 #include "llmscope/model.hpp"
 #include "llmscope/tokenizer.hpp"
 
@@ -61,10 +62,9 @@ std::string default_model_dir();
 int64_t peak_resident_bytes();
 // The size of the *.safetensors files in `folder` (0 when there are none).
 int64_t weights_on_disk(const std::filesystem::path& folder);
-// "123.4 MiB".
-std::string mebibytes(int64_t bytes);
 
-// --model, --dtype, --device and --plugin-path for commands that run Lua (run, repl, lesson).
+// --model, --dtype, --device, --plugin-path, --timeout and --max-memory for commands that run Lua
+// (run, repl, lesson).
 void add_host_options(po::options_description& options);
 lua::HostOptions host_options(const po::variables_map& vm);
 // The command's own arguments, and everything after "--", which belongs to the Lua script.

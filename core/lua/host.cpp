@@ -3,9 +3,15 @@
 #include <editline/readline.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "host_context.hpp"
 #include "llmscope/error.hpp"
@@ -45,6 +51,66 @@ class InterruptScope {
 
  private:
   void (*previous_)(int);
+};
+
+// ---- --timeout: a count hook stops Lua code past the deadline; a watchdog ends the process when
+// a native call (a long forward pass, a plugin) outlasts the deadline by a grace period. ----
+using Clock = std::chrono::steady_clock;
+Clock::time_point deadline;
+double timeout_seconds = 0;
+bool timed_out = false;
+
+void deadline_hook(lua_State* L, lua_Debug*) {
+  if (Clock::now() < deadline) return;
+  timed_out = true;
+  lua_sethook(L, nullptr, 0, 0);
+  luaL_error(L, "stopped by --timeout: the script ran for more than %f s", timeout_seconds);
+}
+
+class DeadlineScope {
+ public:
+  DeadlineScope(lua_State* L, double seconds) : L_(L) {
+    timed_out = false;
+    if (seconds <= 0) return;
+    active_ = true;
+    timeout_seconds = seconds;
+    const auto span = [](double s) {
+      return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+    };
+    deadline = Clock::now() + span(seconds);
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    const double grace = std::max(10.0, 0.1 * seconds);
+    watchdog_ = std::thread([this, seconds, grace, until = deadline + span(grace)] {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (finished_.wait_until(lock, until, [this] { return done_; })) return;
+      std::fprintf(stderr,
+                   "llmscope: stopped by --timeout: the script ran for more than %g s and has been "
+                   "inside a native call for %g s more; exiting\n",
+                   seconds, grace);
+      std::fflush(stderr);
+      std::_Exit(124);
+    });
+  }
+  ~DeadlineScope() {
+    if (!active_) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    finished_.notify_all();
+    watchdog_.join();
+    lua_sethook(L_, nullptr, 0, 0);
+  }
+  DeadlineScope(const DeadlineScope&) = delete;
+  DeadlineScope& operator=(const DeadlineScope&) = delete;
+
+ private:
+  lua_State* L_;
+  bool active_ = false;
+  std::thread watchdog_;
+  std::mutex mutex_;
+  std::condition_variable finished_;
+  bool done_ = false;
 };
 
 int traceback(lua_State* L) {
@@ -150,6 +216,7 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
   int code = 0;
   {
     InterruptScope interrupts(L);
+    DeadlineScope time_limit(L, context.options.timeout_s);
     if (luaL_loadfile(L, script.string().c_str()) != LUA_OK) {
       std::cerr << lua_tostring(L, -1) << "\n";
       lua_pop(L, 1);
@@ -160,7 +227,7 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
       std::string message = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
       std::cerr << message << "\n";
       lua_pop(L, 1);
-      code = interrupted ? 130 : 1;
+      code = interrupted ? 130 : timed_out ? 124 : 1;
       context.manifest.status =
           interrupted ? "interrupted" : "failed: " + message.substr(0, message.find('\n'));
     } else {

@@ -2,6 +2,7 @@
 // info, tokenize, generate, and a clear message with a non-zero exit for bad input.
 #include <gmock/gmock.h>
 
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -228,6 +229,54 @@ TEST(Cli, RunPassesArgumentsAndFailsWithFileAndLine) {
   result = llmscope({"run", script.string()});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("midway.lua:1:"));
+}
+
+// Resource limits a user sets: a runaway script stops at --timeout (exit 124, the report says
+// so), and an allocation past --max-memory is a Lua error naming the cap, not the OOM killer.
+TEST(Cli, RunStopsARunawayScriptAtTimeout) {
+  auto dir = scratch_dir("timeout");
+  auto script = dir / "runaway.lua";
+  std::ofstream(script) << "local n = 0\nwhile true do n = n + 1 end\n";
+  const auto started = std::chrono::steady_clock::now();
+  auto result =
+      llmscope({"run", script.string(), "--timeout", "0.5", "--out", (dir / "report").string()});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(result.exit_code, 124) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("stopped by --timeout: the script ran for more than 0.5 s"));
+  EXPECT_THAT(result.output, HasSubstr("runaway.lua:2"));
+  EXPECT_LT(seconds, 60.0);  // bounded, not a timing assertion: the loop would never end
+  std::ifstream report(dir / "report" / "report.html");  // the run's status, as failed
+  std::string text((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("failed: "));
+  EXPECT_THAT(text, HasSubstr("stopped by --timeout"));
+
+  result = llmscope({"run", script.string(), "--timeout", "-1"});
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("--timeout must be 0 (no limit) or more seconds"));
+}
+
+TEST(Cli, RunCapsTheMemoryOfCpuTensors) {
+  auto dir = scratch_dir("max_memory");
+  auto script = dir / "big.lua";
+  std::ofstream(script) << "local small = tensor.zeros({1024, 1024})\n"  // 4 MiB: fits
+                           "print('small', small:size(1))\n"
+                           "local big = tensor.zeros({1024, 1024, 64})\n"  // 256 MiB: does not
+                           "print('not reached')\n";
+  auto result = llmscope({"run", script.string(), "--max-memory", "64M"});
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("small\t1024"));
+  EXPECT_THAT(result.output, HasSubstr("big.lua:3: --max-memory: a tensor of 256.0 MiB"));
+  EXPECT_THAT(result.output, HasSubstr("past the cap of 64.0 MiB"));
+  EXPECT_THAT(result.output, ::testing::Not(HasSubstr("not reached")));
+
+  result = llmscope({"run", script.string(), "--max-memory", "1G"});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (const char* bad : {"12Q", "0", "-5M", "lots"}) {
+    result = llmscope({"run", script.string(), "--max-memory", bad});
+    EXPECT_EQ(result.exit_code, 2) << bad << ": " << result.output;
+    EXPECT_THAT(result.output, HasSubstr("--max-memory: expected a size such as 512M, 8G")) << bad;
+  }
 }
 
 TEST(Cli, ReplEvaluatesExpressionsAndStatements) {

@@ -21,6 +21,9 @@ struct HostOptions {
   std::filesystem::path out_dir;  // where scripts should write results (llmscope.out_dir)
   bool quiet = false;             // no progress bars
   std::vector<std::filesystem::path> plugin_path;  // searched before the default plugin folders
+  // A script running longer stops with a Lua error at its next Lua instruction; one stuck in a
+  // native call past the limit plus a grace period ends the process (exit 124). 0: no limit.
+  double timeout_s = 0;
 };
 
 class LuaHost {
@@ -32,7 +35,7 @@ class LuaHost {
 
   // Runs a script with its arguments (the global `arg`: arg[0] the script, arg[1..] the rest;
   // also passed as `...`). Returns 0 on success; on error prints the message and traceback to
-  // stderr and returns 1 (130 when interrupted by Ctrl-C).
+  // stderr and returns 1 (130 when interrupted by Ctrl-C, 124 when stopped by timeout_s).
   int run_file(const std::filesystem::path& script, const std::vector<std::string>& args);
   // Runs a chunk of code; throws llmscope::Error with the Lua message on failure.
   void run_string(const std::string& code, const std::string& chunk_name = "=(string)");
