@@ -7,6 +7,7 @@ usage: side_by_side.py DIR --command "scripts/bench ..." [--write docs/performan
 """
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -104,7 +105,6 @@ def main():
         tmp = args.write + ".tmp"
         with open(tmp, "w") as f:
             f.write(doc)
-        import os
         os.replace(tmp, args.write)
 
 
