@@ -172,11 +172,16 @@ class WordPieceTokenizer final : public Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// SentencePiece's BOS/EOS framing, as transformers' LlamaTokenizer reads it from
-// tokenizer_config.json (defaults: BOS yes, EOS no).
+// What transformers' LlamaTokenizer reads from tokenizer_config.json around the model: BOS/EOS
+// framing (defaults: BOS yes, EOS no), and `legacy`. legacy = false (Llama 2's own files) runs
+// the model without its dummy prefix and puts the "▁" only before the whole text, so a stretch
+// that follows an added token split out of the text gets none; `add_prefix_space` = false
+// leaves even that one out.
 struct SentencePieceOptions {
   bool add_bos = true;
   bool add_eos = false;
+  bool legacy = true;
+  bool add_prefix_space = true;
 };
 
 // A SentencePiece model (tokenizer.model) run by the SentencePiece library itself: its
@@ -185,8 +190,8 @@ class SentencePieceTokenizer final : public Tokenizer {
  public:
   static std::unique_ptr<SentencePieceTokenizer> from_model_file(
       const std::filesystem::path& model, const SentencePieceOptions& options = {});
-  // `dir`/tokenizer.model, with add_bos_token, add_eos_token and added_tokens_decoder from
-  // `dir`/tokenizer_config.json when it has them.
+  // `dir`/tokenizer.model, with add_bos_token, add_eos_token, legacy, add_prefix_space and
+  // added_tokens_decoder from `dir`/tokenizer_config.json when it has them.
   static std::unique_ptr<SentencePieceTokenizer> from_folder(const std::filesystem::path& dir);
   ~SentencePieceTokenizer() override;
 

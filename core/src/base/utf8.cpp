@@ -120,4 +120,16 @@ bool next_code_point(std::string_view text, size_t* i, uint32_t* cp) {
   return true;
 }
 
+void replace_all(std::string& text, std::string_view from, std::string_view to) {
+  if (from.empty()) return;
+  std::string out;
+  size_t pos = 0;
+  for (size_t at; (at = text.find(from, pos)) != std::string::npos; pos = at + from.size()) {
+    out.append(text, pos, at - pos);
+    out += to;
+  }
+  out.append(text, pos, std::string::npos);
+  text = std::move(out);
+}
+
 }  // namespace llmscope::detail

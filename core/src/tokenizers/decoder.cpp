@@ -65,13 +65,6 @@ void byte_fallback_step(Tokens& tokens, bool) {
   tokens = std::move(out);
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  if (from.empty()) return;
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
-    s.replace(pos, from.size(), to);
-  }
-}
-
 std::string string_field(const json& spec, const char* key, const std::string& where,
                          const fs::path& path) {
   if (!spec.contains(key) || !spec[key].is_string()) {

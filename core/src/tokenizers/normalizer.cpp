@@ -67,18 +67,6 @@ void strip_accents(std::string& text) {
   text = std::move(out);
 }
 
-void replace_all(std::string& text, const std::string& from, const std::string& to) {
-  if (from.empty()) return;
-  std::string out;
-  size_t pos = 0;
-  for (size_t at; (at = text.find(from, pos)) != std::string::npos; pos = at + from.size()) {
-    out.append(text, pos, at - pos);
-    out += to;
-  }
-  out.append(text, pos, std::string::npos);
-  text = std::move(out);
-}
-
 std::string string_field(const json& spec, const char* key, const std::string& type,
                          const fs::path& path) {
   const auto it = spec.find(key);

@@ -48,4 +48,12 @@ std::unique_ptr<SentencePieceBackend> load_sentencepiece(const std::string& mode
   return backend;
 }
 
+std::string without_dummy_prefix(std::string model_bytes) {
+  // ModelProto field 3 (normalizer_spec), length 2: NormalizerSpec field 3 (add_dummy_prefix),
+  // varint 0.
+  static constexpr char kNoDummyPrefix[] = {0x1A, 0x02, 0x18, 0x00};
+  model_bytes.append(kNoDummyPrefix, sizeof kNoDummyPrefix);
+  return model_bytes;
+}
+
 }  // namespace llmscope::detail

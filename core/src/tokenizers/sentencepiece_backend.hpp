@@ -42,4 +42,10 @@ inline constexpr const char* kSentencePieceModule = "libllmscope_sentencepiece.s
 std::unique_ptr<SentencePieceBackend> load_sentencepiece(const std::string& model_bytes,
                                                          const std::filesystem::path& path);
 
+// `model_bytes` (a serialized ModelProto) with normalizer_spec.add_dummy_prefix set to false, as
+// transformers' LlamaTokenizer(legacy=False) loads it. Protobuf merges a message field that
+// appears twice and keeps the last value of a scalar, so appending
+// `normalizer_spec { add_dummy_prefix: false }` is its MergeFrom without the generated classes.
+std::string without_dummy_prefix(std::string model_bytes);
+
 }  // namespace llmscope::detail

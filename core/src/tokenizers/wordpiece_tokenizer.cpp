@@ -260,28 +260,13 @@ void append_lower(uint32_t cp, std::u32string& out) {
 // Decoding
 
 // transformers' clean_up_tokenization: Python's str.replace, in order.
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  std::string out;
-  size_t pos = 0;
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, pos)) {
-    out.append(s, pos, at - pos);
-    out.append(to);
-    pos = at + from.size();
-  }
-  if (pos == 0) {
-    return;
-  }
-  out.append(s, pos, std::string::npos);
-  s = std::move(out);
-}
-
 void clean_up_tokenization(std::string& s) {
   static constexpr std::pair<std::string_view, std::string_view> kRules[] = {
       {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
   };
   for (const auto& [from, to] : kRules) {
-    replace_all(s, from, to);
+    detail::replace_all(s, from, to);
   }
 }
 
