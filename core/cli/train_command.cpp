@@ -1,7 +1,10 @@
 // llmscope train: a GPT-2-architecture model from a corpus and a recipe file — tokenizer
 // (trained here unless given), GPT-2 initialisation, AdamW with warm-up and cosine decay,
-// held-out evaluation, checkpoints in the Hugging Face layout and a model card.
+// held-out evaluation, checkpoints an interrupted run resumes from (Ctrl-C and SIGTERM stop at
+// the next step with one), and the final model in the Hugging Face layout with a model card.
 #include <unistd.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <cmath>
@@ -17,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.hpp"
+#include "llmscope/atomic_file.hpp"
 #include "llmscope/bpe_trainer.hpp"
 #include "llmscope/corpus.hpp"
 #include "llmscope/error.hpp"
@@ -26,6 +30,48 @@
 
 namespace llmscope::cli {
 namespace {
+
+// Ctrl-C or SIGTERM during the training loop: stop after the current step, with a checkpoint.
+// A second one ends the process at once (the newest checkpoint stays whole).
+volatile std::sig_atomic_t stop_signal = 0;
+
+void on_stop_signal(int signal) {
+  stop_signal = signal;
+  std::signal(signal, SIG_DFL);
+}
+
+class StopSignals {
+ public:
+  StopSignals() {
+    stop_signal = 0;
+    int_ = std::signal(SIGINT, on_stop_signal);
+    term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, int_);
+    std::signal(SIGTERM, term_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  void (*int_)(int);
+  void (*term_)(int);
+};
+
+// Keeps the header and the rows of steps <= `step` (a resumed run rewrites the rest).
+void truncate_log(const std::filesystem::path& path, int64_t step) {
+  std::ifstream in(path);
+  std::string kept, line;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (header || (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= step)) {
+      kept += line + "\n";
+    }
+    header = false;
+  }
+  write_file_atomic(path, kept.empty() ? "step,loss,lr,grad_norm,validation_loss\n" : kept);
+}
 
 std::string cpu_name() {
   std::ifstream in("/proc/cpuinfo");
@@ -49,12 +95,6 @@ std::string duration_text(double seconds) {
   if (s >= 60) out << (s / 60) % 60 << " min ";
   out << s % 60 << " s";
   return out.str();
-}
-
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  if (!out) throw_file_error(path, "cannot write");
 }
 
 struct Sample {
@@ -182,11 +222,13 @@ int run_train(const std::vector<std::string>& args) {
       "threads", po::value<int>(), "override the recipe's thread count")(
       "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda | cuda:N")(
       "save-dtype", po::value<std::string>()->default_value("float16"),
-      "dtype of the final weights")("force", "overwrite a folder that already holds a model");
+      "dtype of the final weights")("force", "overwrite a folder that already holds a model")(
+      "resume", "continue the interrupted run in --out from its newest checkpoint-N");
   po::variables_map vm;
   if (!parse_args("train",
-                  "--recipe FILE --out DIR [--text FILE ...] [--tokenizer DIR] [--steps N]", args,
-                  options, vm)) {
+                  "--recipe FILE --out DIR [--text FILE ...] [--tokenizer DIR] [--steps N] "
+                  "[--resume]",
+                  args, options, vm)) {
     return 0;
   }
   auto recipe = TrainRecipe::from_file(vm["recipe"].as<std::string>());
@@ -194,9 +236,25 @@ int run_train(const std::vector<std::string>& args) {
   if (vm.count("threads")) recipe.threads = vm["threads"].as<int>();
   if (recipe.steps < 1) throw UsageError("--steps must be positive");
   const std::filesystem::path out = vm["out"].as<std::string>();
-  if (std::filesystem::exists(out / "model.safetensors") && !vm.count("force")) {
-    throw UsageError(out.string() + " already holds a model; choose another --out or pass --force");
+  const bool resume = vm.count("resume") > 0;
+  if (resume && vm.count("force")) throw UsageError("--resume and --force exclude each other");
+  const std::filesystem::path checkpoint = latest_checkpoint(out);
+  if (resume && checkpoint.empty()) {
+    throw UsageError(out.string() +
+                     " holds no checkpoint-N folder to resume from; run without --resume");
   }
+  if (!resume && !vm.count("force")) {
+    if (std::filesystem::exists(out / "model.safetensors")) {
+      throw UsageError(out.string() +
+                       " already holds a model; choose another --out or pass --force");
+    }
+    if (!checkpoint.empty()) {
+      throw UsageError(out.string() + " holds " + checkpoint.filename().string() +
+                       " of an interrupted run; pass --resume to continue it or --force to "
+                       "start over");
+    }
+  }
+  if (vm.count("force")) remove_checkpoints(out);
   const auto save_dtype = parse_dtype(vm["save-dtype"].as<std::string>());
   const auto device = parse_device(vm["device"].as<std::string>());
   std::filesystem::create_directories(out);
@@ -226,7 +284,9 @@ int run_train(const std::vector<std::string>& args) {
   spdlog::info("corpus: {} ({} train / {} validation documents)", texts.description,
                texts.train.size(), texts.validation.size());
 
-  if (vm.count("tokenizer")) {
+  if (resume) {
+    spdlog::info("resuming from {}", checkpoint.string());  // its tokenizer is already in --out
+  } else if (vm.count("tokenizer")) {
     const std::filesystem::path from = vm["tokenizer"].as<std::string>();
     command << " --tokenizer " << from.string();
     for (const char* file : {"vocab.json", "merges.txt", "tokenizer.json"}) {
@@ -252,18 +312,33 @@ int run_train(const std::vector<std::string>& args) {
   spdlog::info("tokens: {} train, {} validation ({:.1f} s)", train_ids.size(),
                validation_ids.size(), since());
 
-  write_initial_checkpoint(recipe.model_config(eos), recipe.seed, out);
-  write_text(out / "recipe.json", recipe.to_json_text() + "\n");
   LoadOptions load;
   load.device = device;
-  auto model = load_model(out, load);
+  std::unique_ptr<Model> model;
+  TrainState resumed;
+  if (resume) {
+    model = load_model(checkpoint, load);
+    resumed = load_checkpoint_state(checkpoint, recipe, device);
+    truncate_log(out / "training_log.csv", resumed.step);
+  } else {
+    // GPT-2's initialisation, loaded from a folder of its own: --out gets model.safetensors
+    // only when training is done, so nothing there passes for a trained model before.
+    const auto initial = out / ".initial";
+    std::filesystem::remove_all(initial);
+    write_initial_checkpoint(recipe.model_config(eos), recipe.seed, initial);
+    std::filesystem::copy_file(initial / "config.json", out / "config.json",
+                               std::filesystem::copy_options::overwrite_existing);
+    write_file_atomic(out / "recipe.json", recipe.to_json_text() + "\n");
+    model = load_model(initial, load);
+    std::filesystem::remove_all(initial);  // the weights stay mapped
+    std::ofstream(out / "training_log.csv") << "step,loss,lr,grad_norm,validation_loss\n";
+  }
   const auto bigram =
       bigram_baseline(train_ids, validation_ids, recipe.vocab_size, recipe.eval_tokens);
   spdlog::info("model: {} parameters; bigram baseline validation loss {:.4f}",
                model->num_parameters(), bigram.loss);
 
-  std::ofstream log(out / "training_log.csv");
-  log << "step,loss,lr,grad_norm,validation_loss\n";
+  std::ofstream log(out / "training_log.csv", std::ios::app);
   const bool tty = isatty(STDERR_FILENO) && spdlog::get_level() < spdlog::level::err;
   double last_validation = -1;
   TrainCallbacks callbacks;
@@ -288,14 +363,30 @@ int run_train(const std::vector<std::string>& args) {
       spdlog::info("{}", line.str());
     }
   };
-  callbacks.on_checkpoint = [&](int64_t step) {
+  callbacks.on_checkpoint = [&](const TrainState& state) {
     log.flush();
-    save_model_weights(*model, out, at::kFloat);
-    spdlog::debug("checkpoint at step {}", step);
+    save_checkpoint(*model, state, recipe, out);
+    spdlog::debug("checkpoint at step {}", state.step);
   };
-  const auto result = train_language_model(*model, train_ids, validation_ids, recipe, callbacks);
+  callbacks.stop_requested = [] { return stop_signal != 0; };
+  TrainResult result;
+  int stopped_by = 0;
+  {
+    StopSignals signals;
+    result = train_language_model(*model, train_ids, validation_ids, recipe, callbacks,
+                                  resume ? &resumed : nullptr);
+    stopped_by = stop_signal;
+  }
   if (tty) std::cerr << "\n";
   log.close();
+  if (result.stopped) {
+    const auto kept = latest_checkpoint(out);
+    std::cerr << "llmscope train: " << (stopped_by == SIGTERM ? "terminated" : "interrupted")
+              << " at step " << result.train_losses.size() << " of " << recipe.steps
+              << "; the run so far is in " << kept.string() << " (no model.safetensors in "
+              << out.string() << " yet). Continue with the same command and --resume.\n";
+    return 128 + stopped_by;
+  }
 
   save_model_weights(*model, out, save_dtype);
   // The card describes the weights as shipped: reload them to measure and sample.
@@ -319,7 +410,7 @@ int run_train(const std::vector<std::string>& args) {
                    ", " + std::to_string(at::get_num_threads()) + " threads, libtorch " +
                    TORCH_VERSION;
   facts.samples = sample_generations(*shipped, *tokenizer, recipe.seed);
-  write_text(out / "README.md", model_card(facts));
+  write_file_atomic(out / "README.md", model_card(facts));
   // The card's numbers for programs (the built-in model's test checks them).
   nlohmann::ordered_json summary = {{"weights_sha256", facts.weights_sha256},
                                     {"corpus_sha256", facts.corpus_sha256},
@@ -333,7 +424,8 @@ int run_train(const std::vector<std::string>& args) {
                                     {"train_tokens", facts.train_tokens},
                                     {"validation_tokens", facts.validation_tokens},
                                     {"wall_seconds", result.wall_seconds}};
-  write_text(out / "training_summary.json", summary.dump(2) + "\n");
+  write_file_atomic(out / "training_summary.json", summary.dump(2) + "\n");
+  remove_checkpoints(out);  // the run is complete
   std::cout << "trained " << out.string() << ": validation loss "
             << fixed(facts.result.validation_loss, 4) << " (bigram baseline "
             << fixed(bigram.loss, 4) << ") in " << duration_text(since()) << "\n";

@@ -21,18 +21,19 @@ namespace {
 
 const char* const kHostKey = "llmscope.host";
 
-// ---- Ctrl-C: the signal handler only arms a Lua hook; the hook raises the error from Lua. ----
-volatile std::sig_atomic_t interrupted = 0;
+// ---- Ctrl-C and SIGTERM: the signal handler only arms a Lua hook; the hook raises the error
+// from Lua, so the script's <close> handlers run and the report is written. ----
+volatile std::sig_atomic_t interrupted = 0;  // the signal, or 0
 lua_State* interruptible = nullptr;
 
 void interrupt_hook(lua_State* L, lua_Debug*) {
   lua_sethook(L, nullptr, 0, 0);
-  luaL_error(L, "interrupted");
+  luaL_error(L, interrupted == SIGTERM ? "terminated (SIGTERM)" : "interrupted");
 }
 
-void on_sigint(int) {
-  interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills a script stuck in a long C++ call
+void on_stop_signal(int signal) {
+  interrupted = signal;
+  std::signal(signal, SIG_DFL);  // a second one kills a script stuck in a long C++ call
   if (interruptible)
     lua_sethook(interruptible, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -42,15 +43,20 @@ class InterruptScope {
   explicit InterruptScope(lua_State* L) {
     interrupted = 0;
     interruptible = L;
-    previous_ = std::signal(SIGINT, on_sigint);
+    int_ = std::signal(SIGINT, on_stop_signal);
+    term_ = std::signal(SIGTERM, on_stop_signal);
   }
   ~InterruptScope() {
-    std::signal(SIGINT, previous_);
+    std::signal(SIGINT, int_);
+    std::signal(SIGTERM, term_);
     interruptible = nullptr;
   }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
 
  private:
-  void (*previous_)(int);
+  void (*int_)(int);
+  void (*term_)(int);
 };
 
 // ---- --timeout: a count hook stops Lua code past the deadline; a watchdog ends the process when
@@ -159,6 +165,26 @@ void open_info(lua_State* L, const HostOptions& options) {
   lua_setglobal(L, "llmscope");
 }
 
+// Lua runs precompiled chunks without verifying them, and a crafted one can crash the process;
+// scripts are text, so every way in (the host's own loading and load/loadfile/dofile) takes text
+// chunks only. The env argument is passed on only when given: an explicit nil would clear _ENV.
+constexpr const char* kTextChunksOnly = R"lua(
+local load, loadfile = load, loadfile
+_G.load = function(chunk, name, _, ...)
+  if select("#", ...) > 0 then return load(chunk, name, "t", ...) end
+  return load(chunk, name, "t")
+end
+_G.loadfile = function(file, _, ...)
+  if select("#", ...) > 0 then return loadfile(file, "t", ...) end
+  return loadfile(file, "t")
+end
+_G.dofile = function(file)
+  local chunk, message = loadfile(file, "t")
+  if not chunk then error(message, 2) end
+  return chunk()
+end
+)lua";
+
 }  // namespace
 
 HostContext& host_context(lua_State* L) {
@@ -171,6 +197,7 @@ HostContext& host_context(lua_State* L) {
 LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
   if (!L_) throw Error("cannot create a Lua state (out of memory)");
   luaL_openlibs(L_);
+  if (luaL_dostring(L_, kTextChunksOnly) != LUA_OK) throw Error(lua_tostring(L_, -1));
   // The context is a full userdata so Lua frees it, after every binding object, on lua_close.
   luaL_newmetatable(L_, "llmscope.HostContext");
   lua_pushcfunction(L_, destroy_userdata<HostContext>);
@@ -217,19 +244,29 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
   {
     InterruptScope interrupts(L);
     DeadlineScope time_limit(L, context.options.timeout_s);
-    if (luaL_loadfile(L, script.string().c_str()) != LUA_OK) {
+    if (luaL_loadfilex(L, script.string().c_str(), "t") != LUA_OK) {
       std::cerr << lua_tostring(L, -1) << "\n";
       lua_pop(L, 1);
       return 1;  // nothing ran: no report
+    }
+    if (context.report) {
+      try {
+        context.report->lock();
+      } catch (const std::exception& e) {
+        lua_pop(L, 1);
+        std::cerr << "llmscope: " << e.what() << "\n";
+        return 1;  // nothing ran; the other run's report is left alone
+      }
     }
     for (const auto& a : args) lua_pushstring(L, a.c_str());
     if (protected_call(L, static_cast<int>(args.size()), 0) != LUA_OK) {
       std::string message = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
       std::cerr << message << "\n";
       lua_pop(L, 1);
-      code = interrupted ? 130 : timed_out ? 124 : 1;
-      context.manifest.status =
-          interrupted ? "interrupted" : "failed: " + message.substr(0, message.find('\n'));
+      code = interrupted ? 128 + interrupted : timed_out ? 124 : 1;
+      context.manifest.status = interrupted == SIGTERM ? "terminated (SIGTERM)"
+                                : interrupted          ? "interrupted"
+                                              : "failed: " + message.substr(0, message.find('\n'));
     } else {
       context.manifest.status = "ok";
     }
@@ -238,6 +275,10 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   try {
     write_report(L);
+    if (interrupted && context.report) {
+      std::cerr << "llmscope: " << context.manifest.status << "; the report of what ran is in "
+                << (context.report->dir() / "report.html").string() << "\n";
+    }
   } catch (const std::exception& e) {
     std::cerr << "llmscope: could not write the report: " << e.what() << "\n";
     if (code == 0) code = 1;
@@ -247,7 +288,8 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
 
 void LuaHost::run_string(const std::string& code, const std::string& chunk_name) {
   InterruptScope interrupts(L_);
-  if (luaL_loadbuffer(L_, code.data(), code.size(), chunk_name.c_str()) != LUA_OK ||
+  DeadlineScope time_limit(L_, host_context(L_).options.timeout_s);
+  if (luaL_loadbufferx(L_, code.data(), code.size(), chunk_name.c_str(), "t") != LUA_OK ||
       protected_call(L_, 0, 0) != LUA_OK) {
     std::string message = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "error";
     lua_pop(L_, 1);
@@ -290,10 +332,10 @@ int LuaHost::repl() {
       chunk += (chunk.empty() ? "" : "\n") + line;
       // Like lua.c: first try the line as an expression, printing its values.
       std::string as_return = "return " + chunk;
-      int status = luaL_loadbuffer(L, as_return.data(), as_return.size(), "=stdin");
+      int status = luaL_loadbufferx(L, as_return.data(), as_return.size(), "=stdin", "t");
       if (status != LUA_OK) {
         lua_pop(L, 1);
-        status = luaL_loadbuffer(L, chunk.data(), chunk.size(), "=stdin");
+        status = luaL_loadbufferx(L, chunk.data(), chunk.size(), "=stdin", "t");
       }
       if (status == LUA_ERRSYNTAX) {
         std::string message = lua_tostring(L, -1);

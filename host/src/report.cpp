@@ -2,6 +2,12 @@
 
 #include <torch/version.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <iomanip>
 #include <sstream>
@@ -195,6 +201,32 @@ void Report::tensor(const std::string& name, const at::Tensor& value, const std:
 }
 
 void Report::html(const std::string& fragment) { sections_.push_back(fragment + "\n"); }
+
+void Report::lock() {
+  if (lock_) return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw_file_error(dir_, "cannot create the report folder: " + ec.message());
+  const auto path = dir_ / ".lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw_file_error(path, std::string("cannot open the lock: ") + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {0};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    throw Error(dir_.string() + " is in use by another llmscope run" +
+                (n > 0 ? " (process " + std::string(holder, static_cast<size_t>(n)) + ")" : "") +
+                "; choose another --out, or wait for it to finish");
+  }
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds without the pid; it only makes the message above more helpful.
+  }
+  lock_ = std::shared_ptr<const int>(new int(fd), [](const int* held) {
+    ::close(*held);
+    delete held;
+  });
+}
 
 void Report::write(const RunManifest& manifest) const {
   std::time_t started = std::chrono::system_clock::to_time_t(started_);

@@ -314,7 +314,7 @@ BigramBaseline bigram_baseline(const std::vector<int64_t>& train,
 
 TrainResult train_language_model(Model& model, const std::vector<int64_t>& train,
                                  const std::vector<int64_t>& validation, const TrainRecipe& recipe,
-                                 const TrainCallbacks& callbacks) {
+                                 const TrainCallbacks& callbacks, const TrainState* resume) {
   check_recipe(recipe, "recipe");
   if (static_cast<int64_t>(train.size()) < recipe.context + 2) {
     throw Error("training data has " + std::to_string(train.size()) +
@@ -338,11 +338,43 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
 
   std::mt19937_64 rng(recipe.seed);
   TrainResult result;
+  int64_t first_step = 0;
+  if (resume) {
+    for (auto& p : params) {
+      const auto m = resume->first_moment.find(p.name);
+      const auto v = resume->second_moment.find(p.name);
+      if (m == resume->first_moment.end() || v == resume->second_moment.end() ||
+          !m->second.sizes().equals(p.value.sizes()) ||
+          !v->second.sizes().equals(p.value.sizes())) {
+        throw Error("the checkpoint's optimizer state has no moments of shape " +
+                    c10::str(p.value.sizes()) + " for '" + p.name + "'");
+      }
+      p.first_moment.copy_(m->second);
+      p.second_moment.copy_(v->second);
+    }
+    std::istringstream(resume->sampler) >> rng;
+    result = resume->so_far;
+    result.stopped = false;
+    first_step = resume->step;
+  }
+  const auto state_at = [&](int64_t steps_done) {
+    TrainState state;
+    state.step = steps_done;
+    std::ostringstream sampler;
+    sampler << rng;
+    state.sampler = sampler.str();
+    for (const auto& p : params) {
+      state.first_moment[p.name] = p.first_moment;
+      state.second_moment[p.name] = p.second_moment;
+    }
+    state.so_far = result;
+    return state;
+  };
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since = [](auto t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  for (int64_t step = 0; step < recipe.steps; ++step) {
+  for (int64_t step = first_step; step < recipe.steps; ++step) {
     const auto step_start = std::chrono::steady_clock::now();
     const double lr = scheduled_lr(recipe, step);
     auto windows = sample_windows(train, recipe.batch_size, recipe.context, rng);
@@ -394,8 +426,13 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
     }
     progress.elapsed_seconds = seconds_since(start);
     if (callbacks.on_step) callbacks.on_step(progress);
-    if (callbacks.on_checkpoint && ((step + 1) % recipe.checkpoint_every == 0 || last)) {
-      callbacks.on_checkpoint(step + 1);
+    const bool stop = !last && callbacks.stop_requested && callbacks.stop_requested();
+    if (callbacks.on_checkpoint && ((step + 1) % recipe.checkpoint_every == 0 || last || stop)) {
+      callbacks.on_checkpoint(state_at(step + 1));
+    }
+    if (stop) {
+      result.stopped = true;
+      break;
     }
   }
   for (auto& p : params) {
@@ -406,7 +443,7 @@ TrainResult train_language_model(Model& model, const std::vector<int64_t>& train
   double sum = 0;
   for (size_t i = result.train_losses.size() - tail; i < result.train_losses.size(); ++i)
     sum += result.train_losses[i];
-  result.final_train_loss = sum / static_cast<double>(tail);
+  result.final_train_loss = tail > 0 ? sum / static_cast<double>(tail) : 0;
   result.wall_seconds = seconds_since(start);
   return result;
 }

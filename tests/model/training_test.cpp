@@ -1,5 +1,6 @@
 // Training from scratch: the recipe file, the schedule, that a few steps lower the loss, that a
 // saved checkpoint reloads to identical logits, and the bigram baseline.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -116,6 +117,67 @@ TEST(Training, SameSeedSameLosses) {
     losses[run] = train_language_model(*model, train, train, recipe).train_losses;
   }
   EXPECT_EQ(losses[0], losses[1]);
+}
+
+// Stopped after 5 steps with a checkpoint and resumed from it, a run takes exactly the steps of
+// the uninterrupted one: the same losses and bit-identical weights.
+TEST(Training, AResumedRunTakesTheSameStepsAsAnUninterruptedOne) {
+  auto recipe = tiny_recipe();
+  recipe.steps = 12;
+  recipe.threads = 1;
+  recipe.checkpoint_every = 100;
+  const auto train = patterned_tokens(2000, recipe.vocab_size);
+  const auto validation = patterned_tokens(500, recipe.vocab_size);
+  const auto whole_dir = testing::scratch_dir("training_whole");
+  write_initial_checkpoint(recipe.model_config(0), recipe.seed, whole_dir);
+  auto whole = load_model(whole_dir);
+  const auto expected = train_language_model(*whole, train, validation, recipe);
+
+  const auto out = testing::scratch_dir("training_resumed");
+  write_initial_checkpoint(recipe.model_config(0), recipe.seed, out / "init");
+  std::filesystem::copy_file(out / "init" / "config.json", out / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto first = load_model(out / "init");
+  int64_t done = 0;
+  TrainCallbacks callbacks;
+  callbacks.on_step = [&](const TrainProgress& p) { done = p.step; };
+  callbacks.on_checkpoint = [&](const TrainState& state) {
+    save_checkpoint(*first, state, recipe, out);
+  };
+  callbacks.stop_requested = [&] { return done == 5; };
+  const auto stopped = train_language_model(*first, train, validation, recipe, callbacks);
+  EXPECT_TRUE(stopped.stopped);
+  EXPECT_EQ(stopped.train_losses.size(), 5u);
+  const auto checkpoint = latest_checkpoint(out);
+  ASSERT_EQ(checkpoint, out / "checkpoint-5");
+
+  auto second = load_model(checkpoint);
+  const auto state = load_checkpoint_state(checkpoint, recipe, at::kCPU);
+  EXPECT_EQ(state.step, 5);
+  callbacks.stop_requested = nullptr;
+  callbacks.on_checkpoint = [&](const TrainState& s) { save_checkpoint(*second, s, recipe, out); };
+  const auto resumed = train_language_model(*second, train, validation, recipe, callbacks, &state);
+  EXPECT_FALSE(resumed.stopped);
+  EXPECT_EQ(resumed.train_losses, expected.train_losses);
+  EXPECT_EQ(resumed.validation_curve, expected.validation_curve);
+  EXPECT_EQ(resumed.tokens_seen, expected.tokens_seen);
+  const auto want = whole->named_parameters();
+  const auto got = second->named_parameters();
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(at::equal(want[i].second, got[i].second)) << want[i].first;
+  }
+  // Only the newest checkpoint stays.
+  EXPECT_EQ(latest_checkpoint(out), out / "checkpoint-12");
+  EXPECT_FALSE(std::filesystem::exists(out / "checkpoint-5"));
+
+  auto other = recipe;
+  other.lr *= 2;
+  EXPECT_THAT(
+      testing::error_of([&] { load_checkpoint_state(out / "checkpoint-12", other, at::kCPU); }),
+      ::testing::HasSubstr("written by another recipe"));
+  remove_checkpoints(out);
+  EXPECT_EQ(latest_checkpoint(out), std::filesystem::path());
 }
 
 TEST(Training, BigramBaselineLearnsAPredictableStream) {

@@ -17,6 +17,13 @@ SentencePieceLoadFn module_entry() {
   static const SentencePieceLoadFn entry = [] {
     const fs::path here = boost::dll::this_line_location().parent_path();
     const fs::path module = here / kSentencePieceModule;
+#ifdef LLMSCOPE_SANITIZED
+    // The sanitizer runtimes refuse RTLD_DEEPBIND (they must see every allocation), and without
+    // it the module's protobuf clashes with libtorch's: no SentencePiece in these builds.
+    throw Error("cannot open " + module.string() +
+                ": SentencePiece models are not available in a sanitizer build (the module needs "
+                "RTLD_DEEPBIND, which AddressSanitizer refuses)");
+#endif
     static boost::dll::shared_library library;
     try {
       library.load(module.string(), boost::dll::load_mode::rtld_local |

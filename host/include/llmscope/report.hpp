@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,6 +50,10 @@ class Report {
 
   // (Re)writes report.html with the manifest; atomic.
   void write(const RunManifest& manifest) const;
+  // Takes the folder for this process until the Report goes away (an flock on <dir>/.lock,
+  // created with the folder), so two runs never write one report; throws naming the folder and
+  // the other run's process when it is taken.
+  void lock();
 
   // A file-name-safe version of a user's name ("Layer 3 / r" -> "layer-3-r"); throws for empty.
   static std::string slug(const std::string& name);
@@ -58,6 +63,8 @@ class Report {
   std::string title_;
   std::vector<std::string> sections_;  // HTML, in the order the script added them
   std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+  std::shared_ptr<const int>
+      lock_;  // the lock file's descriptor, closed (released) with the last copy
 };
 
 // Escapes &, <, >, " and ' for HTML text and attribute values (reports and token heatmaps).

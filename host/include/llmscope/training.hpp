@@ -1,6 +1,7 @@
 // Training GPT-2-architecture language models from scratch: the recipe (a JSON file anyone can
 // commit and rerun), GPT-2's initialisation written as a checkpoint, the AdamW loop with warm-up
-// and cosine decay, held-out evaluation, and the bigram baseline a model card compares against.
+// and cosine decay, held-out evaluation, the bigram baseline a model card compares against, and
+// the checkpoints an interrupted run resumes from.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,22 +95,52 @@ struct TrainProgress {
 struct TrainResult {
   double final_train_loss = 0;  // mean of the last 50 steps
   double validation_loss = 0;
-  double wall_seconds = 0;
+  double wall_seconds = 0;  // of this run (a resumed run counts from its resumption)
   int64_t tokens_seen = 0;
   std::vector<std::pair<int64_t, double>> validation_curve;  // (step, loss)
   std::vector<double> train_losses;                          // every step
+  bool stopped = false;  // stop_requested ended the run before recipe.steps
+};
+
+// Where a run stands after `step` steps: what a checkpoint holds besides the weights, and what
+// resuming restores, so a resumed run takes exactly the steps the uninterrupted one would.
+struct TrainState {
+  int64_t step = 0;
+  std::string sampler;  // the window sampler's generator (std::mt19937_64), as text
+  std::map<std::string, at::Tensor> first_moment, second_moment;  // AdamW's, by parameter
+  TrainResult so_far;  // losses, validation curve and tokens seen up to `step`
 };
 
 struct TrainCallbacks {
   std::function<void(const TrainProgress&)> on_step;  // every step
-  std::function<void(int64_t step)> on_checkpoint;    // every checkpoint_every steps
+  // Every checkpoint_every steps, at the last step, and when stopped.
+  std::function<void(const TrainState&)> on_checkpoint;
+  // Asked after each step; true ends the run there (after a checkpoint), result.stopped set.
+  std::function<bool()> stop_requested;
 };
 
 // Trains `model`'s parameters in place (they must be float32) on random windows of `train`,
-// evaluating on `validation`. Deterministic for a given recipe on one thread count.
+// evaluating on `validation`; from `resume` (a checkpoint's state, the model holding its
+// weights) when given. Deterministic for a given recipe on one thread count, resumed or not.
 TrainResult train_language_model(Model& model, const std::vector<int64_t>& train,
                                  const std::vector<int64_t>& validation, const TrainRecipe& recipe,
-                                 const TrainCallbacks& callbacks = {});
+                                 const TrainCallbacks& callbacks = {},
+                                 const TrainState* resume = nullptr);
+
+// Checkpoints of a run folder `out`, in Hugging Face Trainer's layout: out/checkpoint-<step>/
+// holding config.json and the float32 weights (a model folder load_model reads), the optimizer's
+// moments (optimizer.safetensors), state.json and the recipe. Each is written under a temporary
+// name and renamed, so a folder named checkpoint-N is always whole; older ones are removed.
+void save_checkpoint(const Model& model, const TrainState& state, const TrainRecipe& recipe,
+                     const std::filesystem::path& out);
+// The newest checkpoint-N folder of `out`, or an empty path.
+std::filesystem::path latest_checkpoint(const std::filesystem::path& out);
+// A checkpoint's state (moments on `device`); throws naming the folder when it is not whole or
+// was written for another recipe.
+TrainState load_checkpoint_state(const std::filesystem::path& checkpoint, const TrainRecipe& recipe,
+                                 at::Device device);
+// Removes every checkpoint-N folder of `out` (a run that completed needs none).
+void remove_checkpoints(const std::filesystem::path& out);
 
 // The model's parameters as a checkpoint (model.safetensors in `dir`, cast to `dtype`), atomically.
 void save_model_weights(const Model& model, const std::filesystem::path& dir, at::ScalarType dtype);

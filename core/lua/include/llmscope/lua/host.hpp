@@ -35,7 +35,8 @@ class LuaHost {
 
   // Runs a script with its arguments (the global `arg`: arg[0] the script, arg[1..] the rest;
   // also passed as `...`). Returns 0 on success; on error prints the message and traceback to
-  // stderr and returns 1 (130 when interrupted by Ctrl-C, 124 when stopped by timeout_s).
+  // stderr and returns 1 (130 when interrupted by Ctrl-C, 143 by SIGTERM, 124 when stopped by
+  // timeout_s).
   int run_file(const std::filesystem::path& script, const std::vector<std::string>& args);
   // Runs a chunk of code; throws llmscope::Error with the Lua message on failure.
   void run_string(const std::string& code, const std::string& chunk_name = "=(string)");

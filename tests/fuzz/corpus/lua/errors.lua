@@ -1,0 +1,8 @@
+local m = model.load()
+print(pcall(m.forward, m, "x", { no_such_option = true }))
+print(pcall(m.hook, m, "blocks.99.no_site", function() end))
+print(pcall(function() return m:run_with_hooks("x", { ["blocks.0.hook_resid_pre"] = function(a) return a:sum() end }) end))
+print(pcall(tensor.zeros, { -1 }))
+print(pcall(function() return tensor.ones({ 2, 3 }):matmul(tensor.ones({ 2, 3 })) end))
+print(pcall(load, string.dump(function() return 1 end)))
+print(pcall(m.decode, m, { 1e9 }))

@@ -1,0 +1,8 @@
+local m = model.load()
+local ids, text = m:generate("Once upon a time", { max_new_tokens = 5 })
+print(ids:shape()[2], text)
+local ids2 = m:generate({ "a", "longer prompt here" }, { max_new_tokens = 3, temperature = 0.8, top_k = 5, seed = 1 })
+local t = m:tokenize("Hello <|endoftext|> world", { special = true })
+print(m:decode(t), m:decode({ 0, 1, 2 }, { skip_special = true }), #m:tokens("x y z"))
+local positions, rows = m:find_tokens({ "a cat", "the cat" }, " cat")
+print(m:embed(t:view({ 1, -1 })):shape()[3], m:unembed(tensor.zeros({ 2, m.d_model }), { full_head = false }))

@@ -1,0 +1,11 @@
+local m = model.load()
+for _, p in ipairs(plugins.list()) do print(p.name, p.version) end
+local ids = m:tokenize("The cat sat on the mat")
+local heads = plugin("heads")
+local r = heads.ablate(m, ids, { layers = { 0 }, heads = { 0, 1 }, targets = { 3, 4 }, batch_size = 2 })
+print(r)
+local ll = plugin("logit_lens")
+print(pcall(ll.lens, m, ids, { target = 5 }))
+local tl = plugin("token_length")
+print(pcall(tl.scan, m, { "a b c", "dd ee" }, { sites = "blocks.*.hook_resid_post", batch_size = 2 }))
+print(pcall(plugin, "no_such_plugin"))

@@ -1,0 +1,8 @@
+local a = tensor.randn({ 3, 4 })
+local b = tensor.ones({ 4, 2 })
+local c = a:matmul(b)
+print(c:shape()[1], c:sum():item(), a[0][1]:item())
+local d = tensor.new({ 1, 2, 3 }):float():softmax(0)
+print(d:max():item(), d:argmax():item(), a:select(-1, 2):mean():item())
+local e = tensor.zeros({ 2, 3 }):index_fill(-1, tensor.new({ 1 }), 5)
+print(e:topk(2), a:transpose(0, 1):contiguous():view({ 2, 6 }))
