@@ -14,6 +14,27 @@
 
 namespace llmscope::cli {
 
+namespace {
+volatile std::sig_atomic_t stop_signal = 0;
+void on_stop_signal(int signal) {
+  stop_signal = signal;
+  std::signal(signal, SIG_DFL);
+}
+}  // namespace
+
+StopSignals::StopSignals() {
+  stop_signal = 0;
+  int_ = std::signal(SIGINT, on_stop_signal);
+  term_ = std::signal(SIGTERM, on_stop_signal);
+}
+
+StopSignals::~StopSignals() {
+  std::signal(SIGINT, int_);
+  std::signal(SIGTERM, term_);
+}
+
+int StopSignals::received() { return stop_signal; }
+
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "architecture, size, dtype and hook points of a model", run_info},

@@ -4,6 +4,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <csignal>
 #include <functional>
 #include <memory>
 #include <string>
@@ -43,6 +44,22 @@ int run_plugins(const std::vector<std::string>& args);
 int run_pull(const std::vector<std::string>& args);
 int run_lesson(const std::vector<std::string>& args);
 int run_train(const std::vector<std::string>& args);
+
+// While one lives, Ctrl-C and SIGTERM only record the signal (received()), for a command that
+// stops cleanly at its next safe point (train after a step, pull between blocks); a second
+// signal ends the process at once. The previous handlers come back when it goes.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static int received();  // the signal, or 0
+
+ private:
+  void (*int_)(int);
+  void (*term_)(int);
+};
 
 // Parses `args` against `options`; prints help and returns false when --help was given.
 bool parse_args(const std::string& command, const std::string& usage,

@@ -39,7 +39,17 @@ int run_pull(const std::vector<std::string>& args) {
   if (vm.count("cache-dir")) pull_options.cache = vm["cache-dir"].as<std::string>();
   if (vm.count("endpoint")) pull_options.endpoint = vm["endpoint"].as<std::string>();
   pull_options.progress = spdlog::get_level() <= spdlog::level::info;  // -q turns the bar off
-  const auto result = hub::pull(ref, pull_options);
+  // Ctrl-C or SIGTERM: stop the transfer, keep the partial file for the next pull to resume.
+  StopSignals signals;
+  pull_options.stop_requested = [] { return StopSignals::received() != 0; };
+  hub::PullResult result;
+  try {
+    result = hub::pull(ref, pull_options);
+  } catch (const Error& e) {
+    if (StopSignals::received() == 0) throw;
+    std::cerr << "llmscope pull: " << e.what() << "\n";
+    return 128 + StopSignals::received();
+  }
 
   size_t downloaded = 0;
   for (const auto& file : result.files) downloaded += file.downloaded ? 1 : 0;

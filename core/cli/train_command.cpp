@@ -4,8 +4,6 @@
 // the next step with one), and the final model in the Hugging Face layout with a model card.
 #include <unistd.h>
 
-#include <csignal>
-
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -30,34 +28,6 @@
 
 namespace llmscope::cli {
 namespace {
-
-// Ctrl-C or SIGTERM during the training loop: stop after the current step, with a checkpoint.
-// A second one ends the process at once (the newest checkpoint stays whole).
-volatile std::sig_atomic_t stop_signal = 0;
-
-void on_stop_signal(int signal) {
-  stop_signal = signal;
-  std::signal(signal, SIG_DFL);
-}
-
-class StopSignals {
- public:
-  StopSignals() {
-    stop_signal = 0;
-    int_ = std::signal(SIGINT, on_stop_signal);
-    term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~StopSignals() {
-    std::signal(SIGINT, int_);
-    std::signal(SIGTERM, term_);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  void (*int_)(int);
-  void (*term_)(int);
-};
 
 // Keeps the header and the rows of steps <= `step` (a resumed run rewrites the rest).
 void truncate_log(const std::filesystem::path& path, int64_t step) {
@@ -368,14 +338,15 @@ int run_train(const std::vector<std::string>& args) {
     save_checkpoint(*model, state, recipe, out);
     spdlog::debug("checkpoint at step {}", state.step);
   };
-  callbacks.stop_requested = [] { return stop_signal != 0; };
+  callbacks.stop_requested = [] { return StopSignals::received() != 0; };
   TrainResult result;
   int stopped_by = 0;
   {
+    // Ctrl-C or SIGTERM: stop after the current step, with a checkpoint.
     StopSignals signals;
     result = train_language_model(*model, train_ids, validation_ids, recipe, callbacks,
                                   resume ? &resumed : nullptr);
-    stopped_by = stop_signal;
+    stopped_by = StopSignals::received();
   }
   if (tty) std::cerr << "\n";
   log.close();

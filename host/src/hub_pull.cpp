@@ -116,6 +116,7 @@ struct TransferError {
   std::string detail;
   bool no_connection = false;  // never connected: DNS, refused, connect timeout
   bool local = false;          // writing the file failed, not the network
+  bool stopped = false;        // PullOptions::stop_requested ended it
 };
 
 // One line redrawn in place on stderr: name, bar, percentage, bytes and rate.
@@ -211,6 +212,8 @@ struct Sink {
   std::string failure;  // set when writing failed; aborts the transfer
   bool bad_range = false;
   ProgressBar* bar = nullptr;
+  const std::function<bool()>* stop_requested = nullptr;
+  bool stopped = false;
 };
 
 bool write_all(int fd, const char* data, size_t size) {
@@ -266,6 +269,10 @@ size_t on_download(char* data, size_t size, size_t count, void* user) {
 int on_progress(void* user, curl_off_t total, curl_off_t now, curl_off_t /*upload_total*/,
                 curl_off_t /*upload_now*/) {
   auto& sink = *static_cast<Sink*>(user);
+  if (sink.stop_requested && *sink.stop_requested && (*sink.stop_requested)()) {
+    sink.stopped = true;
+    return 1;  // aborts the transfer
+  }
   if (sink.writing && sink.bar) {
     sink.bar->update(sink.offset + static_cast<uint64_t>(now),
                      total > 0 ? sink.offset + static_cast<uint64_t>(total) : 0);
@@ -328,6 +335,7 @@ class Http {
     sink.fd = fd;
     sink.offset = offset;
     sink.bar = bar;
+    sink.stop_requested = &options_.stop_requested;
     prepare(url, response);
     curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_download);
@@ -340,7 +348,9 @@ class Http {
     try {
       perform(response);
     } catch (TransferError& e) {
-      if (!sink.failure.empty()) {
+      if (sink.stopped) {
+        e.stopped = true;
+      } else if (!sink.failure.empty()) {
         e.local = true;
         e.detail = sink.failure;
       } else if (sink.bad_range) {
@@ -695,6 +705,11 @@ class Puller {
       const uint64_t now = fs::file_size(part, ec);
       if (!ec && now > offset) received += now - offset;
       if (failed && failed->local) throw_file_error(part, "cannot write: " + failed->detail);
+      if (failed && failed->stopped) {
+        throw Error("stopped downloading " + file + " at " + human_bytes(now) + size_text +
+                    "; the part is kept in " + part.string() + ": run `llmscope pull " +
+                    display_name(ref_) + "` again to resume");
+      }
       if (!failed) {
         if (response.status == 200 || response.status == 206) {
           if (!meta.size || now == *meta.size) break;

@@ -16,7 +16,8 @@ Configured by a JSON file (--config):
                       "commits": {COMMIT: {"config.json": "/abs/path", ...}}}},
    "cut": ["model.safetensors"],      # first GET stops halfway, closing the connection
    "corrupt": ["model.safetensors"],  # bytes served differ from the advertised sha256
-   "status": {"gated/model": 403}}    # every request for that repo answers this status
+   "status": {"gated/model": 403},    # every request for that repo answers this status
+   "throttle": 200000}                # file bodies go out at about this many bytes per second
 Writes the port it listens on to --port-file, and one JSON line per request to --log
 ({"method", "path", "range", "authorization"}). Exits after --lifetime seconds at the latest.
 """
@@ -28,6 +29,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -42,6 +44,7 @@ class Hub:
         self.cut = set(config.get("cut", []))
         self.corrupt = set(config.get("corrupt", []))
         self.status = config.get("status", {})
+        self.throttle = config.get("throttle", 0)
         self.log_path = log_path
         self.lock = threading.Lock()
         self.cut_done = set()
@@ -73,7 +76,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         if not head:
-            self.wfile.write(body)
+            self.write_body(body)
+
+    def write_body(self, body):
+        rate = self.hub.throttle
+        if not rate:
+            return self.wfile.write(body)
+        step = 16384
+        try:
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(step / rate)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client stopped listening (a stopped pull)
 
     def error(self, status, code, head=False):
         message = code + ": " + self.path

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """`llmscope pull` end to end against tests/hub/fake_hub.py on 127.0.0.1: exit codes, output,
-and that `--model NAME` then finds what was pulled. Usage: pull_cli_test.py --llmscope PATH"""
+that `--model NAME` then finds what was pulled, and Ctrl-C during a download then a resume. Usage: pull_cli_test.py --llmscope PATH"""
 
 import argparse
 import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def main():
         "merges.txt": str(GOLDEN / "tokenizers/gpt2/merges.txt"),
         "meta.json": str(GOLDEN / "gpt2-tiny/meta.json")}}}}}
     (work / "config.json").write_text(json.dumps(config))
+    servers = []
     server = subprocess.Popen([sys.executable, str(HERE / "fake_hub.py"), "--config", str(work / "config.json"),
                                "--port-file", str(work / "port"), "--log", str(work / "requests.jsonl"),
                                "--lifetime", "120"])
@@ -55,6 +57,11 @@ def main():
 
         def llmscope(*argv):
             run = subprocess.run([args.llmscope, *argv], env=env, capture_output=True, text=True, timeout=120)
+            return run.returncode, run.stdout, run.stderr
+
+        def llmscope_env(base, key, value, *argv):
+            run = subprocess.run([args.llmscope, *argv], env=dict(base, **{key: value}), capture_output=True,
+                                 text=True, timeout=120)
             return run.returncode, run.stdout, run.stderr
 
         code, out, err = llmscope("pull", "gpt2")
@@ -83,12 +90,59 @@ def main():
 
         code, out, err = llmscope("pull", "a/b/c")
         check(code == 2 and "is not a model name" in err, "a malformed name is a usage error", err)
-    finally:
-        server.terminate()
+
+        # Ctrl-C during a slow download: the part stays, the next pull resumes it and checks it.
+        slow_config = dict(config, throttle=150000)
+        (work / "slow.json").write_text(json.dumps(slow_config))
+        slow = subprocess.Popen([sys.executable, str(HERE / "fake_hub.py"), "--config", str(work / "slow.json"),
+                                 "--port-file", str(work / "slow-port"), "--log", str(work / "slow.jsonl"),
+                                 "--lifetime", "120"])
+        servers.append(slow)
+        for _ in range(400):
+            if (work / "slow-port").exists():
+                break
+            time.sleep(0.05)
+        slow_env = dict(env, HF_ENDPOINT="http://127.0.0.1:" + (work / "slow-port").read_text().strip(),
+                        HF_HUB_CACHE=str(work / "cache2"))
+        pull = subprocess.Popen([args.llmscope, "pull", "gpt2"], env=slow_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        blobs = work / "cache2" / "models--gpt2" / "blobs"
+        part = None
+        for _ in range(600):  # up to 30 s
+            parts = list(blobs.glob("*.incomplete")) if blobs.exists() else []
+            if parts and parts[0].stat().st_size > 100000:
+                part = parts[0]
+                break
+            time.sleep(0.05)
+        check(part is not None, "a slow download leaves a growing .incomplete file")
+        pull.send_signal(signal.SIGINT)
         try:
-            server.wait(timeout=10)
+            out, err = pull.communicate(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            pull.kill()
+            out, err = pull.communicate()
+        check(pull.returncode == 130, "Ctrl-C stops pull with exit 130", err)
+        check("again to resume" in err and ".incomplete" in err, "pull says where the part is kept", err)
+        kept = part.stat().st_size if part is not None and part.exists() else 0
+        check(kept > 0, "the partial download is kept", str(kept))
+        snapshot2 = work / "cache2" / "models--gpt2" / "snapshots" / COMMIT
+        check(not (work / "cache2" / "models--gpt2" / "refs" / "main").exists(),
+              "no ref for the unfinished pull")
+        code, out, err = llmscope_env(slow_env, "HF_ENDPOINT", endpoint, "pull", "gpt2")
+        check(code == 0, "the next pull completes", out + err)
+        requests = [json.loads(line) for line in (work / "requests.jsonl").read_text().splitlines()]
+        check(any(r.get("range") == "bytes=%d-" % kept for r in requests), "it resumes with a Range request")
+        files = config["repos"]["gpt2"]["commits"][COMMIT]
+        check(all((snapshot2 / name).read_bytes() == pathlib.Path(files[name]).read_bytes()
+                  for name in ["config.json", "model.safetensors", "vocab.json", "merges.txt"]),
+              "every file of the resumed pull is whole")
+    finally:
+        for process in [server] + servers:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         shutil.rmtree(work, ignore_errors=True)
     print("%d failure(s)" % len(failures))
     return 1 if failures else 0

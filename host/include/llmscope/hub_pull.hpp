@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct PullOptions {
   long connect_timeout_s = 10;
   long stall_timeout_s = 30;  // a transfer receiving nothing for this long is abandoned
   int attempts = 4;           // per file; each retry resumes where the last one stopped
+  // Asked while a file downloads; true ends the pull with llmscope::Error naming the partial
+  // file, which stays in the cache for the next pull to resume (Ctrl-C in `llmscope pull`).
+  std::function<bool()> stop_requested;
 };
 
 struct PulledFile {
