@@ -136,6 +136,20 @@ def main():
         check(all((snapshot2 / name).read_bytes() == pathlib.Path(files[name]).read_bytes()
                   for name in ["config.json", "model.safetensors", "vocab.json", "merges.txt"]),
               "every file of the resumed pull is whole")
+
+        # Two pulls of one model into one cache at once: one waits on the other's lock; both end
+        # with whole files.
+        both_env = dict(slow_env, HF_HUB_CACHE=str(work / "cache3"))
+        pulls = [subprocess.Popen([args.llmscope, "pull", "gpt2"], env=both_env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outputs = [p.communicate(timeout=120)[0] for p in pulls]
+        check(all(p.returncode == 0 for p in pulls), "two concurrent pulls both succeed", "\n".join(outputs))
+        check(any("waiting for another process downloading" in o for o in outputs),
+              "one waits for the other's download lock", "\n".join(outputs))
+        snapshot3 = work / "cache3" / "models--gpt2" / "snapshots" / COMMIT
+        check(all((snapshot3 / name).read_bytes() == pathlib.Path(files[name]).read_bytes()
+                  for name in ["config.json", "model.safetensors", "vocab.json", "merges.txt"]),
+              "the concurrently pulled files are whole")
     finally:
         for process in [server] + servers:
             process.terminate()
