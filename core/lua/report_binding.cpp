@@ -31,11 +31,13 @@ int report_title(lua_State* L) {
 
 int report_text(lua_State* L) {
   check_report(L).text(check_string(L, 1));
+  write_report(L);  // after every section: a run that dies later leaves what it did
   return 0;
 }
 
 int report_html(lua_State* L) {
   check_report(L).html(check_string(L, 1));
+  write_report(L);
   return 0;
 }
 
@@ -54,6 +56,7 @@ int report_figure(lua_State* L) {
   figure->save(png);
   figure->save(report.figures_dir() / (name + ".svg"));
   report.figure(name, optional_caption(L, 2));
+  write_report(L);
   lua_pushstring(L, png.string().c_str());
   return 1;
 }
@@ -175,6 +178,7 @@ int report_table(lua_State* L) {
   }
   lua_pop(L, 1);
   report.table(name, columns, rows, optional_caption(L, 3));
+  write_report(L);
   return 0;
 }
 
@@ -184,6 +188,7 @@ int report_tensor(lua_State* L) {
   const at::Tensor& t = check_tensor(L, 2);
   check_option_keys(L, 3, {"caption"});
   report.tensor(name, t, optional_caption(L, 3));
+  write_report(L);
   return 0;
 }
 

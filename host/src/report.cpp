@@ -238,6 +238,12 @@ void Report::write(const RunManifest& manifest) const {
   std::string page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" +
                      html_escape(title_) + "</title>\n<style>" + kStyle + "</style>\n" +
                      kImageCheck + "\n</head><body>\n<h1>" + html_escape(title_) + "</h1>\n";
+  if (manifest.status == "running") {
+    // Written while the run went on: if it stopped here, this is what it completed.
+    page +=
+        "<p class=\"incomplete\"><strong>Incomplete:</strong> the run had not finished when "
+        "this report was last written.</p>\n";
+  }
   for (const auto& section : sections_) page += section;
 
   std::vector<std::pair<std::string, std::string>> rows = {{"script", manifest.script},

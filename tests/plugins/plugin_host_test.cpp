@@ -3,6 +3,7 @@
 // from them exists.
 #include <gmock/gmock.h>
 
+#include <csignal>
 #include <fstream>
 
 #include "golden.hpp"
@@ -183,6 +184,32 @@ TEST(PluginHost, CliListsPluginsAndRefusals) {
   EXPECT_THAT(output, HasSubstr("    add(a, b) -> number"));
   EXPECT_THAT(output, HasSubstr("hello 1.0.0"));
   EXPECT_THAT(output, HasSubstr("refused: "));
+}
+
+// A plugin that crashes the process inside a lesson: the report written so far stays, whole and
+// marked incomplete (the Lua host rewrites report.html after every section).
+TEST(PluginHost, ACrashInsideALessonLeavesTheReportOfWhatCompleted) {
+  const auto dir = testing::scratch_dir("plugin_crash");
+  fs::create_directories(dir / "lessons");
+  std::ofstream(dir / "lessons" / "99-01_crash.lua")
+      << "-- lesson: 99-01 A lesson whose plugin crashes\n"
+         "report.text('The first part completed.')\n"
+         "report.table('numbers', { columns = { 'n' }, rows = { { 1 }, { 2 } } })\n"
+         "plugin('testing').crash()\n"
+         "report.text('never written')\n";
+  auto [exit_code, output] =
+      testing::run_command(testing::shell_quote(LLMSCOPE_CLI) + " lesson run 99-01 --lessons " +
+                           testing::shell_quote((dir / "lessons").string()) + " --plugin-path " +
+                           testing::shell_quote(kDir.string()) + " --out " +
+                           testing::shell_quote((dir / "out").string()));
+  // The shell reports 139 for its child's SIGSEGV, or popen the signal itself (-1).
+  EXPECT_TRUE(exit_code == 128 + SIGSEGV || exit_code == -1) << exit_code << output;
+  std::ifstream in(dir / "out" / "report.html");
+  const std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(report, HasSubstr("The first part completed."));
+  EXPECT_THAT(report, HasSubstr("Incomplete:"));
+  EXPECT_THAT(report, ::testing::Not(HasSubstr("never written")));
+  EXPECT_TRUE(fs::exists(dir / "out" / "data" / "numbers.csv"));
 }
 
 }  // namespace

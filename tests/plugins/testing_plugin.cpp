@@ -1,8 +1,9 @@
-// A well-formed plugin for the tests: functions that throw, marshal every value type, and
+// A well-formed plugin for the tests: functions that throw or crash, marshal every value type, and
 // install a native hook that must keep the plugin loaded while the model has it.
 #include <llmscope/plugin.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <stdexcept>
 
 using namespace llmscope::plugin;
@@ -14,6 +15,12 @@ std::atomic<int64_t> hook_calls{0};
 LLMSCOPE_PLUGIN("testing", "2.1.0", "Plugin used by llmscope's own tests") {
   module.def("boom", "boom() -> never returns: throws std::runtime_error",
              []() -> int64_t { throw std::runtime_error("something broke inside"); });
+  module.def("crash",
+             "crash() -> never returns: the process dies of SIGSEGV, as a plugin bug would",
+             []() -> int64_t {
+               std::raise(SIGSEGV);
+               return 0;
+             });
   module.def("torch_boom", "torch_boom() -> never returns: a libtorch error",
              [] { return at::zeros({2}).view({3}); });
   module.def("echo", "echo(value) -> value: returns its argument unchanged",

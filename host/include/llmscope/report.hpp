@@ -1,7 +1,8 @@
 // Report: the output folder every run writes — report.html (title, text sections, figures,
 // tables, raw HTML such as token heatmaps, and a run manifest), figures/ and data/ (tables as
 // CSV, tensors as safetensors). Every file is written atomically; report.html is rewritten on
-// each write(), so a run that dies midway still leaves a complete report of what it did.
+// each write() (the Lua host writes it after every section), so a run that dies midway still
+// leaves a report of what it did, marked incomplete while the status is "running".
 #pragma once
 
 #include <ATen/ATen.h>
