@@ -14,7 +14,7 @@ std::string text_of_line(const std::string& line, const std::string& file, size_
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error&) {
+  } catch (const nlohmann::json::exception&) {
     throw Error(file + ":" + std::to_string(number) +
                 ": not valid JSON (expected {\"text\": ...} or a string)");
   }

@@ -561,7 +561,7 @@ class Puller {
     nlohmann::json info;
     try {
       info = nlohmann::json::parse(response.body);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw Error(expected + ": " + e.what());
     }
     if (!info.is_object() || !info.contains("sha") || !info["sha"].is_string() ||
@@ -588,7 +588,7 @@ class Puller {
     nlohmann::json json;
     try {
       in >> json;
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw_file_error(index, std::string("not valid JSON: ") + e.what());
     }
     if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object()) {

@@ -24,7 +24,7 @@ nlohmann::json parse_json(const std::filesystem::path& path, const std::string& 
   const std::string text = read_file(path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw_file_error(path, "not valid JSON (expected " + what + "): " + e.what());
   }
 }

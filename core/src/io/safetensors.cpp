@@ -387,7 +387,7 @@ SafetensorsSet SafetensorsSet::open_index(const fs::path& index_path) {
   nlohmann::json index;
   try {
     in >> index;
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw_file_error(index_path, std::string("not valid JSON: ") + e.what());
   }
   const char* expected = "expected {\"weight_map\": {tensor name: shard file name, ...}}";

@@ -95,7 +95,7 @@ Gpt2Config Gpt2Config::from_file(const std::filesystem::path& config_json) {
   nlohmann::json json;
   try {
     in >> json;
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw_file_error(config_json, std::string("not valid JSON: ") + e.what());
   }
   return from_json(json, config_json.string());

@@ -105,7 +105,7 @@ nlohmann::json read_config(const std::filesystem::path& config_path, const LoadO
   nlohmann::json config;
   try {
     in >> config;
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw_file_error(config_path, std::string("not valid JSON: ") + e.what());
   }
   if (!config.is_object()) throw_file_error(config_path, "expected a JSON object");

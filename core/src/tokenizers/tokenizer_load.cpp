@@ -26,7 +26,7 @@ json tokenizer_json_outline(const fs::path& path) {
       return !(event == json::parse_event_t::key && depth == 2 &&
                (parsed == "vocab" || parsed == "merges"));
     });
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw_file_error(path, std::string("not valid JSON (expected a Hugging Face tokenizer.json "
                                        "object): ") +
                                e.what());
