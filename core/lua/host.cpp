@@ -15,6 +15,7 @@
 
 #include "host_context.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/memory_cap.hpp"
 
 namespace llmscope::lua {
 namespace {
@@ -165,6 +166,32 @@ void open_info(lua_State* L, const HostOptions& options) {
   lua_setglobal(L, "llmscope");
 }
 
+// Lua's allocations count against --max-memory with the CPU tensors': past the cap an
+// allocation fails and Lua raises its "not enough memory" error, which run_file explains.
+void* capped_lua_alloc(void*, void* block, size_t old_size, size_t new_size) {
+  const int64_t old_bytes = block ? static_cast<int64_t>(old_size) : 0;  // else a type tag
+  if (new_size == 0) {
+    std::free(block);
+    charge_capped_memory(-old_bytes);
+    return nullptr;
+  }
+  const int64_t delta = static_cast<int64_t>(new_size) - old_bytes;
+  if (delta > 0 && !charge_capped_memory(delta)) return nullptr;
+  void* grown = std::realloc(block, new_size);
+  if (grown == nullptr) {
+    if (delta > 0) charge_capped_memory(-delta);
+    return nullptr;
+  }
+  if (delta < 0) charge_capped_memory(delta);
+  return grown;
+}
+
+int lua_panic(lua_State* L) {
+  const char* message = lua_tostring(L, -1);
+  std::fprintf(stderr, "llmscope: unprotected Lua error: %s\n", message ? message : "?");
+  return 0;  // Lua aborts
+}
+
 // Lua runs precompiled chunks without verifying them, and a crafted one can crash the process;
 // scripts are text, so every way in (the host's own loading and load/loadfile/dofile) takes text
 // chunks only. The env argument is passed on only when given: an explicit nil would clear _ENV.
@@ -194,8 +221,9 @@ HostContext& host_context(lua_State* L) {
   return *context;
 }
 
-LuaHost::LuaHost(HostOptions options) : L_(luaL_newstate()) {
+LuaHost::LuaHost(HostOptions options) : L_(lua_newstate(capped_lua_alloc, nullptr)) {
   if (!L_) throw Error("cannot create a Lua state (out of memory)");
+  lua_atpanic(L_, lua_panic);
   luaL_openlibs(L_);
   if (luaL_dostring(L_, kTextChunksOnly) != LUA_OK) throw Error(lua_tostring(L_, -1));
   // The context is a full userdata so Lua frees it, after every binding object, on lua_close.
@@ -261,6 +289,10 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
     for (const auto& a : args) lua_pushstring(L, a.c_str());
     if (protected_call(L, static_cast<int>(args.size()), 0) != LUA_OK) {
       std::string message = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
+      if (message.rfind("not enough memory", 0) == 0 && cpu_memory_cap() > 0) {
+        message += " (--max-memory: the script's Lua values and CPU tensors reached the cap of " +
+                   mebibytes(cpu_memory_cap()) + ")";
+      }
       std::cerr << message << "\n";
       lua_pop(L, 1);
       code = interrupted ? 128 + interrupted : timed_out ? 124 : 1;

@@ -66,6 +66,18 @@ void cap_cpu_memory(int64_t bytes) {
 
 int64_t capped_cpu_memory_in_use() { return in_use.load(); }
 
+int64_t cpu_memory_cap() { return cap.load(); }
+
+bool charge_capped_memory(int64_t delta) {
+  const int64_t now = in_use.fetch_add(delta) + delta;
+  const int64_t limit = cap.load();
+  if (delta > 0 && limit > 0 && now > limit) {
+    in_use -= delta;
+    return false;
+  }
+  return true;
+}
+
 std::string mebibytes(int64_t bytes) {
   char text[64];
   std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));

@@ -279,6 +279,20 @@ TEST(Cli, RunCapsTheMemoryOfCpuTensors) {
   }
 }
 
+// Lua's own values count too: a table that grows without end stops at the cap with Lua's
+// memory error, explained, instead of taking the machine's memory.
+TEST(Cli, RunCapsTheMemoryOfLuaValues) {
+  auto dir = scratch_dir("max_memory_lua");
+  auto script = dir / "table.lua";
+  std::ofstream(script) << "local t = {}\nfor i = 1, 1e9 do t[i] = ('x'):rep(64) .. i end\n";
+  auto result = llmscope({"run", script.string(), "--max-memory", "64M"});
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("not enough memory"));
+  EXPECT_THAT(result.output,
+              HasSubstr("--max-memory: the script's Lua values and CPU tensors reached the cap of "
+                        "64.0 MiB"));
+}
+
 TEST(Cli, ReplEvaluatesExpressionsAndStatements) {
   auto dir = scratch_dir("repl");
   auto input = dir / "input.lua";
