@@ -61,6 +61,14 @@ class StopSignals {
   void (*term_)(int);
 };
 
+// --nproc and --dist-timeout (run, lesson run).
+void add_job_options(po::options_description& options);
+// Runs `run` as this process's part of a job: with --nproc N > 1 outside a job, starts N ranks of
+// `command` (this subcommand's arguments, "run" or "lesson" first) and waits for them; inside a
+// job (RANK in the environment), joins it first, rank > 0 writing under out_dir/ranks/rank-R.
+int run_as_job(const po::variables_map& vm, const std::vector<std::string>& command,
+               lua::HostOptions options, const std::function<int(lua::HostOptions)>& run);
+
 // Parses `args` against `options`; prints help and returns false when --help was given.
 bool parse_args(const std::string& command, const std::string& usage,
                 const std::vector<std::string>& args, po::options_description& options,

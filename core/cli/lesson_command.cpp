@@ -68,6 +68,7 @@ int run_lesson(const std::vector<std::string>& all_args) {
 
   po::options_description options("lesson options");
   add_host_options(options);
+  add_job_options(options);
   options.add_options()("action", po::value<std::string>()->required(), "list | run")(
       "name", po::value<std::string>(),
       "the lesson to run: its id (12-02), file name or short name")(
@@ -107,10 +108,14 @@ int run_lesson(const std::vector<std::string>& all_args) {
       throw UsageError("--text " + text + ": no such file");
     script_args.insert(script_args.begin(), {"--text", std::filesystem::absolute(text).string()});
   }
-  std::cerr << "lesson " << lesson.name << " on " << host_opts.model_dir << " -> "
-            << host_opts.out_dir.string() << "\n";
-  lua::LuaHost host(std::move(host_opts));
-  return host.run_file(lesson.path, script_args);
+  std::vector<std::string> command = {"lesson"};
+  command.insert(command.end(), all_args.begin(), all_args.end());
+  return run_as_job(vm, command, std::move(host_opts), [&](lua::HostOptions job_opts) {
+    std::cerr << "lesson " << lesson.name << " on " << job_opts.model_dir << " -> "
+              << job_opts.out_dir.string() << "\n";
+    lua::LuaHost host(std::move(job_opts));
+    return host.run_file(lesson.path, script_args);
+  });
 }
 
 }  // namespace llmscope::cli

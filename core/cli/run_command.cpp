@@ -11,6 +11,7 @@ int run_script(const std::vector<std::string>& all_args) {
 
   po::options_description options("run options");
   add_host_options(options);
+  add_job_options(options);
   options.add_options()("script", po::value<std::string>()->required(), "the Lua script")(
       "out,o", po::value<std::string>(), "output folder (default out/<script>/<timestamp>/)");
   po::positional_options_description positional;
@@ -27,8 +28,12 @@ int run_script(const std::vector<std::string>& all_args) {
   auto host_opts = host_options(vm);
   host_opts.out_dir = vm.count("out") ? std::filesystem::path(vm["out"].as<std::string>())
                                       : timestamped_out_dir(script.stem());
-  lua::LuaHost host(std::move(host_opts));
-  return host.run_file(script, script_args);
+  std::vector<std::string> command = {"run"};
+  command.insert(command.end(), all_args.begin(), all_args.end());
+  return run_as_job(vm, command, std::move(host_opts), [&](lua::HostOptions job_opts) {
+    lua::LuaHost host(std::move(job_opts));
+    return host.run_file(script, script_args);
+  });
 }
 
 int run_repl(const std::vector<std::string>& args) {

@@ -170,6 +170,7 @@ void open_stats(lua_State* L);    // stats
 void open_figure(lua_State* L);   // figure
 void open_report(lua_State* L);   // report
 void open_corpus(lua_State* L);   // corpus
+void open_dist(lua_State* L);     // dist
 // Writes report.html with the run manifest (model hashes computed now); no-op without a report.
 void write_report(lua_State* L);
 

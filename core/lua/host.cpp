@@ -242,6 +242,7 @@ LuaHost::LuaHost(HostOptions options) : L_(lua_newstate(capped_lua_alloc, nullpt
   open_figure(L_);
   open_report(L_);
   open_corpus(L_);
+  open_dist(L_);
   HostContext& context = host_context(L_);
   open_info(L_, context.options);
   context.manifest.dtype = dtype_name(context.options.load.dtype);

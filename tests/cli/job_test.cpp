@@ -1,0 +1,111 @@
+// Jobs of several processes on 127.0.0.1 (--nproc, or the RANK/WORLD_SIZE/MASTER_* environment
+// a launcher sets): the dist module's collectives give the same answers with 1, 2 and 3 ranks,
+// a failing or dying rank fails the job within a bounded time naming it, and a store that
+// cannot be reached is named.
+#include <gmock/gmock.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "golden.hpp"
+#include "llmscope_command.hpp"
+
+namespace llmscope::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// Checks every collective against what it must give for the job's size, then prints one line.
+constexpr const char* kCollectives = R"lua(
+local r, w = dist.rank(), dist.world_size()
+local s = dist.all_reduce(tensor.new({ r + 1.0, 1.0 }), "sum")
+assert(s[1]:item() == w and s[0]:item() == w * (w + 1) / 2, "all_reduce sum")
+assert(dist.all_reduce(tensor.new({ r }), "max")[0]:item() == w - 1, "all_reduce max")
+assert(dist.all_reduce(tensor.new({ r }), "mean")[0]:item() == (w - 1) / 2, "all_reduce mean")
+local g = dist.all_gather(tensor.new({ r, 2 * r }))
+assert(g:size(0) == w and g[w - 1][1]:item() == 2 * (w - 1), "all_gather")
+assert(dist.broadcast(tensor.new({ r * 10 }), w - 1)[0]:item() == (w - 1) * 10, "broadcast")
+-- shard: every item once, in order, over the ranks
+local items = {}
+for i = 1, 23 do items[i] = i end
+local mine = dist.shard(items)
+local sum = 0
+for _, v in ipairs(mine) do sum = sum + v end
+assert(dist.all_reduce(tensor.new({ sum }), "sum")[0]:item() == 23 * 24 / 2, "shard sum")
+local first, last = dist.shard(23)
+assert(dist.all_reduce(tensor.new({ last - first }), "sum")[0]:item() == 23, "shard range")
+assert(select("#", pcall(dist.all_reduce, tensor.new({ 1 }), "median")) == 2)
+dist.barrier()
+if dist.is_main() then
+  report.text("collectives of " .. w .. " ranks")
+  print(string.format("collectives ok: world %d, sum %g", w, s[0]:item()))
+end
+)lua";
+
+fs::path write_script(const fs::path& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir / name) << text;
+  return dir / name;
+}
+
+TEST(Job, CollectivesAgreeWithOneTwoAndThreeRanks) {
+  const auto dir = scratch_dir("job_collectives");
+  const auto script = write_script(dir, "collectives.lua", kCollectives);
+  auto single = llmscope({"run", script.string(), "--out", (dir / "one").string()});
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  EXPECT_THAT(single.output, HasSubstr("collectives ok: world 1, sum 1"));
+  for (const int n : {2, 3}) {
+    const auto out = dir / ("n" + std::to_string(n));
+    auto job =
+        llmscope({"run", script.string(), "--nproc", std::to_string(n), "--out", out.string()});
+    ASSERT_EQ(job.exit_code, 0) << job.output;
+    EXPECT_THAT(job.output, HasSubstr("collectives ok: world " + std::to_string(n)));
+    EXPECT_TRUE(fs::exists(out / "report.html"));  // rank 0's report is the job's
+    EXPECT_TRUE(fs::exists(out / "ranks" / ("rank-" + std::to_string(n - 1) + ".log")));
+  }
+}
+
+TEST(Job, AFailingOrDyingRankFailsTheJobNamingIt) {
+  const auto dir = scratch_dir("job_failures");
+  const auto failing = write_script(dir, "failing.lua",
+                                    "if dist.rank() == 1 then error('rank one gives up') end\n"
+                                    "dist.barrier()\nprint('not reached')\n");
+  const auto started = std::chrono::steady_clock::now();
+  auto job = llmscope({"run", failing.string(), "--nproc", "2", "--dist-timeout", "60", "--out",
+                       (dir / "failing").string()});
+  EXPECT_NE(job.exit_code, 0);
+  EXPECT_THAT(job.output, HasSubstr("rank one gives up"));
+  EXPECT_THAT(job.output, HasSubstr("rank 1"));
+  EXPECT_THAT(job.output, ::testing::Not(HasSubstr("not reached")));
+
+  // A rank that dies without a word (exit 9 mid-script) while the other waits for it.
+  const auto dying = write_script(dir, "dying.lua",
+                                  "if dist.rank() == 1 then os.exit(9) end\n"
+                                  "dist.barrier()\nprint('not reached')\n");
+  job = llmscope({"run", dying.string(), "--nproc", "2", "--dist-timeout", "60", "--out",
+                  (dir / "dying").string()});
+  EXPECT_NE(job.exit_code, 0);
+  EXPECT_THAT(job.output, HasSubstr("rank 1 exited with 9"));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_LT(seconds, 110.0);  // bounded by the timeouts, not a timing assertion
+}
+
+TEST(Job, AStoreThatCannotBeReachedIsNamed) {
+  const auto dir = scratch_dir("job_store");
+  const auto script = write_script(dir, "any.lua", "dist.barrier()\n");
+  // Rank 1 of 2 with nobody serving the store: a port no one listens on.
+  auto result = run_command("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=9 " +
+                            shell_quote(LLMSCOPE_CLI) + " run " + shell_quote(script.string()) +
+                            " --dist-timeout 3 --out " + shell_quote((dir / "out").string()));
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output, HasSubstr("rank 1 could not reach the job's store at 127.0.0.1:9"));
+  result = run_command("RANK=5 WORLD_SIZE=2 " + shell_quote(LLMSCOPE_CLI) + " run " +
+                       shell_quote(script.string()));
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_THAT(result.output,
+              HasSubstr("the environment's RANK is '5'; expected a number in [0, 1]"));
+}
+
+}  // namespace
+}  // namespace llmscope::testing
