@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -156,9 +158,11 @@ int launch_local_job(int nproc, const std::vector<std::string>& command, const f
   // own words are shown, rank 0's having gone to this terminal already.
   for (int r = 1; r < nproc && job_code != 0; ++r) {
     const int code = codes[static_cast<size_t>(r)];
-    if (code == 0 || code == 128 + SIGTERM || code == 128 + SIGKILL) continue;
+    if (code == 0) continue;
     const auto log = out / "ranks" / ("rank-" + std::to_string(r) + ".log");
-    std::cerr << "job: rank " << r << " exited with " << code << "; the end of " << log.string()
+    const bool stopped = code == 128 + SIGTERM || code == 128 + SIGKILL;
+    std::cerr << "job: rank " << r << " exited with " << code
+              << (stopped ? " (stopped with the job)" : "") << "; the end of " << log.string()
               << ":\n"
               << tail_of(log, 12);
   }
@@ -191,7 +195,16 @@ int run_as_job(const po::variables_map& vm, const std::vector<std::string>& comm
       options.quiet = true;
     }
   }
-  return run(std::move(options));
+  const int code = run(std::move(options));
+  if (spec && spec->world_size > 1) {
+    // Leave at once: the report is written, and tearing down the process group while other
+    // ranks go away too can hang or abort, which would hide this rank's own exit code.
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
+  return code;
 }
 
 }  // namespace llmscope::cli

@@ -2,6 +2,7 @@
 // process every call is a no-op that returns its input, so a script runs unchanged without a job.
 #include "binding.hpp"
 #include "llmscope/distributed.hpp"
+#include "llmscope/job.hpp"
 
 namespace llmscope::lua {
 namespace {
@@ -27,14 +28,14 @@ int dist_shard(lua_State* L) {
   if (lua_isinteger(L, 1)) {
     const int64_t count = lua_tointeger(L, 1);
     if (count < 0) luaL_argerror(L, 1, "the number of items must be >= 0");
-    const auto [begin, end] = dist::shard_range(count, dist::rank(), dist::world_size());
+    const auto [begin, end] = job::shard_range(count);
     lua_pushinteger(L, begin);
     lua_pushinteger(L, end);
     return 2;
   }
   if (!lua_istable(L, 1)) type_error(L, 1, "list or integer");
   const auto count = static_cast<int64_t>(luaL_len(L, 1));
-  const auto [begin, end] = dist::shard_range(count, dist::rank(), dist::world_size());
+  const auto [begin, end] = job::shard_range(count);
   lua_createtable(L, static_cast<int>(end - begin), 0);
   for (int64_t i = begin; i < end; ++i) {
     lua_geti(L, 1, i + 1);

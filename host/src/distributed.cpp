@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "llmscope/error.hpp"
+#include "llmscope/job.hpp"
 
 namespace llmscope::dist {
 
@@ -129,6 +130,12 @@ void join(const JobSpec& spec) {
                 " could not connect to the other ranks (store " + address +
                 "): " + std::string(e.what()).substr(0, 300));
   }
+  job::Collectives collectives;
+  collectives.rank = spec.rank;
+  collectives.world_size = spec.world_size;
+  collectives.all_reduce_sum = [](const at::Tensor& t) { return all_reduce(t, ReduceOp::sum); };
+  collectives.all_gather = [](const at::Tensor& t) { return all_gather(t); };
+  job::set_collectives(std::move(collectives));
 }
 
 bool in_job() { return job().group != nullptr; }
@@ -188,12 +195,6 @@ at::Tensor broadcast(const at::Tensor& t, int root) {
 void barrier() {
   if (!in_job()) return;
   collective("barrier", [&] { return job().group->barrier(); });
-}
-
-std::pair<int64_t, int64_t> shard_range(int64_t count, int rank, int world) {
-  const int64_t begin = count * rank / world;
-  const int64_t end = count * (rank + 1) / world;
-  return {begin, end};
 }
 
 }  // namespace llmscope::dist

@@ -2,7 +2,9 @@
 // (course lessons 12-11 to 12-13). Per token, its length in characters; per layer, streamed on
 // the model's device inside native hooks: density histograms of the activations of short,
 // median-length and long tokens, the Pearson r of every neuron with length, and the histogram
-// of those r values. No activation is kept beyond the batch that produced it.
+// of those r values. No activation is kept beyond the batch that produced it. In a job of several
+// processes each rank scans its part of the rows and the ranks merge before anything is read.
+#include <llmscope/job.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 #include <llmscope/streaming.hpp>
@@ -260,10 +262,24 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
         forward);
   };
   const int64_t full_rows = n / seq_len;
-  for_each_range(full_rows, batch_rows, [&](int64_t start, int64_t stop) {
-    pass(start * seq_len, stop - start, seq_len);
+  const auto [first_row, end_row] = llmscope::job::shard_range(full_rows);  // all in one process
+  for_each_range(end_row - first_row, batch_rows, [&](int64_t start, int64_t stop) {
+    pass((first_row + start) * seq_len, stop - start, seq_len);
   });
-  if (n % seq_len != 0) pass(full_rows * seq_len, 1, n % seq_len);  // the stream's tail
+  const bool last_rank = llmscope::job::rank() == llmscope::job::world_size() - 1;
+  if (n % seq_len != 0 && last_rank) pass(full_rows * seq_len, 1, n % seq_len);  // the tail
+
+  // The job's ranks merge: moments rank by rank, histograms and sums exactly.
+  for (auto& state : states) {
+    state.moments.merge_across_job();
+    for (auto& h : state.histograms) h.merge_across_job();
+    if (!state.moments.started()) continue;  // no rank saw this site (reported below)
+    const int64_t width = state.moments.mean(0).numel();
+    if (!state.cross.defined()) state.cross = at::zeros({width}, at::kDouble).to(device);
+    if (!state.sums.defined()) state.sums = at::zeros({kGroups}, at::kDouble).to(device);
+    state.cross = llmscope::job::all_reduce_sum(state.cross).to(device);
+    state.sums = llmscope::job::all_reduce_sum(state.sums).to(device);
+  }
 
   // Per layer: r = sum x (y - ybar) / sqrt(M2_x * sum (y - ybar)^2), which is stats::pearson's
   // formula with the sums taken batch by batch.
@@ -375,6 +391,8 @@ LLMSCOPE_PLUGIN("token_length", "0.1.0", "Activation histograms and correlations
       "shorter,\n"
       "equal, longer), outside [layers, 3] (values beyond the edges), means [layers, 3] (pooled\n"
       "mean activation of each group), edges, r_counts and r_density [layers, r bins], r_edges,\n"
-      "seq_len, seconds (wall time of the call). Results are on the CPU.",
+      "seq_len, seconds (wall time of the call). Results are on the CPU.\n"
+      "In a job of several processes (llmscope run --nproc N) every rank scans its share of the "
+      "rows\nand all ranks return the merged result, equal to one process's.",
       scan);
 }

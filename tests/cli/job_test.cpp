@@ -1,13 +1,15 @@
 // Jobs of several processes on 127.0.0.1 (--nproc, or the RANK/WORLD_SIZE/MASTER_* environment
 // a launcher sets): the dist module's collectives give the same answers with 1, 2 and 3 ranks,
-// a failing or dying rank fails the job within a bounded time naming it, and a store that
-// cannot be reached is named.
+// token_length's scan sharded over ranks equals one process, a failing or dying rank fails the
+// job within a bounded time naming it, and a store that cannot be reached is named.
 #include <gmock/gmock.h>
 
 #include <chrono>
 #include <fstream>
+#include <map>
 
 #include "golden.hpp"
+#include "llmscope/safetensors.hpp"
 #include "llmscope_command.hpp"
 
 namespace llmscope::testing {
@@ -62,6 +64,43 @@ TEST(Job, CollectivesAgreeWithOneTwoAndThreeRanks) {
     EXPECT_THAT(job.output, HasSubstr("collectives ok: world " + std::to_string(n)));
     EXPECT_TRUE(fs::exists(out / "report.html"));  // rank 0's report is the job's
     EXPECT_TRUE(fs::exists(out / "ranks" / ("rank-" + std::to_string(n - 1) + ".log")));
+  }
+}
+
+// token_length's scan sharded over 2 and 3 ranks: the same histograms (exact) and correlations
+// (float64 reassociation only) as one process.
+TEST(Job, ATokenLengthScanOverRanksEqualsOneProcess) {
+  const auto dir = scratch_dir("job_token_length");
+  const auto script = write_script(dir, "scan.lua", R"lua(
+local m = model.load()
+local ids = (tensor.arange(0, 1000) * 7) % m.vocab_size
+local lengths = (tensor.arange(0, 1000) * 3) % 7 + 1
+local r = plugin("token_length").scan(m, ids, { lengths = lengths, seq_len = 16, batch_rows = 3,
+                                               edges = tensor.linspace(-4, 4, 41) })
+if dist.is_main() then
+  tensor.save(arg[1], { r = r.r, counts = r.counts, means = r.means, outside = r.outside,
+                        r_counts = r.r_counts })
+end
+)lua");
+  std::map<int, std::map<std::string, at::Tensor>> results;
+  for (const int n : {1, 2, 3}) {
+    const auto saved = dir / ("n" + std::to_string(n) + ".safetensors");
+    auto job = llmscope({"run", script.string(), "--nproc", std::to_string(n), "--model",
+                         golden_path("gpt2-tiny").string(), "--out",
+                         (dir / ("out" + std::to_string(n))).string(), "--", saved.string()});
+    ASSERT_EQ(job.exit_code, 0) << job.output;
+    const auto file = SafetensorsFile::open(saved);
+    for (const auto& entry : file.entries())
+      results[n][entry.name] = file.load(entry.name, at::kDouble);
+  }
+  for (const int n : {2, 3}) {
+    for (const char* exact : {"counts", "outside", "r_counts"}) {
+      EXPECT_TRUE(at::equal(results[n][exact], results[1][exact])) << exact << " with " << n;
+    }
+    for (const char* close : {"r", "means"}) {
+      EXPECT_TRUE(at::allclose(results[n][close], results[1][close], 1e-9, 1e-12, true))
+          << close << " with " << n;
+    }
   }
 }
 

@@ -10,6 +10,8 @@
 //   max-activating examples.
 // - CovarianceStream: the neurons' covariance matrix and its PCA spectrum (explained variance),
 //   equal to stats::pca of all the data.
+// RunningStats and HistogramStream also merge across the ranks of a job (merge_across_job), so a
+// scan sharded over processes ends with the numbers of one process.
 //
 // Layout as in stats.hpp: samples along dim 0 of a batch, every other dim a neuron dim, fixed by
 // the first batch. Groups, documents and positions are 0-based.
@@ -35,6 +37,10 @@ class RunningStats {
   void add(const at::Tensor& batch, const at::Tensor& labels);
   // Adds everything `other` has seen (same groups and neurons), as if its batches came here.
   void merge(const RunningStats& other);
+  // Every rank of the job (llmscope/job.hpp) ends with what all the ranks saw, merged in rank
+  // order (Chan et al.), equal on every rank and to one process up to float64 reassociation.
+  // A no-op in one process. (Plugin ABI 2.3.)
+  void merge_across_job();
 
   int64_t groups() const { return groups_; }
   bool started() const { return mean_.defined(); }
@@ -73,8 +79,11 @@ class HistogramStream {
   explicit HistogramStream(const at::Tensor& edges);
 
   void add(const at::Tensor& batch);  // [rows] or [rows, ...]
-  at::Tensor counts() const;          // [bins] or [bins, ...] int64
-  at::Tensor density() const;         // as histogram_density
+  // Every rank of the job ends with the counts of all the ranks (exact integer sums); a no-op
+  // in one process. (Plugin ABI 2.3.)
+  void merge_across_job();
+  at::Tensor counts() const;   // [bins] or [bins, ...] int64
+  at::Tensor density() const;  // as histogram_density
   const at::Tensor& edges() const { return edges_; }
 
  private:

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "llmscope/error.hpp"
+#include "llmscope/job.hpp"
 
 namespace llmscope::stats {
 namespace {
@@ -137,6 +138,67 @@ void RunningStats::add(const at::Tensor& batch, const at::Tensor& labels) {
   merge_moments(counts, means, m2s);
 }
 
+namespace {
+
+// The neurons' shape every rank of the job agrees on (ranks without data learn it here), or
+// nullopt when no rank has data. Throws when two ranks' shapes differ.
+std::optional<std::vector<int64_t>> job_neuron_shape(bool started,
+                                                     const std::vector<int64_t>& shape,
+                                                     const char* what) {
+  constexpr int64_t kMaxDims = 8;
+  if (shape.size() > static_cast<size_t>(kMaxDims)) {
+    throw Error(std::string(what) +
+                ": more than 8 neuron dimensions cannot be merged across a job");
+  }
+  at::Tensor header = at::full({kMaxDims + 1}, -1, at::kLong);
+  header[0] = started ? static_cast<int64_t>(shape.size()) : -1;
+  for (size_t i = 0; i < shape.size(); ++i) header[static_cast<int64_t>(i) + 1] = shape[i];
+  const at::Tensor headers = job::all_gather(header).to(at::kCPU);  // [ranks, 9]
+  std::optional<std::vector<int64_t>> agreed;
+  for (int64_t r = 0; r < headers.size(0); ++r) {
+    const auto* h = headers[r].data_ptr<int64_t>();
+    if (h[0] < 0) continue;
+    std::vector<int64_t> theirs(h + 1, h + 1 + h[0]);
+    if (agreed && *agreed != theirs) {
+      throw Error(std::string(what) + ": rank " + std::to_string(r) + " has " +
+                  neuron_shape_text(theirs) + " neurons, another rank " +
+                  neuron_shape_text(*agreed));
+    }
+    agreed = theirs;
+  }
+  return agreed;
+}
+
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (const int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+void RunningStats::merge_across_job() {
+  if (job::world_size() == 1) return;
+  const auto shape = job_neuron_shape(started(), neuron_shape_, "RunningStats");
+  if (!shape) return;
+  if (!started()) {
+    neuron_shape_ = *shape;
+    mean_ = at::zeros({groups_, numel_of(*shape)}, at::kDouble);
+    m2_ = at::zeros_like(mean_);
+  }
+  const at::Tensor counts = job::all_gather(at::tensor(count_, at::kLong).to(at::kDouble));
+  const at::Tensor means = job::all_gather(mean_.to(at::kCPU));
+  const at::Tensor m2s = job::all_gather(m2_.to(at::kCPU));
+  // From empty, rank by rank: every rank computes the same bits.
+  const at::Device device = mean_.device();
+  mean_ = at::zeros_like(mean_);
+  m2_ = at::zeros_like(m2_);
+  std::fill(count_.begin(), count_.end(), 0);
+  for (int64_t r = 0; r < counts.size(0); ++r) {
+    merge_moments(counts[r].to(device), means[r].to(device), m2s[r].to(device));
+  }
+}
+
 void RunningStats::merge(const RunningStats& other) {
   if (other.groups_ != groups_) {
     throw Error("RunningStats: cannot merge " + std::to_string(other.groups_) + " groups into " +
@@ -219,6 +281,17 @@ void HistogramStream::add(const at::Tensor& batch) {
   }
   if (x.size(0) == 0) return;
   counts_ += histogram_counts(x, edges_);  // [bins, neurons]
+}
+
+void HistogramStream::merge_across_job() {
+  if (job::world_size() == 1) return;
+  const auto shape = job_neuron_shape(counts_.defined(), neuron_shape_, "HistogramStream");
+  if (!shape) return;
+  if (!counts_.defined()) {
+    neuron_shape_ = *shape;
+    counts_ = at::zeros({edges_.size(0) - 1, numel_of(*shape)}, at::kLong);
+  }
+  counts_ = job::all_reduce_sum(counts_).to(counts_.device());  // integer sums: exact
 }
 
 at::Tensor HistogramStream::counts() const {

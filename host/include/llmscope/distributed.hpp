@@ -27,7 +27,8 @@ struct JobSpec {
 // naming the variable for a malformed or inconsistent one.
 std::optional<JobSpec> job_from_environment(double timeout_s = 300);
 
-// Joins the job: the store at master_addr:master_port (rank 0 serves it), then the process group.
+// Joins the job: the store at master_addr:master_port (rank 0 serves it), then the process group,
+// and registers its collectives for the core (llmscope/job.hpp: plugins and reducers).
 // Throws llmscope::Error naming the address tried when the store cannot be reached in time.
 void join(const JobSpec& spec);
 // Whether this process joined a job of more than one rank.
@@ -45,9 +46,5 @@ at::Tensor all_reduce(const at::Tensor& t, ReduceOp op);
 at::Tensor all_gather(const at::Tensor& t);  // [world_size, ...t.shape]; shapes must agree
 at::Tensor broadcast(const at::Tensor& t, int root);
 void barrier();
-
-// This rank's part of `count` items: a contiguous range [begin, end), the ranks' ranges in rank
-// order covering every item once, sizes differing by at most one.
-std::pair<int64_t, int64_t> shard_range(int64_t count, int rank, int world_size);
 
 }  // namespace llmscope::dist
