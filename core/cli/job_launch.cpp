@@ -188,6 +188,10 @@ int run_as_job(const po::variables_map& vm, const std::vector<std::string>& comm
   const auto spec = dist::job_from_environment(timeout);
   if (!spec && nproc > 1) return launch_local_job(nproc, command, options.out_dir, timeout);
   if (spec) {
+    // `--device cuda` means this rank's GPU: cuda:LOCAL_RANK, as PyTorch jobs pick theirs.
+    if (options.load.device.is_cuda() && !options.load.device.has_index()) {
+      options.load.device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(spec->local_rank));
+    }
     dist::join(*spec);
     if (spec->rank > 0) {
       // Rank 0's report is the job's; the others keep theirs beside it, for debugging.
