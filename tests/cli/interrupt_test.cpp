@@ -37,33 +37,29 @@ fs::path endless_script(const fs::path& dir) {
   return script;
 }
 
-TEST(Interrupt, SigtermStopsARunWithItsReportMarked) {
-  const auto dir = scratch_dir("sigterm_run");
+// `llmscope run` of the endless script into dir/report, stopped by `sig` once it has started:
+// the exit code and the report are what a user finds afterwards.
+void stop_a_run(int sig, const std::string& status) {
+  const auto dir = scratch_dir("stopped_run_" + std::to_string(sig));
   const auto started = dir / "started";
   ChildProcess run(cli_line({"run", endless_script(dir).string(), "--out",
                              (dir / "report").string(), "--", started.string()}),
                    dir / "log.txt");
   ASSERT_TRUE(run.wait_for([&] { return fs::exists(started); }, 60)) << run.output();
-  run.signal(SIGTERM);
-  EXPECT_EQ(run.wait(30), 128 + SIGTERM) << run.output();
-  EXPECT_THAT(run.output(), HasSubstr("terminated (SIGTERM)"));
-  EXPECT_THAT(run.output(), HasSubstr((dir / "report").string()));
+  run.signal(sig);
+  EXPECT_EQ(run.wait(30), 128 + sig) << run.output();
+  EXPECT_THAT(run.output(), HasSubstr(status));
+  EXPECT_THAT(run.output(), HasSubstr((dir / "report" / "report.html").string()));
   const std::string report = read_all(dir / "report" / "report.html");
-  EXPECT_THAT(report, HasSubstr("terminated (SIGTERM)"));
+  EXPECT_THAT(report, HasSubstr(status));
   EXPECT_THAT(report, HasSubstr("work before the signal"));
 }
 
-TEST(Interrupt, CtrlCStopsARunWithItsReportMarked) {
-  const auto dir = scratch_dir("sigint_run");
-  const auto started = dir / "started";
-  ChildProcess run(cli_line({"run", endless_script(dir).string(), "--out",
-                             (dir / "report").string(), "--", started.string()}),
-                   dir / "log.txt");
-  ASSERT_TRUE(run.wait_for([&] { return fs::exists(started); }, 60)) << run.output();
-  run.signal(SIGINT);
-  EXPECT_EQ(run.wait(30), 130) << run.output();
-  EXPECT_THAT(read_all(dir / "report" / "report.html"), HasSubstr("interrupted"));
+TEST(Interrupt, SigtermStopsARunWithItsReportMarked) {
+  stop_a_run(SIGTERM, "terminated (SIGTERM)");
 }
+
+TEST(Interrupt, CtrlCStopsARunWithItsReportMarked) { stop_a_run(SIGINT, "interrupted"); }
 
 TEST(Interrupt, TwoRunsNeverShareAReportFolder) {
   const auto dir = scratch_dir("shared_out");

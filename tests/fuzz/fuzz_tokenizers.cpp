@@ -40,43 +40,43 @@ void exercise(const fs::path& dir, const std::string& text) {
 
 }  // namespace
 
-// Parts: vocab.json, merges.txt, text.
+namespace {
+
+struct Part {
+  const char* file;
+  bool optional;  // left out when empty
+};
+
+// The input's parts written as `files` in a folder of their own, the part after them the text.
+int fuzz_tokenizer_folder(const uint8_t* data, size_t size, const char* name,
+                          const std::vector<Part>& files) {
+  const auto parts = split_parts(data, size, files.size() + 1);
+  const fs::path dir = fresh_scratch(name);
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (!files[i].optional || !parts[i].empty()) write_bytes(dir / files[i].file, parts[i]);
+  }
+  try {
+    exercise(dir, parts.back());
+  } catch (const Error&) {
+  }
+  return 0;
+}
+
+}  // namespace
+
 int fuzz_bpe_files(const uint8_t* data, size_t size) {
-  const auto parts = split_parts(data, size, 3);
-  const fs::path dir = fresh_scratch("bpe_files");
-  write_bytes(dir / "vocab.json", parts[0]);
-  write_bytes(dir / "merges.txt", parts[1]);
-  try {
-    exercise(dir, parts[2]);
-  } catch (const Error&) {
-  }
-  return 0;
+  return fuzz_tokenizer_folder(data, size, "bpe_files",
+                               {{"vocab.json", false}, {"merges.txt", false}});
 }
 
-// Parts: tokenizer.json, tokenizer_config.json (left out when empty), text.
 int fuzz_tokenizer_json(const uint8_t* data, size_t size) {
-  const auto parts = split_parts(data, size, 3);
-  const fs::path dir = fresh_scratch("tokenizer_json");
-  write_bytes(dir / "tokenizer.json", parts[0]);
-  if (!parts[1].empty()) write_bytes(dir / "tokenizer_config.json", parts[1]);
-  try {
-    exercise(dir, parts[2]);
-  } catch (const Error&) {
-  }
-  return 0;
+  return fuzz_tokenizer_folder(data, size, "tokenizer_json",
+                               {{"tokenizer.json", false}, {"tokenizer_config.json", true}});
 }
 
-// Parts: vocab.txt, tokenizer_config.json (left out when empty), text.
 int fuzz_wordpiece(const uint8_t* data, size_t size) {
-  const auto parts = split_parts(data, size, 3);
-  const fs::path dir = fresh_scratch("wordpiece");
-  write_bytes(dir / "vocab.txt", parts[0]);
-  if (!parts[1].empty()) write_bytes(dir / "tokenizer_config.json", parts[1]);
-  try {
-    exercise(dir, parts[2]);
-  } catch (const Error&) {
-  }
-  return 0;
+  return fuzz_tokenizer_folder(data, size, "wordpiece",
+                               {{"vocab.txt", false}, {"tokenizer_config.json", true}});
 }
 
 }  // namespace llmscope::fuzz
