@@ -79,6 +79,7 @@ int launch_local_job(int nproc, const std::vector<std::string>& command, const f
   fs::create_directories(out / "ranks");
   std::cerr << "job: " << nproc << " ranks on 127.0.0.1:" << port << "; rank 0 writes "
             << out.string() << ", the others log to " << (out / "ranks").string() << "/\n";
+  const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   std::vector<pid_t> ranks(static_cast<size_t>(nproc), -1);
   for (int r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
@@ -89,6 +90,11 @@ int launch_local_job(int nproc, const std::vector<std::string>& command, const f
       ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      // The machine's cores shared out, as torchrun does, unless the user chose: N ranks each
+      // running a full-width BLAS would oversubscribe the cores.
+      const std::string share = std::to_string(std::max(1, cores / nproc));
+      ::setenv("OMP_NUM_THREADS", share.c_str(), 0);
+      ::setenv("OPENBLAS_NUM_THREADS", share.c_str(), 0);
       if (r > 0) {
         const auto log = out / "ranks" / ("rank-" + std::to_string(r) + ".log");
         std::FILE* file = std::fopen(log.c_str(), "w");
