@@ -262,7 +262,10 @@ Table scan(const ModelPtr& model, const at::Tensor& ids, const Table& opts) {
         forward);
   };
   const int64_t full_rows = n / seq_len;
-  const auto [first_row, end_row] = llmscope::job::shard_range(full_rows);  // all in one process
+  // This rank's rows (all of them in one process); not a structured binding, which C++17
+  // lambdas cannot capture.
+  const std::pair<int64_t, int64_t> rows = llmscope::job::shard_range(full_rows);
+  const int64_t first_row = rows.first, end_row = rows.second;
   for_each_range(end_row - first_row, batch_rows, [&](int64_t start, int64_t stop) {
     pass((first_row + start) * seq_len, stop - start, seq_len);
   });
