@@ -162,7 +162,18 @@ std::filesystem::path timestamped_out_dir(const std::filesystem::path& name) {
   localtime_r(&now, &local);
   std::ostringstream stamp;
   stamp << std::put_time(&local, "%Y%m%d-%H%M%S");
-  return std::filesystem::path("out") / name / stamp.str();
+  // Runs started in the same second get distinct folders: each claims its own by creating it
+  // (atomic), taking -2, -3... when the name is taken.
+  const std::filesystem::path base = std::filesystem::path("out") / name / stamp.str();
+  std::filesystem::create_directories(base.parent_path());
+  for (int n = 1;; ++n) {
+    const std::filesystem::path candidate =
+        n == 1 ? base : std::filesystem::path(base.string() + "-" + std::to_string(n));
+    std::error_code ec;
+    if (std::filesystem::create_directory(candidate, ec)) return candidate;
+    if (ec)
+      throw Error("cannot create the output folder " + candidate.string() + ": " + ec.message());
+  }
 }
 
 void add_model_options(po::options_description& options) {

@@ -95,7 +95,7 @@ lua::HostOptions host_options(const po::variables_map& vm);
 // The command's own arguments, and everything after "--", which belongs to the Lua script.
 std::pair<std::vector<std::string>, std::vector<std::string>> split_script_args(
     const std::vector<std::string>& all);
-// out/<name>/<YYYYmmdd-HHMMSS>/
+// out/<name>/<YYYYmmdd-HHMMSS>/ (-2, -3... for runs started in the same second), created.
 std::filesystem::path timestamped_out_dir(const std::filesystem::path& name);
 
 void add_model_options(po::options_description& options);

@@ -78,6 +78,21 @@ TEST(Interrupt, TwoRunsNeverShareAReportFolder) {
   EXPECT_THAT(read_all(dir / "report" / "report.html"), ::testing::Not(HasSubstr("second")));
   // Free again once the first run is over.
   EXPECT_EQ(llmscope({"run", script.string(), "--out", (dir / "report").string()}).exit_code, 0);
+
+  // Without --out, runs started in the same second get folders of their own.
+  const auto cwd = dir / "cwd";
+  fs::create_directories(cwd);
+  const std::string line = "sh -c " + shell_quote("cd " + shell_quote(cwd.string()) + " && exec " +
+                                                  cli_line({"run", script.string()}));
+  ChildProcess a(line, dir / "a.txt"), b(line, dir / "b.txt"), c(line, dir / "c.txt");
+  EXPECT_EQ(a.wait(60), 0) << a.output();
+  EXPECT_EQ(b.wait(60), 0) << b.output();
+  EXPECT_EQ(c.wait(60), 0) << c.output();
+  int folders = 0;
+  for (const auto& entry : fs::directory_iterator(cwd / "out" / "quick")) {
+    folders += fs::exists(entry.path() / "report.html");
+  }
+  EXPECT_EQ(folders, 3);
 }
 
 fs::path story(const fs::path& dir) {
