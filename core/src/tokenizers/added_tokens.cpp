@@ -161,4 +161,13 @@ void split_added_tokens(std::string_view text, const std::vector<const AddedToke
   if (emitted < text.size()) on_text(text.substr(emitted));
 }
 
+void check_id_range(int64_t largest_id, size_t tokens, const std::filesystem::path& source) {
+  const int64_t limit = 4 * static_cast<int64_t>(tokens) + 65536;
+  if (largest_id >= limit) {
+    throw_file_error(source, "token id " + std::to_string(largest_id) + " for a vocabulary of " +
+                                 std::to_string(tokens) + " tokens: ids must be below " +
+                                 std::to_string(limit) + " (numbered from 0, with few gaps)");
+  }
+}
+
 }  // namespace llmscope::detail

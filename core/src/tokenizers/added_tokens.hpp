@@ -36,6 +36,11 @@ std::vector<AddedToken> read_added_tokens_decoder(const nlohmann::json& config,
 
 // Calls on_text for each non-empty stretch of `text` between matches of `tokens` and on_token for
 // each match, in order. `text` must be valid UTF-8.
+// A vocabulary's ids index tables of (largest id + 1) entries: an id far beyond the number of
+// tokens (a corrupt or hostile file) would make them huge. Throws naming `source` when the
+// largest id is not below 4 x tokens + 65536.
+void check_id_range(int64_t largest_id, size_t tokens, const std::filesystem::path& source);
+
 void split_added_tokens(std::string_view text, const std::vector<const AddedToken*>& tokens,
                         const std::function<void(std::string_view)>& on_text,
                         const std::function<void(const AddedToken&)>& on_token);

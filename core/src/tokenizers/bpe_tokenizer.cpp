@@ -91,10 +91,11 @@ struct BpeTokenizer::Impl {
 
   // Builds the id tables once vocab, merges and added tokens are in place. An added token whose
   // content is already in the vocabulary keeps that id, as HF does when it loads the file.
-  void finish() {
+  void finish(const fs::path& source) {
     size = 0;
     for (const auto& [tok, id] : vocab) size = std::max(size, id + 1);
     for (const auto& a : added) size = std::max(size, a.id + 1);
+    detail::check_id_range(size - 1, vocab.size() + added.size(), source);
     id_token.assign(static_cast<size_t>(size), std::string());
     id_known.assign(static_cast<size_t>(size), false);
     id_special.assign(static_cast<size_t>(size), false);
@@ -427,7 +428,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_files(const fs::path& vocab_jso
     token.special = true;
     impl->added.push_back(std::move(token));
   }
-  impl->finish();
+  impl->finish(vocab_json);
   return std::unique_ptr<BpeTokenizer>(new BpeTokenizer(std::move(impl)));
 }
 
@@ -440,7 +441,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const fs::path& 
   impl->normalizer = detail::Normalizer::from_json(doc.value("normalizer", json()), path);
   read_bpe_model(doc["model"], path, *impl);
   impl->added = detail::read_added_tokens(doc, path);
-  impl->finish();
+  impl->finish(path);
   impl->framing = detail::read_single_template(doc.value("post_processor", json()), path);
   const auto from_config = detail::read_config_template(
       path.parent_path() / "tokenizer_config.json", [&](const std::string& text) -> int64_t {

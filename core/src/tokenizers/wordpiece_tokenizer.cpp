@@ -310,11 +310,12 @@ struct WordPieceTokenizer::Impl {
   }
 
   // Builds the id tables once vocab (and ids of specials) are in place.
-  void finish() {
+  void finish(const fs::path& source) {
     int64_t size = 0;
     for (const auto& [tok, id] : vocab) {
       size = std::max(size, id + 1);
     }
+    detail::check_id_range(size - 1, vocab.size(), source);
     id_token.assign(static_cast<size_t>(size), std::string());
     id_known.assign(static_cast<size_t>(size), false);
     for (const auto& [tok, id] : vocab) {
@@ -492,7 +493,7 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_txt(
   if (id == 0) {
     throw_file_error(vocab_txt, "the vocabulary is empty, expected one token per line");
   }
-  impl->finish();
+  impl->finish(vocab_txt);
   for (const char* special : kBertSpecials) {
     const int64_t sid = impl->find(special);
     if (sid >= 0) {
@@ -631,7 +632,7 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(cons
     impl->vocab.emplace(t.content, t.id);
     impl->added.push_back(std::move(t));
   }
-  impl->finish();
+  impl->finish(path);
   impl->pad = impl->find("[PAD]");
 
   // Post-processor: where [CLS] and [SEP] go.

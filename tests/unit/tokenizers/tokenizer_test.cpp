@@ -299,6 +299,19 @@ TEST_F(BpeFilesTest, VocabNotAnObjectOfIds) {
   EXPECT_THAT(msg, HasSubstr("integer id"));
 }
 
+// Found by fuzzing: one huge id made the id tables take gigabytes.
+TEST_F(BpeFilesTest, AnIdFarBeyondTheVocabularyIsRefused) {
+  write_text_file(dir_ / "merges.txt", "#version: 0.2\n");
+  write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": 2000000000})");
+  const std::string msg = load_error();
+  EXPECT_THAT(msg, HasSubstr("vocab.json"));
+  EXPECT_THAT(msg, HasSubstr("token id 2000000000 for a vocabulary of 2 tokens"));
+  // Gaps of a real size are fine (trimmed vocabularies, added tokens numbered on).
+  write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": 50000})");
+  EXPECT_EQ(BpeTokenizer::from_files(dir_ / "vocab.json", dir_ / "merges.txt")->vocab_size(),
+            50001);
+}
+
 TEST_F(BpeFilesTest, BadMergesLineReportsFileAndLine) {
   write_text_file(dir_ / "vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
   write_text_file(dir_ / "merges.txt", "#version: 0.2\na b\nab\n");
