@@ -64,7 +64,10 @@ int list_lessons(const std::vector<LessonFile>& lessons) {
 }  // namespace
 
 int run_lesson(const std::vector<std::string>& all_args) {
-  auto [args, script_args] = split_script_args(all_args);
+  // Not a structured binding: the job's lambda captures script_args, which C++17 forbids for one.
+  auto split = split_script_args(all_args);
+  const std::vector<std::string>& args = split.first;
+  std::vector<std::string>& script_args = split.second;
 
   po::options_description options("lesson options");
   add_host_options(options);
