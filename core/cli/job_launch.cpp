@@ -71,8 +71,7 @@ int exit_code_of(int status) {
   return 1;
 }
 
-int launch_local_job(int nproc, const std::vector<std::string>& command, const fs::path& out,
-                     double timeout_s) {
+int launch_local_job(int nproc, const std::vector<std::string>& command, const fs::path& out) {
   const std::string exe = fs::read_symlink("/proc/self/exe").string();
   const std::vector<std::string> args = with_out(command, out);
   const int port = free_port();
@@ -159,7 +158,6 @@ int launch_local_job(int nproc, const std::vector<std::string>& command, const f
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  (void)timeout_s;
   // Which rank failed first is a race (the others fail on its absence); every failed rank's
   // own words are shown, rank 0's having gone to this terminal already.
   for (int r = 1; r < nproc && job_code != 0; ++r) {
@@ -192,7 +190,7 @@ int run_as_job(const po::variables_map& vm, const std::vector<std::string>& comm
   if (nproc < 1 || nproc > 1024) throw UsageError("--nproc must be between 1 and 1024");
   if (!(timeout > 0)) throw UsageError("--dist-timeout must be a positive number of seconds");
   const auto spec = dist::job_from_environment(timeout);
-  if (!spec && nproc > 1) return launch_local_job(nproc, command, options.out_dir, timeout);
+  if (!spec && nproc > 1) return launch_local_job(nproc, command, options.out_dir);
   if (spec) {
     // `--device cuda` means this rank's GPU: cuda:LOCAL_RANK, as PyTorch jobs pick theirs.
     if (options.load.device.is_cuda() && !options.load.device.has_index()) {
