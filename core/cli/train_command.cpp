@@ -4,8 +4,10 @@
 // the next step with one), and the final model in the Hugging Face layout with a model card.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -29,18 +31,21 @@
 namespace llmscope::cli {
 namespace {
 
-// Keeps the header and the rows of steps <= `step` (a resumed run rewrites the rest).
+// Keeps the header and the rows of steps <= `step` (a resumed run writes the rest again); a row
+// cut short by the interruption, or any other that does not start with a step, goes too.
 void truncate_log(const std::filesystem::path& path, int64_t step) {
+  const std::string header = "step,loss,lr,grad_norm,validation_loss\n";
   std::ifstream in(path);
-  std::string kept, line;
-  bool header = true;
+  std::string kept = header, line;
+  std::getline(in, line);  // the header, written anew
   while (std::getline(in, line)) {
-    if (header || (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= step)) {
-      kept += line + "\n";
-    }
-    header = false;
+    char* end = nullptr;
+    const long long row_step = std::strtoll(line.c_str(), &end, 10);
+    const bool whole =
+        end != line.c_str() && *end == ',' && std::count(line.begin(), line.end(), ',') == 4;
+    if (whole && row_step >= 1 && row_step <= step) kept += line + "\n";
   }
-  write_file_atomic(path, kept.empty() ? "step,loss,lr,grad_norm,validation_loss\n" : kept);
+  write_file_atomic(path, kept);
 }
 
 std::string cpu_name() {
