@@ -339,6 +339,15 @@ int running_merge(lua_State* L) {
   return 1;
 }
 
+// r:merge_across_job(), t:merge_across_job(), h:merge_across_job(): what every rank of the job
+// saw (docs/distributed.md); no-ops in one process.
+template <class Reducer, Reducer& (*check)(lua_State*, int)>
+int merge_across_job(lua_State* L) {
+  check(L, 1).merge_across_job();
+  lua_settop(L, 1);
+  return 1;
+}
+
 int running_groups(lua_State* L) {
   lua_pushinteger(L, check_running(L, 1).groups());
   return 1;
@@ -410,6 +419,7 @@ int running_tostring(lua_State* L) {
 const luaL_Reg kRunningMethods[] = {
     {"add", entry<running_add>},
     {"merge", entry<running_merge>},
+    {"merge_across_job", entry<merge_across_job<stats::RunningStats, check_running>>},
     {"groups", entry<running_groups>},
     {"count", entry<running_count>},
     {"mean", entry<running_mean>},
@@ -483,8 +493,11 @@ int topk_tostring(lua_State* L) {
 }
 
 const luaL_Reg kTopKMethods[] = {
-    {"add", entry<topk_add>}, {"result", entry<topk_result>},
-    {"k", entry<topk_k>},     {"documents", entry<topk_documents>},
+    {"add", entry<topk_add>},
+    {"result", entry<topk_result>},
+    {"k", entry<topk_k>},
+    {"documents", entry<topk_documents>},
+    {"merge_across_job", entry<merge_across_job<stats::TopK, check_topk>>},
     {nullptr, nullptr},
 };
 
@@ -535,6 +548,7 @@ const luaL_Reg kHistogramStreamMethods[] = {
     {"counts", entry<histogram_stream_counts>},
     {"density", entry<histogram_stream_density>},
     {"edges", entry<histogram_stream_edges>},
+    {"merge_across_job", entry<merge_across_job<stats::HistogramStream, check_histogram_stream>>},
     {nullptr, nullptr},
 };
 

@@ -104,6 +104,50 @@ end
   }
 }
 
+// A script's own sharded scan: each rank feeds its documents to the streaming reducers, which
+// merge across the job; 2 and 3 ranks give one process's moments, histogram and top-k.
+TEST(Job, StreamingReducersMergeAcrossRanks) {
+  const auto dir = scratch_dir("job_reducers");
+  const auto script = write_script(dir, "reducers.lua", R"lua(
+tensor.manual_seed(7)
+local docs = {}
+for d = 1, 23 do docs[d] = tensor.randn({ 5 + d % 4, 6 }) * (1 + d % 3) end  -- [pos, neurons]
+local first, last = dist.shard(#docs)
+local moments, top = stats.running({ groups = 2 }), stats.topk(4, { neurons = 6 })
+local hist = stats.histogram_stream(tensor.linspace(-4, 4, 17))
+for d = first + 1, last do
+  moments:add(docs[d], d % 2)
+  top:add(docs[d], d - 1)          -- the document's number in the whole corpus
+  hist:add(docs[d])
+end
+moments:merge_across_job(); top:merge_across_job(); hist:merge_across_job()
+if dist.is_main() then
+  local r = top:result()
+  tensor.save(arg[1], { mean0 = moments:mean(0), var1 = moments:var(1), counts = hist:counts(),
+                        top = r.values, doc = r.doc, pos = r.pos })
+end
+)lua");
+  std::map<int, std::map<std::string, at::Tensor>> results;
+  for (const int n : {1, 2, 3}) {
+    const auto saved = dir / ("n" + std::to_string(n) + ".safetensors");
+    auto job = llmscope({"run", script.string(), "--nproc", std::to_string(n), "--out",
+                         (dir / ("out" + std::to_string(n))).string(), "--", saved.string()});
+    ASSERT_EQ(job.exit_code, 0) << job.output;
+    const auto file = SafetensorsFile::open(saved);
+    for (const auto& entry : file.entries())
+      results[n][entry.name] = file.tensor(entry.name).clone();
+  }
+  for (const int n : {2, 3}) {
+    for (const char* exact : {"counts", "top", "doc", "pos"}) {
+      EXPECT_TRUE(at::equal(results[n][exact], results[1][exact])) << exact << " with " << n;
+    }
+    for (const char* close : {"mean0", "var1"}) {
+      EXPECT_TRUE(at::allclose(results[n][close], results[1][close], 1e-9, 1e-12))
+          << close << " with " << n;
+    }
+  }
+}
+
 TEST(Job, AFailingOrDyingRankFailsTheJobNamingIt) {
   const auto dir = scratch_dir("job_failures");
   const auto failing = write_script(dir, "failing.lua",

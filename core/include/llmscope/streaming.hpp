@@ -10,8 +10,8 @@
 //   max-activating examples.
 // - CovarianceStream: the neurons' covariance matrix and its PCA spectrum (explained variance),
 //   equal to stats::pca of all the data.
-// RunningStats and HistogramStream also merge across the ranks of a job (merge_across_job), so a
-// scan sharded over processes ends with the numbers of one process.
+// RunningStats, HistogramStream and TopK also merge across the ranks of a job
+// (merge_across_job), so a scan sharded over processes ends with the numbers of one process.
 //
 // Layout as in stats.hpp: samples along dim 0 of a batch, every other dim a neuron dim, fixed by
 // the first batch. Groups, documents and positions are 0-based.
@@ -147,6 +147,10 @@ class TopK {
     at::Tensor pos;     // [k, neurons] int64; -1 where unfilled
   };
   Result result() const;
+  // Every rank of the job ends with the best k of all the ranks' (their document numbers as each
+  // rank gave them: pass global ones, e.g. its shard's first document as doc_offset); on equal
+  // values the lower rank's entry comes first. A no-op in one process. (Plugin ABI 2.3.)
+  void merge_across_job();
 
   int64_t k() const { return k_; }
   std::optional<int64_t> neurons() const { return neurons_; }

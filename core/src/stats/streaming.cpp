@@ -454,6 +454,40 @@ void TopK::add(const at::Tensor& values, int64_t doc_offset) {
   values_ = best;
 }
 
+void TopK::merge_across_job() {
+  if (job::world_size() == 1) return;
+  at::Tensor header = at::tensor({neurons_.value_or(-1), documents_}, at::kLong);
+  const at::Tensor headers = job::all_gather(header).to(at::kCPU);  // [ranks, 2]
+  std::optional<int64_t> n;
+  for (int64_t r = 0; r < headers.size(0); ++r) {
+    const int64_t theirs = headers[r][0].item<int64_t>();
+    documents_ = std::max(documents_, headers[r][1].item<int64_t>());
+    if (theirs < 0) continue;
+    if (n && *n != theirs) {
+      throw Error("TopK: rank " + std::to_string(r) + " has " + std::to_string(theirs) +
+                  " neurons, another rank " + std::to_string(*n));
+    }
+    n = theirs;
+  }
+  if (!n) return;
+  if (!values_.defined()) {
+    neurons_ = *n;
+    values_ = at::full({k_, *n}, largest_ ? -kInf : kInf, at::kDouble);
+    doc_ = at::full({k_, *n}, -1, at::kLong);
+    pos_ = at::full({k_, *n}, -1, at::kLong);
+  }
+  const at::Device device = values_.device();
+  const at::Tensor values = job::all_gather(values_.to(at::kCPU)).reshape({-1, *n});  // [W k, n]
+  const at::Tensor docs = job::all_gather(doc_.to(at::kCPU)).reshape({-1, *n});
+  const at::Tensor pos = job::all_gather(pos_.to(at::kCPU)).reshape({-1, *n});
+  // A stable sort: on equal values the lower rank's entry wins, the same on every rank.
+  const auto [sorted, index] = values.sort(/*stable=*/true, 0, /*descending=*/largest_);
+  const at::Tensor best = index.slice(0, 0, k_);
+  values_ = sorted.slice(0, 0, k_).contiguous().to(device);
+  doc_ = docs.gather(0, best).to(device);
+  pos_ = pos.gather(0, best).to(device);
+}
+
 TopK::Result TopK::result() const {
   if (!values_.defined()) throw Error("TopK: no data added yet");
   return {values_.clone(), doc_.clone(), pos_.clone()};
