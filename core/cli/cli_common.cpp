@@ -14,27 +14,6 @@
 
 namespace llmscope::cli {
 
-namespace {
-volatile std::sig_atomic_t stop_signal = 0;
-void on_stop_signal(int signal) {
-  stop_signal = signal;
-  std::signal(signal, SIG_DFL);
-}
-}  // namespace
-
-StopSignals::StopSignals() {
-  stop_signal = 0;
-  int_ = std::signal(SIGINT, on_stop_signal);
-  term_ = std::signal(SIGTERM, on_stop_signal);
-}
-
-StopSignals::~StopSignals() {
-  std::signal(SIGINT, int_);
-  std::signal(SIGTERM, term_);
-}
-
-int StopSignals::received() { return stop_signal; }
-
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"info", "architecture, size, dtype and hook points of a model", run_info},
@@ -124,7 +103,8 @@ void add_host_options(po::options_description& options) {
       "stop a script (run, lesson run) after this many seconds, with a message and exit code 124 "
       "(0: no limit)")(
       "max-memory", po::value<std::string>(),
-      "cap the memory CPU tensors may take (512M, 8G, ...): an allocation past it is an error");
+      "cap the memory CPU tensors and the script's Lua values may take (512M, 8G, ...): an "
+      "allocation past it is an error");
 }
 
 lua::HostOptions host_options(const po::variables_map& vm) {

@@ -4,7 +4,6 @@
 
 #include <boost/program_options.hpp>
 
-#include <csignal>
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,6 +12,7 @@
 #include "llmscope/lua/host.hpp"
 #include "llmscope/memory_cap.hpp"
 #include "llmscope/model.hpp"
+#include "llmscope/stop_signals.hpp"
 #include "llmscope/tokenizer.hpp"
 
 namespace llmscope::cli {
@@ -44,22 +44,6 @@ int run_plugins(const std::vector<std::string>& args);
 int run_pull(const std::vector<std::string>& args);
 int run_lesson(const std::vector<std::string>& args);
 int run_train(const std::vector<std::string>& args);
-
-// While one lives, Ctrl-C and SIGTERM only record the signal (received()), for a command that
-// stops cleanly at its next safe point (train after a step, pull between blocks); a second
-// signal ends the process at once. The previous handlers come back when it goes.
-class StopSignals {
- public:
-  StopSignals();
-  ~StopSignals();
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  static int received();  // the signal, or 0
-
- private:
-  void (*int_)(int);
-  void (*term_)(int);
-};
 
 // --nproc and --dist-timeout (run, lesson run).
 void add_job_options(po::options_description& options);

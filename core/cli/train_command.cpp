@@ -31,12 +31,13 @@
 namespace llmscope::cli {
 namespace {
 
+constexpr const char* kLogHeader = "step,loss,lr,grad_norm,validation_loss\n";
+
 // Keeps the header and the rows of steps <= `step` (a resumed run writes the rest again); a row
 // cut short by the interruption, or any other that does not start with a step, goes too.
 void truncate_log(const std::filesystem::path& path, int64_t step) {
-  const std::string header = "step,loss,lr,grad_norm,validation_loss\n";
   std::ifstream in(path);
-  std::string kept = header, line;
+  std::string kept = kLogHeader, line;
   std::getline(in, line);  // the header, written anew
   while (std::getline(in, line)) {
     char* end = nullptr;
@@ -306,7 +307,7 @@ int run_train(const std::vector<std::string>& args) {
     write_file_atomic(out / "recipe.json", recipe.to_json_text() + "\n");
     model = load_model(initial, load);
     std::filesystem::remove_all(initial);  // the weights stay mapped
-    std::ofstream(out / "training_log.csv") << "step,loss,lr,grad_norm,validation_loss\n";
+    std::ofstream(out / "training_log.csv") << kLogHeader;
   }
   const auto bigram =
       bigram_baseline(train_ids, validation_ids, recipe.vocab_size, recipe.eval_tokens);

@@ -8,17 +8,17 @@ namespace llmscope::lua {
 namespace {
 
 int dist_rank(lua_State* L) {
-  lua_pushinteger(L, dist::rank());
+  lua_pushinteger(L, job::rank());
   return 1;
 }
 
 int dist_world_size(lua_State* L) {
-  lua_pushinteger(L, dist::world_size());
+  lua_pushinteger(L, job::world_size());
   return 1;
 }
 
 int dist_is_main(lua_State* L) {
-  lua_pushboolean(L, dist::rank() == 0);
+  lua_pushboolean(L, job::is_main());
   return 1;
 }
 

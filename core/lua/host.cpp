@@ -16,6 +16,7 @@
 #include "host_context.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/memory_cap.hpp"
+#include "llmscope/stop_signals.hpp"
 
 namespace llmscope::lua {
 namespace {
@@ -24,40 +25,27 @@ const char* const kHostKey = "llmscope.host";
 
 // ---- Ctrl-C and SIGTERM: the signal handler only arms a Lua hook; the hook raises the error
 // from Lua, so the script's <close> handlers run and the report is written. ----
-volatile std::sig_atomic_t interrupted = 0;  // the signal, or 0
 lua_State* interruptible = nullptr;
 
 void interrupt_hook(lua_State* L, lua_Debug*) {
   lua_sethook(L, nullptr, 0, 0);
-  luaL_error(L, interrupted == SIGTERM ? "terminated (SIGTERM)" : "interrupted");
+  luaL_error(L, StopSignals::received() == SIGTERM ? "terminated (SIGTERM)" : "interrupted");
 }
 
-void on_stop_signal(int signal) {
-  interrupted = signal;
-  std::signal(signal, SIG_DFL);  // a second one kills a script stuck in a long C++ call
+void arm_interrupt_hook(int) {
   if (interruptible)
     lua_sethook(interruptible, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 class InterruptScope {
  public:
-  explicit InterruptScope(lua_State* L) {
-    interrupted = 0;
-    interruptible = L;
-    int_ = std::signal(SIGINT, on_stop_signal);
-    term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~InterruptScope() {
-    std::signal(SIGINT, int_);
-    std::signal(SIGTERM, term_);
-    interruptible = nullptr;
-  }
+  explicit InterruptScope(lua_State* L) : signals_(arm_interrupt_hook) { interruptible = L; }
+  ~InterruptScope() { interruptible = nullptr; }
   InterruptScope(const InterruptScope&) = delete;
   InterruptScope& operator=(const InterruptScope&) = delete;
 
  private:
-  void (*int_)(int);
-  void (*term_)(int);
+  StopSignals signals_;
 };
 
 // ---- --timeout: a count hook stops Lua code past the deadline; a watchdog ends the process when
@@ -296,6 +284,7 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
       }
       std::cerr << message << "\n";
       lua_pop(L, 1);
+      const int interrupted = StopSignals::received();
       code = interrupted ? 128 + interrupted : timed_out ? 124 : 1;
       context.manifest.status = interrupted == SIGTERM ? "terminated (SIGTERM)"
                                 : interrupted          ? "interrupted"
@@ -308,7 +297,7 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   try {
     write_report(L);
-    if (interrupted && context.report) {
+    if (StopSignals::received() != 0 && context.report) {
       std::cerr << "llmscope: " << context.manifest.status << "; the report of what ran is in "
                 << (context.report->dir() / "report.html").string() << "\n";
     }

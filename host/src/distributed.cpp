@@ -47,6 +47,9 @@ int env_int(const char* name, int fallback, int low, int high) {
               "]");
 }
 
+bool in_job() { return job().group != nullptr; }
+int world_size() { return in_job() ? job().spec.world_size : 1; }
+
 std::string where() {
   return "rank " + std::to_string(job().spec.rank) + " of " + std::to_string(job().spec.world_size);
 }
@@ -137,11 +140,6 @@ void join(const JobSpec& spec) {
   collectives.all_gather = [](const at::Tensor& t) { return all_gather(t); };
   job::set_collectives(std::move(collectives));
 }
-
-bool in_job() { return job().group != nullptr; }
-int rank() { return job().spec.rank; }
-int world_size() { return in_job() ? job().spec.world_size : 1; }
-const JobSpec& spec() { return job().spec; }
 
 ReduceOp parse_reduce_op(const std::string& name) {
   if (name == "sum") return ReduceOp::sum;

@@ -32,11 +32,9 @@ struct CappedAllocator final : at::Allocator {
   at::DataPtr allocate(size_t n) const override {
     if (n == 0) return {nullptr, nullptr, &release, at::Device(at::kCPU)};
     const auto bytes = static_cast<int64_t>(n);
-    const int64_t limit = cap.load(), now = in_use.fetch_add(bytes) + bytes;
-    if (limit > 0 && now > limit) {
-      in_use -= bytes;
+    if (!charge_capped_memory(bytes)) {
       throw Error("--max-memory: a tensor of " + mebibytes(bytes) + " would take CPU tensors to " +
-                  mebibytes(now) + ", past the cap of " + mebibytes(limit));
+                  mebibytes(in_use.load() + bytes) + ", past the cap of " + mebibytes(cap.load()));
     }
     void* start = nullptr;
     try {

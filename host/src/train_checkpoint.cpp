@@ -3,9 +3,9 @@
 // state.json (step, sampler, losses so far), written under a temporary name and renamed whole.
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 
+#include "base/file_reading.hpp"
 #include "llmscope/atomic_file.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/safetensors.hpp"
@@ -41,14 +41,6 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints_of(const fs::path& out) {
   }
   std::sort(found.begin(), found.end());
   return found;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_file_error(path, "cannot read");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -102,9 +94,8 @@ TrainState load_checkpoint_state(const fs::path& checkpoint, const TrainRecipe& 
                      "and --steps/--threads, or start over with --force");
   }
   const fs::path state_path = checkpoint / "state.json";
-  json saved_state;
+  const json saved_state = detail::parse_json(state_path, "a training state");
   try {
-    saved_state = json::parse(read_text(state_path));
     TrainState state;
     state.step = saved_state.at("step").get<int64_t>();
     state.sampler = saved_state.at("sampler").get<std::string>();

@@ -17,11 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 std::string cli_line(const std::vector<std::string>& args) {
   std::string line = shell_quote(LLMSCOPE_CLI);
   for (const auto& a : args) line += " " + shell_quote(a);
@@ -50,7 +45,7 @@ void stop_a_run(int sig, const std::string& status) {
   EXPECT_EQ(run.wait(30), 128 + sig) << run.output();
   EXPECT_THAT(run.output(), HasSubstr(status));
   EXPECT_THAT(run.output(), HasSubstr((dir / "report" / "report.html").string()));
-  const std::string report = read_all(dir / "report" / "report.html");
+  const std::string report = read_text_file(dir / "report" / "report.html");
   EXPECT_THAT(report, HasSubstr(status));
   EXPECT_THAT(report, HasSubstr("work before the signal"));
 }
@@ -75,7 +70,7 @@ TEST(Interrupt, TwoRunsNeverShareAReportFolder) {
   EXPECT_THAT(second.output, HasSubstr("is in use by another llmscope run"));
   first.signal(SIGTERM);
   EXPECT_EQ(first.wait(30), 128 + SIGTERM);
-  EXPECT_THAT(read_all(dir / "report" / "report.html"), ::testing::Not(HasSubstr("second")));
+  EXPECT_THAT(read_text_file(dir / "report" / "report.html"), ::testing::Not(HasSubstr("second")));
   // Free again once the first run is over.
   EXPECT_EQ(llmscope({"run", script.string(), "--out", (dir / "report").string()}).exit_code, 0);
 

@@ -180,6 +180,45 @@ TEST(Training, AResumedRunTakesTheSameStepsAsAnUninterruptedOne) {
   EXPECT_EQ(latest_checkpoint(out), std::filesystem::path());
 }
 
+// A checkpoint folder damaged after the fact is refused naming the file, never half-loaded.
+TEST(Training, ADamagedCheckpointIsRefusedNamingTheFile) {
+  auto recipe = tiny_recipe();
+  recipe.steps = 6;
+  recipe.threads = 1;
+  const auto out = testing::scratch_dir("training_damaged");
+  write_initial_checkpoint(recipe.model_config(0), recipe.seed, out / "init");
+  auto model = load_model(out / "init");
+  TrainCallbacks callbacks;
+  int64_t done = 0;
+  callbacks.on_step = [&](const TrainProgress& p) { done = p.step; };
+  callbacks.on_checkpoint = [&](const TrainState& s) { save_checkpoint(*model, s, recipe, out); };
+  callbacks.stop_requested = [&] { return done == 2; };
+  const auto train = patterned_tokens(1000, recipe.vocab_size);
+  train_language_model(*model, train, train, recipe, callbacks);
+  const auto checkpoint = out / "checkpoint-2";
+  ASSERT_TRUE(std::filesystem::exists(checkpoint / "state.json"));
+
+  const std::string whole = testing::read_text_file(checkpoint / "state.json");
+  testing::write_text_file(checkpoint / "state.json", whole.substr(0, whole.size() / 2));
+  std::string msg = testing::error_of([&] { load_checkpoint_state(checkpoint, recipe, at::kCPU); });
+  EXPECT_THAT(msg, ::testing::HasSubstr((checkpoint / "state.json").string()));
+  EXPECT_THAT(msg, ::testing::HasSubstr("not valid JSON (expected a training state)"));
+
+  testing::write_text_file(checkpoint / "state.json", R"({"step": 3, "sampler": "",
+      "train_losses": [1, 2, 3], "validation_curve": [], "tokens_seen": 0})");
+  msg = testing::error_of([&] { load_checkpoint_state(checkpoint, recipe, at::kCPU); });
+  EXPECT_THAT(msg, ::testing::HasSubstr("step 3 does not match the folder's name and losses"));
+
+  testing::write_text_file(checkpoint / "state.json", R"({"step": "two"})");
+  msg = testing::error_of([&] { load_checkpoint_state(checkpoint, recipe, at::kCPU); });
+  EXPECT_THAT(msg, ::testing::HasSubstr("not a training state"));
+
+  testing::write_text_file(checkpoint / "state.json", whole);
+  std::filesystem::remove(checkpoint / "optimizer.safetensors");
+  msg = testing::error_of([&] { load_checkpoint_state(checkpoint, recipe, at::kCPU); });
+  EXPECT_THAT(msg, ::testing::HasSubstr("optimizer.safetensors"));
+}
+
 TEST(Training, BigramBaselineLearnsAPredictableStream) {
   const auto train = patterned_tokens(5000, 50);
   const auto baseline = bigram_baseline(train, patterned_tokens(1000, 50), 50);

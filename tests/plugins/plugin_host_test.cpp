@@ -205,8 +205,7 @@ TEST(PluginHost, ACrashInsideALessonLeavesTheReportOfWhatCompleted) {
   // 139 from the shell (or -1 from popen) for the SIGSEGV; under AddressSanitizer, which reports
   // the signal and exits, 1. A Lua error would mark the report failed, not incomplete.
   EXPECT_NE(exit_code, 0) << output;
-  std::ifstream in(dir / "out" / "report.html");
-  const std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string report = testing::read_text_file(dir / "out" / "report.html");
   EXPECT_THAT(report, HasSubstr("The first part completed."));
   EXPECT_THAT(report, HasSubstr("Incomplete:"));
   EXPECT_THAT(report, ::testing::Not(HasSubstr("never written")));

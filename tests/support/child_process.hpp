@@ -8,11 +8,11 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <string>
 #include <thread>
+
+#include "golden.hpp"
 
 namespace llmscope::testing {
 
@@ -73,10 +73,7 @@ class ChildProcess {
     return -1;
   }
 
-  std::string output() const {
-    std::ifstream in(log_);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
+  std::string output() const { return read_text_file(log_); }
 
  private:
   static int decode(int status) {

@@ -30,6 +30,11 @@ void write_text_file(const std::filesystem::path& path, const std::string& text)
   if (!out) throw std::runtime_error("cannot write test file " + path.string());
 }
 
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 ::testing::AssertionResult matches_hook_snapshot(const HookPointTable& table,
                                                  const std::string& snapshot) {
   std::ostringstream actual;

@@ -65,6 +65,8 @@ std::string error_of(Fn&& fn) {
 
 // Writes `text` to `path` as bytes, replacing the file (test inputs, broken on purpose or not).
 void write_text_file(const std::filesystem::path& path, const std::string& text);
+// The bytes of `path` ("" when it cannot be read: the assertion on them then says so).
+std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace llmscope::testing
 

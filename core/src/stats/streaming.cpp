@@ -1,6 +1,8 @@
 // Streaming reducers: fixed-size per-neuron state updated by vectorised ATen ops per batch.
 #include "llmscope/streaming.hpp"
 
+#include <c10/util/accumulate.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -169,12 +171,6 @@ std::optional<std::vector<int64_t>> job_neuron_shape(bool started,
   return agreed;
 }
 
-int64_t numel_of(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (const int64_t d : shape) n *= d;
-  return n;
-}
-
 }  // namespace
 
 void RunningStats::merge_across_job() {
@@ -183,7 +179,7 @@ void RunningStats::merge_across_job() {
   if (!shape) return;
   if (!started()) {
     neuron_shape_ = *shape;
-    mean_ = at::zeros({groups_, numel_of(*shape)}, at::kDouble);
+    mean_ = at::zeros({groups_, c10::multiply_integers(*shape)}, at::kDouble);
     m2_ = at::zeros_like(mean_);
   }
   const at::Tensor counts = job::all_gather(at::tensor(count_, at::kLong).to(at::kDouble));
@@ -289,7 +285,7 @@ void HistogramStream::merge_across_job() {
   if (!shape) return;
   if (!counts_.defined()) {
     neuron_shape_ = *shape;
-    counts_ = at::zeros({edges_.size(0) - 1, numel_of(*shape)}, at::kLong);
+    counts_ = at::zeros({edges_.size(0) - 1, c10::multiply_integers(*shape)}, at::kLong);
   }
   counts_ = job::all_reduce_sum(counts_).to(counts_.device());  // integer sums: exact
 }
@@ -456,30 +452,20 @@ void TopK::add(const at::Tensor& values, int64_t doc_offset) {
 
 void TopK::merge_across_job() {
   if (job::world_size() == 1) return;
-  at::Tensor header = at::tensor({neurons_.value_or(-1), documents_}, at::kLong);
-  const at::Tensor headers = job::all_gather(header).to(at::kCPU);  // [ranks, 2]
-  std::optional<int64_t> n;
-  for (int64_t r = 0; r < headers.size(0); ++r) {
-    const int64_t theirs = headers[r][0].item<int64_t>();
-    documents_ = std::max(documents_, headers[r][1].item<int64_t>());
-    if (theirs < 0) continue;
-    if (n && *n != theirs) {
-      throw Error("TopK: rank " + std::to_string(r) + " has " + std::to_string(theirs) +
-                  " neurons, another rank " + std::to_string(*n));
-    }
-    n = theirs;
-  }
-  if (!n) return;
+  documents_ = job::all_gather(at::tensor({documents_}, at::kLong)).max().item<int64_t>();
+  const auto shape = job_neuron_shape(values_.defined(), {neurons_.value_or(0)}, "TopK");
+  if (!shape) return;
+  const int64_t n = shape->front();
   if (!values_.defined()) {
-    neurons_ = *n;
-    values_ = at::full({k_, *n}, largest_ ? -kInf : kInf, at::kDouble);
-    doc_ = at::full({k_, *n}, -1, at::kLong);
-    pos_ = at::full({k_, *n}, -1, at::kLong);
+    neurons_ = n;
+    values_ = at::full({k_, n}, largest_ ? -kInf : kInf, at::kDouble);
+    doc_ = at::full({k_, n}, -1, at::kLong);
+    pos_ = at::full({k_, n}, -1, at::kLong);
   }
   const at::Device device = values_.device();
-  const at::Tensor values = job::all_gather(values_.to(at::kCPU)).reshape({-1, *n});  // [W k, n]
-  const at::Tensor docs = job::all_gather(doc_.to(at::kCPU)).reshape({-1, *n});
-  const at::Tensor pos = job::all_gather(pos_.to(at::kCPU)).reshape({-1, *n});
+  const at::Tensor values = job::all_gather(values_.to(at::kCPU)).reshape({-1, n});  // [W k, n]
+  const at::Tensor docs = job::all_gather(doc_.to(at::kCPU)).reshape({-1, n});
+  const at::Tensor pos = job::all_gather(pos_.to(at::kCPU)).reshape({-1, n});
   // A stable sort: on equal values the lower rank's entry wins, the same on every rank.
   const auto [sorted, index] = values.sort(/*stable=*/true, 0, /*descending=*/largest_);
   const at::Tensor best = index.slice(0, 0, k_);

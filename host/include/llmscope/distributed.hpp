@@ -31,11 +31,8 @@ std::optional<JobSpec> job_from_environment(double timeout_s = 300);
 // and registers its collectives for the core (llmscope/job.hpp: plugins and reducers).
 // Throws llmscope::Error naming the address tried when the store cannot be reached in time.
 void join(const JobSpec& spec);
-// Whether this process joined a job of more than one rank.
-bool in_job();
-int rank();        // 0 outside a job
-int world_size();  // 1 outside a job
-const JobSpec& spec();
+// This process's rank and the job's size are llmscope/job.hpp's (rank(), world_size()): the
+// one record that plugins and the reducers read too.
 
 enum class ReduceOp { sum, mean, max, min };
 ReduceOp parse_reduce_op(const std::string& name);  // "sum" | "mean" | "max" | "min"
