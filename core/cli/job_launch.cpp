@@ -111,11 +111,13 @@ int launch_local_job(int nproc, const std::vector<std::string>& command, const f
     ranks[static_cast<size_t>(r)] = pid;
   }
   // Wait for every rank; the first to fail stops the others (they would wait on it in a
-  // collective until the timeout), and its code is the job's.
+  // collective until the timeout).
   StopSignals signals;
   std::vector<int> codes(static_cast<size_t>(nproc), 0);
-  int failed_rank = -1, job_code = 0, running = nproc;
-  bool stopping = false;
+  std::vector<bool> stopped(static_cast<size_t>(nproc), false);  // ended by our own signal
+  std::vector<int> ended;                                        // ranks in the order they ended
+  int running = nproc, interrupted = 0;
+  bool stopping = false, killing = false;
   auto stop_others = [&] {
     if (stopping) return;
     stopping = true;
@@ -135,40 +137,63 @@ int launch_local_job(int nproc, const std::vector<std::string>& command, const f
       --running;
       const int code = exit_code_of(status);
       codes[static_cast<size_t>(r)] = code;
-      if (code != 0 && failed_rank < 0 && !stopping) {
-        failed_rank = r;
-        job_code = code;
+      ended.push_back(r);
+      stopped[static_cast<size_t>(r)] =
+          (stopping && code == 128 + SIGTERM) || (killing && code == 128 + SIGKILL);
+      if (code != 0 && !stopping) {
         std::cerr << "job: rank " << r << " failed (exit " << code << "); stopping the others\n";
         stop_others();
         stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      } else if (code != 0 && job_code == 0) {
-        job_code = code;
       }
       continue;
     }
     if (StopSignals::received() != 0 && !stopping) {
-      job_code = 128 + StopSignals::received();
+      interrupted = StopSignals::received();
       stop_others();
       stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     }
-    if (std::chrono::steady_clock::now() > stop_deadline) {
+    if (std::chrono::steady_clock::now() > stop_deadline && !killing) {
+      killing = true;
       for (const pid_t pid : ranks) {
         if (pid > 0) ::kill(pid, SIGKILL);
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  // Which rank failed first is a race (the others fail on its absence); every failed rank's
-  // own words are shown, rank 0's having gone to this terminal already.
+  // The cause: a rank that died (killed by a signal not ours, as the OOM killer does) rather
+  // than one that failed because a peer vanished under its collective; else the first rank to
+  // fail. Its code is the job's.
+  int cause = -1;
+  for (const int r : ended) {
+    const int code = codes[static_cast<size_t>(r)];
+    if (code == 0 || stopped[static_cast<size_t>(r)]) continue;
+    if (cause < 0 || (code > 128 && codes[static_cast<size_t>(cause)] <= 128)) cause = r;
+  }
+  const int job_code = interrupted != 0 ? 128 + interrupted
+                       : cause >= 0     ? codes[static_cast<size_t>(cause)]
+                                        : 0;
+  // Every failed rank's own words are shown, rank 0's having gone to this terminal already.
   for (int r = 1; r < nproc && job_code != 0; ++r) {
     const int code = codes[static_cast<size_t>(r)];
     if (code == 0) continue;
     const auto log = out / "ranks" / ("rank-" + std::to_string(r) + ".log");
-    const bool stopped = code == 128 + SIGTERM || code == 128 + SIGKILL;
-    std::cerr << "job: rank " << r << " exited with " << code
-              << (stopped ? " (stopped with the job)" : "") << "; the end of " << log.string()
-              << ":\n"
+    std::string how;
+    if (stopped[static_cast<size_t>(r)]) {
+      how = " (stopped with the job)";
+    } else if (code > 128) {
+      how = " (killed by signal " + std::to_string(code - 128) + ")";
+    }
+    std::cerr << "job: rank " << r << " exited with " << code << how << "; the end of "
+              << log.string() << ":\n"
               << tail_of(log, 12);
+  }
+  if (cause >= 0 && interrupted == 0) {
+    std::cerr << "job: failed because rank " << cause << " "
+              << (codes[static_cast<size_t>(cause)] > 128
+                      ? "was killed by signal " +
+                            std::to_string(codes[static_cast<size_t>(cause)] - 128)
+                      : "exited with " + std::to_string(codes[static_cast<size_t>(cause)]))
+              << "\n";
   }
   return job_code;
 }

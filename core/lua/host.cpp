@@ -258,6 +258,9 @@ int LuaHost::run_file(const std::filesystem::path& script, const std::vector<std
   if (context.report) context.report->set_title(script.filename().string());
   const auto started = std::chrono::steady_clock::now();
   int code = 0;
+  // A signal after the script (a job's launcher stopping the ranks, a second Ctrl-C) waits
+  // until the report is written, so the report of what ran is never lost half-way.
+  StopSignals until_reported;
   {
     InterruptScope interrupts(L);
     DeadlineScope time_limit(L, context.options.timeout_s);

@@ -25,6 +25,7 @@ struct HostContext {
   RunManifest manifest;
   std::vector<std::string> model_dirs;  // every folder model.load() read, in order
   int figure_count = 0;                 // names unnamed figures figure-1, figure-2, ...
+  int64_t progress_bars = 0;            // bars made so far: a bar's name among the job's counters
 };
 
 }  // namespace llmscope::lua

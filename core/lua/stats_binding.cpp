@@ -2,7 +2,8 @@
 // per-neuron logistic regression, correlation, histograms, PCA, cosine similarity, RSA, mutual
 // information, Kendall's tau) and the
 // streaming reducers (llmscope.RunningStats, llmscope.TopK, llmscope.HistogramStream,
-// llmscope.QuantileSketch). Groups, documents, positions and neurons are 0-based.
+// llmscope.QuantileSketch, llmscope.CovarianceStream). Groups, documents, positions and neurons
+// are 0-based.
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@ inline constexpr const char* kRunningStatsType = "llmscope.RunningStats";
 inline constexpr const char* kTopKType = "llmscope.TopK";
 inline constexpr const char* kHistogramStreamType = "llmscope.HistogramStream";
 inline constexpr const char* kQuantileSketchType = "llmscope.QuantileSketch";
+inline constexpr const char* kCovarianceStreamType = "llmscope.CovarianceStream";
 
 // ---- arguments ----
 
@@ -339,8 +341,8 @@ int running_merge(lua_State* L) {
   return 1;
 }
 
-// r:merge_across_job(), t:merge_across_job(), h:merge_across_job(): what every rank of the job
-// saw (docs/distributed.md); no-ops in one process.
+// reducer:merge_across_job() (every streaming reducer): what every rank of the job saw
+// (docs/distributed.md); a no-op in one process.
 template <class Reducer, Reducer& (*check)(lua_State*, int)>
 int merge_across_job(lua_State* L) {
   check(L, 1).merge_across_job();
@@ -617,10 +619,87 @@ int sketch_tostring(lua_State* L) {
 }
 
 const luaL_Reg kSketchMethods[] = {
-    {"add", entry<sketch_add>},       {"quantile", entry<sketch_quantile>},
-    {"median", entry<sketch_median>}, {"error_bound", entry<sketch_error_bound>},
-    {"min", entry<sketch_min>},       {"max", entry<sketch_max>},
-    {"count", entry<sketch_count>},   {nullptr, nullptr},
+    {"add", entry<sketch_add>},
+    {"quantile", entry<sketch_quantile>},
+    {"median", entry<sketch_median>},
+    {"error_bound", entry<sketch_error_bound>},
+    {"min", entry<sketch_min>},
+    {"max", entry<sketch_max>},
+    {"count", entry<sketch_count>},
+    {"merge_across_job", entry<merge_across_job<stats::QuantileSketch, check_sketch>>},
+    {nullptr, nullptr},
+};
+
+// ---- CovarianceStream ----
+
+stats::CovarianceStream& check_covariance(lua_State* L, int arg) {
+  return check_userdata<stats::CovarianceStream>(L, arg, kCovarianceStreamType, "CovarianceStream");
+}
+
+// stats.covariance_stream()
+int s_covariance_stream(lua_State* L) {
+  push_userdata<stats::CovarianceStream>(L, kCovarianceStreamType, stats::CovarianceStream());
+  return 1;
+}
+
+int covariance_add(lua_State* L) {
+  check_covariance(L, 1).add(tensor_arg(L, 2));
+  lua_settop(L, 1);
+  return 1;
+}
+
+int covariance_merge(lua_State* L) {
+  check_covariance(L, 1).merge(check_covariance(L, 2));
+  lua_settop(L, 1);
+  return 1;
+}
+
+int covariance_count(lua_State* L) {
+  lua_pushinteger(L, check_covariance(L, 1).count());
+  return 1;
+}
+
+int covariance_mean(lua_State* L) {
+  push_tensor(L, check_covariance(L, 1).mean());
+  return 1;
+}
+
+// s:covariance(ddof = 1)
+int covariance_matrix(lua_State* L) {
+  const int64_t ddof = is_none_or_nil(L, 2) ? 1 : check_integer(L, 2);
+  if (ddof < 0) throw ArgError(2, "ddof must be >= 0");
+  push_tensor(L, check_covariance(L, 1).covariance(ddof));
+  return 1;
+}
+
+int covariance_explained_variance(lua_State* L) {
+  push_tensor(L, check_covariance(L, 1).explained_variance());
+  return 1;
+}
+
+int covariance_explained_variance_ratio(lua_State* L) {
+  push_tensor(L, check_covariance(L, 1).explained_variance_ratio());
+  return 1;
+}
+
+int covariance_tostring(lua_State* L) {
+  stats::CovarianceStream& s = check_covariance(L, 1);
+  std::string text = "CovarianceStream(" + std::to_string(s.neurons()) + " neurons, " +
+                     std::to_string(s.count()) + " samples)";
+  lua_pushlstring(L, text.data(), text.size());
+  return 1;
+}
+
+const luaL_Reg kCovarianceMethods[] = {
+    {"add", entry<covariance_add>},
+    {"merge", entry<covariance_merge>},
+    {"merge_across_job", entry<merge_across_job<stats::CovarianceStream, check_covariance>>},
+    {"count", entry<covariance_count>},
+    {"mean", entry<covariance_mean>},
+    {"covariance", entry<covariance_matrix>},
+    {"explained_variance", entry<covariance_explained_variance>},
+    {"explained_variance_ratio", entry<covariance_explained_variance_ratio>},
+    {nullptr, nullptr},
 };
 
 void register_type(lua_State* L, const char* type, const luaL_Reg* methods, lua_CFunction gc,
@@ -641,6 +720,8 @@ void open_stats(lua_State* L) {
                 destroy_userdata<stats::HistogramStream>, entry<histogram_stream_tostring>);
   register_type(L, kQuantileSketchType, kSketchMethods, destroy_userdata<stats::QuantileSketch>,
                 entry<sketch_tostring>);
+  register_type(L, kCovarianceStreamType, kCovarianceMethods,
+                destroy_userdata<stats::CovarianceStream>, entry<covariance_tostring>);
   const luaL_Reg functions[] = {
       {"ttest_ind", entry<s_ttest_ind>},
       {"ttest_rel", entry<s_ttest_rel>},
@@ -668,6 +749,7 @@ void open_stats(lua_State* L) {
       {"topk", entry<s_topk>},
       {"histogram_stream", entry<s_histogram_stream>},
       {"quantile_sketch", entry<s_quantile_sketch>},
+      {"covariance_stream", entry<s_covariance_stream>},
       {nullptr, nullptr},
   };
   luaL_newlib(L, functions);

@@ -138,6 +138,14 @@ void join(const JobSpec& spec) {
   collectives.world_size = spec.world_size;
   collectives.all_reduce_sum = [](const at::Tensor& t) { return all_reduce(t, ReduceOp::sum); };
   collectives.all_gather = [](const at::Tensor& t) { return all_gather(t); };
+  collectives.add_to_counter = [](const std::string& key, int64_t delta) -> int64_t {
+    try {
+      return job().store->add("llmscope/counter/" + key, delta);
+    } catch (const std::exception& e) {
+      throw Error("the job's counter '" + key + "' failed on " + where() +
+                  " (the store at rank 0 is gone?): " + std::string(e.what()).substr(0, 300));
+    }
+  };
   job::set_collectives(std::move(collectives));
 }
 

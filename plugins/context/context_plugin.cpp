@@ -2,6 +2,9 @@
 // each word run alone with and without a leading space; `in_context` compares every token of a
 // passage in context with the same token run alone. Activations are reduced inside native hooks
 // on the model's device; only the per-word / per-token vectors the comparison needs come back.
+// In a job of several ranks (llmscope/job.hpp) the batched passes are shared out and every rank
+// ends with the whole result.
+#include <llmscope/job.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 
@@ -40,6 +43,18 @@ void read_site(llmscope::Model& model, const Reading& reading, const TokenRows& 
       take(batch, act.flatten(2).to(at::kFloat));  // per-head sites: heads x d_head units
     });
   });
+}
+
+// This rank's rows of `rows` (all of them outside a job): whole batches of the one-process plan.
+TokenRows my_rows(const TokenRows& rows, int64_t batch_size) {
+  const std::pair<int64_t, int64_t> mine = llmscope::job::shard_batches(rows.size(), batch_size);
+  return {rows.ids.narrow(0, mine.first, mine.second - mine.first),
+          {rows.lengths.begin() + mine.first, rows.lengths.begin() + mine.second}};
+}
+
+// Every rank's [rows, units] parts in rank order (the parts themselves outside a job).
+at::Tensor all_rows(const std::vector<at::Tensor>& parts) {
+  return llmscope::job::all_gather_concat(parts.empty() ? at::Tensor() : at::cat(parts, 0));
 }
 
 // Pearson r over all values of two same-shaped tensors (stats::pearson on the flattened values).
@@ -124,12 +139,14 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         at::NoGradGuard no_grad;
         const TokenRows rows = padded_rows(sequences, pad_token_id(*model));
         std::vector<at::Tensor> means;  // one [batch, units] per pass
-        read_site(*model, reading, rows, [&](const RowBatch& batch, const at::Tensor& act) {
-          const at::Tensor m = batch.real.to(act.device(), act.scalar_type()).unsqueeze(-1);
-          means.push_back((act * m).sum(1) / m.sum(1));  // [batch, units] over the word's tokens
-        });
-        auto acts = at::cat(means, 0).reshape({2, n, -1});  // [2, words, units]
-        auto diff = acts[1] - acts[0];                      // [words, units]
+        read_site(*model, reading, my_rows(rows, reading.batch_size),
+                  [&](const RowBatch& batch, const at::Tensor& act) {
+                    const at::Tensor m =
+                        batch.real.to(act.device(), act.scalar_type()).unsqueeze(-1);
+                    means.push_back((act * m).sum(1) / m.sum(1));  // [batch, units] over tokens
+                  });
+        auto acts = all_rows(means).reshape({2, n, -1});  // [2, words, units]
+        auto diff = acts[1] - acts[0];                    // [words, units]
 
         Table result;
         result["acts"] = acts;
@@ -167,11 +184,13 @@ LLMSCOPE_PLUGIN("context", "0.1.0",
         read_site(*model, reading, TokenRows{ids.unsqueeze(0), {T}},
                   [&](const RowBatch&, const at::Tensor& act) { in_text = act[0].clone(); });
         std::vector<at::Tensor> alone_parts;  // [batch, units] each
-        read_site(*model, reading, TokenRows{ids.unsqueeze(1), std::vector<int64_t>(T, 1)},
-                  [&](const RowBatch&, const at::Tensor& act) {
-                    alone_parts.push_back(act.select(1, 0).clone());
-                  });
-        auto alone = at::cat(alone_parts, 0);  // [pos, units]
+        read_site(
+            *model, reading,
+            my_rows(TokenRows{ids.unsqueeze(1), std::vector<int64_t>(T, 1)}, reading.batch_size),
+            [&](const RowBatch&, const at::Tensor& act) {
+              alone_parts.push_back(act.select(1, 0).clone());
+            });
+        auto alone = all_rows(alone_parts).to(in_text.device());  // [pos, units]
         auto acts =
             at::stack({in_text, alone}, 0).permute({0, 2, 1}).contiguous();  // [2, units, pos]
         auto diff = in_text - alone;                                         // [pos, units]

@@ -2,7 +2,10 @@
 // negations and affirmations of a token stream by the course's rules, cuts windows of context
 // around them, and fits label ~ 1 + activation at the target position for every unit of every
 // layer (stats::logit, batched Newton), from activations gathered inside native hooks at that
-// one position, so full activations never leave the forward pass.
+// one position, so full activations never leave the forward pass. In a job of several ranks
+// (llmscope/job.hpp) each rank runs its share of the windows' batches and fits its share of
+// the units, and every rank ends with the whole result.
+#include <llmscope/job.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 
@@ -432,6 +435,36 @@ Table part_table(const PartResult& r) {
   return t;
 }
 
+// stats::logit of every unit of x [N, units]; in a job each rank fits its share of the units and
+// every rank gets all the fits (a unit's fit does not depend on the others).
+llmscope::stats::LogitResult fit_units(const at::Tensor& x, const at::Tensor& y,
+                                       const llmscope::stats::LogitOptions& options) {
+  if (llmscope::job::world_size() == 1) return llmscope::stats::logit(x, y, options);
+  const std::pair<int64_t, int64_t> mine = llmscope::job::shard_range(x.size(1));
+  llmscope::stats::LogitResult part;
+  if (mine.second > mine.first)
+    part = llmscope::stats::logit(x.narrow(1, mine.first, mine.second - mine.first), y, options);
+  auto whole = [&x](const at::Tensor& t, int64_t dim) {
+    return llmscope::job::all_gather_concat(t, dim).to(x.device());
+  };
+  llmscope::stats::LogitResult r;
+  r.coef = whole(part.coef, 1);
+  r.se = whole(part.se, 1);
+  r.p = whole(part.p, 1);
+  r.accuracy = whole(part.accuracy, 0);
+  r.converged = whole(part.converged, 0);
+  r.separated = whole(part.separated, 0);
+  r.iterations = whole(part.iterations, 0);
+  r.llf = whole(part.llf, 0);
+  r.prsquared = whole(part.prsquared, 0);
+  r.llr_p = whole(part.llr_p, 0);
+  // The same on every rank that fitted (it depends on y alone).
+  const double own =
+      mine.second > mine.first ? part.llnull : -std::numeric_limits<double>::infinity();
+  r.llnull = llmscope::job::all_gather(at::full({1}, own, at::kDouble)).max().item<double>();
+  return r;
+}
+
 Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& aff_in,
            const Table& opts) {
   check_options(
@@ -489,6 +522,11 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
   auto fopts = at::TensorOptions().dtype(at::kDouble).device(model->device());
   at::Tensor y = at::cat({at::zeros({aff.size(0)}, fopts), at::ones({neg.size(0)}, fopts)});  // [N]
 
+  // This rank's rows: whole batches of the one-process plan, so each pass is one a single
+  // process runs too (the same float32 rounding). All of them outside a job.
+  const std::pair<int64_t, int64_t> mine = llmscope::job::shard_batches(n, batch_size);
+  const at::Tensor my_rows = rows.narrow(0, mine.first, mine.second - mine.first);
+
   const size_t n_parts = site.parts.size();
   std::vector<PartResult> results(n_parts);
   std::vector<int64_t> part_units(n_parts, -1);
@@ -515,13 +553,18 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
       }
       at::Tensor x = act.select(1, target).reshape({act.size(0), -1});  // [batch, units]
       at::Tensor& buffer = buffers[h];
-      if (!buffer.defined()) buffer = at::empty({n, x.size(1)}, x.options());
+      if (!buffer.defined()) buffer = at::empty({my_rows.size(0), x.size(1)}, x.options());
       buffer.narrow(0, row0, x.size(0)).copy_(x);
     };
     // Blocks after the deepest hooked layer, and the unembedding, are not run.
     const std::optional<int> stop = static_cast<int>(deepest) + 1;
-    forward_s += forward_batches(model, rows, names, gather, batch_size, stop);
+    forward_s += forward_batches(model, my_rows, names, gather, batch_size, stop);
     tokens += n * run_width;
+    // Every rank gets every row (in a job; a no-op in one process).
+    if (llmscope::job::world_size() > 1) {
+      for (auto& buffer : buffers)
+        buffer = llmscope::job::all_gather_concat(buffer).to(model->device());
+    }
 
     const auto fit_start = std::chrono::steady_clock::now();
     for (int64_t i = g0; i < g1; ++i) {
@@ -536,7 +579,7 @@ Table scan(const ModelPtr& model, const at::Tensor& neg_in, const at::Tensor& af
       at::Tensor x = n_parts == 1 ? columns[0] : at::cat(columns, 1);  // [N, units of all parts]
       for (size_t k = 0; k < n_parts; ++k)
         buffers[static_cast<size_t>(i - g0) * n_parts + k] = at::Tensor();
-      llmscope::stats::LogitResult fit = llmscope::stats::logit(x, y, fit_options);
+      llmscope::stats::LogitResult fit = fit_units(x, y, fit_options);
       // Bonferroni as the course applies it: p < alpha / (units the layer tested).
       at::Tensor p = fit.p[1];
       at::Tensor sig = p < alpha / static_cast<double>(x.size(1));  // nan compares false

@@ -2,7 +2,9 @@
 // units) set to that position's median, zero or mean — as one pass (`run`) or as the course's
 // successive median replacement over layers × rates (`sweep`, lesson 17-01), batched so that one
 // forward pass carries many interventions. The interventions run as native hooks, so
-// activations never travel through Lua.
+// activations never travel through Lua. In a job of several ranks (llmscope/job.hpp) the sweep's
+// passes are shared out and every rank ends with the whole result.
+#include <llmscope/job.hpp>
 #include <llmscope/plugin.hpp>
 
 #include <algorithm>
@@ -120,7 +122,9 @@ constexpr const char* kSweepDoc =
     "int64\n"
     "(argmax token), clean_logprobs [vocab] (log-softmax of the clean run at the position),\n"
     "clean_prediction, target, position (0-based), units (n), k (list: units replaced per rate),\n"
-    "layers, rates, forwards (passes run, the clean one included), seconds (wall time).";
+    "layers, rates, forwards (passes run, the clean one included; in a job, every rank's), "
+    "seconds\n"
+    "(wall time).";
 
 Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) {
   check_options(opts,
@@ -176,8 +180,10 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
   auto prediction = at::empty({total}, at::kLong);
   int64_t forwards = 1;
   const int64_t rows_per_pass = loop ? 1 : batch_size;
-  for_each_range(total, rows_per_pass, [&](int64_t first, int64_t stop) {
-    const int64_t count = stop - first;
+  // This rank's interventions (all of them outside a job), gathered below.
+  const std::pair<int64_t, int64_t> mine = llmscope::job::shard_batches(total, rows_per_pass);
+  for_each_range(mine.second - mine.first, rows_per_pass, [&](int64_t from, int64_t to) {
+    const int64_t first = mine.first + from, count = to - from;
     // The rows of this pass, grouped by layer: layer -> (row indices, rates).
     std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<double>>> by_layer;
     for (int64_t row = 0; row < count; ++row) {
@@ -216,6 +222,14 @@ Table sweep(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) 
     logprob.narrow(0, first, count).copy_(lp.select(1, target));
     prediction.narrow(0, first, count).copy_(lp.argmax(-1));
   });
+  if (llmscope::job::world_size() > 1) {
+    logprob =
+        llmscope::job::all_gather_concat(logprob.narrow(0, mine.first, mine.second - mine.first));
+    prediction = llmscope::job::all_gather_concat(
+        prediction.narrow(0, mine.first, mine.second - mine.first));
+    units = llmscope::job::all_gather(at::full({1}, units, at::kLong)).max().item<int64_t>();
+    forwards = llmscope::job::all_reduce_sum(at::full({1}, forwards, at::kLong)).item<int64_t>();
+  }
   std::vector<int64_t> k;
   for (double rate : rates) k.push_back(units_for_rate(rate, units));
   logprob = logprob.view({n_layers, n_rates});

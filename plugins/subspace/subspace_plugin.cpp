@@ -2,7 +2,10 @@
 // 17-04). The [pos, units] matrix is decomposed by SVD as the course does (uncentred), its top k
 // singular values are zeroed, and each token's mean across units is added back; the effect is
 // measured on the hidden states (drift), on token similarity and on next-token log-probabilities.
-// The removal runs as a native hook; `sweep` batches one removal per layer into few passes.
+// The removal runs as a native hook; `sweep` batches one removal per layer into few passes, and
+// in a job of several ranks (llmscope/job.hpp) shares the passes out, every rank ending with the
+// whole result.
+#include <llmscope/job.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 
@@ -241,7 +244,7 @@ constexpr const char* kSweepDoc =
     "the per-token delta against 0), mean_delta [layers], delta [layers, scored] (clean - removed\n"
     "log-prob of the actual next token), logprob_clean [scored], r_t and r_delta (Pearson r of\n"
     "variance with t and with mean_delta over layers), k, forwards (passes, the clean one\n"
-    "included), seconds.";
+    "included; in a job, every rank's), seconds.";
 
 Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table& opts) {
   check_options(opts, {"layers", "k", "site", "add_mean", "batch_size", "loop"}, 3);
@@ -264,8 +267,10 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
   auto variance = at::zeros({n}, at::kDouble);
   int64_t forwards = 1;
   const int64_t rows_per_pass = loop ? 1 : batch_size;
-  for_each_range(n, rows_per_pass, [&](int64_t first, int64_t stop) {
-    const int64_t count = stop - first;
+  // This rank's layers (all of them outside a job), gathered below.
+  const std::pair<int64_t, int64_t> mine = llmscope::job::shard_batches(n, rows_per_pass);
+  for_each_range(mine.second - mine.first, rows_per_pass, [&](int64_t from, int64_t to) {
+    const int64_t first = mine.first + from, count = to - from;
     llmscope::ForwardOptions forward;
     forward.strict_hooks = true;
     for (int64_t row = 0; row < count; ++row) {
@@ -291,6 +296,12 @@ Table sweep_layers(const ModelPtr& model, const at::Tensor& ids_in, const Table&
     delta.narrow(0, first, count)
         .copy_(lp_clean.unsqueeze(0) - token_logprobs(model, logits, batch));
   });
+  if (llmscope::job::world_size() > 1) {
+    delta = llmscope::job::all_gather_concat(delta.narrow(0, mine.first, mine.second - mine.first));
+    variance =
+        llmscope::job::all_gather_concat(variance.narrow(0, mine.first, mine.second - mine.first));
+    forwards = llmscope::job::all_reduce_sum(at::full({1}, forwards, at::kLong)).item<int64_t>();
+  }
   auto test = llmscope::stats::ttest_1samp(delta.t(), 0.0);  // samples = tokens, one test per layer
   auto mean_delta = delta.mean(1);
   auto r_t = llmscope::stats::pearson(test.t.unsqueeze(1), variance);

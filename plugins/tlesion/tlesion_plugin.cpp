@@ -4,6 +4,9 @@
 // two groups), then tests every neuron and applies Benjamini-Hochberg per layer. lesion() zeroes
 // chosen units at chosen positions of chosen rows and reads target logits; laminar() does both for
 // every layer. Activations never leave the model's device; only [rows, units] slices are kept.
+// In a job of several ranks (llmscope/job.hpp) select() shares out its passes and merges the
+// accumulators, and laminar() shares out its layers; every rank ends with the whole result.
+#include <llmscope/job.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 #include <llmscope/streaming.hpp>
@@ -177,7 +180,11 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
                                                  llmscope::stats::RunningStats(paired ? 1 : 2));
   const at::Device device = model.device();
   at::NoGradGuard no_grad;
-  for (const Chunk& chunk : chunks) {
+  // This rank's passes (all of them outside a job); the accumulators merge below.
+  const std::pair<int64_t, int64_t> mine =
+      llmscope::job::shard_range(static_cast<int64_t>(chunks.size()));
+  for (int64_t c = mine.first; c < mine.second; ++c) {
+    const Chunk& chunk = chunks[static_cast<size_t>(c)];
     const at::Tensor rows_d = chunk.rows.to(device), pos_d = chunk.positions.to(device);
     const at::Tensor labels_d = chunk.labels.to(device);
     const int64_t half = chunk.rows.size(0) / 2;
@@ -206,6 +213,7 @@ Selection run_selection(llmscope::Model& model, const Rows& a, const Rows& b, co
     }
     model.forward(llmscope::ForwardInput{chunk.ids, {}, chunk.mask, {}}, forward);
   }
+  for (auto& a : acc) a.merge_across_job();
 
   std::vector<at::Tensor> t, df, p, p_adj, a_gt_b, b_gt_a;
   for (size_t j = 0; j < sites.size(); ++j) {
@@ -748,57 +756,64 @@ LLMSCOPE_PLUGIN(
         return out;
       });
 
-  module.def("laminar", kLaminarDoc,
-             [](const ModelPtr& model, const Value& a, const Value& b, const Value& inputs,
-                const Table& opts) {
-               std::vector<std::string> known = kSelectOptions;
-               for (const char* k : {"targets", "readout", "mask_id", "lesions", "lesion_site"})
-                 known.emplace_back(k);
-               check_options(opts, known, 5);
-               const Rows rows_a = token_rows(*model, a, 2, "condition A");
-               const Rows rows_b = token_rows(*model, b, 3, "condition B");
-               const Rows rows = token_rows(*model, inputs, 4, "inputs");
-               const Readout readout = readout_from(*model, rows, opts, 5);
-               auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/false, 5);
-               const auto slots = signed_slots(lesions, rows, readout, 5);
-               const std::string lesion_pattern =
-                   option<std::string>(opts, "lesion_site", "blocks.{L}.mlp.hook_post", 5);
+  module.def(
+      "laminar", kLaminarDoc,
+      [](const ModelPtr& model, const Value& a, const Value& b, const Value& inputs,
+         const Table& opts) {
+        std::vector<std::string> known = kSelectOptions;
+        for (const char* k : {"targets", "readout", "mask_id", "lesions", "lesion_site"})
+          known.emplace_back(k);
+        check_options(opts, known, 5);
+        const Rows rows_a = token_rows(*model, a, 2, "condition A");
+        const Rows rows_b = token_rows(*model, b, 3, "condition B");
+        const Rows rows = token_rows(*model, inputs, 4, "inputs");
+        const Readout readout = readout_from(*model, rows, opts, 5);
+        auto lesions = lesions_from(*model, opts, rows, /*with_layer=*/false, 5);
+        const auto slots = signed_slots(lesions, rows, readout, 5);
+        const std::string lesion_pattern =
+            option<std::string>(opts, "lesion_site", "blocks.{L}.mlp.hook_post", 5);
 
-               const Selection sel = run_selection(*model, rows_a, rows_b, opts, 3, 5);
-               Table out;
-               put_selection(out, sel);
-               const auto sites =
-                   sites_at(*model, lesion_pattern, sel.layers, 5, "option 'lesion_site'");
-               const at::Tensor clean = run_clean(*model, rows, readout);
-               const at::Tensor lesioned_mask = lesioned_rows(lesions, rows.size());
+        const Selection sel = run_selection(*model, rows_a, rows_b, opts, 3, 5);
+        Table out;
+        put_selection(out, sel);
+        const auto sites = sites_at(*model, lesion_pattern, sel.layers, 5, "option 'lesion_site'");
+        const at::Tensor clean = run_clean(*model, rows, readout);
+        const at::Tensor lesioned_mask = lesioned_rows(lesions, rows.size());
 
-               std::vector<at::Tensor> lesioned, deltas, zeroed, mean_abs, signed_rows;
-               for (size_t j = 0; j < sel.layers.size(); ++j) {
-                 std::vector<Lesion> at_layer = lesions;
-                 for (auto& l : at_layer) l.layer = sel.layers[j];
-                 LesionRun run = run_lesioned(*model, rows, readout, at_layer,
-                                              {{sel.layers[j], sites[j].name}}, &out);
-                 const at::Tensor delta = clean - run.lesioned;
-                 lesioned.push_back(run.lesioned);
-                 deltas.push_back(delta);
-                 zeroed.push_back(run.zeroed);
-                 mean_abs.push_back(lesions.empty() ? at::zeros({}, at::kDouble)
-                                                    : delta.index({lesioned_mask}).abs().mean());
-                 if (slots) {
-                   std::vector<double> s;
-                   for (const auto& [row, sk] : *slots)
-                     s.push_back(delta[row][sk.first][sk.second].item<double>());
-                   signed_rows.push_back(at::tensor(s, at::kDouble));
-                 }
-               }
-               out["clean"] = clean;
-               out["lesioned"] = at::stack(lesioned);
-               out["delta"] = at::stack(deltas);
-               out["zeroed"] = at::stack(zeroed);
-               out["mean_abs_delta"] = at::stack(mean_abs);
-               if (slots) out["signed"] = at::stack(signed_rows);
-               out["readout"] = readout.positions;
-               out["targets"] = at::tensor(readout.targets, at::kLong);
-               return out;
-             });
+        // This rank's layers (all of them outside a job), gathered below.
+        std::vector<at::Tensor> lesioned, deltas, zeroed, mean_abs, signed_rows;
+        const std::pair<int64_t, int64_t> mine =
+            llmscope::job::shard_range(static_cast<int64_t>(sel.layers.size()));
+        for (auto j = static_cast<size_t>(mine.first); j < static_cast<size_t>(mine.second); ++j) {
+          std::vector<Lesion> at_layer = lesions;
+          for (auto& l : at_layer) l.layer = sel.layers[j];
+          LesionRun run =
+              run_lesioned(*model, rows, readout, at_layer, {{sel.layers[j], sites[j].name}}, &out);
+          const at::Tensor delta = clean - run.lesioned;
+          lesioned.push_back(run.lesioned);
+          deltas.push_back(delta);
+          zeroed.push_back(run.zeroed);
+          mean_abs.push_back(lesions.empty() ? at::zeros({}, at::kDouble)
+                                             : delta.index({lesioned_mask}).abs().mean());
+          if (slots) {
+            std::vector<double> s;
+            for (const auto& [row, sk] : *slots)
+              s.push_back(delta[row][sk.first][sk.second].item<double>());
+            signed_rows.push_back(at::tensor(s, at::kDouble));
+          }
+        }
+        // Layers stacked in order: this rank's, then every rank's in a job.
+        auto layers_of = [](const std::vector<at::Tensor>& parts) {
+          return llmscope::job::all_gather_concat(parts.empty() ? at::Tensor() : at::stack(parts));
+        };
+        out["clean"] = clean;
+        out["lesioned"] = layers_of(lesioned);
+        out["delta"] = layers_of(deltas);
+        out["zeroed"] = layers_of(zeroed);
+        out["mean_abs_delta"] = layers_of(mean_abs);
+        if (slots) out["signed"] = layers_of(signed_rows);
+        out["readout"] = readout.positions;
+        out["targets"] = at::tensor(readout.targets, at::kLong);
+        return out;
+      });
 }

@@ -419,6 +419,41 @@ describe("stats.quantile_sketch", function()
     raises(function() s:add(tensor.zeros({ 2, 4 })) end,
       "QuantileSketch: batch has 4 neurons, expected 3 (as in the first batch)")
   end)
+
+  it("merges across a job as a no-op in one process", function()
+    local x = tensor.randn({ 300, 3 }, { seed = 4, dtype = "float64" })
+    local s = stats.quantile_sketch({ bins = 64 }):add(x)
+    local median, bound = s:median(), s:error_bound()
+    truthy(s:merge_across_job() == s)
+    truthy(s:median():equal(median) and s:error_bound():equal(bound), "unchanged")
+  end)
+end)
+
+describe("stats.covariance_stream", function()
+  it("equals the covariance and PCA spectrum of all the data, fed in pieces", function()
+    local x = tensor.randn({ 500, 6 }, { seed = 12, dtype = "float64" }) * T({ 1, 2, 3, 0.5, 1, 4 })
+    local c, other = stats.covariance_stream(), stats.covariance_stream()
+    for i = 0, 299, 60 do c:add(x:narrow(0, i, 60)) end
+    other:add(x:narrow(0, 300, 200))
+    c:merge(other):merge_across_job()  -- the job's merge: a no-op in one process
+    eq(c:count(), 500)
+    close(c:mean(), x:mean(0), 1e-12, "mean")
+    local centred = x - x:mean(0)
+    close(c:covariance(), centred:t():matmul(centred) / 499, 1e-12, "covariance")
+    close(c:covariance(0), centred:t():matmul(centred) / 500, 1e-12, "covariance, ddof 0")
+    close(c:explained_variance_ratio(), stats.pca(x).explained_variance_ratio, 1e-9, "ratio")
+    truthy(tostring(c):find("CovarianceStream(6 neurons, 500 samples)", 1, true))
+  end)
+
+  it("rejects bad arguments", function()
+    local c = stats.covariance_stream()
+    raises(function() c:covariance() end, "CovarianceStream: covariance needs data; none added yet")
+    c:add(tensor.zeros({ 1, 3 }))
+    raises(function() c:covariance(-1) end, "bad argument #1 to 'covariance' (ddof must be >= 0)")
+    raises(function() c:add(tensor.zeros({ 2, 4 })) end,
+      "CovarianceStream: batch has 4 neurons, expected 3 (as in the first batch)")
+    raises(function() c:merge({}) end, "CovarianceStream expected")
+  end)
 end)
 
 spec.finish()

@@ -29,9 +29,11 @@ namespace llmscope::plugin {
 // Major: incompatible changes. Minor: additions; a plugin built against minor m loads in any
 // host with minor >= m and the same major. 2.0: Model's state moved behind a pointer.
 // 2.1: Tokenizer::is_special, Model::forward_cached. 2.2: Model::unembed. 2.3: llmscope/job.hpp
-// (the job's rank and collectives) and the streaming reducers' merge_across_job.
+// (the job's rank and collectives) and the streaming reducers' merge_across_job. 2.4:
+// job::all_gather_concat and add_to_counter, QuantileSketch and CovarianceStream's
+// merge_across_job.
 inline constexpr uint32_t kAbiMajor = 2;
-inline constexpr uint32_t kAbiMinor = 3;
+inline constexpr uint32_t kAbiMinor = 4;
 
 // Exported by every plugin as the C symbol `llmscope_plugin_descriptor`; read before any plugin
 // code runs.

@@ -10,8 +10,10 @@
 //   max-activating examples.
 // - CovarianceStream: the neurons' covariance matrix and its PCA spectrum (explained variance),
 //   equal to stats::pca of all the data.
-// RunningStats, HistogramStream and TopK also merge across the ranks of a job
-// (merge_across_job), so a scan sharded over processes ends with the numbers of one process.
+// Each also merges across the ranks of a job (merge_across_job), so a scan sharded over
+// processes ends with the numbers of one process: exactly for HistogramStream and TopK, up to
+// float64 reassociation for RunningStats and CovarianceStream, and within its (reported) error
+// bound for QuantileSketch.
 //
 // Layout as in stats.hpp: samples along dim 0 of a batch, every other dim a neuron dim, fixed by
 // the first batch. Groups, documents and positions are 0-based.
@@ -105,6 +107,8 @@ class HistogramStream {
 // bins (about 3x for normal data fed in batches; never above 4x in a randomised adversarial
 // search), so 1024 bins give 0.1-0.4% of the span.
 // Memory: bins x neurons int64 (1024 x 5120: 40 MiB). nan and inf are rejected.
+// Merged across a job, every rank's bins go whole into one grid covering them all, which adds
+// at most half a rank's bin width to error_bound() (nothing when the grids line up).
 class QuantileSketch {
  public:
   explicit QuantileSketch(int64_t bins = 1024);  // even, >= 2
@@ -113,6 +117,10 @@ class QuantileSketch {
   at::Tensor quantile(double q) const;  // q in [0, 1]; float64 shaped like one sample
   at::Tensor median() const { return quantile(0.5); }
   at::Tensor error_bound() const;  // per neuron
+  // Every rank of the job ends with one sketch of what all the ranks saw (the same on every
+  // rank): count, min and max exact, quantiles within the merged error_bound(). A no-op in one
+  // process. (Plugin ABI 2.4.)
+  void merge_across_job();
   at::Tensor min() const;
   at::Tensor max() const;
   int64_t count() const { return count_; }
@@ -127,6 +135,7 @@ class QuantileSketch {
   std::vector<int64_t> neuron_shape_;
   at::Tensor counts_;      // [bins, neurons] int64
   at::Tensor lo_, width_;  // [neurons] float64
+  at::Tensor slack_;       // [neurons] float64: how far merging moved values out of their bins
   at::Tensor min_, max_;   // [neurons] float64
 };
 
@@ -172,6 +181,9 @@ class CovarianceStream {
  public:
   void add(const at::Tensor& batch);  // [rows, ...]; neurons flattened
   void merge(const CovarianceStream& other);
+  // Every rank of the job ends with what all the ranks saw, merged in rank order (the same bits
+  // on every rank). Gathers every rank's [n, n] co-moments. A no-op in one process. (ABI 2.4.)
+  void merge_across_job();
 
   bool started() const { return mean_.defined(); }
   int64_t count() const { return count_; }
@@ -185,6 +197,8 @@ class CovarianceStream {
 
  private:
   void check_started(const char* what) const;
+  // Chan et al.'s merge of another part's count, mean [n] and co-moment [n, n] into ours.
+  void merge_moments(int64_t count, const at::Tensor& mean, const at::Tensor& comoment);
 
   int64_t count_ = 0;
   std::vector<int64_t> neuron_shape_;

@@ -324,6 +324,7 @@ void QuantileSketch::add(const at::Tensor& batch) {
     at::Tensor span = bmax - bmin;
     at::Tensor fallback = (bmin.abs() * std::ldexp(1.0, -20)).clamp_min(std::ldexp(1.0, -40));
     width_ = at::where(span > 0, span, fallback) / bins;
+    slack_ = at::zeros_like(width_);
     min_ = bmin;
     max_ = bmax;
   } else {
@@ -388,9 +389,72 @@ at::Tensor QuantileSketch::quantile(double q) const {
   return result.reshape(neuron_shape_);
 }
 
+void QuantileSketch::merge_across_job() {
+  if (job::world_size() == 1) return;
+  const auto shape = job_neuron_shape(counts_.defined(), neuron_shape_, "QuantileSketch");
+  if (!shape) return;
+  const int64_t n = c10::multiply_integers(*shape);
+  const at::Device device = counts_.defined() ? counts_.device() : at::Device(at::kCPU);
+  auto mine = [&](const at::Tensor& t, double empty) {
+    return counts_.defined() ? t.to(at::kCPU) : at::full({n}, empty, at::kDouble);
+  };
+  const at::Tensor counts = job::all_gather(
+      counts_.defined() ? counts_.to(at::kCPU) : at::zeros({bins_, n}, at::kLong));  // [R, b, n]
+  const at::Tensor totals = job::all_gather(at::full({1}, count_, at::kLong)).reshape({-1});
+  const at::Tensor los = job::all_gather(mine(lo_, 0.0));
+  const at::Tensor widths = job::all_gather(mine(width_, 0.0));
+  const at::Tensor mins = job::all_gather(mine(min_, kInf));
+  const at::Tensor maxs = job::all_gather(mine(max_, -kInf));
+  const at::Tensor slacks = job::all_gather(mine(slack_, 0.0));
+  const at::Tensor has = totals > 0;  // ranks that saw data
+  if (!has.any().item<bool>()) return;
+  const at::Tensor used = has.nonzero().reshape({-1});
+  const at::Tensor lo = los.index_select(0, used), width = widths.index_select(0, used);
+  const double bins = static_cast<double>(bins_);
+
+  // One grid holding every rank's: from the lowest edge, at the widest width, doubled until it
+  // reaches the highest edge. Each rank's bin goes whole to the grid bin holding its centre, so
+  // a value may now sit up to half its old bin outside its new one: that slack is added to the
+  // error bound (none where a rank's grid is the merged grid's, e.g. one rank with data).
+  at::Tensor merged_lo = std::get<0>(lo.min(0));
+  const at::Tensor top = std::get<0>((lo + width * bins).max(0));
+  at::Tensor merged_width = std::get<0>(width.max(0));
+  for (;;) {
+    const at::Tensor short_of = merged_lo + merged_width * bins < top;
+    if (!short_of.any().item<bool>()) break;
+    merged_width = at::where(short_of, merged_width * 2.0, merged_width);
+  }
+  at::Tensor merged = at::zeros({bins_, n}, at::kLong);
+  at::Tensor slack = at::zeros({n}, at::kDouble);
+  const at::Tensor centres = at::arange(bins_, at::kDouble).add_(0.5).unsqueeze(1);  // [b, 1]
+  for (int64_t i = 0; i < used.size(0); ++i) {
+    const at::Tensor r_lo = lo[i], r_width = width[i];
+    const at::Tensor value = r_lo + centres * r_width;  // [b, n]: each old bin's centre
+    const at::Tensor bin = ((value - merged_lo) / merged_width).floor_().clamp_(0, bins - 1);
+    // Aligned: the old grid's edges are edges of the merged one (same origin, a width that
+    // divides), so every value stays inside its bin.
+    const at::Tensor ratio = merged_width / r_width;
+    const at::Tensor offset = (r_lo - merged_lo) / r_width;
+    const at::Tensor aligned = (ratio == ratio.round()) & (offset == offset.round());
+    const at::Tensor moved = at::where(aligned, at::zeros_like(r_width), r_width * 0.5);
+    slack = at::maximum(slack, slacks[used[i].item<int64_t>()] + moved);
+    const at::Tensor flat =
+        (bin.to(at::kLong) * n + at::arange(n, at::kLong)).reshape(-1);  // [b n]
+    merged.view(-1).index_add_(0, flat, counts[used[i].item<int64_t>()].reshape(-1));
+  }
+  counts_ = merged.to(device);
+  lo_ = merged_lo.to(device);
+  width_ = merged_width.to(device);
+  slack_ = slack.to(device);
+  min_ = std::get<0>(mins.min(0)).to(device);
+  max_ = std::get<0>(maxs.max(0)).to(device);
+  count_ = totals.sum().item<int64_t>();
+  neuron_shape_ = *shape;
+}
+
 at::Tensor QuantileSketch::error_bound() const {
   check_started("error bound");
-  return width_.clone().reshape(neuron_shape_);
+  return (width_ + slack_).reshape(neuron_shape_);
 }
 
 at::Tensor QuantileSketch::min() const {
@@ -514,13 +578,39 @@ void CovarianceStream::merge(const CovarianceStream& other) {
     throw Error("CovarianceStream: cannot merge " + neuron_shape_text(other.neuron_shape_) +
                 " neurons into " + neuron_shape_text(neuron_shape_));
   }
+  merge_moments(other.count_, other.mean_, other.comoment_);
+}
+
+void CovarianceStream::merge_moments(int64_t count, const at::Tensor& mean,
+                                     const at::Tensor& comoment) {
+  if (count == 0) return;
   const double na = static_cast<double>(count_);
-  const double nb = static_cast<double>(other.count_);
-  at::Tensor delta = other.mean_.to(mean_.device()) - mean_;
-  comoment_.add_(other.comoment_.to(mean_.device()))
-      .add_(at::outer(delta, delta), na * nb / (na + nb));
+  const double nb = static_cast<double>(count);
+  at::Tensor delta = mean.to(mean_.device()) - mean_;
+  comoment_.add_(comoment.to(mean_.device())).add_(at::outer(delta, delta), na * nb / (na + nb));
   mean_.add_(delta, nb / (na + nb));
-  count_ += other.count_;
+  count_ += count;
+}
+
+void CovarianceStream::merge_across_job() {
+  if (job::world_size() == 1) return;
+  const auto shape = job_neuron_shape(started(), neuron_shape_, "CovarianceStream");
+  if (!shape) return;
+  const int64_t n = c10::multiply_integers(*shape);
+  const at::Device device = started() ? mean_.device() : at::Device(at::kCPU);
+  const at::Tensor counts =
+      job::all_gather(at::full({1}, count_, at::kLong)).reshape({-1}).to(at::kCPU);
+  const at::Tensor means =
+      job::all_gather(started() ? mean_.to(at::kCPU) : at::zeros({n}, at::kDouble));
+  const at::Tensor comoments =
+      job::all_gather(started() ? comoment_.to(at::kCPU) : at::zeros({n, n}, at::kDouble));
+  // From empty, rank by rank (Chan et al.): every rank computes the same bits.
+  neuron_shape_ = *shape;
+  count_ = 0;
+  mean_ = at::zeros({n}, at::TensorOptions().dtype(at::kDouble).device(device));
+  comoment_ = at::zeros({n, n}, mean_.options());
+  for (int64_t r = 0; r < counts.size(0); ++r)
+    merge_moments(counts[r].item<int64_t>(), means[r], comoments[r]);
 }
 
 void CovarianceStream::check_started(const char* what) const {
