@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "checks.hpp"
+#include "kernels.hpp"
 #include "llmscope/error.hpp"
 
 namespace llmscope::stats {
@@ -37,35 +38,52 @@ using detail::check_real;
 using detail::same_device;
 using detail::to_double;
 
-// Count, mean and unbiased variance along dim 0 of x [samples, n] (two passes, as numpy).
+// Count, mean and unbiased variance along dim 0 of x [samples, n].
 struct Moments {
   double n;
   at::Tensor mean, var;
 };
 
-// The two passes over x [samples, m] as stored, each sample row read in order and summed in
-// float64 per neuron, neurons split over the threads: no converted copy, no temporaries.
-// (Blocking neurons so the second pass hits cache measured slower here: rows read in full
-// stream better than strided pieces of them.)
+// Mean and unbiased variance per neuron of x [samples, m] as stored, in one pass: the sums of
+// d = x - K and d^2 with K near the mean (the mean of the first rows), then
+// mean = K + sum d / n and var = (sum d^2 - (sum d)^2 / n) / (n - 1), the shifted-data formula,
+// as exact as numpy's two passes while K is within a few standard deviations of the mean. A
+// neuron where it is not (the correction above 90% of sum d^2, which would amplify rounding more
+// than tenfold) is computed again in two passes. Neurons are split over the threads; no
+// converted copy, no temporaries.
 template <class T>
 void column_moments(const T* x, int64_t samples, int64_t m, double* mean, double* var) {
+  const double n = static_cast<double>(samples);
   at::parallel_for(0, m, 512, [&](int64_t begin, int64_t end) {
+    std::vector<double> shift_storage(static_cast<size_t>(end - begin), 0.0);
+    double* shift = shift_storage.data() - begin;  // indexed by neuron, as mean and var
+    const int64_t head = std::min<int64_t>(samples, 16);
+    for (int64_t i = 0; i < head; ++i) {
+      for (int64_t j = begin; j < end; ++j) shift[j] += static_cast<double>(x[i * m + j]);
+    }
+    for (int64_t j = begin; j < end; ++j)
+      shift[j] /= static_cast<double>(std::max<int64_t>(head, 1));
     std::fill(mean + begin, mean + end, 0.0);
     std::fill(var + begin, var + end, 0.0);
-    for (int64_t i = 0; i < samples; ++i) {
-      const T* row = x + i * m;
-      for (int64_t j = begin; j < end; ++j) mean[j] += static_cast<double>(row[j]);
-    }
-    for (int64_t j = begin; j < end; ++j) mean[j] /= static_cast<double>(samples);
-    for (int64_t i = 0; i < samples; ++i) {
-      const T* row = x + i * m;
-      for (int64_t j = begin; j < end; ++j) {
-        const double d = static_cast<double>(row[j]) - mean[j];
-        var[j] += d * d;
+    kernels::add_shifted_sums(x, samples, m, begin, end, shift, mean, var);
+    for (int64_t j = begin; j < end; ++j) {
+      const double s1 = mean[j], s2 = var[j];
+      const double correction = s1 * s1 / n;
+      mean[j] = shift[j] + s1 / n;
+      // n = 1 gives 0 / 0 = nan, as scipy's ddof=1 variance does.
+      var[j] = (s2 - correction) / (n - 1.0);
+      if (correction > 0.9 * s2 && s2 > 0) {
+        double m1 = 0, m2 = 0;
+        for (int64_t i = 0; i < samples; ++i) m1 += static_cast<double>(x[i * m + j]);
+        m1 /= n;
+        for (int64_t i = 0; i < samples; ++i) {
+          const double d = static_cast<double>(x[i * m + j]) - m1;
+          m2 += d * d;
+        }
+        mean[j] = m1;
+        var[j] = m2 / (n - 1.0);
       }
     }
-    // n = 1 gives 0 / 0 = nan, as scipy's ddof=1 variance does.
-    for (int64_t j = begin; j < end; ++j) var[j] /= static_cast<double>(samples - 1);
   });
 }
 
@@ -399,6 +417,87 @@ LogitBlock logit_block(const at::Tensor& x, const at::Tensor& y, bool one_class,
   return out;
 }
 
+// logit_block for float64 x [c, s] and y [1, s] on the CPU: neuron by neuron, each pass over a
+// neuron's samples fused into one vectorised loop (stats/kernels.hpp), with no [c, s]
+// temporaries. The same rules and results as logit_block (to rounding).
+LogitBlock logit_block_fused(const at::Tensor& x, const at::Tensor& y, bool one_class,
+                             const LogitOptions& options) {
+  const int64_t c = x.size(0), s = x.size(1);
+  const double samples = static_cast<double>(s);
+  auto opts = x.options();
+  LogitBlock out;
+  out.coef = at::empty({2, c}, opts);
+  out.se = at::empty({2, c}, opts);
+  out.accuracy = at::empty({c}, opts);
+  out.converged = at::empty({c}, opts.dtype(at::kBool));
+  out.separated = at::empty({c}, opts.dtype(at::kBool));
+  out.iterations = at::empty({c}, opts.dtype(at::kLong));
+  out.llf = at::empty({c}, opts);
+  const double* xs = x.data_ptr<double>();
+  const double* ys = y.data_ptr<double>();
+  double* coef = out.coef.data_ptr<double>();
+  double* se = out.se.data_ptr<double>();
+  double* accuracy = out.accuracy.data_ptr<double>();
+  bool* converged = out.converged.data_ptr<bool>();
+  bool* separated_out = out.separated.data_ptr<bool>();
+  int64_t* iterations = out.iterations.data_ptr<int64_t>();
+  double* llf = out.llf.data_ptr<double>();
+  for (int64_t j = 0; j < c; ++j) {
+    const double* xj = xs + j * s;
+    // Separation, as logit_block decides it: the classes split by a threshold on x.
+    double range[4];  // max over y = 0, min over y = 0, max over y = 1, min over y = 1
+    kernels::logit_class_ranges(xj, ys, s, range);
+    const double max0 = range[0], min0 = range[1], max1 = range[2], min1 = range[3];
+    const bool constant = std::max(max0, max1) == std::min(min0, min1);
+    const bool up = max0 <= min1, down = max1 <= min0;
+    const bool separated = one_class || ((up || down) && !constant);
+    double separated_accuracy = 1.0;
+    const bool quasi = !one_class && (up ? max0 == min1 : max1 == min0);
+    if (separated && quasi) {
+      const double threshold = up ? max0 : max1;
+      double ties0 = 0, ties1 = 0;
+      for (int64_t i = 0; i < s; ++i) {
+        if (xj[i] == threshold) (ys[i] > 0.5 ? ties1 : ties0) += 1.0;
+      }
+      separated_accuracy = 1.0 - std::min(ties0, ties1) / samples;
+    }
+    const bool unfitted = separated || constant;
+
+    double b0 = 0.0, b1 = 0.0, sums[5];
+    int64_t steps = 0;
+    bool done = false;
+    for (int64_t it = 0; it < options.max_iter && !unfitted; ++it) {
+      kernels::logit_step_sums(xj, ys, s, b0, b1, sums);
+      const double det = sums[0] * sums[2] - sums[1] * sums[1];
+      const double d0 = (sums[2] * sums[3] - sums[1] * sums[4]) / det;
+      const double d1 = (sums[0] * sums[4] - sums[1] * sums[3]) / det;
+      ++steps;
+      if (!std::isfinite(d0) || !std::isfinite(d1)) break;  // a singular Hessian: unconverged
+      b0 += d0;
+      b1 += d1;
+      if (std::max(std::abs(d0), std::abs(d1)) <= options.tol) {
+        done = true;
+        break;
+      }
+    }
+    double summary[2];                                  // correct predictions, log-likelihood
+    kernels::logit_step_sums(xj, ys, s, b0, b1, sums);  // the Hessian at the fit
+    kernels::logit_fit_summary(xj, ys, s, b0, b1, summary);
+    const double det = sums[0] * sums[2] - sums[1] * sums[1];
+    coef[j] = unfitted ? kNan : b0;
+    coef[c + j] = unfitted ? kNan : b1;
+    se[j] = unfitted ? kNan : std::sqrt(sums[2] / det);
+    se[c + j] = unfitted ? kNan : std::sqrt(sums[0] / det);
+    accuracy[j] = separated ? separated_accuracy : constant ? kNan : summary[0] / samples;
+    converged[j] = done && !unfitted;
+    separated_out[j] = separated;
+    iterations[j] = steps;
+    llf[j] = unfitted ? kNan : summary[1];
+  }
+  out.p = at::erfc((out.coef / out.se).abs() / std::sqrt(2.0));  // Wald, normal; nan stays nan
+  return out;
+}
+
 }  // namespace
 
 LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& options) {
@@ -406,17 +505,29 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
     throw Error("logit: max_iter must be at least 1, got " + std::to_string(options.max_iter));
   }
   if (!(options.tol > 0)) throw Error("logit: tol must be > 0, got " + std::to_string(options.tol));
-  at::Tensor X = as_samples_by_neurons(x, "logit: x");  // [s, n]
+  const at::Tensor X = samples_by_neurons_as_stored(x, "logit: x");  // [s, n]
   const int64_t samples = X.size(0);
   const int64_t n = X.size(1);
-  at::Tensor y_row = check_binary_target(y, samples).to(X.device()).reshape({1, samples});
+  at::Tensor y_row =
+      check_binary_target(y, samples).to(X.device()).reshape({1, samples}).contiguous();
   const int64_t ones = (y_row > 0.5).sum().item<int64_t>();
   const bool one_class = ones == 0 || ones == samples;  // no estimate for any neuron
 
-  // Blocks of neurons: on the CPU, 256 neurons at a time keep every [256, s] temporary in cache
-  // and spread the blocks over the threads; on an accelerator, one block of all.
-  at::Tensor Xt = X.t().contiguous();  // [n, s]
-  auto opts = X.options();
+  // Blocks of neurons: on the CPU, 256 neurons at a time spread over the threads, each neuron
+  // fitted in fused passes over its samples; on an accelerator, one block of all in batched ops.
+  // Each neuron's samples contiguous in float64: transposed and converted in one copy.
+  at::Tensor Xt = at::empty({n, samples}, X.options().dtype(at::kDouble));  // [n, s]
+  if (X.device().is_cpu()) {
+    const at::Tensor Xc = X.contiguous();
+    if (Xc.scalar_type() == at::kFloat) {
+      kernels::transpose_to_double(Xc.data_ptr<float>(), samples, n, Xt.data_ptr<double>());
+    } else {
+      kernels::transpose_to_double(Xc.data_ptr<double>(), samples, n, Xt.data_ptr<double>());
+    }
+  } else {
+    Xt.copy_(X.t());
+  }
+  auto opts = Xt.options();
   LogitResult r;
   r.coef = at::empty({2, n}, opts);
   r.se = at::empty({2, n}, opts);
@@ -431,7 +542,9 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
   auto fit_blocks = [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {
       const int64_t begin = b * block, end = std::min(n, begin + block);
-      LogitBlock fit = logit_block(Xt.slice(0, begin, end), y_row, one_class, options);
+      const at::Tensor xb = Xt.slice(0, begin, end);
+      LogitBlock fit = cpu ? logit_block_fused(xb, y_row, one_class, options)
+                           : logit_block(xb, y_row, one_class, options);
       r.coef.slice(1, begin, end).copy_(fit.coef);
       r.se.slice(1, begin, end).copy_(fit.se);
       r.p.slice(1, begin, end).copy_(fit.p);

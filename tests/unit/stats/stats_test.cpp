@@ -134,6 +134,24 @@ TEST(StatsTTest, StudentPValueAgreesWithClosedForms) {
   EXPECT_TENSOR_CLOSE(student_t_two_sided_p(t, at::full_like(t, kInf)), normal, 1e-12, 1e-15);
 }
 
+// The moments are one pass of shifted sums (shift: the mean of the first 16 rows). Columns
+// where that shift is far from the mean (a few outliers first in a long column: the
+// shifted-sum formula would lose about 8 digits there), where the mean dwarfs the spread, and
+// ordinary ones all give the exact two-pass t.
+TEST(StatsTTest, OnePassMomentsStayExactWhateverTheFirstRows) {
+  at::manual_seed(5);
+  const int64_t n = 200016;
+  at::Tensor x = at::randn({n, 3}, at::kFloat);
+  x.select(1, 1).narrow(0, 0, 16).fill_(1e3);  // outliers first: the shift is far off
+  x.select(1, 2).mul_(1e-3).add_(1e4);         // a large mean, a tiny spread
+  const at::Tensor xd = x.to(at::kDouble);
+  const at::Tensor mean = xd.mean(0);
+  const at::Tensor var = (xd - mean).square().sum(0) / static_cast<double>(n - 1);  // two passes
+  const at::Tensor t = (mean - 0.5) / (var / static_cast<double>(n)).sqrt();
+  const at::Tensor got = stats::ttest_1samp(x, 0.5).t;
+  EXPECT_TRUE(at::allclose(got, t, 1e-12, 0.0)) << got - t;
+}
+
 TEST(StatsTTest, ZeroVarianceFollowsScipy) {
   // Column 0: constant 1 vs constant 2 (t = -inf, p = 0); column 1: constant 3 in both
   // (t = nan, p = nan); column 2: ordinary.
