@@ -72,10 +72,15 @@ Correction fdr_bh(const at::Tensor& p, double alpha = 0.05);
 struct LogitOptions {
   int64_t max_iter = 100;  // Newton steps at most
   double tol = 1e-8;       // converged when no coefficient moves by more than this (statsmodels)
+  // On the CPU each neuron is fitted in fused passes over its samples; true takes the batched
+  // tensor-op steps an accelerator runs instead (slower here; for checking one against the
+  // other).
+  bool batched = false;
 };
 
 // For each neuron j, y ~ 1 + x[:, j] by maximum likelihood (statsmodels Logit(y, [1, x_j])),
-// fitted for all neurons at once by batched Newton (IRLS) steps in float64.
+// by Newton (IRLS) steps in float64: on the CPU neuron by neuron, each step one vectorised pass
+// over its samples; on an accelerator all neurons' steps together as batched tensor ops.
 //
 // Separation (the classes split by a threshold on x_j, with at most one shared value between
 // them; also y of one class only) means the maximum-likelihood estimate does not exist: such

@@ -543,8 +543,8 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
     for (int64_t b = first; b < last; ++b) {
       const int64_t begin = b * block, end = std::min(n, begin + block);
       const at::Tensor xb = Xt.slice(0, begin, end);
-      LogitBlock fit = cpu ? logit_block_fused(xb, y_row, one_class, options)
-                           : logit_block(xb, y_row, one_class, options);
+      LogitBlock fit = cpu && !options.batched ? logit_block_fused(xb, y_row, one_class, options)
+                                               : logit_block(xb, y_row, one_class, options);
       r.coef.slice(1, begin, end).copy_(fit.coef);
       r.se.slice(1, begin, end).copy_(fit.se);
       r.p.slice(1, begin, end).copy_(fit.p);

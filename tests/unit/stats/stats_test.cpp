@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -296,6 +297,39 @@ TEST(StatsCorrection, Errors) {
 // The numbers of statsmodels' Logit summary table (lesson 12-17): coefficients, standard errors,
 // z = coef / se, the 95% interval coef -+ 1.959964 se, and the likelihoods
 // (tests/golden/stats/gen_logit_summary.py made the golden with Debian's statsmodels).
+// The CPU's fused per-neuron fit and the batched steps an accelerator runs give the same fits:
+// ordinary neurons, a constant one, complete and quasi-complete separation, and a neuron whose
+// Hessian goes singular.
+TEST(StatsLogit, FusedAndBatchedStepsAgree) {
+  at::manual_seed(3);
+  const int64_t s = 301;
+  at::Tensor y = (at::rand({s}) < 0.4).to(at::kDouble);
+  at::Tensor x = at::randn({s, 6}, at::kDouble) + y.unsqueeze(1) * at::linspace(-1, 2, 6);
+  x.select(1, 1).fill_(2.5);                                   // constant
+  x.select(1, 2).copy_(y * 3.0 + at::rand({s}, at::kDouble));  // complete separation
+  x.select(1, 3).copy_(at::where(y > 0.5, at::ones({s}, at::kDouble), at::zeros({s}, at::kDouble)));
+  x.select(1, 3).narrow(0, 0, 4).fill_(1.0);  // quasi: shared value 1
+  x.select(1, 4).mul_(1e160);                 // x^2 overflows: a singular Hessian, unconverged
+  LogitOptions fused, batched;
+  batched.batched = true;
+  const LogitResult a = logit(x, y, fused), b = logit(x, y, batched);
+  for (const auto& [what, p, q] :
+       {std::tuple<const char*, at::Tensor, at::Tensor>{"coef", a.coef, b.coef},
+        {"se", a.se, b.se},
+        {"p", a.p, b.p},
+        {"accuracy", a.accuracy, b.accuracy},
+        {"llf", a.llf, b.llf}}) {
+    EXPECT_TRUE(at::allclose(p, q, 1e-9, 1e-12, /*equal_nan=*/true)) << what << "\n" << p << q;
+  }
+  EXPECT_TRUE(at::equal(a.converged, b.converged)) << a.converged << b.converged;
+  EXPECT_TRUE(at::equal(a.separated, b.separated)) << a.separated << b.separated;
+  EXPECT_TRUE(at::equal(a.iterations, b.iterations)) << a.iterations << b.iterations;
+  EXPECT_TRUE(a.separated[2].item<bool>() && a.separated[3].item<bool>());
+  EXPECT_FALSE(a.separated[0].item<bool>() || a.converged[1].item<bool>() ||
+               a.converged[4].item<bool>());
+  EXPECT_TRUE(a.converged[0].item<bool>() && a.converged[5].item<bool>());
+}
+
 TEST(StatsLogit, SummaryMatchesStatsmodels) {
   std::ifstream in(golden_path("stats/logit_summary.json"));
   ASSERT_TRUE(in) << "tests/golden/stats/logit_summary.json is missing";
