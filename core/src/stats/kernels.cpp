@@ -181,8 +181,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void logit_class_ra
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void logit_fit_summary(
     const double* __restrict x, const double* __restrict y, int64_t s, double b0, double b1,
-    double summary[2]) {
-  double correct[kLanes] = {}, llf[kLanes] = {};
+    double summary[5]) {
+  double correct[kLanes] = {}, llf[kLanes] = {}, h00[kLanes] = {}, h01[kLanes] = {},
+         h11[kLanes] = {};
   auto add = [&](double xi, double yi, int lane) {
     const double eta = b0 + b1 * xi;
     // One exponential serves both: e = e^-|eta|, p = 1 / (1 + e) or e / (1 + e) by sign.
@@ -191,16 +192,23 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void logit_fit_summ
     const double predicted = p > 0.5 ? 1.0 : 0.0;  // y is exactly 0 or 1 (checked by logit)
     correct[lane] += yi * predicted + (1.0 - yi) * (1.0 - predicted);
     llf[lane] += yi * eta - (std::max(eta, 0.0) + log1p_unit(e));
+    const double w = p * (1.0 - p);
+    h00[lane] += w;
+    h01[lane] += w * xi;
+    h11[lane] += w * xi * xi;
   };
   int64_t i = 0;
   for (; i + kLanes <= s; i += kLanes) {
     for (int lane = 0; lane < kLanes; ++lane) add(x[i + lane], y[i + lane], lane);
   }
   for (int lane = 0; i < s; ++i, ++lane) add(x[i], y[i], lane);
-  summary[0] = summary[1] = 0.0;
+  for (int q = 0; q < 5; ++q) summary[q] = 0.0;
   for (int lane = 0; lane < kLanes; ++lane) {
     summary[0] += correct[lane];
     summary[1] += llf[lane];
+    summary[2] += h00[lane];
+    summary[3] += h01[lane];
+    summary[4] += h11[lane];
   }
 }
 

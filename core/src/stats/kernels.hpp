@@ -33,10 +33,11 @@ void logit_step_sums(const double* x, const double* y, int64_t s, double b0, dou
 // y = 1, min over y = 1} (-inf / +inf for a class with no samples).
 void logit_class_ranges(const double* x, const double* y, int64_t s, double range[4]);
 
-// A fit's summary for one neuron: {the samples whose prediction (p > 0.5) matches y, the
-// log-likelihood sum y eta - log(1 + e^eta)} at eta = b0 + b1 x; log(1 + e^eta) is taken as
+// A fit's summary for one neuron at eta = b0 + b1 x: {the samples whose prediction (p > 0.5)
+// matches y, the log-likelihood sum y eta - log(1 + e^eta), and the Hessian's sum w, sum w x,
+// sum w x^2 (w = p (1 - p)), for the standard errors}. log(1 + e^eta) is taken as
 // max(eta, 0) + log1p(e^-|eta|), exact and never overflowing.
 void logit_fit_summary(const double* x, const double* y, int64_t s, double b0, double b1,
-                       double summary[2]);
+                       double summary[5]);
 
 }  // namespace llmscope::stats::kernels

@@ -480,14 +480,14 @@ LogitBlock logit_block_fused(const at::Tensor& x, const at::Tensor& y, bool one_
         break;
       }
     }
-    double summary[2];                                  // correct predictions, log-likelihood
-    kernels::logit_step_sums(xj, ys, s, b0, b1, sums);  // the Hessian at the fit
-    kernels::logit_fit_summary(xj, ys, s, b0, b1, summary);
-    const double det = sums[0] * sums[2] - sums[1] * sums[1];
+    // At the fit: correct predictions, log-likelihood and the Hessian (for the standard errors).
+    double summary[5] = {kNan, kNan, kNan, kNan, kNan};
+    if (!unfitted) kernels::logit_fit_summary(xj, ys, s, b0, b1, summary);
+    const double det = summary[2] * summary[4] - summary[3] * summary[3];
     coef[j] = unfitted ? kNan : b0;
     coef[c + j] = unfitted ? kNan : b1;
-    se[j] = unfitted ? kNan : std::sqrt(sums[2] / det);
-    se[c + j] = unfitted ? kNan : std::sqrt(sums[0] / det);
+    se[j] = unfitted ? kNan : std::sqrt(summary[4] / det);
+    se[c + j] = unfitted ? kNan : std::sqrt(summary[2] / det);
     accuracy[j] = separated ? separated_accuracy : constant ? kNan : summary[0] / samples;
     converged[j] = done && !unfitted;
     separated_out[j] = separated;
