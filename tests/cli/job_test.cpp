@@ -217,6 +217,10 @@ local context = plugin("context")
 out.ctx_in = context.in_context(m, row, { layer = 2, batch_size = 3 }).acts
 out.ctx_spacing = context.spacing(m, { "cat", "dog", "tree", "house", "river", "the" },
                                   { layer = 1, batch_size = 5 }).acts
+-- One pass of everything: ranks 1 and 2 have no part and learn the result's shape from rank 0.
+out.rep_one_pass = plugin("replace").sweep(m, row, { layers = { 0, 1, 3 }, rates = { 0.2, 0.5, 0.9 },
+                                                      batch_size = 9 }).logprob
+out.ctx_one_pass = context.spacing(m, { "cat", "dog" }, { layer = 1 }).acts
 if dist.is_main() then tensor.save(arg[1], out) end
 )lua");
   auto results = results_by_ranks(dir, script);
@@ -249,10 +253,15 @@ local first, last = dist.shard(#docs)
 local q, c = stats.quantile_sketch({ bins = 64 }), stats.covariance_stream()
 for d = first + 1, last do q:add(docs[d]); c:add(docs[d]) end
 q:merge_across_job(); c:merge_across_job()
+-- Data on rank 0 only: the others learn the shape, and the merged sketch is rank 0's exactly.
+local q0, c0 = stats.quantile_sketch({ bins = 64 }), stats.covariance_stream()
+if dist.rank() == 0 then for d = 1, 5 do q0:add(docs[d]); c0:add(docs[d]) end end
+q0:merge_across_job(); c0:merge_across_job()
 if dist.is_main() then
   tensor.save(arg[1], { all = tensor.cat(docs, 0), median = q:median(), q90 = q:quantile(0.9),
     bound = q:error_bound(), min = q:min(), max = q:max(), count = tensor.new({ q:count() }),
-    cov = c:covariance(), ratio = c:explained_variance_ratio(), mean = c:mean() })
+    cov = c:covariance(), ratio = c:explained_variance_ratio(), mean = c:mean(),
+    median0 = q0:median(), bound0 = q0:error_bound(), cov0 = c0:covariance() })
 end
 )lua");
   auto results = results_by_ranks(dir, script);
@@ -271,6 +280,11 @@ end
       EXPECT_TRUE(((r[name] - exact).abs() <= r["bound"] * (1 + 1e-9)).all().item<bool>())
           << name << " with " << n << " ranks: off by " << (r[name] - exact).abs() << " bound "
           << r["bound"];
+    }
+  }
+  for (const int n : {2, 3}) {
+    for (const char* exact : {"median0", "bound0", "cov0"}) {
+      EXPECT_TRUE(at::equal(results[n][exact], results[1][exact])) << exact << " with " << n;
     }
   }
   // Merging spread grids costs at most half a bin more than one sketch of everything.
