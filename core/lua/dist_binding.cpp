@@ -27,7 +27,7 @@ int dist_is_main(lua_State* L) {
 int dist_shard(lua_State* L) {
   if (lua_isinteger(L, 1)) {
     const int64_t count = lua_tointeger(L, 1);
-    if (count < 0) luaL_argerror(L, 1, "the number of items must be >= 0");
+    if (count < 0) throw ArgError(1, "the number of items must be >= 0");
     const auto [begin, end] = job::shard_range(count);
     lua_pushinteger(L, begin);
     lua_pushinteger(L, end);

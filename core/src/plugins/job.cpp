@@ -69,36 +69,35 @@ at::Tensor all_gather_concat(const at::Tensor& t, int64_t dim) {
     header[1] = t.dim();
     for (int64_t i = 0; i < t.dim(); ++i) header[i + 2] = t.size(i);
   }
-  const at::Tensor headers = c.all_gather(header).to(at::kCPU);  // [ranks, 10]
+  const at::Tensor headers = c.all_gather(header).to(at::kCPU).contiguous();  // [ranks, 10]
+  const auto h = headers.accessor<int64_t, 2>();
   int reference = -1;
   for (int r = 0; r < c.world_size && reference < 0; ++r)
-    if (headers[r][0].item<int64_t>() >= 0) reference = r;
+    if (h[r][0] >= 0) reference = r;
   if (reference < 0) return t;  // nobody had a part
-  const at::Tensor ref = headers[reference];
-  const auto type = static_cast<at::ScalarType>(ref[0].item<int64_t>());
-  const int64_t dims = ref[1].item<int64_t>();
+  const auto type = static_cast<at::ScalarType>(h[reference][0]);
+  const int64_t dims = h[reference][1];
   dim = c10::maybe_wrap_dim(dim, dims);
   std::vector<int64_t> lengths;
   for (int r = 0; r < c.world_size; ++r) {
-    const at::Tensor h = headers[r];
-    if (h[0].item<int64_t>() < 0) {
+    if (h[r][0] < 0) {
       lengths.push_back(0);
       continue;
     }
-    bool agrees = h[0].item<int64_t>() == ref[0].item<int64_t>() && h[1].item<int64_t>() == dims;
+    bool agrees = h[r][0] == h[reference][0] && h[r][1] == dims;
     for (int64_t i = 0; i < dims && agrees; ++i)
-      agrees = i == dim || h[i + 2].item<int64_t>() == ref[i + 2].item<int64_t>();
+      agrees = i == dim || h[r][i + 2] == h[reference][i + 2];
     if (!agrees) {
       throw Error("job: all_gather_concat: rank " + std::to_string(r) +
                   "'s part differs from rank " + std::to_string(reference) +
                   "'s in dtype or in a dim other than " + std::to_string(dim));
     }
-    lengths.push_back(h[dim + 2].item<int64_t>());
+    lengths.push_back(h[r][dim + 2]);
   }
   const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
   const at::ScalarType wire = type == at::kBool ? at::kByte : type;
   std::vector<int64_t> shape;
-  for (int64_t i = 0; i < dims; ++i) shape.push_back(ref[i + 2].item<int64_t>());
+  for (int64_t i = 0; i < dims; ++i) shape.push_back(h[reference][i + 2]);
   shape[static_cast<size_t>(dim)] = longest;
   at::Tensor mine = at::zeros(shape, at::TensorOptions().dtype(wire));
   if (t.defined() && t.size(dim) > 0)

@@ -2,6 +2,8 @@
 #include "kernels.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
 
 namespace llmscope::stats::kernels {
 namespace {
@@ -21,6 +23,32 @@ template <class T>
   }
 }
 
+// c[0] x^(N-1) + ... + c[N-1] by Horner's rule (coefficients highest power first).
+template <size_t N>
+[[gnu::always_inline]] inline double horner(double x, const std::array<double, N>& c) {
+  double p = c[0];
+  for (size_t i = 1; i < N; ++i) p = p * x + c[i];
+  return p;
+}
+
+// e^r = sum r^n / n! to n = 13 (the factorials are exact in double).
+constexpr std::array<double, 14> kExpTaylor = [] {
+  std::array<double, 14> c{};
+  double factorial = 1.0;
+  for (int n = 0; n < 14; ++n) {
+    if (n > 0) factorial *= n;
+    c[13 - n] = 1.0 / factorial;
+  }
+  return c;
+}();
+
+// atanh(z) / z = sum z^2k / (2k + 1) to k = 16.
+constexpr std::array<double, 17> kAtanhSeries = [] {
+  std::array<double, 17> c{};
+  for (int k = 0; k < 17; ++k) c[16 - k] = 1.0 / (2 * k + 1);
+  return c;
+}();
+
 // e^z, written so that a loop of it vectorises: z = k ln2 + r with |r| <= ln2 / 2 (k rounded by
 // the 1.5 * 2^52 shifter, whose low mantissa bits then hold k), e^r by its Taylor polynomial to
 // r^13 (error below 2e-17), and 2^k built in the exponent bits. z is clamped to [-708, 708].
@@ -35,20 +63,7 @@ template <class T>
   const auto shifter_bits = __builtin_bit_cast(int64_t, kShifter);
   const double k = shifted - kShifter;
   const double r = (z - k * kLn2Hi) - k * kLn2Lo;
-  double poly = 1.0 / 6227020800.0;  // 1/13!
-  poly = poly * r + 1.0 / 479001600.0;
-  poly = poly * r + 1.0 / 39916800.0;
-  poly = poly * r + 1.0 / 3628800.0;
-  poly = poly * r + 1.0 / 362880.0;
-  poly = poly * r + 1.0 / 40320.0;
-  poly = poly * r + 1.0 / 5040.0;
-  poly = poly * r + 1.0 / 720.0;
-  poly = poly * r + 1.0 / 120.0;
-  poly = poly * r + 1.0 / 24.0;
-  poly = poly * r + 1.0 / 6.0;
-  poly = poly * r + 0.5;
-  poly = poly * r + 1.0;
-  poly = poly * r + 1.0;
+  const double poly = horner(r, kExpTaylor);
   const int64_t scale_bits = (k_bits - shifter_bits + 1023) << 52;
   return poly * __builtin_bit_cast(double, scale_bits);
 }
@@ -57,24 +72,7 @@ template <class T>
 // rounding of 1 + t), by its series to z^33 (error below 3e-17).
 [[gnu::always_inline]] inline double log1p_unit(double t) {
   const double z = t / (2.0 + t);
-  const double w = z * z;
-  double poly = 1.0 / 33.0;
-  poly = poly * w + 1.0 / 31.0;
-  poly = poly * w + 1.0 / 29.0;
-  poly = poly * w + 1.0 / 27.0;
-  poly = poly * w + 1.0 / 25.0;
-  poly = poly * w + 1.0 / 23.0;
-  poly = poly * w + 1.0 / 21.0;
-  poly = poly * w + 1.0 / 19.0;
-  poly = poly * w + 1.0 / 17.0;
-  poly = poly * w + 1.0 / 15.0;
-  poly = poly * w + 1.0 / 13.0;
-  poly = poly * w + 1.0 / 11.0;
-  poly = poly * w + 1.0 / 9.0;
-  poly = poly * w + 1.0 / 7.0;
-  poly = poly * w + 1.0 / 5.0;
-  poly = poly * w + 1.0 / 3.0;
-  poly = poly * w + 1.0;
+  const double poly = horner(z * z, kAtanhSeries);
   return 2.0 * z * poly;
 }
 

@@ -395,21 +395,18 @@ void QuantileSketch::merge_across_job() {
   if (!shape) return;
   const int64_t n = c10::multiply_integers(*shape);
   const at::Device device = counts_.defined() ? counts_.device() : at::Device(at::kCPU);
-  auto mine = [&](const at::Tensor& t, double empty) {
-    return counts_.defined() ? t.to(at::kCPU) : at::full({n}, empty, at::kDouble);
-  };
+  // Every rank's per-neuron state (lo, width, min, max, slack), counts and total; a rank
+  // without data sends zeros and is left out below.
+  const at::Tensor states =
+      job::all_gather(counts_.defined() ? at::stack({lo_, width_, min_, max_, slack_}).to(at::kCPU)
+                                        : at::zeros({5, n}, at::kDouble));  // [R, 5, n]
   const at::Tensor counts = job::all_gather(
       counts_.defined() ? counts_.to(at::kCPU) : at::zeros({bins_, n}, at::kLong));  // [R, b, n]
   const at::Tensor totals = job::all_gather(at::full({1}, count_, at::kLong)).reshape({-1});
-  const at::Tensor los = job::all_gather(mine(lo_, 0.0));
-  const at::Tensor widths = job::all_gather(mine(width_, 0.0));
-  const at::Tensor mins = job::all_gather(mine(min_, kInf));
-  const at::Tensor maxs = job::all_gather(mine(max_, -kInf));
-  const at::Tensor slacks = job::all_gather(mine(slack_, 0.0));
-  const at::Tensor has = totals > 0;  // ranks that saw data
-  if (!has.any().item<bool>()) return;
-  const at::Tensor used = has.nonzero().reshape({-1});
-  const at::Tensor lo = los.index_select(0, used), width = widths.index_select(0, used);
+  const at::Tensor used = (totals > 0).nonzero().reshape({-1});  // ranks that saw data
+  if (used.numel() == 0) return;
+  const at::Tensor seen = states.index_select(0, used);  // [U, 5, n]
+  const at::Tensor lo = seen.select(1, 0), width = seen.select(1, 1);
   const double bins = static_cast<double>(bins_);
 
   // One grid holding every rank's: from the lowest edge, at the widest width, doubled until it
@@ -428,7 +425,7 @@ void QuantileSketch::merge_across_job() {
   at::Tensor slack = at::zeros({n}, at::kDouble);
   const at::Tensor centres = at::arange(bins_, at::kDouble).add_(0.5).unsqueeze(1);  // [b, 1]
   for (int64_t i = 0; i < used.size(0); ++i) {
-    const at::Tensor r_lo = lo[i], r_width = width[i];
+    const at::Tensor r_lo = lo[i], r_width = width[i], r_slack = seen[i][4];
     const at::Tensor value = r_lo + centres * r_width;  // [b, n]: each old bin's centre
     const at::Tensor bin = ((value - merged_lo) / merged_width).floor_().clamp_(0, bins - 1);
     // Aligned: the old grid's edges are edges of the merged one (same origin, a width that
@@ -437,7 +434,7 @@ void QuantileSketch::merge_across_job() {
     const at::Tensor offset = (r_lo - merged_lo) / r_width;
     const at::Tensor aligned = (ratio == ratio.round()) & (offset == offset.round());
     const at::Tensor moved = at::where(aligned, at::zeros_like(r_width), r_width * 0.5);
-    slack = at::maximum(slack, slacks[used[i].item<int64_t>()] + moved);
+    slack = at::maximum(slack, r_slack + moved);
     const at::Tensor flat =
         (bin.to(at::kLong) * n + at::arange(n, at::kLong)).reshape(-1);  // [b n]
     merged.view(-1).index_add_(0, flat, counts[used[i].item<int64_t>()].reshape(-1));
@@ -446,8 +443,8 @@ void QuantileSketch::merge_across_job() {
   lo_ = merged_lo.to(device);
   width_ = merged_width.to(device);
   slack_ = slack.to(device);
-  min_ = std::get<0>(mins.min(0)).to(device);
-  max_ = std::get<0>(maxs.max(0)).to(device);
+  min_ = seen.select(1, 2).amin(0).to(device);
+  max_ = seen.select(1, 3).amax(0).to(device);
   count_ = totals.sum().item<int64_t>();
   neuron_shape_ = *shape;
 }

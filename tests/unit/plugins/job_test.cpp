@@ -5,6 +5,8 @@
 
 #include <gmock/gmock.h>
 
+#include <functional>
+
 #include "llmscope/error.hpp"
 
 namespace llmscope::job {
@@ -76,6 +78,37 @@ TEST(JobShares, AllGatherConcatJoinsThePartsAlongTheirDim) {
   EXPECT_TRUE(at::equal(all_gather_concat(m, 1), at::cat({m, m}, 1)));
   EXPECT_TRUE(at::equal(all_gather_concat(m, -2), at::cat({m, m}, 0)));
   EXPECT_THROW(all_gather_concat(at::zeros({})), Error);
+  set_collectives({});
+}
+
+// A rank whose part is shorter joins with its own length; one whose part has another dtype or
+// another size in a dim that is not joined is refused, naming both ranks. (Rank 1 here answers
+// every gather with this rank's tensor, its header edited by `peer`.)
+Collectives two_ranks_where_rank_1(std::function<void(at::Tensor&)> peer) {
+  Collectives c;
+  c.rank = 0;
+  c.world_size = 2;
+  c.all_reduce_sum = [](const at::Tensor& t) { return t * 2; };
+  c.all_gather = [peer](const at::Tensor& t) {
+    at::Tensor theirs = t.clone();
+    if (t.dim() == 1 && t.size(0) == 10 && t.scalar_type() == at::kLong) peer(theirs);
+    return at::stack({t, theirs});
+  };
+  return c;
+}
+
+TEST(JobShares, AllGatherConcatTakesEachRanksLengthAndRefusesPartsThatDiffer) {
+  const at::Tensor m = at::arange(6, at::kDouble).reshape({2, 3});
+  set_collectives(two_ranks_where_rank_1([](at::Tensor& header) { header[2] = 1; }));
+  EXPECT_TRUE(at::equal(all_gather_concat(m), at::cat({m, m.narrow(0, 0, 1)})));
+  set_collectives(two_ranks_where_rank_1(
+      [](at::Tensor& header) { header[0] = static_cast<int64_t>(at::kFloat); }));
+  EXPECT_THAT([&] { all_gather_concat(m); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
+                  "rank 1's part differs from rank 0's in dtype or in a dim other than 0")));
+  set_collectives(two_ranks_where_rank_1([](at::Tensor& header) { header[3] = 4; }));
+  EXPECT_THROW(all_gather_concat(m), Error);
+  EXPECT_TRUE(at::equal(all_gather_concat(m, 1).narrow(1, 0, 3), m));  // dim 1 may differ
   set_collectives({});
 }
 
