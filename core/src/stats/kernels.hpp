@@ -5,6 +5,7 @@
 // differ between machines (as ATen's own CPU kernels do).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace llmscope::stats::kernels {
@@ -32,6 +33,36 @@ void logit_step_sums(const double* x, const double* y, int64_t s, double b0, dou
 // The range of each class of one neuron's samples: {max over y = 0, min over y = 0, max over
 // y = 1, min over y = 1} (-inf / +inf for a class with no samples).
 void logit_class_ranges(const double* x, const double* y, int64_t s, double range[4]);
+
+// How one neuron's classes lie on x, from logit_class_ranges' {max0, min0, max1, min1}.
+struct ClassSplit {
+  bool constant;     // one value for every sample: no slope
+  bool separated;    // a threshold on x splits the classes (or y has one class): no estimate
+  bool quasi;        // separated with the classes meeting at one shared value, `threshold`
+  double threshold;  // (quasi only)
+};
+inline ClassSplit class_split(const double range[4], bool one_class) {
+  const double max0 = range[0], min0 = range[1], max1 = range[2], min1 = range[3];
+  ClassSplit split{};
+  split.constant = std::max(max0, max1) == std::min(min0, min1);
+  const bool up = max0 <= min1, down = max1 <= min0;
+  split.separated = one_class || ((up || down) && !split.constant);
+  split.quasi = split.separated && !one_class && (up ? max0 == min1 : max1 == min0);
+  split.threshold = up ? max0 : max1;
+  return split;
+}
+
+// The accuracy of a quasi-separating threshold: the samples at x == threshold (x[i * stride])
+// go to the class most of them have.
+template <class T>
+double threshold_accuracy(const T* x, int64_t stride, const double* y, int64_t s,
+                          double threshold) {
+  double ties0 = 0, ties1 = 0;
+  for (int64_t i = 0; i < s; ++i) {
+    if (static_cast<double>(x[i * stride]) == threshold) (y[i] > 0.5 ? ties1 : ties0) += 1.0;
+  }
+  return 1.0 - std::min(ties0, ties1) / static_cast<double>(s);
+}
 
 // A fit's summary for one neuron at eta = b0 + b1 x: {the samples whose prediction (p > 0.5)
 // matches y, the log-likelihood sum y eta - log(1 + e^eta), and the Hessian's sum w, sum w x,

@@ -16,6 +16,7 @@
 #include "checks.hpp"
 #include "kernels.hpp"
 #include "llmscope/error.hpp"
+#include "logit_avx512.hpp"
 
 namespace llmscope::stats {
 namespace {
@@ -445,22 +446,12 @@ LogitBlock logit_block_fused(const at::Tensor& x, const at::Tensor& y, bool one_
   for (int64_t j = 0; j < c; ++j) {
     const double* xj = xs + j * s;
     // Separation, as logit_block decides it: the classes split by a threshold on x.
-    double range[4];  // max over y = 0, min over y = 0, max over y = 1, min over y = 1
+    double range[4];
     kernels::logit_class_ranges(xj, ys, s, range);
-    const double max0 = range[0], min0 = range[1], max1 = range[2], min1 = range[3];
-    const bool constant = std::max(max0, max1) == std::min(min0, min1);
-    const bool up = max0 <= min1, down = max1 <= min0;
-    const bool separated = one_class || ((up || down) && !constant);
-    double separated_accuracy = 1.0;
-    const bool quasi = !one_class && (up ? max0 == min1 : max1 == min0);
-    if (separated && quasi) {
-      const double threshold = up ? max0 : max1;
-      double ties0 = 0, ties1 = 0;
-      for (int64_t i = 0; i < s; ++i) {
-        if (xj[i] == threshold) (ys[i] > 0.5 ? ties1 : ties0) += 1.0;
-      }
-      separated_accuracy = 1.0 - std::min(ties0, ties1) / samples;
-    }
+    const kernels::ClassSplit split = kernels::class_split(range, one_class);
+    const bool separated = split.separated, constant = split.constant;
+    const double separated_accuracy =
+        split.quasi ? kernels::threshold_accuracy(xj, 1, ys, s, split.threshold) : 1.0;
     const bool unfitted = separated || constant;
 
     double b0 = 0.0, b1 = 0.0, sums[5];
@@ -513,21 +504,10 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
   const int64_t ones = (y_row > 0.5).sum().item<int64_t>();
   const bool one_class = ones == 0 || ones == samples;  // no estimate for any neuron
 
-  // Blocks of neurons: on the CPU, 256 neurons at a time spread over the threads, each neuron
-  // fitted in fused passes over its samples; on an accelerator, one block of all in batched ops.
-  // Each neuron's samples contiguous in float64: transposed and converted in one copy.
-  at::Tensor Xt = at::empty({n, samples}, X.options().dtype(at::kDouble));  // [n, s]
-  if (X.device().is_cpu()) {
-    const at::Tensor Xc = X.contiguous();
-    if (Xc.scalar_type() == at::kFloat) {
-      kernels::transpose_to_double(Xc.data_ptr<float>(), samples, n, Xt.data_ptr<double>());
-    } else {
-      kernels::transpose_to_double(Xc.data_ptr<double>(), samples, n, Xt.data_ptr<double>());
-    }
-  } else {
-    Xt.copy_(X.t());
-  }
-  auto opts = Xt.options();
+  const bool cpu = X.device().is_cpu();
+  const bool panels = cpu && options.cpu == LogitOptions::Cpu::fastest &&
+                      X.scalar_type() == at::kFloat && kernels::logit_panels_available();
+  auto opts = X.options().dtype(at::kDouble);
   LogitResult r;
   r.coef = at::empty({2, n}, opts);
   r.se = at::empty({2, n}, opts);
@@ -537,29 +517,75 @@ LogitResult logit(const at::Tensor& x, const at::Tensor& y, const LogitOptions& 
   r.separated = at::empty({n}, opts.dtype(at::kBool));
   r.iterations = at::empty({n}, opts.dtype(at::kLong));
   r.llf = at::empty({n}, opts);
-  const bool cpu = X.device().is_cpu();
+  // Blocks of neurons: on the CPU, 256 neurons at a time spread over the threads; on an
+  // accelerator, one block of all in batched ops.
   const int64_t block = cpu ? 256 : n;
-  auto fit_blocks = [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t begin = b * block, end = std::min(n, begin + block);
-      const at::Tensor xb = Xt.slice(0, begin, end);
-      LogitBlock fit = cpu && !options.batched ? logit_block_fused(xb, y_row, one_class, options)
-                                               : logit_block(xb, y_row, one_class, options);
-      r.coef.slice(1, begin, end).copy_(fit.coef);
-      r.se.slice(1, begin, end).copy_(fit.se);
-      r.p.slice(1, begin, end).copy_(fit.p);
-      r.accuracy.slice(0, begin, end).copy_(fit.accuracy);
-      r.converged.slice(0, begin, end).copy_(fit.converged);
-      r.separated.slice(0, begin, end).copy_(fit.separated);
-      r.iterations.slice(0, begin, end).copy_(fit.iterations);
-      r.llf.slice(0, begin, end).copy_(fit.llf);
-    }
-  };
   const int64_t blocks = (n + block - 1) / block;
-  if (cpu) {
-    at::parallel_for(0, blocks, 1, fit_blocks);
+  if (panels) {
+    // Read where they are stored: no copy of x but each panel's.
+    const at::Tensor Xc = X.contiguous();
+    const at::Tensor yc = y_row.to(at::kDouble).contiguous();
+    std::vector<kernels::LogitNeuronFit> fits(static_cast<size_t>(n));
+    at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b) {
+        const int64_t begin = b * block, end = std::min(n, begin + block);
+        kernels::logit_fit_panels(Xc.data_ptr<float>(), samples, n, begin, end,
+                                  yc.data_ptr<double>(), one_class, options.max_iter, options.tol,
+                                  fits.data() + begin);
+      }
+    });
+    auto coef = r.coef.accessor<double, 2>(), se = r.se.accessor<double, 2>();
+    auto accuracy = r.accuracy.accessor<double, 1>(), llf = r.llf.accessor<double, 1>();
+    auto converged = r.converged.accessor<bool, 1>(), separated = r.separated.accessor<bool, 1>();
+    auto iterations = r.iterations.accessor<int64_t, 1>();
+    for (int64_t j = 0; j < n; ++j) {
+      const kernels::LogitNeuronFit& fit = fits[static_cast<size_t>(j)];
+      coef[0][j] = fit.b0;
+      coef[1][j] = fit.b1;
+      se[0][j] = fit.se0;
+      se[1][j] = fit.se1;
+      accuracy[j] = fit.accuracy;
+      llf[j] = fit.llf;
+      converged[j] = fit.converged;
+      separated[j] = fit.separated;
+      iterations[j] = fit.iterations;
+    }
+    r.p = at::erfc((r.coef / r.se).abs() / std::sqrt(2.0));  // Wald, normal; nan stays nan
   } else {
-    fit_blocks(0, blocks);
+    // Each neuron's samples contiguous in float64: transposed and converted in one copy.
+    at::Tensor Xt = at::empty({n, samples}, opts);  // [n, s]
+    if (cpu) {
+      const at::Tensor Xc = X.contiguous();
+      if (Xc.scalar_type() == at::kFloat) {
+        kernels::transpose_to_double(Xc.data_ptr<float>(), samples, n, Xt.data_ptr<double>());
+      } else {
+        kernels::transpose_to_double(Xc.data_ptr<double>(), samples, n, Xt.data_ptr<double>());
+      }
+    } else {
+      Xt.copy_(X.t());
+    }
+    const bool per_neuron = cpu && options.cpu != LogitOptions::Cpu::batched;
+    auto fit_blocks = [&](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b) {
+        const int64_t begin = b * block, end = std::min(n, begin + block);
+        const at::Tensor xb = Xt.slice(0, begin, end);
+        LogitBlock fit = per_neuron ? logit_block_fused(xb, y_row, one_class, options)
+                                    : logit_block(xb, y_row, one_class, options);
+        r.coef.slice(1, begin, end).copy_(fit.coef);
+        r.se.slice(1, begin, end).copy_(fit.se);
+        r.p.slice(1, begin, end).copy_(fit.p);
+        r.accuracy.slice(0, begin, end).copy_(fit.accuracy);
+        r.converged.slice(0, begin, end).copy_(fit.converged);
+        r.separated.slice(0, begin, end).copy_(fit.separated);
+        r.iterations.slice(0, begin, end).copy_(fit.iterations);
+        r.llf.slice(0, begin, end).copy_(fit.llf);
+      }
+    };
+    if (cpu) {
+      at::parallel_for(0, blocks, 1, fit_blocks);
+    } else {
+      fit_blocks(0, blocks);
+    }
   }
 
   at::IntArrayRef neuron_shape = x.sizes().slice(1);

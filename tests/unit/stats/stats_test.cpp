@@ -311,7 +311,7 @@ TEST(StatsLogit, FusedAndBatchedStepsAgree) {
   x.select(1, 3).narrow(0, 0, 4).fill_(1.0);  // quasi: shared value 1
   x.select(1, 4).mul_(1e160);                 // x^2 overflows: a singular Hessian, unconverged
   LogitOptions fused, batched;
-  batched.batched = true;
+  batched.cpu = LogitOptions::Cpu::batched;
   const LogitResult a = logit(x, y, fused), b = logit(x, y, batched);
   for (const auto& [what, p, q] :
        {std::tuple<const char*, at::Tensor, at::Tensor>{"coef", a.coef, b.coef},
@@ -328,6 +328,63 @@ TEST(StatsLogit, FusedAndBatchedStepsAgree) {
   EXPECT_FALSE(a.separated[0].item<bool>() || a.converged[1].item<bool>() ||
                a.converged[4].item<bool>());
   EXPECT_TRUE(a.converged[0].item<bool>() && a.converged[5].item<bool>());
+}
+
+namespace {
+// Every output of two fits of the same data, estimates to rtol; flags exactly.
+void expect_same_fits(const LogitResult& a, const LogitResult& b, double rtol) {
+  for (const auto& [what, p, q] :
+       {std::tuple<const char*, at::Tensor, at::Tensor>{"coef", a.coef, b.coef},
+        {"se", a.se, b.se},
+        {"p", a.p, b.p},
+        {"accuracy", a.accuracy, b.accuracy},
+        {"llf", a.llf, b.llf},
+        {"llr_p", a.llr_p, b.llr_p}}) {
+    EXPECT_TRUE(at::allclose(p, q, rtol, 1e-300, /*equal_nan=*/true))
+        << what << ": largest difference " << (p - q).abs().nan_to_num(0).max().item<double>();
+  }
+  EXPECT_TRUE(at::equal(a.converged, b.converged)) << a.converged << b.converged;
+  EXPECT_TRUE(at::equal(a.separated, b.separated)) << a.separated << b.separated;
+}
+}  // namespace
+
+// float32 x on an AVX-512 CPU goes through panels of 16 neurons with float32 first steps and a
+// third-order float64 finish; it must give the float64 per-neuron fit's numbers. Columns: 34
+// ordinary ones with effects from none to strong (three panels, the last part-filled), then a
+// constant one, complete and quasi-complete separation, a neuron at 1e20 (x^2 overflows float32,
+// so float64 takes over) and one whose classes barely overlap (no discriminant start).
+TEST(StatsLogit, Float32PanelsGiveThePerNeuronFit) {
+  at::manual_seed(11);
+  const int64_t s = 301, n = 39;
+  at::Tensor y = (at::rand({s}) < 0.4).to(at::kDouble);
+  at::Tensor x = at::randn({s, n}) + y.unsqueeze(1).to(at::kFloat) * at::linspace(-2, 3, n);
+  x.select(1, 34).fill_(2.5f);
+  x.select(1, 35).copy_(y * 3.0 + at::rand({s}, at::kDouble));
+  x.select(1, 36).copy_(y);
+  x.select(1, 36).narrow(0, 0, 4).fill_(1.0f);
+  x.select(1, 37).mul_(1e20f);
+  x.select(1, 38).copy_(at::randn({s}) * 0.8 + y * 2.5);
+  LogitOptions per_neuron;
+  per_neuron.cpu = LogitOptions::Cpu::per_neuron;
+  const LogitResult fast = logit(x, y), slow = logit(x, y, per_neuron);
+  expect_same_fits(fast, slow, 1e-9);
+  EXPECT_TRUE(fast.separated[35].item<bool>() && fast.separated[36].item<bool>());
+  EXPECT_FALSE(fast.converged[34].item<bool>());
+  EXPECT_TRUE(fast.converged.narrow(0, 0, 34).all().item<bool>());
+  EXPECT_TRUE(fast.converged[37].item<bool>() && fast.converged[38].item<bool>());
+  // Starting nearer and finishing in one float64 pass takes fewer steps than statsmodels' way.
+  EXPECT_LT(fast.iterations.narrow(0, 0, 34).sum().item<int64_t>(),
+            slow.iterations.narrow(0, 0, 34).sum().item<int64_t>());
+
+  // At the course's size, thousands of samples and hundreds of neurons.
+  at::Tensor y2 = at::cat({at::zeros({1200}), at::ones({800})}).to(at::kDouble);
+  at::Tensor x2 = at::randn({2000, 300}) + y2.unsqueeze(1).to(at::kFloat) * at::rand({300});
+  expect_same_fits(logit(x2, y2), logit(x2, y2, per_neuron), 1e-9);
+
+  // max_iter is a limit on all steps, float32 ones included.
+  const LogitResult one = logit(x, y, {1, 1e-8});
+  EXPECT_FALSE(one.converged.any().item<bool>());
+  EXPECT_TRUE(one.iterations.narrow(0, 0, 34).eq(1).all().item<bool>());
 }
 
 TEST(StatsLogit, SummaryMatchesStatsmodels) {
