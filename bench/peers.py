@@ -8,7 +8,7 @@
 - logit: a statsmodels Logit fit (y ~ 1 + x_n) per neuron, the course's loop;
 - ttest: scipy.stats.ttest_ind per neuron (Welch and Student), the course's loop.
 
-usage: peers.py --model DIR [--batch B] [--tokens T] [--iterations N] [--threads K]
+usage: peers.py --model DIR [--batch B] [--tokens T] [--iterations N] [--threads K[,K...]]
                 [--neurons N] [--samples S]
 """
 import argparse
@@ -162,15 +162,22 @@ def main():
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--iterations", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: its default)")
+    p.add_argument("--threads", default="0",
+                   help="torch intra-op threads for the forward pass, a comma-separated list to "
+                        "time each and keep the fastest (0: its default)")
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--logit-neurons", type=int, default=200)
     p.add_argument("--ttest-neurons", type=int, default=1000)
     args = p.parse_args()
     import torch
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    out = {"threads": torch.get_num_threads(), "forward": forward_peer(args),
+    by_threads = {}
+    for threads in (int(t) for t in args.threads.split(",")):
+        if threads > 0:
+            torch.set_num_threads(threads)
+        by_threads[torch.get_num_threads()] = forward_peer(args)
+    best = max(by_threads, key=lambda t: by_threads[t]["tokens_per_s"])
+    out = {"threads": best, "forward": by_threads[best],
+           "forward_by_threads": {str(t): f["tokens_per_s"] for t, f in by_threads.items()},
            "sgemm": sgemm_roofline(), "logit": logit_peer(args), "ttest": ttest_peer(args)}
     print(json.dumps(out, indent=1))
 

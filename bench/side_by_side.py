@@ -76,8 +76,14 @@ def table(dir_, command):
             f"{st['samples'] - st['samples'] // 2} samples (ms/neuron) | {ours:.5f} | "
             f"{theirs:.4f} (scipy {peers['ttest']['scipy']} ttest_ind loop) | "
             f"**{theirs / ours:.0f}x** |")
-    threads = (f"Threads: llmscope {ls['threads']} (forward), {st['threads']} (statistics); "
-               f"PyTorch peer {peers['threads']}.")
+    tried = peers.get("forward_by_threads", {})
+    tried_text = ", ".join(f"{t} thread{'s' if t != '1' else ''}: {v:.0f} tokens/s"
+                           for t, v in tried.items())
+    threads = (f"Threads (ATen intra-op): llmscope {ls['threads']} for the forward pass (its "
+               f"products split over them with OpenBLAS held to one thread), {st['threads']} for "
+               f"the statistics, against single-threaded loops; the PyTorch peer at its faster "
+               f"setting, {peers['threads']} ({tried_text}; OpenBLAS runs its products on every "
+               f"core either way).")
     return "\n".join([
         f"Command: `{command}`, on {cpu_name()} ({subprocess.getoutput('nproc')} cores). "
         + threads + " Each forward figure is the best of 5 rounds, both sides on the same "

@@ -16,6 +16,7 @@
 #include <limits>
 #include <string>
 
+#include "llmscope/process_tuning.hpp"
 #include "llmscope/stats.hpp"
 #include "llmscope/streaming.hpp"
 
@@ -43,6 +44,7 @@ void row(const char* what, int64_t layers, int64_t neurons, double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  llmscope::tune_process();
   int64_t neurons = 5120, samples = 400, layers = 36;
   int repeats = 3;
   bool json = false;

@@ -9,6 +9,7 @@
 
 #include "cli_common.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/process_tuning.hpp"
 
 namespace {
 
@@ -26,6 +27,7 @@ void print_usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  llmscope::tune_process();
   auto logger = spdlog::stderr_color_mt("llmscope");
   logger->set_pattern("[%^%l%$] %v");
   spdlog::set_default_logger(logger);

@@ -1,12 +1,16 @@
 // The shared model parts on their own (models/model_parts.hpp): rotary position embedding
 // against an independent formulation (rotation of the pairs (i, i + dims/2)), rope scaling,
-// RMSNorm, and the site tables architectures list their steps in.
+// RMSNorm, the site tables architectures list their steps in, and the matrix products spread
+// over ATen's threads.
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <gmock/gmock.h>
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "golden.hpp"
+#include "models/matmul.hpp"
 #include "models/model_parts.hpp"
 
 namespace llmscope::testing {
@@ -85,6 +89,33 @@ TEST(Norm, RmsNormScalesByTheRootMeanSquareInFloat32) {
   // bfloat16 input: normalised in float32, then rounded once.
   auto half = norm(x.to(at::kBFloat16));
   EXPECT_EQ(half.scalar_type(), at::kFloat);  // float32 weight times bf16: promoted, as in HF
+}
+
+// The products split over threads (columns, or matrices of a batch) give ATen's own results, for
+// both weight layouts, with and without a bias, for a non-contiguous operand and below the size
+// where splitting pays; and the BLAS gets its thread count back.
+TEST(ThreadedMatmul, GivesATensOwnProducts) {
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  auto blas_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  const int blas_before = blas_threads ? blas_threads() : 0;
+  at::manual_seed(5);
+  auto a = at::randn({96, 80}), b = at::randn({80, 300}), bias = at::randn({300});
+  auto out_in = at::randn({300, 80});  // nn.Linear's [out, in]
+  EXPECT_TRUE(at::allclose(detail::threaded_addmm(bias, a, b), at::addmm(bias, a, b), 1e-5, 1e-5));
+  EXPECT_TRUE(at::allclose(detail::threaded_addmm(at::Tensor(), a, out_in.t()),
+                           at::mm(a, out_in.t()), 1e-5, 1e-5));
+  auto small = at::randn({3, 4});
+  EXPECT_TRUE(
+      at::equal(detail::threaded_addmm(at::Tensor(), small, small.t()), at::mm(small, small.t())));
+  // Batched, as attention uses them: [batch, heads, pos, d] by a permuted [batch, heads, d, pos].
+  auto q = at::randn({2, 3, 40, 16}), k = at::randn({2, 40, 3, 16}).permute({0, 2, 3, 1});
+  EXPECT_TRUE(at::allclose(detail::threaded_matmul(q, k), at::matmul(q, k), 1e-5, 1e-5));
+  auto x3 = at::randn({2, 48, 80});  // [batch, pos, d] by a weight
+  EXPECT_TRUE(at::allclose(detail::threaded_matmul(x3, b), at::matmul(x3, b), 1e-5, 1e-5));
+  EXPECT_EQ(detail::threaded_matmul(x3, b).sizes(), (at::IntArrayRef{2, 48, 300}));
+  if (blas_threads) EXPECT_EQ(blas_threads(), blas_before);
+  at::set_num_threads(saved);
 }
 
 TEST(SiteTable, RowsTakeTheStepsAliasAndShapeUnlessTheyGiveTheirOwn) {

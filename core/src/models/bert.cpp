@@ -261,7 +261,8 @@ ForwardOutput BertModel::run(const ForwardInput& input, const ForwardOptions& op
     auto h = pass.after(Step::kTransformDense, transform_(last));
     h = pass.after(Step::kTransformAct, detail::activation(config_.hidden_act, h));
     h = pass.after(Step::kTransform, pass.after(Step::kTransformNorm, transform_norm_(h)));
-    auto logits = pass.after(Step::kDecoder, at::linear(h, word_embeddings_, decoder_bias_));
+    auto logits = pass.after(Step::kDecoder, detail::Linear{word_embeddings_, decoder_bias_,
+                                                            detail::Linear::Layout::kOutIn}(h));
     pass.output().logits = pass.after(Step::kLogits, logits);
   }
   return pass.finish();

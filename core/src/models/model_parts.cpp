@@ -11,6 +11,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
+#include "models/matmul.hpp"
 
 namespace llmscope::detail {
 
@@ -54,13 +55,12 @@ at::Tensor activation(const std::string& name, const at::Tensor& x) {
 }
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  if (layout == Layout::kOutIn) return at::linear(x, weight, bias);
-  // Conv1D: x W + b over any leading shape, as one addmm like Hugging Face.
+  // x W + b over any leading shape, as one addmm like Hugging Face (Conv1D) and at::linear.
   auto flat = x.reshape({-1, x.size(-1)});
   auto out_shape = x.sizes().vec();
-  out_shape.back() = weight.size(1);
-  auto y = bias.defined() ? at::addmm(bias, flat, weight) : at::mm(flat, weight);
-  return y.view(out_shape);
+  const at::Tensor w = layout == Layout::kOutIn ? weight.t() : weight;
+  out_shape.back() = w.size(1);
+  return threaded_addmm(bias, flat, w).view(out_shape);
 }
 
 at::Tensor Norm::operator()(const at::Tensor& x) const {
@@ -79,7 +79,7 @@ at::Tensor OutputHead::operator()(const at::Tensor& x, bool full) const {
     h = norm(h);
   }
   // The same calls as the passes make, so unembed(last block output) equals their logits.
-  return bias.defined() ? at::linear(h, weight, bias) : at::matmul(h, weight.t());
+  return Linear{weight, bias, Linear::Layout::kOutIn}(h);
 }
 
 WeightReader::WeightReader(const models::Checkpoint& checkpoint, std::string prefix,
@@ -312,7 +312,7 @@ ForwardOutput Pass::finish_causal_lm(const at::Tensor& x, const Norm& final_norm
         after(Step::kBaseModel, after(Step::kFinalNorm, final_norm(after(Step::kFinalNormIn, x))));
     keep_hidden_state(final_hidden);
     out_.logits =
-        after(Step::kHead, at::matmul(after(Step::kHeadIn, final_hidden), head_weight.t()));
+        after(Step::kHead, threaded_matmul(after(Step::kHeadIn, final_hidden), head_weight.t()));
   }
   return finish();
 }
@@ -530,7 +530,7 @@ at::Tensor attention(const BlockSites& sites, const at::Tensor& q_proj, const at
     q_heads = q_heads.to(at::kFloat);
     k_heads = k_heads.to(at::kFloat);
   }
-  auto scores = at::matmul(q_heads, k_heads);
+  auto scores = threaded_matmul(q_heads, k_heads);
   if (scaling.by_sqrt_d_head) scores = scores / std::sqrt(static_cast<double>(d_head));
   if (scaling.divisor != 1.0) scores = scores / scaling.divisor;
   scores = sites(Step::kScores,
@@ -541,7 +541,7 @@ at::Tensor attention(const BlockSites& sites, const at::Tensor& q_proj, const at
           .to(v.scalar_type()));
   pass.keep_attention(pattern);
 
-  auto z = sites(Step::kZ, at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
+  auto z = sites(Step::kZ, threaded_matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
   return sites(Step::kMerged, z.reshape({batch, pos, width}));
 }
 

@@ -1,0 +1,106 @@
+// The models' matrix products (matmul.hpp).
+#include "models/matmul.hpp"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace llmscope::detail {
+namespace {
+
+// OpenBLAS's thread count, found at run time: libtorch links whichever libblas.so.3 the system
+// chose, and only OpenBLAS has these.
+struct OpenBlasThreads {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+};
+
+const OpenBlasThreads& openblas_threads() {
+  static const OpenBlasThreads threads = [] {
+    OpenBlasThreads t;
+    t.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    t.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (!t.set || !t.get) t = OpenBlasThreads{};
+    return t;
+  }();
+  return threads;
+}
+
+// Holds OpenBLAS to one thread while it lives (the caller's threads are ATen's).
+class OneBlasThread {
+ public:
+  OneBlasThread() : saved_(openblas_threads().get()) {
+    if (saved_ != 1) openblas_threads().set(1);
+  }
+  ~OneBlasThread() {
+    if (saved_ != 1) openblas_threads().set(saved_);
+  }
+  OneBlasThread(const OneBlasThread&) = delete;
+  OneBlasThread& operator=(const OneBlasThread&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Below this many multiply-adds a product is not worth the threads' start.
+constexpr int64_t kMinWork = int64_t{1} << 18;
+
+bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
+  const auto dtype = a.scalar_type();
+  return a.device().is_cpu() && b.device().is_cpu() &&
+         (dtype == at::kFloat || dtype == at::kDouble) && b.scalar_type() == dtype &&
+         work >= kMinWork && at::get_num_threads() > 1 && !at::in_parallel_region() &&
+         openblas_threads().set != nullptr;
+}
+
+}  // namespace
+
+at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  if (!spread(a, b, m * k * n) || (bias.defined() && bias.scalar_type() != a.scalar_type())) {
+    return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
+  }
+  at::Tensor out = at::empty({m, n}, a.options());
+  const int64_t threads = at::get_num_threads();
+  const int64_t columns = (n + threads - 1) / threads;
+  OneBlasThread one;
+  at::parallel_for(0, n, columns, [&](int64_t begin, int64_t end) {
+    at::Tensor part = out.narrow(1, begin, end - begin);
+    if (bias.defined()) {
+      at::addmm_out(part, bias.narrow(-1, begin, end - begin), a, b.narrow(1, begin, end - begin));
+    } else {
+      at::mm_out(part, a, b.narrow(1, begin, end - begin));
+    }
+  });
+  return out;
+}
+
+at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (b.dim() == 2 && a.dim() >= 2) {
+    std::vector<int64_t> shape = a.sizes().vec();
+    shape.back() = b.size(1);
+    return threaded_addmm(at::Tensor(), a.reshape({-1, a.size(-1)}), b).view(shape);
+  }
+  const bool batched = a.dim() >= 3 && a.dim() == b.dim() &&
+                       a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2);
+  if (!batched) return at::matmul(a, b);
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  const int64_t count = a.numel() / std::max<int64_t>(1, m * k);
+  if (!spread(a, b, count * m * k * n)) return at::matmul(a, b);
+  const at::Tensor a3 = a.reshape({count, m, k}), b3 = b.reshape({count, k, n});
+  at::Tensor out = at::empty({count, m, n}, a.options());
+  OneBlasThread one;
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      at::Tensor part = out[i];
+      at::mm_out(part, a3[i], b3[i]);
+    }
+  });
+  std::vector<int64_t> shape = a.sizes().vec();
+  shape.back() = n;
+  return out.view(shape);
+}
+
+}  // namespace llmscope::detail
