@@ -109,12 +109,38 @@ TEST(ThreadedMatmul, GivesATensOwnProducts) {
   EXPECT_TRUE(
       at::equal(detail::threaded_addmm(at::Tensor(), small, small.t()), at::mm(small, small.t())));
   // Batched, as attention uses them: [batch, heads, pos, d] by a permuted [batch, heads, d, pos].
-  auto q = at::randn({2, 3, 40, 16}), k = at::randn({2, 40, 3, 16}).permute({0, 2, 3, 1});
+  // Large enough (2^18 multiply-adds) to go matrix by matrix, as strided views.
+  auto q = at::randn({2, 3, 64, 32}), k = at::randn({2, 64, 3, 32}).permute({0, 2, 3, 1});
   EXPECT_TRUE(at::allclose(detail::threaded_matmul(q, k), at::matmul(q, k), 1e-5, 1e-5));
   auto x3 = at::randn({2, 48, 80});  // [batch, pos, d] by a weight
   EXPECT_TRUE(at::allclose(detail::threaded_matmul(x3, b), at::matmul(x3, b), 1e-5, 1e-5));
   EXPECT_EQ(detail::threaded_matmul(x3, b).sizes(), (at::IntArrayRef{2, 48, 300}));
+  // Written into a caller's strided view: z as [batch, pos, head, d] from [batch, head, pos, d].
+  auto v = at::randn({2, 3, 64, 32});
+  auto z = at::empty({2, 64, 3, 32});
+  const auto pattern = at::softmax(at::randn({2, 3, 64, 64}), -1);
+  EXPECT_EQ(detail::threaded_matmul(pattern, v, z.transpose(1, 2)).data_ptr(), z.data_ptr());
+  EXPECT_TRUE(at::allclose(z, at::matmul(pattern, v).transpose(1, 2), 1e-5, 1e-5));
   if (blas_threads) EXPECT_EQ(blas_threads(), blas_before);
+  at::set_num_threads(saved);
+}
+
+TEST(ThreadedMatmul, LeavesGradientsToATen) {
+  // Gradient ascent on embeddings (actmax) runs the threaded products with inputs that need
+  // gradients; ATen's out= calls refuse those, so such products must stay ATen's own.
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  at::manual_seed(6);
+  auto x = at::randn({96, 80}).set_requires_grad(true);
+  auto w = at::randn({80, 300}), bias = at::randn({300});
+  auto y = detail::threaded_addmm(bias, x, w);
+  ASSERT_TRUE(y.requires_grad());
+  y.sum().backward();
+  EXPECT_TRUE(at::allclose(x.grad(), w.sum(1).expand({96, 80}), 1e-4, 1e-4));
+  auto q = at::randn({2, 3, 40, 16}).set_requires_grad(true);
+  auto k = at::randn({2, 3, 16, 40});
+  detail::threaded_matmul(q, k).sum().backward();
+  EXPECT_TRUE(at::allclose(q.grad(), k.sum(-1).unsqueeze(-2).expand({2, 3, 40, 16}), 1e-4, 1e-4));
   at::set_num_threads(saved);
 }
 

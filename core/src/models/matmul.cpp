@@ -47,9 +47,15 @@ class OneBlasThread {
 // Below this many multiply-adds a product is not worth the threads' start.
 constexpr int64_t kMinWork = int64_t{1} << 18;
 
+// Autograd is recorded by ATen's own calls only (out= variants refuse inputs that need gradients).
+bool records_gradient(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c = {}) {
+  return at::GradMode::is_enabled() &&
+         (a.requires_grad() || b.requires_grad() || (c.defined() && c.requires_grad()));
+}
+
 bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
   const auto dtype = a.scalar_type();
-  return a.device().is_cpu() && b.device().is_cpu() &&
+  return !records_gradient(a, b) && a.device().is_cpu() && b.device().is_cpu() &&
          (dtype == at::kFloat || dtype == at::kDouble) && b.scalar_type() == dtype &&
          work >= kMinWork && at::get_num_threads() > 1 && !at::in_parallel_region() &&
          openblas_threads().set != nullptr;
@@ -59,7 +65,8 @@ bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
 
 at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  if (!spread(a, b, m * k * n) || (bias.defined() && bias.scalar_type() != a.scalar_type())) {
+  if (!spread(a, b, m * k * n) ||
+      (bias.defined() && (bias.scalar_type() != a.scalar_type() || records_gradient(a, b, bias)))) {
     return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
   }
   at::Tensor out = at::empty({m, n}, a.options());
@@ -77,30 +84,56 @@ at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at:
   return out;
 }
 
-at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b) {
-  if (b.dim() == 2 && a.dim() >= 2) {
+at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out) {
+  if (b.dim() == 2 && a.dim() >= 2 && !out.defined()) {
     std::vector<int64_t> shape = a.sizes().vec();
     shape.back() = b.size(1);
     return threaded_addmm(at::Tensor(), a.reshape({-1, a.size(-1)}), b).view(shape);
   }
+  const auto aten = [&]() -> at::Tensor {
+    if (!out.defined()) return at::matmul(a, b);
+    return out.copy_(at::matmul(a, b));
+  };
   const bool batched = a.dim() >= 3 && a.dim() == b.dim() &&
                        a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2);
-  if (!batched) return at::matmul(a, b);
-  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  if (!batched) return aten();
+  const int64_t lead = a.dim() - 2, m = a.size(-2), k = a.size(-1), n = b.size(-1);
   const int64_t count = a.numel() / std::max<int64_t>(1, m * k);
-  if (!spread(a, b, count * m * k * n)) return at::matmul(a, b);
-  const at::Tensor a3 = a.reshape({count, m, k}), b3 = b.reshape({count, k, n});
-  at::Tensor out = at::empty({count, m, n}, a.options());
-  OneBlasThread one;
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      at::Tensor part = out[i];
-      at::mm_out(part, a3[i], b3[i]);
-    }
-  });
+  const auto dtype = a.scalar_type();
+  // Small products stay one ATen call: a call per matrix costs a few microseconds.
+  const bool by_matrix = count * m * k * n >= kMinWork && a.device().is_cpu() &&
+                         b.device().is_cpu() && (dtype == at::kFloat || dtype == at::kDouble) &&
+                         b.scalar_type() == dtype && !records_gradient(a, b) &&
+                         (!out.defined() || (out.device().is_cpu() && out.scalar_type() == dtype));
+  if (!by_matrix) return aten();
   std::vector<int64_t> shape = a.sizes().vec();
   shape.back() = n;
-  return out.view(shape);
+  const at::Tensor result = out.defined() ? out : at::empty(shape, a.options());
+  TORCH_CHECK(result.sizes() == at::IntArrayRef(shape), "threaded_matmul: out has shape ",
+              result.sizes(), ", expected ", at::IntArrayRef(shape));
+  // Each matrix as a strided view of its operand: heads cut from a wider projection, or a
+  // transposed key, go to the BLAS with their strides instead of being copied together first.
+  const auto matrix = [lead](const at::Tensor& t, int64_t index) {
+    int64_t offset = t.storage_offset();
+    for (int64_t d = lead - 1; d >= 0; --d) {
+      offset += (index % t.size(d)) * t.stride(d);
+      index /= t.size(d);
+    }
+    return t.as_strided({t.size(-2), t.size(-1)}, {t.stride(-2), t.stride(-1)}, offset);
+  };
+  const auto multiply = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      at::Tensor part = matrix(result, i);
+      at::mm_out(part, matrix(a, i), matrix(b, i));
+    }
+  };
+  if (spread(a, b, count * m * k * n)) {
+    OneBlasThread one;
+    at::parallel_for(0, count, 1, multiply);
+  } else {
+    multiply(0, count);
+  }
+  return result;
 }
 
 }  // namespace llmscope::detail

@@ -530,18 +530,22 @@ at::Tensor attention(const BlockSites& sites, const at::Tensor& q_proj, const at
     q_heads = q_heads.to(at::kFloat);
     k_heads = k_heads.to(at::kFloat);
   }
+  // The scores are a fresh tensor that nothing else sees yet: scaled and masked in place.
   auto scores = threaded_matmul(q_heads, k_heads);
-  if (scaling.by_sqrt_d_head) scores = scores / std::sqrt(static_cast<double>(d_head));
-  if (scaling.divisor != 1.0) scores = scores / scaling.divisor;
+  if (scaling.by_sqrt_d_head) scores.div_(std::sqrt(static_cast<double>(d_head)));
+  if (scaling.divisor != 1.0) scores.div_(scaling.divisor);
   scores = sites(Step::kScores,
-                 scores.masked_fill(allowed.logical_not(), lowest_value(scores.scalar_type())));
+                 scores.masked_fill_(allowed.logical_not(), lowest_value(scores.scalar_type())));
   auto pattern = sites(
       Step::kPattern,
       (scaling.softmax_in_float32 ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1))
           .to(v.scalar_type()));
   pass.keep_attention(pattern);
 
-  auto z = sites(Step::kZ, threaded_matmul(pattern, v.transpose(1, 2)).transpose(1, 2));
+  // z is written as [batch, pos, head, d_head] directly, so merging the heads is a view.
+  auto z_heads = at::empty({batch, pos, heads, d_head}, pattern.options().dtype(v.scalar_type()));
+  threaded_matmul(pattern, v.transpose(1, 2), z_heads.transpose(1, 2));
+  auto z = sites(Step::kZ, z_heads);
   return sites(Step::kMerged, z.reshape({batch, pos, width}));
 }
 
