@@ -1,7 +1,7 @@
 // The shared model parts on their own (models/model_parts.hpp): rotary position embedding
 // against an independent formulation (rotation of the pairs (i, i + dims/2)), rope scaling,
-// RMSNorm, the site tables architectures list their steps in, and the matrix products spread
-// over ATen's threads.
+// RMSNorm, the site tables architectures list their steps in, the matrix products spread over
+// ATen's threads, and the AVX-512 GELU.
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <gmock/gmock.h>
@@ -9,7 +9,9 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "base/avx512_math.hpp"
 #include "golden.hpp"
+#include "models/gelu_avx512.hpp"
 #include "models/matmul.hpp"
 #include "models/model_parts.hpp"
 
@@ -142,6 +144,35 @@ TEST(ThreadedMatmul, LeavesGradientsToATen) {
   detail::threaded_matmul(q, k).sum().backward();
   EXPECT_TRUE(at::allclose(q.grad(), k.sum(-1).unsqueeze(-2).expand({2, 3, 40, 16}), 1e-4, 1e-4));
   at::set_num_threads(saved);
+}
+
+TEST(GeluTanh, Avx512PassIsATensWithinFloat32Rounding) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: at::gelu runs instead";
+  // Against the float64 formula, relative to the exact value above 1e-6 (ATen's 1 + tanh loses
+  // digits where x is below about -3; x / (1 + e^-2y) does not), and within rounding of ATen's.
+  const auto x = at::cat({at::linspace(-30, 30, 200001), at::randn({1037}) * 4});
+  const auto x64 = x.to(at::kDouble);
+  const auto exact = 0.5 * x64 * (1 + at::tanh(0.7978845608028654 * (x64 + 0.044715 * x64.pow(3))));
+  const auto ours = detail::gelu_tanh_avx512(x);
+  ASSERT_TRUE(ours.defined());
+  const auto error = (ours.to(at::kDouble) - exact).abs() / exact.abs().clamp_min(1e-6);
+  EXPECT_LT(error.max().item<double>(), 2e-6);
+  EXPECT_TRUE(at::allclose(ours, at::gelu(x, "tanh"), 1e-6, 1e-6));
+  // A transposed view, a length that is no multiple of sixteen, and the special values.
+  const auto m = at::randn({37, 19}).t();
+  EXPECT_TRUE(at::allclose(detail::gelu_tanh_avx512(m), at::gelu(m, "tanh"), 1e-5, 1e-6));
+  const auto special = detail::gelu_tanh_avx512(
+      at::tensor({0.0f, 1e-20f, INFINITY, NAN, 100.0f, -100.0f}, at::kFloat));
+  EXPECT_EQ(special[0].item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(special[1].item<float>(), 5e-21f);
+  EXPECT_EQ(special[2].item<float>(), INFINITY);
+  EXPECT_TRUE(std::isnan(special[3].item<float>()));
+  EXPECT_EQ(special[4].item<float>(), 100.0f);
+  EXPECT_LE(std::abs(special[5].item<float>()), 1e-30f);
+  // Where it does not apply, ATen's own gelu runs.
+  EXPECT_FALSE(detail::gelu_tanh_avx512(x64).defined());
+  EXPECT_FALSE(detail::gelu_tanh_avx512(x.clone().set_requires_grad(true)).defined());
+  EXPECT_TRUE(at::equal(detail::activation("gelu_new", x), ours));
 }
 
 TEST(SiteTable, RowsTakeTheStepsAliasAndShapeUnlessTheyGiveTheirOwn) {

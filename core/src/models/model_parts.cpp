@@ -11,6 +11,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
+#include "models/gelu_avx512.hpp"
 #include "models/matmul.hpp"
 
 namespace llmscope::detail {
@@ -46,8 +47,10 @@ double lowest_value(at::ScalarType type) {
 }
 
 at::Tensor activation(const std::string& name, const at::Tensor& x) {
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast")
-    return at::gelu(x, "tanh");
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") {
+    at::Tensor fast = gelu_tanh_avx512(x);
+    return fast.defined() ? fast : at::gelu(x, "tanh");
+  }
   if (name == "gelu") return at::gelu(x);
   if (name == "relu") return at::relu(x);
   if (name == "silu" || name == "swish") return at::silu(x);
