@@ -123,6 +123,9 @@ TEST(ThreadedMatmul, GivesATensOwnProducts) {
   const auto pattern = at::softmax(at::randn({2, 3, 64, 64}), -1);
   EXPECT_EQ(detail::threaded_matmul(pattern, v, z.transpose(1, 2)).data_ptr(), z.data_ptr());
   EXPECT_TRUE(at::allclose(z, at::matmul(pattern, v).transpose(1, 2), 1e-5, 1e-5));
+  // An out of another shape (z itself, not its [batch, head, pos, d] view) is refused by name.
+  EXPECT_THAT([&] { detail::threaded_matmul(pattern, v, z); },
+              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("threaded_matmul: out")));
   if (blas_threads) EXPECT_EQ(blas_threads(), blas_before);
   at::set_num_threads(saved);
 }

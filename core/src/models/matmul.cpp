@@ -48,16 +48,22 @@ class OneBlasThread {
 constexpr int64_t kMinWork = int64_t{1} << 18;
 
 // Autograd is recorded by ATen's own calls only (out= variants refuse inputs that need gradients).
-bool records_gradient(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c = {}) {
-  return at::GradMode::is_enabled() &&
-         (a.requires_grad() || b.requires_grad() || (c.defined() && c.requires_grad()));
+bool records_gradient(const at::Tensor& t) {
+  return t.defined() && t.requires_grad() && at::GradMode::is_enabled();
 }
 
-bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
+// Whether a product is ours to make with out= calls: CPU operands of float32 or float64, one
+// dtype, no gradient recorded, and enough work to be worth more than one call.
+bool own_product(const at::Tensor& a, const at::Tensor& b, int64_t work) {
   const auto dtype = a.scalar_type();
-  return !records_gradient(a, b) && a.device().is_cpu() && b.device().is_cpu() &&
+  return work >= kMinWork && a.device().is_cpu() && b.device().is_cpu() &&
          (dtype == at::kFloat || dtype == at::kDouble) && b.scalar_type() == dtype &&
-         work >= kMinWork && at::get_num_threads() > 1 && !at::in_parallel_region() &&
+         !records_gradient(a) && !records_gradient(b);
+}
+
+// ... and spread over ATen's threads, with OpenBLAS held to one meanwhile.
+bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
+  return own_product(a, b, work) && at::get_num_threads() > 1 && !at::in_parallel_region() &&
          openblas_threads().set != nullptr;
 }
 
@@ -66,7 +72,7 @@ bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
 at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   if (!spread(a, b, m * k * n) ||
-      (bias.defined() && (bias.scalar_type() != a.scalar_type() || records_gradient(a, b, bias)))) {
+      (bias.defined() && (bias.scalar_type() != a.scalar_type() || records_gradient(bias)))) {
     return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
   }
   at::Tensor out = at::empty({m, n}, a.options());
@@ -90,27 +96,26 @@ at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b, const at::T
     shape.back() = b.size(1);
     return threaded_addmm(at::Tensor(), a.reshape({-1, a.size(-1)}), b).view(shape);
   }
+  const bool batched = a.dim() >= 3 && a.dim() == b.dim() &&
+                       a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2);
+  std::vector<int64_t> shape = a.sizes().vec();
+  if (batched) shape.back() = b.size(-1);
+  TORCH_CHECK(!out.defined() || (batched && out.sizes() == at::IntArrayRef(shape)),
+              "threaded_matmul: out has shape ", out.sizes(),
+              ", expected the product of same-batched operands ", a.sizes(), " and ", b.sizes());
   const auto aten = [&]() -> at::Tensor {
     if (!out.defined()) return at::matmul(a, b);
     return out.copy_(at::matmul(a, b));
   };
-  const bool batched = a.dim() >= 3 && a.dim() == b.dim() &&
-                       a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2);
   if (!batched) return aten();
   const int64_t lead = a.dim() - 2, m = a.size(-2), k = a.size(-1), n = b.size(-1);
   const int64_t count = a.numel() / std::max<int64_t>(1, m * k);
-  const auto dtype = a.scalar_type();
   // Small products stay one ATen call: a call per matrix costs a few microseconds.
-  const bool by_matrix = count * m * k * n >= kMinWork && a.device().is_cpu() &&
-                         b.device().is_cpu() && (dtype == at::kFloat || dtype == at::kDouble) &&
-                         b.scalar_type() == dtype && !records_gradient(a, b) &&
-                         (!out.defined() || (out.device().is_cpu() && out.scalar_type() == dtype));
-  if (!by_matrix) return aten();
-  std::vector<int64_t> shape = a.sizes().vec();
-  shape.back() = n;
+  if (!own_product(a, b, count * m * k * n) ||
+      (out.defined() && (!out.device().is_cpu() || out.scalar_type() != a.scalar_type()))) {
+    return aten();
+  }
   const at::Tensor result = out.defined() ? out : at::empty(shape, a.options());
-  TORCH_CHECK(result.sizes() == at::IntArrayRef(shape), "threaded_matmul: out has shape ",
-              result.sizes(), ", expected ", at::IntArrayRef(shape));
   // Each matrix as a strided view of its operand: heads cut from a wider projection, or a
   // transposed key, go to the BLAS with their strides instead of being copied together first.
   const auto matrix = [lead](const at::Tensor& t, int64_t index) {

@@ -14,9 +14,9 @@ namespace llmscope::detail {
 at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b);
 
 // at::matmul(a, b) for a [..., M, K] and b [..., K, N] with the same leading dims, or b [K, N].
-// Batched products of some size read each matrix in place, whatever its strides; with `out` (the
-// result's shape, any strides, e.g. a transposed view of the layout the caller wants next) the
-// products are written there and it is returned.
+// Batched products of some size read each matrix in place, whatever its strides. With `out`
+// (batched operands only; the result's shape, any strides, e.g. a transposed view of the layout
+// the caller wants next) the products are written there and it is returned; another shape throws.
 at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out = {});
 
 }  // namespace llmscope::detail

@@ -546,7 +546,7 @@ at::Tensor attention(const BlockSites& sites, const at::Tensor& q_proj, const at
   pass.keep_attention(pattern);
 
   // z is written as [batch, pos, head, d_head] directly, so merging the heads is a view.
-  auto z_heads = at::empty({batch, pos, heads, d_head}, pattern.options().dtype(v.scalar_type()));
+  auto z_heads = at::empty({batch, pos, heads, d_head}, pattern.options());
   threaded_matmul(pattern, v.transpose(1, 2), z_heads.transpose(1, 2));
   auto z = sites(Step::kZ, z_heads);
   return sites(Step::kMerged, z.reshape({batch, pos, width}));
