@@ -290,8 +290,9 @@ void push_logits(lua_State* L, const ForwardOutput& out) {
   }
 }
 
-const std::vector<const char*> kForwardOptions = {
-    "mask", "hidden_states", "attentions", "stop_at_layer", "strict", "cache", "hooks"};
+const std::vector<const char*> kForwardOptions = {"mask",          "hidden_states",  "attentions",
+                                                  "stop_at_layer", "strict",         "cache",
+                                                  "hooks",         "batch_invariant"};
 
 ForwardOptions forward_options(lua_State* L, int opts, ForwardInput& input) {
   check_option_keys(L, opts, kForwardOptions);
@@ -299,6 +300,7 @@ ForwardOptions forward_options(lua_State* L, int opts, ForwardInput& input) {
   options.output_hidden_states = opt_boolean(L, opts, "hidden_states").value_or(false);
   options.output_attentions = opt_boolean(L, opts, "attentions").value_or(false);
   options.strict_hooks = opt_boolean(L, opts, "strict").value_or(false);
+  options.batch_invariant = opt_boolean(L, opts, "batch_invariant").value_or(true);
   if (auto stop = opt_integer(L, opts, "stop_at_layer"))
     options.stop_at_layer = static_cast<int>(*stop);
   if (!is_none_or_nil(L, opts)) {

@@ -63,10 +63,20 @@ fs::path write_script(const fs::path& dir, const std::string& name, const std::s
   return dir / name;
 }
 
+// One thread per process, for jobs whose numbers are compared with one process's bit for bit: a
+// lone process would otherwise run on every core and each of N ranks on 1/N of them, and some
+// BLAS kernels (OpenBLAS's Haswell and Zen sgemm) round a product's columns differently when the
+// threads cut them differently. The sharding is what these tests check.
+struct OneThreadPerProcess {
+  ScopedEnv omp{"OMP_NUM_THREADS", "1"};
+  ScopedEnv openblas{"OPENBLAS_NUM_THREADS", "1"};
+};
+
 // Runs `script` (which saves its results to arg[1] on rank 0) with 1, 2 and 3 ranks; returns
 // each job's tensors by rank count.
 std::map<int, std::map<std::string, at::Tensor>> results_by_ranks(
     const fs::path& dir, const fs::path& script, const std::vector<std::string>& extra = {}) {
+  const OneThreadPerProcess threads;
   std::map<int, std::map<std::string, at::Tensor>> results;
   for (const int n : {1, 2, 3}) {
     const auto saved = dir / ("n" + std::to_string(n) + ".safetensors");
@@ -117,6 +127,7 @@ if dist.is_main() then
                         r_counts = r.r_counts })
 end
 )lua");
+  const OneThreadPerProcess threads;
   std::map<int, std::map<std::string, at::Tensor>> results;
   for (const int n : {1, 2, 3}) {
     const auto saved = dir / ("n" + std::to_string(n) + ".safetensors");
@@ -305,6 +316,7 @@ end
 // report, which says ok, and its data equal one process's.
 TEST(Job, ALessonRunsAsAJobWithOneProcesssResults) {
   const auto dir = scratch_dir("job_lesson");
+  const OneThreadPerProcess threads;
   for (const int n : {1, 2}) {
     auto run = llmscope({"-q", "lesson", "run", "17-02", "--nproc", std::to_string(n), "--out",
                          (dir / ("n" + std::to_string(n))).string()});

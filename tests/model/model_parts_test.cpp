@@ -130,6 +130,44 @@ TEST(ThreadedMatmul, GivesATensOwnProducts) {
   at::set_num_threads(saved);
 }
 
+TEST(ThreadedMatmul, AnItemsRowsAreTheSameBitsInAnyBatch) {
+  // Items of 11 rows (a prompt's tokens), with a bias and without, at 1 and 2 threads: an item
+  // alone and the same item at every place of a batch of 5 other ones give the same bits, as
+  // do [batch, pos, d] products by a weight (the head). The probe's verdict is checked against
+  // what the BLAS does: where it says rows are independent, they are so without the split.
+  const int saved = at::get_num_threads();
+  at::manual_seed(7);
+  const auto w = at::randn({768, 700}), bias = at::randn({700});
+  const auto prompt = at::randn({11, 768});
+  for (const int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    const auto alone = detail::threaded_addmm(bias, prompt, w, 1);
+    const auto alone_head = detail::threaded_matmul(prompt.unsqueeze(0), w);
+    for (int64_t place = 0; place < 5; ++place) {
+      auto batch = at::randn({5, 11, 768});
+      batch[place].copy_(prompt);
+      const auto rows = batch.reshape({55, 768});
+      EXPECT_TRUE(
+          at::equal(detail::threaded_addmm(bias, rows, w, 5).narrow(0, place * 11, 11), alone))
+          << "item " << place << " at " << threads << " threads";
+      EXPECT_TRUE(at::equal(detail::threaded_matmul(batch, w)[place], alone_head[0]))
+          << "head, item " << place << " at " << threads << " threads";
+    }
+  }
+  if (detail::blas_rows_independent(at::kFloat)) {
+    const auto rows = at::randn({40, 768});
+    EXPECT_TRUE(at::equal(at::mm(rows, w).narrow(0, 3, 11), at::mm(rows.narrow(0, 3, 11), w)));
+  }
+  {
+    // Apart or not, the same numbers to rounding; out of a forward pass the caller chooses.
+    const detail::ItemsApart together(false);
+    const auto rows = at::randn({55, 768});
+    EXPECT_TRUE(at::allclose(detail::threaded_addmm(bias, rows, w, 5), at::addmm(bias, rows, w),
+                             1e-4, 1e-4));
+  }
+  at::set_num_threads(saved);
+}
+
 TEST(ThreadedMatmul, LeavesGradientsToATen) {
   // Gradient ascent on embeddings (actmax) runs the threaded products with inputs that need
   // gradients; ATen's out= calls refuse those, so such products must stay ATen's own.

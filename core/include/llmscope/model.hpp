@@ -35,6 +35,11 @@ struct ForwardOptions {
   std::optional<int> stop_at_layer;
   // Throw when a hook never fired (instead of only reporting it in ForwardOutput::firings).
   bool strict_hooks = false;
+  // A batch row's results do not depend on the other rows or where it sits: the same prompt gives
+  // the same numbers, bit for bit, alone or in any batch of the same length. Where the BLAS sums
+  // a row differently at a tile's edge (OpenBLAS on Haswell and Zen), this multiplies each row
+  // apart, which costs some speed on batches (docs/performance.md); false trades it away.
+  bool batch_invariant = true;
 };
 
 struct ForwardOutput {

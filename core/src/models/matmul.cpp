@@ -67,34 +67,105 @@ bool spread(const at::Tensor& a, const at::Tensor& b, int64_t work) {
          openblas_threads().set != nullptr;
 }
 
+// Whether this thread's products multiply items apart (ItemsApart).
+thread_local bool items_apart = true;
+
+// Rows cut at a BLAS tile's edges: 1 to 31 rows from offsets 0 to 8 of one product, against the
+// whole; k and n are wide enough that the BLAS takes its large-product kernels, not the small-
+// matrix ones some builds have. Deterministic values, no generator.
+bool probe_rows_independent(at::ScalarType dtype) {
+  constexpr int64_t kRows = 40, kInner = 512, kColumns = 256;
+  const auto options = at::TensorOptions().dtype(dtype);
+  const at::Tensor a = at::sin(at::arange(kRows * kInner, options).reshape({kRows, kInner}));
+  const at::Tensor b =
+      at::cos(at::arange(kInner * kColumns, options).reshape({kInner, kColumns}) * 0.37);
+  const auto check = [&] {
+    const at::Tensor whole = at::mm(a, b);
+    for (const int64_t start : {0, 1, 3, 8}) {
+      for (const int64_t rows : {1, 2, 5, 7, 12, 13, 17, 24, 31}) {
+        if (!at::equal(at::mm(a.narrow(0, start, rows), b), whole.narrow(0, start, rows)))
+          return false;
+      }
+    }
+    return true;
+  };
+  if (!check()) return false;
+  if (openblas_threads().set == nullptr) return true;
+  OneBlasThread one;  // the threaded products' setting
+  return check();
+}
+
 }  // namespace
 
-at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
+ItemsApart::ItemsApart(bool apart) : saved_(items_apart) { items_apart = apart; }
+ItemsApart::~ItemsApart() { items_apart = saved_; }
+
+bool blas_rows_independent(at::ScalarType dtype) {
+  if (dtype == at::kFloat) {
+    static const bool independent = probe_rows_independent(at::kFloat);
+    return independent;
+  }
+  if (dtype == at::kDouble) {
+    static const bool independent = probe_rows_independent(at::kDouble);
+    return independent;
+  }
+  return false;  // other dtypes' CPU products are ATen's own loops: multiplied apart to be sure
+}
+
+at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
+                          int64_t items) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  if (!spread(a, b, m * k * n) ||
+  if (items < 2 || m % items != 0 || !items_apart || !a.device().is_cpu() ||
+      blas_rows_independent(a.scalar_type())) {
+    items = 1;
+  }
+  const int64_t rows = m / items;
+  const auto item = [&](const at::Tensor& t, int64_t i) { return t.narrow(0, i * rows, rows); };
+  // Each item is decided on its own rows, so that it goes the way it would alone.
+  if (!spread(a, b, rows * k * n) ||
       (bias.defined() && (bias.scalar_type() != a.scalar_type() || records_gradient(bias)))) {
-    return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
+    const auto aten = [&](const at::Tensor& part) {
+      return bias.defined() ? at::addmm(bias, part, b) : at::mm(part, b);
+    };
+    if (items == 1) return aten(a);
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < items; ++i) parts.push_back(aten(item(a, i)));
+    return at::cat(parts);
   }
   at::Tensor out = at::empty({m, n}, a.options());
+  // Each thread's columns, as ATen's parallel_for would cut [0, n) for one product: the same
+  // ranges whatever the items, ordered range by range so a thread keeps its part of b.
   const int64_t threads = at::get_num_threads();
   const int64_t columns = (n + threads - 1) / threads;
+  const int64_t ranges = (n + columns - 1) / columns;
   OneBlasThread one;
-  at::parallel_for(0, n, columns, [&](int64_t begin, int64_t end) {
-    at::Tensor part = out.narrow(1, begin, end - begin);
-    if (bias.defined()) {
-      at::addmm_out(part, bias.narrow(-1, begin, end - begin), a, b.narrow(1, begin, end - begin));
-    } else {
-      at::mm_out(part, a, b.narrow(1, begin, end - begin));
+  at::parallel_for(0, ranges * items, 1, [&](int64_t first, int64_t last) {
+    for (int64_t unit = first; unit < last; ++unit) {
+      const int64_t begin = unit / items * columns, width = std::min(columns, n - begin);
+      const int64_t i = unit % items;
+      at::Tensor part = item(out, i).narrow(1, begin, width);
+      if (bias.defined()) {
+        at::addmm_out(part, bias.narrow(-1, begin, width), item(a, i), b.narrow(1, begin, width));
+      } else {
+        at::mm_out(part, item(a, i), b.narrow(1, begin, width));
+      }
     }
   });
   return out;
+}
+
+int64_t items_of(const at::Tensor& x) {
+  if (x.dim() < 2) return 1;
+  if (x.dim() == 2) return x.size(0);
+  const int64_t matrix = x.size(-2) * x.size(-1);
+  return matrix == 0 ? 1 : x.numel() / matrix;
 }
 
 at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out) {
   if (b.dim() == 2 && a.dim() >= 2 && !out.defined()) {
     std::vector<int64_t> shape = a.sizes().vec();
     shape.back() = b.size(1);
-    return threaded_addmm(at::Tensor(), a.reshape({-1, a.size(-1)}), b).view(shape);
+    return threaded_addmm(at::Tensor(), a.reshape({-1, a.size(-1)}), b, items_of(a)).view(shape);
   }
   const bool batched = a.dim() >= 3 && a.dim() == b.dim() &&
                        a.sizes().slice(0, a.dim() - 2) == b.sizes().slice(0, b.dim() - 2);

@@ -63,7 +63,7 @@ at::Tensor Linear::operator()(const at::Tensor& x) const {
   auto out_shape = x.sizes().vec();
   const at::Tensor w = layout == Layout::kOutIn ? weight.t() : weight;
   out_shape.back() = w.size(1);
-  return threaded_addmm(bias, flat, w).view(out_shape);
+  return threaded_addmm(bias, flat, w, items_of(x)).view(out_shape);
 }
 
 at::Tensor Norm::operator()(const at::Tensor& x) const {
@@ -599,7 +599,13 @@ ForwardOutput CheckpointModel::forward_cached(const ForwardInput& input,
     throw Error("forward_cached: " + architecture() +
                 " is a masked language model; it attends both ways and has no key/value cache");
   }
+  ItemsApart apart(options.batch_invariant);
   return run(input, options, &cache);
+}
+
+ForwardOutput CheckpointModel::forward(const ForwardInput& input, const ForwardOptions& options) {
+  ItemsApart apart(options.batch_invariant);
+  return run(input, options, nullptr);
 }
 
 }  // namespace detail

@@ -129,9 +129,7 @@ struct ModelShape {
 
 class CheckpointModel : public Model {
  public:
-  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) final {
-    return run(input, options, nullptr);
-  }
+  ForwardOutput forward(const ForwardInput& input, const ForwardOptions& options) final;
   ForwardOutput forward_cached(const ForwardInput& input, const ForwardOptions& options,
                                KvCache& cache) final;
   std::string architecture() const override { return shape_.architecture; }

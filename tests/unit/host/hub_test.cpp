@@ -54,32 +54,6 @@ const at::Tensor& reference_logits() {
   return logits;
 }
 
-// Sets (or, with nullopt, removes) an environment variable until the end of the scope.
-class ScopedEnv {
- public:
-  ScopedEnv(std::string name, const std::optional<std::string>& value) : name_(std::move(name)) {
-    if (const char* old = std::getenv(name_.c_str())) old_ = old;
-    if (value) {
-      setenv(name_.c_str(), value->c_str(), 1);
-    } else {
-      unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  ~ScopedEnv() {
-    if (old_) {
-      setenv(name_.c_str(), old_->c_str(), 1);
-    } else {
-      unsetenv(name_.c_str());
-    }
-  }
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
-
 // The files of the fake "gpt2" repo: what llmscope needs, plus files it must not download.
 nlohmann::json gpt2_repo_files() {
   return {{"config.json", golden_path("gpt2-tiny/config.json").string()},
