@@ -43,6 +43,7 @@ def table(dir_, command):
     native = next(c for n, c in cases.items() if n.endswith("native observer hooks"))
     lua_plain = cases["no hooks (driven from Lua)"]
     lua = next(c for n, c in cases.items() if n.endswith("Lua observer hooks"))
+    together = next((c for n, c in cases.items() if "batch_invariant = false" in n), None)
     flops = flops_per_pass(config, ls["batch"], ls["tokens"])
     roof = peers["sgemm"]["gflops"]
 
@@ -60,6 +61,10 @@ def table(dir_, command):
         f"| the same, share of the sgemm roofline ({roof:.0f} GFLOP/s, torch.mm 2048^3) | "
         f"{100 * gflops(plain['ms_per_pass']) / roof:.0f}% | "
         f"{100 * gflops(peer['ms_per_pass']) / roof:.0f}% | |",
+        *([f"| the same with the prompts multiplied together (`batch_invariant = false`; "
+            f"rows then depend on the batch where the BLAS does) | "
+            f"{together['tokens_per_s']:.0f} | | "
+            f"{together['tokens_per_s'] / peer['tokens_per_s']:.2f}x |"] if together else []),
         f"| {ls['hooked_sites']} native observer hooks (cost over no hooks) | "
         f"{100 * (native['ms_per_pass'] / plain['ms_per_pass'] - 1):+.1f}% | | |",
         f"| {ls['hooked_sites']} Lua observer hooks (cost over the same pass from Lua) | "

@@ -1,5 +1,5 @@
 // AVX-512 building blocks shared by the hand-vectorised kernels (stats/logit_avx512.cpp,
-// models/gelu_avx512.cpp): the target attributes, the run-time check for the instructions
+// models/gelu_tanh.cpp): the target attributes, the run-time check for the instructions
 // they use, and the exponential and reciprocal in vector lanes. Functions using these carry
 // LLMSCOPE_AVX512 and run only where cpu_has_avx512() holds; their translation units need no
 // -mavx512 flags.
@@ -11,6 +11,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <immintrin.h>
+
+#include <initializer_list>
 
 #define LLMSCOPE_AVX512 __attribute__((target("avx512f,avx512dq")))
 #define LLMSCOPE_AVX512_INLINE LLMSCOPE_AVX512 __attribute__((always_inline)) inline

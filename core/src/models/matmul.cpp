@@ -155,8 +155,7 @@ at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at:
 }
 
 int64_t items_of(const at::Tensor& x) {
-  if (x.dim() < 2) return 1;
-  if (x.dim() == 2) return x.size(0);
+  if (x.dim() <= 2) return 1;
   const int64_t matrix = x.size(-2) * x.size(-1);
   return matrix == 0 ? 1 : x.numel() / matrix;
 }

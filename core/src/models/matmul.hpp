@@ -38,7 +38,8 @@ bool blas_rows_independent(at::ScalarType dtype);
 at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
                           int64_t items = 1);
 
-// The items of an activation [..., pos, d] ([rows, d]: each row is one): its matrices.
+// The items of an activation [..., pos, d]: its matrices ([pos, d] is one, as [1, pos, d] is, so
+// that unembedding a prompt's hidden states gives the pass's own logits bit for bit).
 int64_t items_of(const at::Tensor& x);
 
 // at::matmul(a, b) for a [..., M, K] and b [..., K, N] with the same leading dims, or b [K, N]

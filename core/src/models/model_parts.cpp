@@ -11,7 +11,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
-#include "models/gelu_avx512.hpp"
+#include "models/gelu_tanh.hpp"
 #include "models/matmul.hpp"
 
 namespace llmscope::detail {
@@ -48,7 +48,7 @@ double lowest_value(at::ScalarType type) {
 
 at::Tensor activation(const std::string& name, const at::Tensor& x) {
   if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") {
-    at::Tensor fast = gelu_tanh_avx512(x);
+    at::Tensor fast = gelu_tanh_fast(x);
     return fast.defined() ? fast : at::gelu(x, "tanh");
   }
   if (name == "gelu") return at::gelu(x);

@@ -1,5 +1,6 @@
-// The per-neuron logistic regression for float32 activations on CPUs with AVX-512: sixteen
-// neurons at a time, one per lane, packed into a panel [samples][16] that stays in cache. Newton
+// The per-neuron logistic regression for float32 activations on CPUs with AVX-512 or AVX2 and
+// FMA: sixteen (AVX-512) or eight (AVX2) neurons at a time, one per lane, packed into a panel
+// [samples][lanes] that stays in cache. Newton
 // starts at the linear discriminant where the classes overlap well (else at zero), steps in
 // float32 until no coefficient moves by more than 1e-4 of its size, then in float64; a float64
 // step moving none by more than 1e-5 of its size finishes the fit to third order (statsmodels
@@ -11,7 +12,8 @@
 
 namespace llmscope::stats::kernels {
 
-// True where the CPU has the instructions logit_fit_panels uses (AVX-512 F and DQ).
+// True where the CPU has the instructions of one of logit_fit_panels' kernels (AVX-512 F and DQ,
+// or AVX2 and FMA).
 bool logit_panels_available();
 
 struct LogitNeuronFit {

@@ -16,7 +16,7 @@
 #include "checks.hpp"
 #include "kernels.hpp"
 #include "llmscope/error.hpp"
-#include "logit_avx512.hpp"
+#include "logit_panels.hpp"
 
 namespace llmscope::stats {
 namespace {
