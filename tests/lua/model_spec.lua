@@ -67,6 +67,22 @@ spec.describe("forward", function()
     spec.eq(logits, nil, "logits")
     spec.truthy(out.hidden_states[1] ~= nil)
   end)
+  spec.it("gives a prompt the same bits alone and anywhere in a batch (batch_invariant)", function()
+    local big = model.load(random_dir)
+    for _, mm in ipairs({ m, big }) do
+      local prompt = (tensor.arange(0, 11) * 37 + 5):long() % mm.vocab_size
+      local other = (tensor.arange(0, 11) * 11 + 3):long() % mm.vocab_size
+      local alone = mm:forward(prompt:unsqueeze(0))[0]
+      local batch = tensor.stack({ other, prompt, other, prompt }, 0)
+      local together = mm:forward(batch, { batch_invariant = false })
+      for _, i in ipairs({ 1, 3 }) do
+        spec.truthy(mm:forward(batch)[i]:equal(alone), "row " .. i)
+        spec.truthy(close(together[i], alone), "row " .. i .. " multiplied together")
+      end
+    end
+    spec.raises(function() m:forward(row, { batch_invariant = 1 }) end,
+      "option 'batch_invariant' must be a boolean, got number")
+  end)
   spec.it("rejects float ids and bad options with clear messages", function()
     spec.raises(function() m:forward(tensor.zeros({ 1, 3 })) end, "token ids must be an integer tensor")
     spec.raises(function() m:forward(row, { hidden = true }) end, "unknown option 'hidden'")
