@@ -3,8 +3,6 @@
 
 #include <ATen/Parallel.h>
 
-#include <algorithm>
-
 #include "base/avx2_math.hpp"
 #include "base/avx512_math.hpp"
 
@@ -29,16 +27,19 @@ LLMSCOPE_AVX512 void gelu_tanh_avx512(const float* x, float* out, int64_t n) {
   }
 }
 
+LLMSCOPE_AVX2_INLINE __m256 gelu_tanh_lanes(__m256 v) {
+  const __m256 minus_2y = _mm256_mul_ps(
+      v, _mm256_fmadd_ps(_mm256_set1_ps(kB), _mm256_mul_ps(v, v), _mm256_set1_ps(kA)));
+  return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_ps(minus_2y)));
+}
+
 LLMSCOPE_AVX2 void gelu_tanh_avx2(const float* x, float* out, int64_t n) {
-  const __m256 a = _mm256_set1_ps(kA), b = _mm256_set1_ps(kB), one = _mm256_set1_ps(1.0f);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int64_t i = 0; i < n; i += 8) {
-    const __m256i lanes =
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(n - i, 8))), lane);
-    const __m256 v = _mm256_maskload_ps(x + i, lanes);
-    const __m256 minus_2y = _mm256_mul_ps(v, _mm256_fmadd_ps(b, _mm256_mul_ps(v, v), a));
-    const __m256 y = _mm256_div_ps(v, _mm256_add_ps(one, exp_ps(minus_2y)));
-    _mm256_maskstore_ps(out + i, lanes, y);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, gelu_tanh_lanes(_mm256_loadu_ps(x + i)));
+  if (i < n) {  // only the tail masked: masked stores are slow on AMD's cores
+    const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)),
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(out + i, lanes, gelu_tanh_lanes(_mm256_maskload_ps(x + i, lanes)));
   }
 }
 

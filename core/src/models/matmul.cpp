@@ -121,6 +121,14 @@ at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at:
   }
   const int64_t rows = m / items;
   const auto item = [&](const at::Tensor& t, int64_t i) { return t.narrow(0, i * rows, rows); };
+  // Item i's rows times columns [begin, begin + width) of b, into `part`.
+  const auto multiply = [&](at::Tensor part, int64_t i, int64_t begin, int64_t width) {
+    if (bias.defined()) {
+      at::addmm_out(part, bias.narrow(-1, begin, width), item(a, i), b.narrow(1, begin, width));
+    } else {
+      at::mm_out(part, item(a, i), b.narrow(1, begin, width));
+    }
+  };
   // Each item is decided on its own rows, so that it goes the way it would alone.
   if (!spread(a, b, rows * k * n) ||
       (bias.defined() && (bias.scalar_type() != a.scalar_type() || records_gradient(bias)))) {
@@ -128,9 +136,14 @@ at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at:
       return bias.defined() ? at::addmm(bias, part, b) : at::mm(part, b);
     };
     if (items == 1) return aten(a);
-    std::vector<at::Tensor> parts;
-    for (int64_t i = 0; i < items; ++i) parts.push_back(aten(item(a, i)));
-    return at::cat(parts);
+    if (records_gradient(a) || records_gradient(b) || records_gradient(bias)) {
+      std::vector<at::Tensor> parts;  // out= calls refuse them
+      for (int64_t i = 0; i < items; ++i) parts.push_back(aten(item(a, i)));
+      return at::cat(parts);
+    }
+    at::Tensor out = at::empty({m, n}, a.options());
+    for (int64_t i = 0; i < items; ++i) multiply(item(out, i), i, 0, n);
+    return out;
   }
   at::Tensor out = at::empty({m, n}, a.options());
   // Each thread's columns, as ATen's parallel_for would cut [0, n) for one product: the same
@@ -141,14 +154,9 @@ at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at:
   OneBlasThread one;
   at::parallel_for(0, ranges * items, 1, [&](int64_t first, int64_t last) {
     for (int64_t unit = first; unit < last; ++unit) {
-      const int64_t begin = unit / items * columns, width = std::min(columns, n - begin);
-      const int64_t i = unit % items;
-      at::Tensor part = item(out, i).narrow(1, begin, width);
-      if (bias.defined()) {
-        at::addmm_out(part, bias.narrow(-1, begin, width), item(a, i), b.narrow(1, begin, width));
-      } else {
-        at::mm_out(part, item(a, i), b.narrow(1, begin, width));
-      }
+      const int64_t begin = unit / items * columns, i = unit % items;
+      const int64_t width = std::min(columns, n - begin);
+      multiply(item(out, i).narrow(1, begin, width), i, begin, width);
     }
   });
   return out;

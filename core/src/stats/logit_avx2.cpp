@@ -17,7 +17,6 @@ namespace {
 constexpr int kLanes = 8;   // neurons per panel: one float32 lane each, two float64 halves of 4
 constexpr int kPanels = 8;  // panels packed together: each sample row is read 256 bytes at once
 
-LLMSCOPE_AVX2_INLINE __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 LLMSCOPE_AVX2_INLINE __m256d abs_pd(__m256d v) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), v); }
 
 // The passes over a panel, for panel_fit::fit_panels.
