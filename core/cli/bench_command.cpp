@@ -52,8 +52,8 @@ int run_bench(const std::vector<std::string>& args) {
       "new-tokens", po::value<int64_t>()->default_value(32),
       "tokens generated after each prompt in the generation cases (0: skip them)")(
       "threads", po::value<int>()->default_value(0),
-      "ATen intra-op threads (0: libtorch's default, one per core)")("json", po::bool_switch(),
-                                                                     "print JSON");
+      "ATen intra-op threads (0: one per available core, or OMP_NUM_THREADS)")(
+      "json", po::bool_switch(), "print JSON");
   po::variables_map vm;
   if (!parse_args("bench", "--model DIR [--batch B] [--tokens T] [--iterations N] [--hooks H]",
                   args, options, vm)) {
