@@ -174,6 +174,11 @@ TEST_F(Gpt2Golden, PerHeadSitesRecombineIntoCAttnAndPattern) {
   auto z = at::matmul(out.attentions[1], out.cache.get("blocks.1.attn.hook_v").transpose(1, 2))
                .transpose(1, 2);
   EXPECT_TENSOR_CLOSE(out.cache.get("blocks.1.attn.hook_z"), z, 1e-6, 1e-6);
+  // Unobserved scores are scaled, masked and softmaxed in one pass: the same pattern.
+  ForwardOptions plain;
+  plain.output_attentions = true;
+  EXPECT_TENSOR_CLOSE(model().forward({first_row()}, plain).attentions[1], out.attentions[1], 1e-6,
+                      1e-6);
 }
 
 TEST_F(Gpt2Golden, FinalHiddenStateIsLnFOfTheLastBlock) {

@@ -13,6 +13,7 @@
 #include "base/avx512_math.hpp"
 #include "golden.hpp"
 #include "models/gelu_tanh.hpp"
+#include "models/masked_softmax.hpp"
 #include "models/matmul.hpp"
 #include "models/model_parts.hpp"
 
@@ -216,6 +217,46 @@ TEST(GeluTanh, VectorPassIsATensWithinFloat32Rounding) {
   EXPECT_FALSE(detail::gelu_tanh_fast(x64).defined());
   EXPECT_FALSE(detail::gelu_tanh_fast(x.clone().set_requires_grad(true)).defined());
   EXPECT_TRUE(at::equal(detail::activation("gelu_new", x), ours));
+}
+
+TEST(MaskedSoftmax, OnePassGivesAtensScaleMaskAndSoftmax) {
+  if (!cpu_has_avx2_fma()) GTEST_SKIP() << "no AVX2 with FMA on this CPU: ATen's ops run instead";
+  const auto aten = [](at::Tensor scores, const at::Tensor& allowed, double d1, double d2) {
+    scores.div_(d1).div_(d2).masked_fill_(allowed.logical_not(),
+                                          std::numeric_limits<float>::lowest());
+    return at::softmax(scores, -1);
+  };
+  // Causal and padded rows of 3 x 13 keys and 37 keys (tails of every length), a query with no
+  // allowed key, scores up to +-60 (masked entries must still be exactly 0).
+  for (const int64_t keys : {13, 37, 128}) {
+    const auto scores = at::randn({3, 4, keys, keys}) * 20;
+    const auto position = at::arange(keys);
+    auto allowed = position.view({1, keys}).le(position.view({keys, 1})).view({1, 1, keys, keys});
+    auto keep = at::ones({3, 1, 1, keys}, at::kBool);
+    keep[1].narrow(-1, 0, keys / 2).fill_(false);  // left padding: early queries see nothing
+    allowed = allowed.logical_and(keep);
+    at::Tensor ours = scores.clone();
+    ASSERT_TRUE(detail::masked_softmax_(ours, allowed, 8.0f, 3.0f));
+    const auto expected = aten(scores.clone(), allowed, 8.0, 3.0);
+    EXPECT_TRUE(at::allclose(ours, expected, 1e-5, 1e-7))
+        << keys << " keys: " << (ours - expected).abs().max().item<float>();
+    // Masked keys of queries that see any key are exactly 0.
+    const auto blocked = allowed.logical_not().logical_and(allowed.any(-1, true)).expand_as(ours);
+    EXPECT_EQ(ours.masked_select(blocked).abs().max().item<float>(), 0.0f);
+    EXPECT_TRUE(at::equal(ours[1][2][0], at::full({keys}, 1.0f / keys)))
+        << "a query with no allowed key: uniform, as ATen's softmax of equal entries";
+    EXPECT_TRUE(at::allclose(ours.sum(-1), at::ones({3, 4, keys}), 1e-6, 1e-6));
+  }
+  // Where it does not apply, nothing is touched.
+  const auto allowed = at::ones({1, 1, 4, 4}, at::kBool);
+  at::Tensor doubles = at::randn({1, 2, 4, 4}, at::kDouble);
+  const auto before = doubles.clone();
+  EXPECT_FALSE(detail::masked_softmax_(doubles, allowed, 1.0f, 1.0f));
+  EXPECT_TRUE(at::equal(doubles, before));
+  at::Tensor strided = at::randn({1, 2, 4, 8}).narrow(-1, 0, 4);
+  EXPECT_FALSE(detail::masked_softmax_(strided, allowed, 1.0f, 1.0f));
+  at::Tensor tracked = at::randn({1, 2, 4, 4}).set_requires_grad(true);
+  EXPECT_FALSE(detail::masked_softmax_(tracked, allowed, 1.0f, 1.0f));
 }
 
 TEST(SiteTable, RowsTakeTheStepsAliasAndShapeUnlessTheyGiveTheirOwn) {

@@ -12,6 +12,7 @@
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
 #include "models/gelu_tanh.hpp"
+#include "models/masked_softmax.hpp"
 #include "models/matmul.hpp"
 
 namespace llmscope::detail {
@@ -535,14 +536,22 @@ at::Tensor attention(const BlockSites& sites, const at::Tensor& q_proj, const at
   }
   // The scores are a fresh tensor that nothing else sees yet: scaled and masked in place.
   auto scores = threaded_matmul(q_heads, k_heads);
-  if (scaling.by_sqrt_d_head) scores.div_(std::sqrt(static_cast<double>(d_head)));
-  if (scaling.divisor != 1.0) scores.div_(scaling.divisor);
-  scores = sites(Step::kScores,
-                 scores.masked_fill_(allowed.logical_not(), lowest_value(scores.scalar_type())));
-  auto pattern = sites(
-      Step::kPattern,
-      (scaling.softmax_in_float32 ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1))
-          .to(v.scalar_type()));
+  const double divisor1 = scaling.by_sqrt_d_head ? std::sqrt(static_cast<double>(d_head)) : 1.0;
+  at::Tensor pattern;
+  // Where no hook reads the scores, scale, mask and softmax are one pass over them.
+  if (!sites.observed(Step::kScores) &&
+      masked_softmax_(scores, allowed, static_cast<float>(divisor1),
+                      static_cast<float>(scaling.divisor))) {
+    pattern = scores;
+  } else {
+    if (divisor1 != 1.0) scores.div_(divisor1);
+    if (scaling.divisor != 1.0) scores.div_(scaling.divisor);
+    scores = sites(Step::kScores,
+                   scores.masked_fill_(allowed.logical_not(), lowest_value(scores.scalar_type())));
+    pattern =
+        scaling.softmax_in_float32 ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1);
+  }
+  pattern = sites(Step::kPattern, pattern.to(v.scalar_type()));
   pass.keep_attention(pattern);
 
   // z is written as [batch, pos, head, d_head] directly, so merging the heads is a view.

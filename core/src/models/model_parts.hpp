@@ -224,6 +224,11 @@ class BlockSites {
     if (local == kNoSite || run_ == nullptr) return t;
     return at_site(run_, table_.block_id(layer_, local), std::move(t));
   }
+  // Whether a hook reads or changes the step's site in this pass (else it may be fused away).
+  bool observed(Step step) const {
+    const int local = sites_.block(step);
+    return local != kNoSite && run_ != nullptr && run_->wants(table_.block_id(layer_, local));
+  }
   int layer() const { return layer_; }
 
  private:
