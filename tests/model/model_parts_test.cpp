@@ -257,6 +257,12 @@ TEST(MaskedSoftmax, OnePassGivesAtensScaleMaskAndSoftmax) {
   EXPECT_FALSE(detail::masked_softmax_(strided, allowed, 1.0f, 1.0f));
   at::Tensor tracked = at::randn({1, 2, 4, 4}).set_requires_grad(true);
   EXPECT_FALSE(detail::masked_softmax_(tracked, allowed, 1.0f, 1.0f));
+  at::Tensor floats = at::randn({1, 2, 4, 4});
+  const auto floats_before = floats.clone();
+  const auto transposed = at::ones({1, 1, 4, 4}, at::kBool).transpose(-1, -2);  // keys strided
+  EXPECT_FALSE(detail::masked_softmax_(floats, transposed, 1.0f, 1.0f));
+  EXPECT_FALSE(detail::masked_softmax_(floats, allowed.to(at::kFloat), 1.0f, 1.0f));
+  EXPECT_TRUE(at::equal(floats, floats_before));
 }
 
 TEST(SiteTable, RowsTakeTheStepsAliasAndShapeUnlessTheyGiveTheirOwn) {

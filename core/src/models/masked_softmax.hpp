@@ -14,7 +14,8 @@ namespace llmscope::detail {
 // lowest), and the rest agree to a few float32 ulps (e^x is avx2_math.hpp's). One pass over
 // memory where ATen makes four (two divisions, the mask's negation and fill, the softmax).
 // Returns false, touching nothing, where it does not apply (another dtype or device, scores that
-// record gradients or are not contiguous, a CPU without AVX2 and FMA): use ATen's ops then.
+// record gradients or are not contiguous, a mask whose keys are not adjacent bools, a CPU without
+// AVX2 and FMA): use ATen's ops then.
 bool masked_softmax_(at::Tensor& scores, const at::Tensor& allowed, float divisor1, float divisor2);
 
 }  // namespace llmscope::detail
