@@ -21,6 +21,7 @@
 #include "binding.hpp"
 #include "host_context.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/matmul.hpp"
 #include "llmscope/safetensors.hpp"
 
 namespace llmscope::lua {
@@ -217,7 +218,7 @@ int t_cosine_similarity_fn(lua_State* L) {
 
 int t_matmul_fn(lua_State* L) {
   at::Tensor a = operand(L, 1);
-  push_tensor(L, at::matmul(a, operand(L, 2, a.device())));
+  push_tensor(L, llmscope::matmul(a, operand(L, 2, a.device())));
   return 1;
 }
 

@@ -19,6 +19,7 @@
 #include "binding.hpp"
 #include "host_context.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/matmul.hpp"
 #include "llmscope/safetensors.hpp"
 
 namespace llmscope::lua {
@@ -412,8 +413,11 @@ at::Tensor op_lt(const at::Tensor& a, const at::Tensor& b) { return at::lt(a, b)
 at::Tensor op_le(const at::Tensor& a, const at::Tensor& b) { return at::le(a, b); }
 at::Tensor op_gt(const at::Tensor& a, const at::Tensor& b) { return at::gt(a, b); }
 at::Tensor op_ge(const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); }
-at::Tensor op_matmul(const at::Tensor& a, const at::Tensor& b) { return at::matmul(a, b); }
-at::Tensor op_mm(const at::Tensor& a, const at::Tensor& b) { return at::mm(a, b); }
+at::Tensor op_matmul(const at::Tensor& a, const at::Tensor& b) { return llmscope::matmul(a, b); }
+// mm is matmul for matrices only: anything else gets at::mm's own message.
+at::Tensor op_mm(const at::Tensor& a, const at::Tensor& b) {
+  return a.dim() == 2 && b.dim() == 2 ? llmscope::matmul(a, b) : at::mm(a, b);
+}
 at::Tensor op_dot(const at::Tensor& a, const at::Tensor& b) { return at::dot(a, b); }
 at::Tensor op_outer(const at::Tensor& a, const at::Tensor& b) { return at::outer(a, b); }
 

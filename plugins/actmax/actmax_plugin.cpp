@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <llmscope/matmul.hpp>
 #include <llmscope/plugin.hpp>
 
 #include <algorithm>
@@ -302,7 +303,7 @@ at::Tensor cosine_to_vocab(const at::Tensor& vectors, const at::Tensor& embeddin
   auto v = vectors.to(embeddings.device(), at::kFloat);
   auto vn = v / v.norm(2, 1, true).clamp_min(1e-8);
   auto en = embeddings / embeddings.norm(2, 1, true).clamp_min(1e-8);
-  return at::matmul(vn, en.t());
+  return llmscope::matmul(vn, en.t());
 }
 
 std::vector<std::string> token_texts(const llmscope::Model& model, const at::Tensor& ids) {

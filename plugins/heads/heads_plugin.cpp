@@ -4,6 +4,7 @@
 // the chosen positions with zeros or with its mean over a reference set, and the readout
 // position's log-probabilities are reduced on the device to the targets', the top token and the
 // KL divergence from the clean run.
+#include <llmscope/matmul.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 
@@ -172,7 +173,7 @@ LLMSCOPE_PLUGIN("heads", "0.1.0", "Attention heads: ablation of every layer x he
           for (const auto& h : out.hidden_states) {
             const at::Tensor x = h.to(at::kDouble);
             const at::Tensor u = x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12);
-            const at::Tensor cos = at::matmul(u, u.transpose(1, 2));  // [rows, pos, pos]
+            const at::Tensor cos = llmscope::matmul(u, u.transpose(1, 2));  // [rows, pos, pos]
             per_state.push_back(llmscope::stats::upper_triangle(cos));
           }
           return at::stack(per_state, 1);

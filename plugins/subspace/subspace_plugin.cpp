@@ -6,6 +6,7 @@
 // in a job of several ranks (llmscope/job.hpp) shares the passes out, every rank ending with the
 // whole result.
 #include <llmscope/job.hpp>
+#include <llmscope/matmul.hpp>
 #include <llmscope/plugin.hpp>
 #include <llmscope/stats.hpp>
 
@@ -46,7 +47,7 @@ Removal remove_top(const at::Tensor& a, int64_t k, bool add_mean, const std::str
       100.0 * energy.narrow(0, 0, k).sum().item<double>() / energy.sum().item<double>();
   auto kept = s.clone();
   kept.narrow(0, 0, k).zero_();
-  auto proj = at::matmul(u * kept.unsqueeze(0), vh);  // [pos, units]
+  auto proj = llmscope::matmul(u * kept.unsqueeze(0), vh);  // [pos, units]
   if (add_mean) proj = proj + a64.mean(-1, /*keepdim=*/true);
   removal.proj = proj.to(a.scalar_type());
   return removal;
@@ -56,7 +57,7 @@ Removal remove_top(const at::Tensor& a, int64_t k, bool add_mean, const std::str
 at::Tensor token_covariance(const at::Tensor& x) {
   auto x64 = x.to(at::kDouble);
   auto centred = x64 - x64.mean(1, /*keepdim=*/true);
-  return centred.mm(centred.t()) / static_cast<double>(x.size(1) - 1);  // [pos, pos]
+  return llmscope::matmul(centred, centred.t()) / static_cast<double>(x.size(1) - 1);  // [pos, pos]
 }
 
 // The covariance's eigenvalues as % of their sum, largest first.

@@ -689,6 +689,22 @@ describe("linear algebra and nn", function()
     raises(function() return a:mm(T({ 1.0, 2.0 })) end, "mat2 must be a matrix")
   end)
 
+  it("matmul and mm of matrices large enough to be spread over the threads", function()
+    -- Against sums of products written out element-wise (no BLAS): a [96, 80] by an [80, 300]
+    -- matrix, a batch of three by one matrix, and a batch of one by a batch of one.
+    local a = tensor.randn({ 96, 80 }, { seed = 1 })
+    local b = tensor.randn({ 80, 300 }, { seed = 2 })
+    local want = (a:unsqueeze(2) * b:unsqueeze(0)):sum(1)
+    truthy(a:matmul(b):allclose(want, 1e-4, 1e-4))
+    truthy(a:mm(b):allclose(want, 1e-4, 1e-4))
+    truthy(tensor.matmul(a, b):allclose(want, 1e-4, 1e-4))
+    local batch = tensor.stack({ a, a * 2, a * 3 })
+    truthy(batch:matmul(b)[2]:allclose(want * 3, 1e-4, 1e-4))
+    same(batch:matmul(b):size(), { 3, 96, 300 })
+    truthy(a:unsqueeze(0):matmul(b:unsqueeze(0))[0]:allclose(want, 1e-4, 1e-4))
+    raises(function() return a:matmul(a) end, "cannot be multiplied")
+  end)
+
   it("softmax and log_softmax (dim defaults to -1)", function()
     local x = T({ { 1.0, 2.0, 3.0 }, { 1.0, 1.0, 1.0 } })
     close(x:softmax():sum(-1), { 1, 1 })

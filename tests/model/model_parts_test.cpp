@@ -1,9 +1,7 @@
 // The shared model parts on their own (models/model_parts.hpp): rotary position embedding
 // against an independent formulation (rotation of the pairs (i, i + dims/2)), rope scaling,
-// RMSNorm, the site tables architectures list their steps in, the matrix products spread over
-// ATen's threads, and the AVX-512 GELU.
-#include <ATen/Parallel.h>
-#include <dlfcn.h>
+// RMSNorm, the site tables architectures list their steps in, the AVX-512 and AVX2 GELU and the
+// fused attention softmax.
 #include <gmock/gmock.h>
 
 #include <cmath>
@@ -14,7 +12,6 @@
 #include "golden.hpp"
 #include "models/gelu_tanh.hpp"
 #include "models/masked_softmax.hpp"
-#include "models/matmul.hpp"
 #include "models/model_parts.hpp"
 
 namespace llmscope::testing {
@@ -93,100 +90,6 @@ TEST(Norm, RmsNormScalesByTheRootMeanSquareInFloat32) {
   // bfloat16 input: normalised in float32, then rounded once.
   auto half = norm(x.to(at::kBFloat16));
   EXPECT_EQ(half.scalar_type(), at::kFloat);  // float32 weight times bf16: promoted, as in HF
-}
-
-// The products split over threads (columns, or matrices of a batch) give ATen's own results, for
-// both weight layouts, with and without a bias, for a non-contiguous operand and below the size
-// where splitting pays; and the BLAS gets its thread count back.
-TEST(ThreadedMatmul, GivesATensOwnProducts) {
-  const int saved = at::get_num_threads();
-  at::set_num_threads(2);
-  auto blas_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-  const int blas_before = blas_threads ? blas_threads() : 0;
-  at::manual_seed(5);
-  auto a = at::randn({96, 80}), b = at::randn({80, 300}), bias = at::randn({300});
-  auto out_in = at::randn({300, 80});  // nn.Linear's [out, in]
-  EXPECT_TRUE(at::allclose(detail::threaded_addmm(bias, a, b), at::addmm(bias, a, b), 1e-5, 1e-5));
-  EXPECT_TRUE(at::allclose(detail::threaded_addmm(at::Tensor(), a, out_in.t()),
-                           at::mm(a, out_in.t()), 1e-5, 1e-5));
-  auto small = at::randn({3, 4});
-  EXPECT_TRUE(
-      at::equal(detail::threaded_addmm(at::Tensor(), small, small.t()), at::mm(small, small.t())));
-  // Batched, as attention uses them: [batch, heads, pos, d] by a permuted [batch, heads, d, pos].
-  // Large enough (2^18 multiply-adds) to go matrix by matrix, as strided views.
-  auto q = at::randn({2, 3, 64, 32}), k = at::randn({2, 64, 3, 32}).permute({0, 2, 3, 1});
-  EXPECT_TRUE(at::allclose(detail::threaded_matmul(q, k), at::matmul(q, k), 1e-5, 1e-5));
-  auto x3 = at::randn({2, 48, 80});  // [batch, pos, d] by a weight
-  EXPECT_TRUE(at::allclose(detail::threaded_matmul(x3, b), at::matmul(x3, b), 1e-5, 1e-5));
-  EXPECT_EQ(detail::threaded_matmul(x3, b).sizes(), (at::IntArrayRef{2, 48, 300}));
-  // Written into a caller's strided view: z as [batch, pos, head, d] from [batch, head, pos, d].
-  auto v = at::randn({2, 3, 64, 32});
-  auto z = at::empty({2, 64, 3, 32});
-  const auto pattern = at::softmax(at::randn({2, 3, 64, 64}), -1);
-  EXPECT_EQ(detail::threaded_matmul(pattern, v, z.transpose(1, 2)).data_ptr(), z.data_ptr());
-  EXPECT_TRUE(at::allclose(z, at::matmul(pattern, v).transpose(1, 2), 1e-5, 1e-5));
-  // An out of another shape (z itself, not its [batch, head, pos, d] view) is refused by name.
-  EXPECT_THAT([&] { detail::threaded_matmul(pattern, v, z); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("threaded_matmul: out")));
-  if (blas_threads) EXPECT_EQ(blas_threads(), blas_before);
-  at::set_num_threads(saved);
-}
-
-TEST(ThreadedMatmul, AnItemsRowsAreTheSameBitsInAnyBatch) {
-  // Items of 11 rows (a prompt's tokens), with a bias and without, at 1 and 2 threads: an item
-  // alone and the same item at every place of a batch of 5 other ones give the same bits, as
-  // do [batch, pos, d] products by a weight (the head). The probe's verdict is checked against
-  // what the BLAS does: where it says rows are independent, they are so without the split.
-  const int saved = at::get_num_threads();
-  at::manual_seed(7);
-  const auto w = at::randn({768, 700}), bias = at::randn({700});
-  const auto prompt = at::randn({11, 768});
-  for (const int threads : {1, 2}) {
-    at::set_num_threads(threads);
-    const auto alone = detail::threaded_addmm(bias, prompt, w, 1);
-    const auto alone_head = detail::threaded_matmul(prompt.unsqueeze(0), w);
-    for (int64_t place = 0; place < 5; ++place) {
-      auto batch = at::randn({5, 11, 768});
-      batch[place].copy_(prompt);
-      const auto rows = batch.reshape({55, 768});
-      EXPECT_TRUE(
-          at::equal(detail::threaded_addmm(bias, rows, w, 5).narrow(0, place * 11, 11), alone))
-          << "item " << place << " at " << threads << " threads";
-      EXPECT_TRUE(at::equal(detail::threaded_matmul(batch, w)[place], alone_head[0]))
-          << "head, item " << place << " at " << threads << " threads";
-    }
-  }
-  if (detail::blas_rows_independent(at::kFloat)) {
-    const auto rows = at::randn({40, 768});
-    EXPECT_TRUE(at::equal(at::mm(rows, w).narrow(0, 3, 11), at::mm(rows.narrow(0, 3, 11), w)));
-  }
-  {
-    // Apart or not, the same numbers to rounding; out of a forward pass the caller chooses.
-    const detail::ItemsApart together(false);
-    const auto rows = at::randn({55, 768});
-    EXPECT_TRUE(at::allclose(detail::threaded_addmm(bias, rows, w, 5), at::addmm(bias, rows, w),
-                             1e-4, 1e-4));
-  }
-  at::set_num_threads(saved);
-}
-
-TEST(ThreadedMatmul, LeavesGradientsToATen) {
-  // Gradient ascent on embeddings (actmax) runs the threaded products with inputs that need
-  // gradients; ATen's out= calls refuse those, so such products must stay ATen's own.
-  const int saved = at::get_num_threads();
-  at::set_num_threads(2);
-  at::manual_seed(6);
-  auto x = at::randn({96, 80}).set_requires_grad(true);
-  auto w = at::randn({80, 300}), bias = at::randn({300});
-  auto y = detail::threaded_addmm(bias, x, w);
-  ASSERT_TRUE(y.requires_grad());
-  y.sum().backward();
-  EXPECT_TRUE(at::allclose(x.grad(), w.sum(1).expand({96, 80}), 1e-4, 1e-4));
-  auto q = at::randn({2, 3, 40, 16}).set_requires_grad(true);
-  auto k = at::randn({2, 3, 16, 40});
-  detail::threaded_matmul(q, k).sum().backward();
-  EXPECT_TRUE(at::allclose(q.grad(), k.sum(-1).unsqueeze(-2).expand({2, 3, 40, 16}), 1e-4, 1e-4));
-  at::set_num_threads(saved);
 }
 
 TEST(GeluTanh, VectorPassIsATensWithinFloat32Rounding) {

@@ -9,11 +9,11 @@
 #include <optional>
 #include <sstream>
 
+#include "base/matmul.hpp"
 #include "llmscope/error.hpp"
 #include "llmscope/text_match.hpp"
 #include "models/gelu_tanh.hpp"
 #include "models/masked_softmax.hpp"
-#include "models/matmul.hpp"
 
 namespace llmscope::detail {
 

@@ -16,6 +16,7 @@
 #include "checks.hpp"
 #include "kernels.hpp"
 #include "llmscope/error.hpp"
+#include "llmscope/matmul.hpp"
 #include "logit_panels.hpp"
 
 namespace llmscope::stats {
@@ -737,7 +738,7 @@ at::Tensor cosine_matrix(const at::Tensor& x, const at::Tensor& y) {
     return f / f.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-8);
   };
   at::Tensor xn = unit_rows(x);
-  return xn.mm((y.defined() ? unit_rows(other) : xn).t());  // [rows, rows2]
+  return llmscope::matmul(xn, (y.defined() ? unit_rows(other) : xn).t());  // [rows, rows2]
 }
 
 // ---- similarity ----
@@ -762,7 +763,7 @@ at::Tensor correlation_matrix(const at::Tensor& x, const at::Tensor& y) {
     return c / c.norm(2, {1}, /*keepdim=*/true);  // a constant row: 0 / 0 = nan, as np.corrcoef
   };
   at::Tensor xn = centred_unit(x);
-  return xn.mm((y.defined() ? centred_unit(y) : xn).t()).clamp(-1.0, 1.0);
+  return llmscope::matmul(xn, (y.defined() ? centred_unit(y) : xn).t()).clamp(-1.0, 1.0);
 }
 
 at::Tensor rank_average(const at::Tensor& x) {

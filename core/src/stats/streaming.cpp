@@ -12,6 +12,7 @@
 
 #include "llmscope/error.hpp"
 #include "llmscope/job.hpp"
+#include "llmscope/matmul.hpp"
 
 namespace llmscope::stats {
 namespace {
@@ -553,7 +554,7 @@ void CovarianceStream::add(const at::Tensor& batch) {
   // The batch's own moments, then Chan's merge: C = C_a + C_b + delta delta^T * na nb / n.
   at::Tensor mean_b = x.mean(0);
   at::Tensor centred = x - mean_b;
-  at::Tensor comoment_b = centred.t().mm(centred);
+  at::Tensor comoment_b = llmscope::matmul(centred.t(), centred);
   const double na = static_cast<double>(count_);
   const double n = na + static_cast<double>(nb);
   at::Tensor delta = mean_b - mean_;

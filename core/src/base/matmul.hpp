@@ -1,9 +1,10 @@
-// The models' matrix products, on the CPU spread over ATen's intra-op threads (by output columns,
-// or by matrix for batched products) with the BLAS held to one thread meanwhile: one pool of
-// threads then does both the products and the element-wise work between them. Otherwise OpenBLAS
-// runs each product on threads of its own, which spin after it and contend with ATen's threads
-// for the same cores. Where that cannot be done (a GPU, one thread, a BLAS other than OpenBLAS,
-// dtypes other than float32 and float64, inside a parallel region) these are ATen's own calls.
+// The matrix products (the models', and llmscope::matmul's for everyone else), on the CPU spread
+// over ATen's intra-op threads (by output columns, or by matrix for batched products) with the BLAS
+// held to one thread meanwhile: one pool of threads then does both the products and the
+// element-wise work between them. Otherwise OpenBLAS runs each product on threads of its own, which
+// spin after it and contend with ATen's threads for the same cores. Where that cannot be done (a
+// GPU, one thread, a BLAS other than OpenBLAS, dtypes other than float32 and float64, inside a
+// parallel region) these are ATen's own calls.
 //
 // Rows of separate items (the batch's sequences) can be multiplied apart, so that an item's
 // result does not depend on what else is in the batch or where it sits: some BLAS kernels sum a
@@ -43,7 +44,7 @@ at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at:
 int64_t items_of(const at::Tensor& x);
 
 // at::matmul(a, b) for a [..., M, K] and b [..., K, N] with the same leading dims, or b [K, N]
-// (then a's matrices are items, as threaded_addmm says).
+// (then a's matrices are items, as threaded_addmm says); other shapes are at::matmul's own.
 // Batched products of some size read each matrix in place, whatever its strides. With `out`
 // (batched operands only; the result's shape, any strides, e.g. a transposed view of the layout
 // the caller wants next) the products are written there and it is returned; another shape throws.
