@@ -226,19 +226,16 @@ at::Tensor threaded_matmul(const at::Tensor& a, const at::Tensor& b, const at::T
 namespace llmscope {
 
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
-  // A batch of one matrix by a batch of one is a product of two matrices: its columns are cut
-  // among the threads, where a batch goes matrix by matrix (a matrix whole on one thread, so that
-  // its result does not depend on how many others are in the batch).
+  // A batch of one matrix by a batch of one is a product by a weight (b's one matrix), whose
+  // columns are cut among the threads, where a batch goes matrix by matrix (a matrix whole on one
+  // thread, so that its result does not depend on how many others are in the batch).
   const auto one_matrix = [](const at::Tensor& t) {
-    const auto lead = t.sizes().slice(0, std::max<int64_t>(t.dim() - 2, 0));
-    return t.dim() >= 3 && std::all_of(lead.begin(), lead.end(), [](int64_t d) { return d == 1; });
+    if (t.dim() < 3) return false;
+    const auto lead = t.sizes().slice(0, t.dim() - 2);
+    return std::all_of(lead.begin(), lead.end(), [](int64_t d) { return d == 1; });
   };
   if (a.dim() == b.dim() && one_matrix(a) && one_matrix(b)) {
-    std::vector<int64_t> shape = a.sizes().vec();
-    shape.back() = b.size(-1);
-    return detail::threaded_matmul(a.reshape({a.size(-2), a.size(-1)}),
-                                   b.reshape({b.size(-2), b.size(-1)}))
-        .view(shape);
+    return detail::threaded_matmul(a, b.reshape({b.size(-2), b.size(-1)}));
   }
   return detail::threaded_matmul(a, b);
 }

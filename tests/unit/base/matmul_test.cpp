@@ -12,8 +12,10 @@
 namespace llmscope::testing {
 namespace {
 
-int (*openblas_threads())() {
-  return reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+// OpenBLAS's openblas_get_num_threads, or null under another BLAS.
+using ThreadCount = int (*)();
+ThreadCount openblas_threads() {
+  return reinterpret_cast<ThreadCount>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
 }
 
 // The products split over threads (columns, or matrices of a batch) give ATen's own results, for
