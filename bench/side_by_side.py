@@ -62,7 +62,8 @@ def table(dir_, command):
         f"{100 * gflops(plain['ms_per_pass']) / roof:.0f}% | "
         f"{100 * gflops(peer['ms_per_pass']) / roof:.0f}% | |",
         *([f"| the same with the prompts multiplied together (`batch_invariant = false`; "
-            f"rows then depend on the batch where the BLAS does) | "
+            f"rows then depend on the batch where the BLAS does; the same products where "
+            f"llmscope's kernel makes them) | "
             f"{together['tokens_per_s']:.0f} | | "
             f"{together['tokens_per_s'] / peer['tokens_per_s']:.2f}x |"] if together else []),
         f"| {ls['hooked_sites']} native observer hooks (cost over no hooks) | "
@@ -84,15 +85,20 @@ def table(dir_, command):
     tried = peers.get("forward_by_threads", {})
     tried_text = ", ".join(f"{t} thread{'s' if t != '1' else ''}: {v:.0f} tokens/s"
                            for t, v in tried.items())
+    products = ls.get("float32_products", "the BLAS")
+    split = ("split over them by llmscope's AVX2 kernel" if products != "the BLAS" else
+             "split over them with OpenBLAS held to one thread")
     threads = (f"Threads (ATen intra-op): llmscope {ls['threads']} for the forward pass (its "
-               f"products split over them with OpenBLAS held to one thread), {st['threads']} for "
+               f"products {split}), {st['threads']} for "
                f"the statistics, against single-threaded loops; the PyTorch peer at its faster "
                f"setting, {peers['threads']} ({tried_text}; OpenBLAS runs its products on every "
                f"core either way).")
     return "\n".join([
         f"Command: `{command}`, on {cpu_name()} ({subprocess.getoutput('nproc')} cores). "
         + threads + " Each forward figure is the best of 5 rounds, both sides on the same "
-        "random weights (one model.safetensors) and the same OpenBLAS.",
+        "random weights (one model.safetensors)"
+        + (" and the same OpenBLAS." if products == "the BLAS" else
+           "; the peer's products and the roofline are OpenBLAS's."),
         "",
         *rows,
     ])

@@ -14,6 +14,7 @@
 #include "llmscope/error.hpp"
 #include "llmscope/generation.hpp"
 #include "llmscope/lua/host.hpp"
+#include "llmscope/matmul.hpp"
 
 namespace llmscope::cli {
 namespace {
@@ -180,6 +181,7 @@ int run_bench(const std::vector<std::string>& args) {
                           {"rounds", rounds},
                           {"hooked_sites", sites.size()},
                           {"threads", at::get_num_threads()},
+                          {"float32_products", cpu_float32_products()},
                           {"peak_resident_bytes", peak_resident_bytes()},
                           {"cases", nlohmann::json::array()}};
     for (const auto& c : cases) {
@@ -203,7 +205,8 @@ int run_bench(const std::vector<std::string>& args) {
             << " layers, d_model " << model->d_model() << "), batch " << batch << " x " << tokens
             << " tokens, best of " << rounds << " rounds of " << iterations << " passes, "
             << dtype_name(model->dtype()) << " on " << model->device().str() << ", "
-            << at::get_num_threads() << " threads\n";
+            << at::get_num_threads() << " threads; float32 products by " << cpu_float32_products()
+            << "\n";
   for (const auto& c : cases) {
     std::cout << "  " << std::left << std::setw(28) << c.name << std::right << std::setw(12)
               << std::fixed << std::setprecision(0) << token_count / c.best << " tokens/s  "

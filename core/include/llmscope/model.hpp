@@ -36,9 +36,10 @@ struct ForwardOptions {
   // Throw when a hook never fired (instead of only reporting it in ForwardOutput::firings).
   bool strict_hooks = false;
   // A batch row's results do not depend on the other rows or where it sits: the same prompt gives
-  // the same numbers, bit for bit, alone or in any batch of the same length. Where the BLAS sums
-  // a row differently at a tile's edge (OpenBLAS on Haswell and Zen), this multiplies each row
-  // apart, which costs some speed on batches (docs/performance.md); false trades it away.
+  // the same numbers, bit for bit, alone or in any batch of the same length. On CPUs with AVX2
+  // and without AVX-512 llmscope's own float32 kernel gives this at no cost; elsewhere, where the
+  // BLAS sums a row differently at a tile's edge, each row is multiplied apart, which costs some
+  // speed on batches (docs/performance.md); false trades it away.
   bool batch_invariant = true;
 };
 

@@ -1,6 +1,7 @@
 // The matrix products (matmul.hpp, llmscope/matmul.hpp).
 #include "base/matmul.hpp"
 
+#include "base/sgemm.hpp"
 #include "llmscope/matmul.hpp"
 
 #include <ATen/Parallel.h>
@@ -116,6 +117,8 @@ bool blas_rows_independent(at::ScalarType dtype) {
 
 at::Tensor threaded_addmm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
                           int64_t items) {
+  // Where llmscope's own kernel makes the product, rows never depend on their neighbours.
+  if (sgemm_applies(bias, a, b)) return sgemm(bias, a, b);
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   if (items < 2 || m % items != 0 || !items_apart || !a.device().is_cpu() ||
       blas_rows_independent(a.scalar_type())) {
@@ -238,6 +241,11 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
     return detail::threaded_matmul(a, b.reshape({b.size(-2), b.size(-1)}));
   }
   return detail::threaded_matmul(a, b);
+}
+
+const char* cpu_float32_products() {
+  const bool own = detail::sgemm_applies(at::Tensor(), at::empty({1, 16}), at::empty({16, 16}));
+  return own ? "llmscope's AVX2 kernel" : "the BLAS";
 }
 
 }  // namespace llmscope

@@ -9,7 +9,9 @@
 // Rows of separate items (the batch's sequences) can be multiplied apart, so that an item's
 // result does not depend on what else is in the batch or where it sits: some BLAS kernels sum a
 // row in another order at a tile's edge (OpenBLAS's Haswell and Zen sgemm; not its SkylakeX
-// one), so the same prompt would give different float32 roundings in different batches.
+// one), so the same prompt would give different float32 roundings in different batches. Where
+// llmscope's own float32 kernel applies (sgemm.hpp: AVX2 CPUs without AVX-512) it makes the
+// product instead, every row independent of the others, and nothing is multiplied apart.
 #pragma once
 
 #include <ATen/ATen.h>
