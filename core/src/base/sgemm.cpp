@@ -1,9 +1,10 @@
 // Float32 products by llmscope's own AVX2 kernel (sgemm.hpp).
 //
 // The blocking is the usual one for a register-tiled kernel (as in BLIS and OpenBLAS): a is packed
-// once per product into panels of MR rows for each block of KC along k; each thread takes columns
-// of b in units, packs a unit's KC x width block into panels of NR columns, and runs the kernel
-// over MC rows of a (kept in L2) for every NR-column panel (kept in L1). With MC rows or fewer,
+// once per product (per chunk of rows, for a tall a) into panels of MR rows for each block of KC
+// along k; each thread takes columns of b in units, packs a unit's KC x width block into panels of
+// NR columns, and runs the kernel over MC rows of a (kept in L2) for every NR-column panel (kept
+// in L1). With MC rows or fewer,
 // each panel is used once, so b is packed a slice of columns at a time, the slice staying in L2.
 // Every output element is one FMA chain per k block, blocks added in order into the output, so no
 // choice of rows, units, slices or threads changes a bit.
@@ -213,23 +214,10 @@ void for_each(int64_t count, bool threaded, const Fn& fn) {
   });
 }
 
-}  // namespace
-
-bool sgemm_applies(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
-  static const bool cpu = cpu_has_avx2_fma() && !cpu_has_avx512();
-  const auto fits = [](const at::Tensor& t) {
-    return t.scalar_type() == at::kFloat && t.device().is_cpu() &&
-           !(t.requires_grad() && at::GradMode::is_enabled());
-  };
-  return cpu && a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && a.size(1) >= 1 &&
-         b.size(1) >= kColumns && fits(a) && fits(b) &&
-         (!bias.defined() || (fits(bias) && bias.dim() == 1 && bias.size(0) == b.size(1)));
-}
-
-at::Tensor sgemm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
+// c [m, n] (rows in memory, row stride n) = bias + a b for one chunk of rows.
+void multiply_rows(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
+                   float* c_data) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  at::Tensor c = at::empty({m, n}, a.options());
-  if (m == 0) return c;
   const bool threaded = m * k * n >= kThreadedWork && at::get_num_threads() > 1;
 
   // a, packed once: the block at depth p holds panels of kRows rows, [k][kRows] each.
@@ -258,7 +246,6 @@ at::Tensor sgemm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& 
   const int64_t bsk = b.stride(0), bsj = b.stride(1);
   const at::Tensor bias_values = bias.defined() ? bias.contiguous() : at::Tensor();
   const float* bias_data = bias.defined() ? bias_values.data_ptr<float>() : nullptr;
-  float* c_data = c.data_ptr<float>();
   // Rows [i0, i1) by the packed panels of columns [j, j + width) at depth p.
   const auto tiles = [&](const float* pb, int64_t j, int width, int64_t i0, int64_t i1, int64_t p,
                          int kc) {
@@ -296,6 +283,30 @@ at::Tensor sgemm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& 
   for_each(std::min(threads, units), threaded, [&](int64_t) {
     for (int64_t u = next++; u < units; u = next++) unit(u);
   });
+}
+
+}  // namespace
+
+bool sgemm_applies(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
+  static const bool cpu = cpu_has_avx2_fma() && !cpu_has_avx512();
+  const auto fits = [](const at::Tensor& t) {
+    return t.scalar_type() == at::kFloat && t.device().is_cpu() &&
+           !(t.requires_grad() && at::GradMode::is_enabled());
+  };
+  return cpu && a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && a.size(1) >= 1 &&
+         b.size(1) >= kColumns && fits(a) && fits(b) &&
+         (!bias.defined() || (fits(bias) && bias.dim() == 1 && bias.size(0) == b.size(1)));
+}
+
+at::Tensor sgemm(const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b) {
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  at::Tensor c = at::empty({m, n}, a.options());
+  // Rows a chunk at a time, so that a's packed copy stays within about 16 MB however tall a is.
+  const int64_t chunk =
+      std::max<int64_t>(kRowBlock, (int64_t{1} << 22) / k / kRowBlock * kRowBlock);
+  for (int64_t i = 0; i < m; i += chunk) {
+    multiply_rows(bias, a.narrow(0, i, std::min(chunk, m - i)), b, c.data_ptr<float>() + i * n);
+  }
   return c;
 }
 

@@ -83,6 +83,8 @@ TEST(Sgemm, GivesTheProductAtEveryEdgeAndLayout) {
                  "strided operands");
   expect_product(at::Tensor(), at::randn({90, 400}).narrow(1, 3, 300), wide.narrow(1, 5, 33),
                  "a row stride wider than its rows");
+  // Deep enough that a is packed in chunks of rows (2^22 floats: 384 rows at k = 9000).
+  expect_product(at::randn({20}), at::randn({1000, 9000}), at::randn({9000, 20}), "chunks of rows");
 }
 
 TEST(Sgemm, RowsAreTheSameBitsWhateverTheRowsAndThreadsAroundThem) {
