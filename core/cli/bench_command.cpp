@@ -173,6 +173,8 @@ int run_bench(const std::vector<std::string>& args) {
     return (c.best - cases[static_cast<size_t>(c.baseline)].best) /
            static_cast<double>(sites.size()) * 1e6;
   };
+  const std::string float32_products =
+      model->device().is_cpu() ? cpu_float32_products() : "the device's BLAS";
   if (vm["json"].as<bool>()) {
     nlohmann::json out = {{"model", model->source().string()},
                           {"batch", batch},
@@ -181,7 +183,7 @@ int run_bench(const std::vector<std::string>& args) {
                           {"rounds", rounds},
                           {"hooked_sites", sites.size()},
                           {"threads", at::get_num_threads()},
-                          {"float32_products", cpu_float32_products()},
+                          {"float32_products", float32_products},
                           {"peak_resident_bytes", peak_resident_bytes()},
                           {"cases", nlohmann::json::array()}};
     for (const auto& c : cases) {
@@ -205,7 +207,7 @@ int run_bench(const std::vector<std::string>& args) {
             << " layers, d_model " << model->d_model() << "), batch " << batch << " x " << tokens
             << " tokens, best of " << rounds << " rounds of " << iterations << " passes, "
             << dtype_name(model->dtype()) << " on " << model->device().str() << ", "
-            << at::get_num_threads() << " threads; float32 products by " << cpu_float32_products()
+            << at::get_num_threads() << " threads; float32 products by " << float32_products
             << "\n";
   for (const auto& c : cases) {
     std::cout << "  " << std::left << std::setw(28) << c.name << std::right << std::setw(12)
