@@ -4,12 +4,14 @@
 - forward: a plain PyTorch GPT-2 in the style of nanoGPT (the same pre-LayerNorm blocks, fused
   q|k|v, tanh GELU, tied lm_head, logits at every position), its weights read from the same
   model.safetensors llmscope loads, on Debian's python3-torch (the same libtorch release);
-- sgemm: the machine's float32 matrix-multiply roofline, a large square torch.mm;
+- sgemm: the machine's float32 matrix-multiply roofline, a large square torch.mm timed in turn
+  with the forward passes;
 - logit: a statsmodels Logit fit (y ~ 1 + x_n) per neuron, the course's loop;
 - ttest: scipy.stats.ttest_ind per neuron (Welch and Student), the course's loop.
 
-usage: peers.py --model DIR [--batch B] [--tokens T] [--iterations N] [--threads K[,K...]]
-                [--neurons N] [--samples S]
+usage: peers.py [--parts forward,stats] [--model DIR] [--batch B] [--tokens T] [--iterations N]
+                [--threads K[,K...]] [--roofline N] [--samples S] [--logit-neurons N]
+                [--ttest-neurons N] [--repeats R]
 """
 import argparse
 import json
@@ -37,15 +39,25 @@ def read_safetensors(path):
     return out
 
 
-def best_round(fn, iterations, rounds=5):
+def fastest_in_turn(fn, iterations, between=None, rounds=5):
+    """The fastest of rounds x iterations calls of fn, as `llmscope bench` times its cases; with
+    `between`, the fastest of its calls too, one after each pass (at most 3 a round), so that both
+    see the machine at the same moments."""
     fn()  # warm-up
-    best = math.inf
+    if between:
+        between()
+    best, best_between = math.inf, math.inf
+    every = max(1, iterations // 3)
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(iterations):
+        for i in range(iterations):
+            start = time.perf_counter()
             fn()
-        best = min(best, (time.perf_counter() - start) / iterations)
-    return best
+            best = min(best, time.perf_counter() - start)
+            if between and (i + 1) % every == 0:
+                start = time.perf_counter()
+                between()
+                best_between = min(best_between, time.perf_counter() - start)
+    return best, best_between
 
 
 def forward_peer(args):
@@ -107,18 +119,16 @@ def forward_peer(args):
 
     model = GPT().eval()
     ids = torch.randint(config["vocab_size"], (args.batch, args.tokens))
-    with torch.no_grad():
-        seconds = best_round(lambda: model(ids), args.iterations)
-    return {"ms_per_pass": seconds * 1e3, "tokens_per_s": args.batch * args.tokens / seconds,
-            "torch": torch.__version__}
-
-
-def sgemm_roofline():
-    import torch
-    n = 2048
+    # The machine's sgemm roofline, torch.mm of two n x n float32 matrices, timed in turn with
+    # the passes.
+    n = args.roofline
     a, b = torch.randn(n, n), torch.randn(n, n)
-    seconds = best_round(lambda: torch.mm(a, b), 3)
-    return {"n": n, "gflops": 2 * n ** 3 / seconds / 1e9}
+    with torch.no_grad():
+        seconds, mm_seconds = fastest_in_turn(lambda: model(ids), args.iterations,
+                                              lambda: torch.mm(a, b))
+    return {"ms_per_pass": seconds * 1e3, "tokens_per_s": args.batch * args.tokens / seconds,
+            "torch": torch.__version__,
+            "sgemm": {"n": n, "gflops": 2 * n ** 3 / mm_seconds / 1e9}}
 
 
 def activations(neurons, samples, seed=0):
@@ -130,14 +140,26 @@ def activations(neurons, samples, seed=0):
     return x, y
 
 
+def fastest(repeats, fn):
+    """The fastest of `repeats` timed calls of fn, as llmscope_stats_bench times its cases."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def logit_peer(args):
     import statsmodels
     import statsmodels.api as sm
     x, y = activations(args.logit_neurons, args.samples)
-    start = time.perf_counter()
-    for n in range(x.shape[1]):
-        sm.Logit(y, sm.add_constant(x[:, n].astype(np.float64))).fit(disp=0)
-    seconds = time.perf_counter() - start
+
+    def loop():
+        for n in range(x.shape[1]):
+            sm.Logit(y, sm.add_constant(x[:, n].astype(np.float64))).fit(disp=0)
+
+    seconds = fastest(args.repeats, loop)
     return {"ms_per_neuron": seconds * 1e3 / x.shape[1], "neurons": x.shape[1],
             "statsmodels": statsmodels.__version__}
 
@@ -149,36 +171,54 @@ def ttest_peer(args):
     a, b = x[: args.samples // 2], x[args.samples // 2:]
     out = {"neurons": x.shape[1], "scipy": scipy.__version__}
     for name, equal_var in (("welch", False), ("student", True)):
-        start = time.perf_counter()
-        for n in range(x.shape[1]):
-            stats.ttest_ind(a[:, n], b[:, n], equal_var=equal_var)
-        out[name + "_ms_per_neuron"] = (time.perf_counter() - start) * 1e3 / x.shape[1]
+        def loop():
+            for n in range(x.shape[1]):
+                stats.ttest_ind(a[:, n], b[:, n], equal_var=equal_var)
+
+        out[name + "_ms_per_neuron"] = fastest(args.repeats, loop) * 1e3 / x.shape[1]
     return out
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
+    p.add_argument("--parts", default="forward,stats",
+                   help="what to time: forward (the GPT-2 pass and the roofline), stats (the "
+                        "logit and t-test loops), or both")
+    p.add_argument("--model", help="the model folder (for the forward part)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--threads", default="0",
                    help="torch intra-op threads for the forward pass, a comma-separated list to "
                         "time each and keep the fastest (0: its default)")
+    p.add_argument("--roofline", type=int, default=2048,
+                   help="size of the square torch.mm timing the sgemm roofline")
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--logit-neurons", type=int, default=200)
     p.add_argument("--ttest-neurons", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs of each statistics loop, the fastest kept")
     args = p.parse_args()
-    import torch
-    by_threads = {}
-    for threads in (int(t) for t in args.threads.split(",")):
-        if threads > 0:
-            torch.set_num_threads(threads)
-        by_threads[torch.get_num_threads()] = forward_peer(args)
-    best = max(by_threads, key=lambda t: by_threads[t]["tokens_per_s"])
-    out = {"threads": best, "forward": by_threads[best],
-           "forward_by_threads": {str(t): f["tokens_per_s"] for t, f in by_threads.items()},
-           "sgemm": sgemm_roofline(), "logit": logit_peer(args), "ttest": ttest_peer(args)}
+    parts = set(args.parts.split(","))
+    if parts - {"forward", "stats"}:
+        p.error(f"unknown --parts {sorted(parts - {'forward', 'stats'})}: expected forward, stats")
+    if "forward" in parts and not args.model:
+        p.error("the forward part needs --model")
+    out = {}
+    if "forward" in parts:
+        import torch
+        by_threads = {}
+        for threads in (int(t) for t in args.threads.split(",")):
+            if threads > 0:
+                torch.set_num_threads(threads)
+            by_threads[torch.get_num_threads()] = forward_peer(args)
+        best = max(by_threads, key=lambda t: by_threads[t]["tokens_per_s"])
+        out.update({
+            "threads": best, "forward": by_threads[best],
+            "forward_by_threads": {str(t): f["tokens_per_s"] for t, f in by_threads.items()},
+            "sgemm": max((f["sgemm"] for f in by_threads.values()), key=lambda r: r["gflops"])})
+    if "stats" in parts:
+        out.update({"logit": logit_peer(args), "ttest": ttest_peer(args)})
     print(json.dumps(out, indent=1))
 
 

@@ -6,6 +6,7 @@ side-by-side markers.
 usage: side_by_side.py DIR --command "scripts/bench ..." [--write docs/performance.md]
 """
 import argparse
+import glob
 import json
 import os
 import platform
@@ -33,10 +34,38 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
+def fastest_of(runs):
+    """The first run, with every "...ms_per_neuron" (at any depth) the least over all runs."""
+    def merge(values):
+        first = values[0]
+        if isinstance(first, dict):
+            return {k: merge([v[k] for v in values]) for k in first}
+        return first
+
+    out = merge(runs)
+
+    def least(node, others):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                least(v, [o[k] for o in others])
+            elif k.endswith("ms_per_neuron"):
+                node[k] = min(o[k] for o in others)
+
+    least(out, runs)
+    return out
+
+
 def table(dir_, command):
     ls = json.load(open(f"{dir_}/llmscope.json"))
-    st = json.load(open(f"{dir_}/stats.json"))
     peers = json.load(open(f"{dir_}/peers.json"))
+    # The statistics' rounds, taken in turn with the peers': each side's fastest of every round.
+    rounds = sorted(glob.glob(f"{dir_}/stats-*.json"))
+    peer_rounds = sorted(glob.glob(f"{dir_}/peers-stats-*.json"))
+    if not rounds or len(rounds) != len(peer_rounds):
+        raise SystemExit(f"{dir_}: expected stats-N.json and peers-stats-N.json for each round")
+    st = fastest_of([json.load(open(f)) for f in rounds])
+    stat_peers = fastest_of([json.load(open(f)) for f in peer_rounds])
+    peers.update(logit=stat_peers["logit"], ttest=stat_peers["ttest"])
     config = json.load(open(f"{ls['model']}/config.json"))
     cases = {c["name"]: c for c in ls["cases"]}
     plain = cases["no hooks (C++)"]
@@ -45,7 +74,12 @@ def table(dir_, command):
     lua = next(c for n, c in cases.items() if n.endswith("Lua observer hooks"))
     together = next((c for n, c in cases.items() if "batch_invariant = false" in n), None)
     flops = flops_per_pass(config, ls["batch"], ls["tokens"])
-    roof = peers["sgemm"]["gflops"]
+    # Each side's share is of the roofline timed in turn with its own passes: llmscope's the
+    # faster of the BLAS and llmscope's kernel, the peer's torch.mm (OpenBLAS).
+    roof = ls["sgemm_roofline"]["gflops"]
+    peer_roof = peers["sgemm"]["gflops"]
+    roof_text = " and ".join(f"{p['name']} {p['gflops']:.0f}"
+                             for p in ls["sgemm_roofline"]["products"])
 
     def gflops(ms):
         return flops / (ms * 1e-3) / 1e9
@@ -58,18 +92,21 @@ def table(dir_, command):
         f"{ls['tokens']}, fp32 (tokens/s) | {plain['tokens_per_s']:.0f} | "
         f"{peer['tokens_per_s']:.0f} (PyTorch {peer['torch']}, nanoGPT-style) | "
         f"**{plain['tokens_per_s'] / peer['tokens_per_s']:.2f}x** |",
-        f"| the same, share of the sgemm roofline ({roof:.0f} GFLOP/s, torch.mm 2048^3) | "
-        f"{100 * gflops(plain['ms_per_pass']) / roof:.0f}% | "
-        f"{100 * gflops(peer['ms_per_pass']) / roof:.0f}% | |",
+        f"| the same, share of the sgemm roofline (float32 {ls['sgemm_roofline']['n']}^3 timed "
+        f"in turn with each side's passes; llmscope's process: {roof_text} GFLOP/s; the peer's: "
+        f"torch.mm {peer_roof:.0f} GFLOP/s) | "
+        f"{100 * gflops(plain['ms_per_pass']) / roof:.0f}% ({gflops(plain['ms_per_pass']):.0f} "
+        f"of {roof:.0f} GFLOP/s) | "
+        f"{100 * gflops(peer['ms_per_pass']) / peer_roof:.0f}% | |",
         *([f"| the same with the prompts multiplied together (`batch_invariant = false`; "
             f"rows then depend on the batch where the BLAS does; the same products where "
             f"llmscope's kernel makes them) | "
             f"{together['tokens_per_s']:.0f} | | "
             f"{together['tokens_per_s'] / peer['tokens_per_s']:.2f}x |"] if together else []),
-        f"| {ls['hooked_sites']} native observer hooks (cost over no hooks) | "
-        f"{100 * (native['ms_per_pass'] / plain['ms_per_pass'] - 1):+.1f}% | | |",
-        f"| {ls['hooked_sites']} Lua observer hooks (cost over the same pass from Lua) | "
-        f"{100 * (lua['ms_per_pass'] / lua_plain['ms_per_pass'] - 1):+.1f}% | | |",
+        f"| {ls['hooked_sites']} native observer hooks (cost over no hooks: the median of "
+        f"paired passes' ratios) | {100 * native['cost_over_baseline']:+.1f}% | | |",
+        f"| {ls['hooked_sites']} Lua observer hooks (cost over the same pass from Lua, likewise) | "
+        f"{100 * lua['cost_over_baseline']:+.1f}% | | |",
         f"| logistic regression per neuron, {st['samples']} samples (ms/neuron) | "
         f"{st['logit_ms_per_neuron']:.4f} ({st['neurons']} neurons batched) | "
         f"{peers['logit']['ms_per_neuron']:.3f} (statsmodels {peers['logit']['statsmodels']} "
@@ -95,10 +132,14 @@ def table(dir_, command):
                f"core either way).")
     return "\n".join([
         f"Command: `{command}`, on {cpu_name()} ({subprocess.getoutput('nproc')} cores). "
-        + threads + " Each forward figure is the best of 5 rounds, both sides on the same "
+        + threads + f" Each forward figure is the fastest of {ls['rounds'] * ls['iterations']} "
+        "passes, timed in turn with the other cases' passes and the roofline's products, both "
+        "sides on the same "
         "random weights (one model.safetensors)"
         + (" and the same OpenBLAS." if products == "the BLAS" else
-           "; the peer's products and the roofline are OpenBLAS's."),
+           "; the peer's products are OpenBLAS's.")
+        + f" Each statistics figure is the fastest of {len(rounds)} rounds taken in turn with "
+        "the peers' (each round the fastest of 3 runs on either side).",
         "",
         *rows,
     ])

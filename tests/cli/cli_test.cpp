@@ -2,6 +2,7 @@
 // info, tokenize, generate, and a clear message with a non-zero exit for bad input.
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -92,6 +93,38 @@ TEST(Cli, GenerateGreedyMatchesTheGolden) {
   std::vector<int64_t> want(expected.data_ptr<int64_t>(),
                             expected.data_ptr<int64_t>() + expected.numel());
   EXPECT_EQ(nlohmann::json::parse(result.output)["ids"].get<std::vector<int64_t>>(), want);
+}
+
+TEST(Cli, BenchTimesEveryCaseTheHooksCostAndTheRoofline) {
+  auto result = llmscope({"bench", "--model", model_dir(), "--batch", "2", "--tokens", "8",
+                          "--iterations", "2", "--hooks", "3", "--new-tokens", "2", "--roofline",
+                          "64", "--threads", "1", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto bench = nlohmann::json::parse(result.output);
+  EXPECT_EQ(bench["hooked_sites"], 3);
+  EXPECT_EQ(bench["threads"], 1);
+  ASSERT_EQ(bench["cases"].size(), 5u);
+  for (const auto& c : bench["cases"]) {
+    EXPECT_GT(c["ms_per_pass"].get<double>(), 0) << c["name"];
+    EXPECT_NEAR(c["tokens_per_s"].get<double>() * c["ms_per_pass"].get<double>() / 1e3, 16, 1e-6)
+        << c["name"];
+    EXPECT_GT(c["cost_over_baseline"].get<double>(), -1) << c["name"];
+  }
+  EXPECT_EQ(bench["cases"][0]["cost_over_baseline"], 0.0);  // the baseline itself
+  EXPECT_EQ(bench["cases"][1]["name"], "3 native observer hooks");
+  ASSERT_EQ(bench["generation"].size(), 2u);
+  EXPECT_EQ(bench["generation"][1]["new_tokens"], 2);
+  // Two passes a round: a roofline product after each, five rounds.
+  const auto& roofline = bench["sgemm_roofline"];
+  EXPECT_EQ(roofline["n"], 64);
+  EXPECT_EQ(roofline["timed"], 10);
+  const bool own = bench["float32_products"] != "the BLAS";
+  ASSERT_EQ(roofline["products"].size(), own ? 2u : 1u);
+  double fastest = 0;
+  for (const auto& p : roofline["products"]) fastest = std::max(fastest, p["gflops"].get<double>());
+  EXPECT_GT(fastest, 0);
+  EXPECT_EQ(roofline["gflops"].get<double>(), fastest);
+  EXPECT_GT(bench["peak_resident_bytes"].get<double>(), 0);
 }
 
 TEST(Cli, TokenizeTextAndJsonlFile) {
@@ -189,6 +222,7 @@ TEST(Cli, BadInputGivesOneClearMessageAndANonZeroExit) {
        2,
        "--greedy cannot"},
       {{"info", "--model"}, 2, "the required argument for option '--model' is missing"},
+      {{"bench", "-m", model_dir(), "--roofline=-1"}, 2, "--roofline must be >= 0"},
       {{"info", "-m", model_dir(), "--dtype", "int8"}, 1, "unknown dtype 'int8'"},
       {{"frobnicate"}, 2, "unknown command 'frobnicate'"},
   };

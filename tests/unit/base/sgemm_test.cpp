@@ -63,10 +63,11 @@ TEST(Sgemm, GivesTheProductAtEveryEdgeAndLayout) {
   for (const int threads : {1, 2, 3}) {
     const Threads set(threads);
     // Rows around the tile's 6 and the row block's 96, depths around the block of 256 and the
-    // transposes' 8, columns around the tile's 16 and a unit's 128 and 2048.
+    // transposes' 8, columns around the tile's 16, a unit's least 32 and a last unit narrower
+    // than that, and a unit's most 2048 (at 4200 columns the first unit is 2048 at one thread).
     for (const int64_t m : {1, 5, 6, 7, 97, 200}) {
       for (const int64_t k : {1, 7, 9, 256, 257, 600}) {
-        for (const int64_t n : {16, 17, 130, 2100}) {
+        for (const int64_t n : {16, 17, 130, 2100, 4200}) {
           if (m * k * n > 40'000'000) continue;
           const std::string shape = std::to_string(m) + "x" + std::to_string(k) + "x" +
                                     std::to_string(n) + " at " + std::to_string(threads);
@@ -85,6 +86,10 @@ TEST(Sgemm, GivesTheProductAtEveryEdgeAndLayout) {
                  "a row stride wider than its rows");
   // Deep enough that a is packed in chunks of rows (2^22 floats: 384 rows at k = 9000).
   expect_product(at::randn({20}), at::randn({1000, 9000}), at::randn({9000, 20}), "chunks of rows");
+  // Two chunks alike (1056 and 1044 rows) where 2016 rows would fit one and leave 84.
+  expect_product(at::Tensor(), at::randn({2100, 2048}), at::randn({2048, 20}), "chunks alike");
+  EXPECT_EQ(detail::sgemm(at::Tensor(), at::randn({0, 9}), at::randn({9, 20})).sizes(),
+            at::IntArrayRef({0, 20}));
 }
 
 TEST(Sgemm, RowsAreTheSameBitsWhateverTheRowsAndThreadsAroundThem) {
