@@ -34,25 +34,11 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def fastest_of(runs):
+def fastest_of(runs, key=""):
     """The first run, with every "...ms_per_neuron" (at any depth) the least over all runs."""
-    def merge(values):
-        first = values[0]
-        if isinstance(first, dict):
-            return {k: merge([v[k] for v in values]) for k in first}
-        return first
-
-    out = merge(runs)
-
-    def least(node, others):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                least(v, [o[k] for o in others])
-            elif k.endswith("ms_per_neuron"):
-                node[k] = min(o[k] for o in others)
-
-    least(out, runs)
-    return out
+    if isinstance(runs[0], dict):
+        return {k: fastest_of([run[k] for run in runs], k) for k in runs[0]}
+    return min(runs) if key.endswith("ms_per_neuron") else runs[0]
 
 
 def table(dir_, command):
